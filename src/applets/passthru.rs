@@ -1,0 +1,104 @@
+//! Passthru: ask the partner's webhook and branch on its answer. Outcomes: `ok` (any
+//! 2xx), a specific non-2xx status such as `"302"`, and `fail` (any other status, a
+//! timeout or a connection error).
+
+use std::time::Duration;
+
+use super::DecodeContext;
+use crate::flow::decode::{self, MapReader};
+use crate::flow::diagnostic::{Diagnostics, did_you_mean};
+use crate::flow::expr::Template;
+use crate::flow::yaml::Node;
+
+/// The named outcomes; statuses from 300 to 599 may be named too.
+pub const OUTCOMES: [&str; 2] = ["ok", "fail"];
+
+const KEYS: [&str; 3] = ["url", "timeout", "async"];
+
+/// How long the webhook may take when the flow does not say.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The parameters of a passthru applet.
+#[derive(Debug, Clone)]
+pub struct Passthru {
+    /// The webhook, called with GET and the call's parameters.
+    pub url: Template,
+    /// How long to wait for the answer.
+    pub timeout: Duration,
+    /// Send without waiting and always take `ok`.
+    pub is_async: bool,
+}
+
+/// Checks an outcome name written under `on:`.
+pub fn check_outcome(outcome: &str) -> Result<(), String> {
+    if OUTCOMES.contains(&outcome) {
+        return Ok(());
+    }
+    match outcome.parse::<u16>() {
+        Ok(200..=299) => Err(format!(
+            "passthru outcome '{outcome}' is never taken: every 2xx status takes 'ok'"
+        )),
+        Ok(300..=599) if outcome.len() == 3 => Ok(()),
+        _ => Err(format!(
+            "passthru has no outcome '{outcome}'{}; its outcomes are ok, fail and \
+             HTTP statuses from 300 to 599 such as \"302\"",
+            did_you_mean(outcome, OUTCOMES)
+        )),
+    }
+}
+
+impl Passthru {
+    /// Decodes a passthru body.
+    pub fn decode(body: &Node, cx: DecodeContext<'_>, d: &mut Diagnostics) -> Option<Passthru> {
+        let what = format!("passthru applet '{}'", cx.applet);
+        let mut m = MapReader::new(body, &what, d)?;
+        let errors_before = d.error_count();
+        let url = match m.take("url") {
+            Some((_, v)) => decode::url(v, "url", d),
+            None => {
+                d.error(body.pos, format!("{what} needs 'url'"));
+                None
+            }
+        };
+        let timeout = m
+            .take("timeout")
+            .and_then(|(_, v)| decode::duration(v, "timeout", d))
+            .unwrap_or(DEFAULT_TIMEOUT);
+        let is_async = m
+            .take("async")
+            .and_then(|(_, v)| decode::boolean(v, "async", d))
+            .unwrap_or(false);
+        m.finish(d, &KEYS, &what);
+        let url = url?;
+        (d.error_count() == errors_before).then_some(Passthru {
+            url,
+            timeout,
+            is_async,
+        })
+    }
+
+    /// The outcomes that end the flow when left without a transition.
+    pub fn expected_outcomes(&self) -> Vec<&'static str> {
+        if self.is_async {
+            vec!["ok"]
+        } else {
+            vec!["ok", "fail"]
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes() {
+        assert!(check_outcome("ok").is_ok());
+        assert!(check_outcome("302").is_ok());
+        assert!(check_outcome("404").is_ok());
+        assert!(check_outcome("200").is_err());
+        assert!(check_outcome("99").is_err());
+        assert!(check_outcome("0302").is_err());
+        assert!(check_outcome("okay").unwrap_err().contains("did you mean 'ok'"));
+    }
+}

@@ -1,0 +1,114 @@
+//! The `callflow` command: check and draw flows; serve calls (not yet available).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use callflow::flow::graph::{self, Format};
+use callflow::flow::{CompileOptions, Severity, load_file, load_paths};
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// A programmable call-flow engine for voice-AI bots and contact-centre agents.
+#[derive(Parser)]
+#[command(name = "callflow", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate flow files and directories; exit 1 on any error.
+    Check {
+        /// Flow files, or directories searched for *.yaml and *.yml.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Print a flow's compiled graph with outcome labels on its edges.
+    Graph {
+        /// The flow file.
+        file: PathBuf,
+        /// The diagram language.
+        #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
+        format: GraphFormat,
+    },
+    /// Run the engine: SIP and the HTTP API.
+    Serve {
+        /// The configuration file (default: ./callflow.yaml, else built-in defaults).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Run a flow against scripted outcomes and print the path taken.
+    Simulate {
+        /// The flow file.
+        file: PathBuf,
+        /// The scenario file.
+        #[arg(long)]
+        scenario: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum GraphFormat {
+    Mermaid,
+    Dot,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("callflow: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<ExitCode> {
+    let opts = CompileOptions::default();
+    match command {
+        Command::Check { paths } => {
+            let loaded = load_paths(&paths, &opts);
+            for d in &loaded.diagnostics {
+                println!("{d}");
+            }
+            let errors = loaded
+                .diagnostics
+                .iter()
+                .filter(|d| d.severity == Severity::Error)
+                .count();
+            let warnings = loaded.diagnostics.len() - errors;
+            eprintln!(
+                "checked {} file(s): {} flow(s) compiled, {errors} error(s), {warnings} warning(s)",
+                loaded.files,
+                loaded.flows.len()
+            );
+            Ok(if loaded.has_errors() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Graph { file, format } => {
+            let (flow, diags) = load_file(&file, &opts);
+            for d in &diags {
+                println!("{d}");
+            }
+            let Some(flow) = flow else {
+                return Ok(ExitCode::from(1));
+            };
+            let format = match format {
+                GraphFormat::Mermaid => Format::Mermaid,
+                GraphFormat::Dot => Format::Dot,
+            };
+            print!("{}", graph::render(&flow, format));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve { .. } | Command::Simulate { .. } => Err(anyhow::anyhow!(
+            "this command is not available yet: this build has the flow compiler only \
+             (check, graph); the SIP engine comes later"
+        ))
+        .context("not serving"),
+    }
+}
