@@ -46,7 +46,10 @@ impl Switchcase {
             Some((_, v)) => decode::expr(v, "value", d),
             None => Expr::compile(DEFAULT_VALUE).ok(),
         };
-        let cases = m.take("cases").map(|(_, v)| cases(v, d)).unwrap_or_default();
+        let cases = match m.take("cases") {
+            Some((_, v)) => cases(v, d),
+            None => Some(Vec::new()),
+        };
         let default = match m.take("default") {
             Some((_, v)) => decode::string(v, "default", d).map(|t| Branch {
                 outcome: DEFAULT_OUTCOME.to_string(),

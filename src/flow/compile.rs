@@ -167,7 +167,8 @@ fn build(file: Arc<str>, doc: FlowDoc, d: &mut Diagnostics) -> Option<Flow> {
     }
     let start = doc.start.as_ref().and_then(|s| {
         let found = index.get(&s.value).copied();
-        if found.is_none() && !ids.contains(&s.value.as_str()) {
+        // With no applets at all, that error is already reported.
+        if found.is_none() && !ids.is_empty() && !ids.contains(&s.value.as_str()) {
             d.error(
                 s.pos,
                 format!(

@@ -197,39 +197,47 @@ fn applet_def(
         return None;
     }
     let what = format!("applet '{id}'");
-    let mut m = MapReader::new(node, &what, d)?;
-    let (kind_name, body) = kind_entry(id, &mut m, d)?;
+    let mut def = AppletDef {
+        id: id.to_string(),
+        pos: key.pos,
+        kind: None,
+        edges: Vec::new(),
+    };
+    let Some(mut m) = MapReader::new(node, &what, d) else {
+        return Some(def);
+    };
+    let Some((kind_name, body)) = kind_entry(id, &mut m, d) else {
+        // Already reported; the transitions cannot be checked without a kind.
+        m.take("on");
+        m.take("next");
+        return Some(def);
+    };
     let cx = DecodeContext {
         applet: id,
         reserved_prefixes: reserved,
     };
-    let kind = AppletKind::decode(kind_name, body, cx, d);
-    let mut edges = match kind.as_ref() {
-        Some(AppletKind::Switchcase(s)) => s
-            .branches()
-            .map(|b| EdgeSpec {
-                transition: Transition::On(b.outcome.clone()),
-                target: b.target.clone(),
-                pos: b.pos,
-                described: if b.outcome == "default" {
-                    "default".to_string()
-                } else {
-                    format!("case '{}'", b.outcome)
-                },
-            })
-            .collect(),
-        _ => Vec::new(),
-    };
-    edges.extend(transitions(id, kind_name, &mut m, d));
+    let errors_before = d.error_count();
+    def.kind = AppletKind::decode(kind_name, body, cx, d);
+    if def.kind.is_none() && d.error_count() == errors_before {
+        d.error(key.pos, format!("{kind_name} applet '{id}' could not be compiled"));
+    }
+    if let Some(AppletKind::Switchcase(s)) = &def.kind {
+        def.edges.extend(s.branches().map(|b| EdgeSpec {
+            transition: Transition::On(b.outcome.clone()),
+            target: b.target.clone(),
+            pos: b.pos,
+            described: if b.outcome == "default" {
+                "default".to_string()
+            } else {
+                format!("case '{}'", b.outcome)
+            },
+        }));
+    }
+    def.edges.extend(transitions(id, kind_name, &mut m, d));
     let mut allowed: Vec<&str> = TRANSITION_KEYS.to_vec();
     allowed.extend(applets::KINDS);
     m.finish(d, &allowed, &what);
-    Some(AppletDef {
-        id: id.to_string(),
-        pos: key.pos,
-        kind,
-        edges,
-    })
+    Some(def)
 }
 
 /// Finds the applet's one kind key. Unknown keys in an applet without a kind are read

@@ -245,7 +245,9 @@ impl Builder {
                 kind: NodeKind::Seq(items),
             },
             Some(Open::Map(pos, entries, _)) => Node {
-                pos,
+                // A block mapping's start event is marked after its first key; the
+                // mapping starts where that key does.
+                pos: entries.first().map_or(pos, |(k, _)| k.pos.min(pos)),
                 kind: NodeKind::Map(entries),
             },
             None => return Ok(()),

@@ -1,0 +1,126 @@
+//! The `callflow` command as a flow author runs it: exit codes and what it prints.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn callflow(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_callflow"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run callflow")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+const GOOD: &str = "flow: good\nstart: bot\napplets:\n  bot:\n    connect: { to: sip:trunk_1 }\n    next: bye\n  bye:\n    hangup: {}\n";
+
+#[test]
+fn check_passes_on_the_shipped_flows() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = callflow(&["check", "flows"], root);
+    assert_eq!(stdout(&out), "", "flows/ must compile without a diagnostic");
+    assert!(out.status.success());
+}
+
+#[test]
+fn check_reports_every_error_in_every_file_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    std::fs::write(dir.path().join("good.yaml"), GOOD).unwrap();
+    std::fs::write(
+        dir.path().join("sub/bad.yml"),
+        "flow: bad\nstart: bot\napplets:\n  bot:\n    connect: { to: sip:trunk_1 }\n    on: { completed: bey, no_answer: bey, transfer: bye }\n  bye:\n    hangup: { status: 99 }\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "not a flow").unwrap();
+    let out = callflow(&["check", "."], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stdout(&out),
+        "./sub/bad.yml:6:22: error: outcome 'completed' of applet 'bot' goes to 'bey', which does not exist (did you mean 'bye'?)\n\
+         ./sub/bad.yml:6:38: error: outcome 'no_answer' of applet 'bot' goes to 'bey', which does not exist (did you mean 'bye'?)\n\
+         ./sub/bad.yml:8:23: error: status must be a whole number from 400 to 699, not '99'\n"
+    );
+    let summary = String::from_utf8_lossy(&out.stderr);
+    assert!(summary.contains("checked 2 file(s): 1 flow(s) compiled, 3 error(s), 0 warning(s)"), "{summary}");
+}
+
+#[test]
+fn warnings_do_not_fail_check() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("w.yaml"),
+        "flow: w\nstart: bye\napplets:\n  lost:\n    hangup: {}\n  bye:\n    hangup: {}\n",
+    )
+    .unwrap();
+    let out = callflow(&["check", "w.yaml"], dir.path());
+    assert_eq!(
+        stdout(&out),
+        "w.yaml:4:3: warning: applet 'lost' is never reached from start applet 'bye'\n"
+    );
+    assert!(out.status.success());
+}
+
+#[test]
+fn duplicate_flow_ids_across_files() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.yaml"), GOOD).unwrap();
+    std::fs::write(dir.path().join("b.yaml"), GOOD).unwrap();
+    let out = callflow(&["check", "a.yaml", "b.yaml"], dir.path());
+    assert_eq!(
+        stdout(&out),
+        "b.yaml:1:7: error: flow id 'good' is already used by a.yaml:1:7\n"
+    );
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn unreadable_and_non_utf8_files() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("bin.yaml"), b"flow: x\nstart: \xff\xfe\n").unwrap();
+    let out = callflow(&["check", "missing.yaml", "bin.yaml"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stdout(&out),
+        "missing.yaml: error: cannot read: No such file or directory (os error 2)\n\
+         bin.yaml:2:8: error: the file is not valid UTF-8\n"
+    );
+}
+
+#[test]
+fn graph_prints_mermaid_and_dot_with_outcome_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("g.yaml"), GOOD).unwrap();
+    let out = callflow(&["graph", "g.yaml"], dir.path());
+    assert!(out.status.success());
+    assert_eq!(
+        stdout(&out),
+        "flowchart TD\n    start((start))\n    n0[\"bot<br/>connect sip:trunk_1\"]\n    n1[\"bye<br/>hangup 480\"]\n    start --> n0\n    n0 -->|\"next\"| n1\n"
+    );
+    let out = callflow(&["graph", "g.yaml", "--format", "dot"], dir.path());
+    assert_eq!(
+        stdout(&out),
+        "digraph \"good\" {\n    node [shape=box];\n    \"start\" [shape=circle];\n    \"bot\" [label=\"bot\\nconnect sip:trunk_1\"];\n    \"bye\" [label=\"bye\\nhangup 480\"];\n    \"start\" -> \"bot\";\n    \"bot\" -> \"bye\" [label=\"next\"];\n}\n"
+    );
+}
+
+#[test]
+fn graph_of_a_bad_flow_prints_its_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("g.yaml"), "flow: g\n").unwrap();
+    let out = callflow(&["graph", "g.yaml"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).starts_with("g.yaml:1:1: error: missing 'start'"));
+}
+
+#[test]
+fn serve_says_it_is_not_available_yet() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = callflow(&["serve"], dir.path());
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not available yet"), "{err}");
+}
