@@ -45,7 +45,10 @@ fn check_reports_every_error_in_every_file_and_exits_1() {
          ./sub/bad.yml:8:23: error: status must be a whole number from 400 to 699, not '99'\n"
     );
     let summary = String::from_utf8_lossy(&out.stderr);
-    assert!(summary.contains("checked 2 file(s): 1 flow(s) compiled, 3 error(s), 0 warning(s)"), "{summary}");
+    assert!(
+        summary.contains("checked 2 file(s): 1 flow(s) compiled, 3 error(s), 0 warning(s)"),
+        "{summary}"
+    );
 }
 
 #[test]

@@ -21,8 +21,8 @@ pub const OUTCOMES: [&str; 6] = [
     "transfer",
 ];
 
-/// The keys a connect body may hold.
-const KEYS: [&str; 8] = [
+/// The keys its body may hold.
+pub const KEYS: [&str; 8] = [
     "to",
     "dynamic_url",
     "fallback_url",
@@ -230,10 +230,7 @@ fn target(node: &Node, d: &mut Diagnostics) -> Option<Target> {
         Err(why) => {
             d.error(
                 node.pos,
-                format!(
-                    "invalid connect target '{}': {why}",
-                    text.escape_default()
-                ),
+                format!("invalid connect target '{}': {why}", text.escape_default()),
             );
             None
         }
@@ -285,7 +282,10 @@ fn check_sip_uri(rest: &str) -> Result<(), String> {
         return Err("URI headers ('?…') are not allowed in a connect target".into());
     }
     let (main, params) = rest.split_once(';').unwrap_or((rest, ""));
-    if params.split(';').any(|p| p.is_empty() && !params.is_empty()) {
+    if params
+        .split(';')
+        .any(|p| p.is_empty() && !params.is_empty())
+    {
         return Err("empty URI parameter".into());
     }
     let hostport = match main.rsplit_once('@') {
@@ -376,8 +376,8 @@ fn custom_headers(node: &Node, cx: DecodeContext<'_>, d: &mut Diagnostics) -> Ve
             d.error(key.pos, format!("{what}: {err}"));
             continue;
         }
-        let Some(value) = decode::template(value, &format!("header '{name}'"), d)
-            .map(|t| (t, value))
+        let Some(value) =
+            decode::template(value, &format!("header '{name}'"), d).map(|t| (t, value))
         else {
             continue;
         };
@@ -406,20 +406,28 @@ mod tests {
 
     #[test]
     fn targets_are_told_apart() {
-        assert_eq!(parse_target("sip:trunk_2134"), Ok(Target::Trunk("trunk_2134".into())));
+        assert_eq!(
+            parse_target("sip:trunk_2134"),
+            Ok(Target::Trunk("trunk_2134".into()))
+        );
         assert_eq!(
             parse_target("sip:agent1@10.0.0.7:5060"),
             Ok(Target::Uri("sip:agent1@10.0.0.7:5060".into()))
         );
         assert_eq!(
             parse_target("sips:bot.partner.example.com;transport=tls"),
-            Ok(Target::Uri("sips:bot.partner.example.com;transport=tls".into()))
+            Ok(Target::Uri(
+                "sips:bot.partner.example.com;transport=tls".into()
+            ))
         );
         assert_eq!(
             parse_target("sip:[2001:db8::1]:5060"),
             Ok(Target::Uri("sip:[2001:db8::1]:5060".into()))
         );
-        assert_eq!(parse_target("+918047112233"), Ok(Target::Number("+918047112233".into())));
+        assert_eq!(
+            parse_target("+918047112233"),
+            Ok(Target::Number("+918047112233".into()))
+        );
     }
 
     #[test]

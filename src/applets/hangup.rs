@@ -6,7 +6,8 @@ use crate::flow::decode::{self, MapReader};
 use crate::flow::diagnostic::Diagnostics;
 use crate::flow::yaml::Node;
 
-const KEYS: [&str; 1] = ["status"];
+/// The keys its body may hold.
+pub const KEYS: [&str; 1] = ["status"];
 
 /// The final response when the flow names none: 480 Temporarily Unavailable.
 pub const DEFAULT_STATUS: u16 = 480;

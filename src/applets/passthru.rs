@@ -13,7 +13,8 @@ use crate::flow::yaml::Node;
 /// The named outcomes; statuses from 300 to 599 may be named too.
 pub const OUTCOMES: [&str; 2] = ["ok", "fail"];
 
-const KEYS: [&str; 3] = ["url", "timeout", "async"];
+/// The keys its body may hold.
+pub const KEYS: [&str; 3] = ["url", "timeout", "async"];
 
 /// How long the webhook may take when the flow does not say.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -99,6 +100,10 @@ mod tests {
         assert!(check_outcome("200").is_err());
         assert!(check_outcome("99").is_err());
         assert!(check_outcome("0302").is_err());
-        assert!(check_outcome("okay").unwrap_err().contains("did you mean 'ok'"));
+        assert!(
+            check_outcome("okay")
+                .unwrap_err()
+                .contains("did you mean 'ok'")
+        );
     }
 }

@@ -7,7 +7,8 @@ use crate::flow::diagnostic::Diagnostics;
 use crate::flow::expr::Expr;
 use crate::flow::yaml::{Node, Pos};
 
-const KEYS: [&str; 3] = ["value", "cases", "default"];
+/// The keys its body may hold.
+pub const KEYS: [&str; 3] = ["value", "cases", "default"];
 
 /// The expression used when the flow names none.
 pub const DEFAULT_VALUE: &str = "passthru.select";

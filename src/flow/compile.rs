@@ -121,9 +121,14 @@ pub struct Compiled {
 pub fn compile_str(file: Arc<str>, src: &str, opts: &CompileOptions) -> Compiled {
     let mut d = Diagnostics::new(file.clone());
     let flow = compile_into(file, src, opts, &mut d);
+    let has_errors = d.has_errors();
+    let mut diagnostics = d.into_vec();
+    for diag in &mut diagnostics {
+        diag.pos = yaml::clamp(src, diag.pos);
+    }
     Compiled {
-        flow: if d.has_errors() { None } else { flow },
-        diagnostics: d.into_vec(),
+        flow: if has_errors { None } else { flow },
+        diagnostics,
     }
 }
 
@@ -136,7 +141,10 @@ fn compile_into(
     let root = match yaml::parse(src) {
         Ok(Some(root)) => root,
         Ok(None) => {
-            d.error(Pos::new(1, 1), "the file is empty: a flow needs flow, start and applets");
+            d.error(
+                Pos::new(1, 1),
+                "the file is empty: a flow needs flow, start and applets",
+            );
             return None;
         }
         Err(e) => {
@@ -260,7 +268,11 @@ fn check_spin_cycles(graph: &StableDiGraph<Applet, Transition>, d: &mut Diagnost
     }
 }
 
-fn warn_unreachable(graph: &StableDiGraph<Applet, Transition>, start: NodeIndex, d: &mut Diagnostics) {
+fn warn_unreachable(
+    graph: &StableDiGraph<Applet, Transition>,
+    start: NodeIndex,
+    d: &mut Diagnostics,
+) {
     let mut seen = HashSet::from([start]);
     let mut queue = VecDeque::from([start]);
     while let Some(n) = queue.pop_front() {

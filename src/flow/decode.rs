@@ -140,7 +140,10 @@ pub fn duration(node: &Node, what: &str, d: &mut Diagnostics) -> Option<Duration
     match parse_duration(text) {
         Ok(v) => Some(v),
         Err(e) => {
-            d.error(node.pos, format!("invalid duration '{text}' for {what}: {e}"));
+            d.error(
+                node.pos,
+                format!("invalid duration '{text}' for {what}: {e}"),
+            );
             None
         }
     }
@@ -203,7 +206,10 @@ pub fn url(node: &Node, what: &str, d: &mut Diagnostics) -> Option<Template> {
     match problem {
         None => Some(t),
         Some(p) => {
-            d.error(node.pos, format!("invalid URL '{}' for {what}: {p}", t.source));
+            d.error(
+                node.pos,
+                format!("invalid URL '{}' for {what}: {p}", t.source),
+            );
             None
         }
     }

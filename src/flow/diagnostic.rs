@@ -140,9 +140,6 @@ mod tests {
     fn prints_file_line_col() {
         let mut d = Diagnostics::new("flows/x.yaml".into());
         d.error(Pos::new(12, 7), "bad");
-        assert_eq!(
-            d.into_vec()[0].to_string(),
-            "flows/x.yaml:12:7: error: bad"
-        );
+        assert_eq!(d.into_vec()[0].to_string(), "flows/x.yaml:12:7: error: bad");
     }
 }

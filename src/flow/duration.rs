@@ -23,7 +23,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         if digits == 0 {
             return Err(hint.to_string());
         }
-        let n: u64 = rest[..digits].parse().map_err(|_| format!("number too large; {hint}"))?;
+        let n: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("number too large; {hint}"))?;
         rest = &rest[digits..];
         let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
         let part = match &rest[..unit_len] {
@@ -58,7 +60,17 @@ mod tests {
 
     #[test]
     fn refuses_bad_text() {
-        for bad in ["", "30", "30 s", "s", "1d", "0s", "25h", "99999999999999999999s", "-1s"] {
+        for bad in [
+            "",
+            "30",
+            "30 s",
+            "s",
+            "1d",
+            "0s",
+            "25h",
+            "99999999999999999999s",
+            "-1s",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }

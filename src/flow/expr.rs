@@ -285,7 +285,10 @@ mod tests {
     #[test]
     fn unknown_variable_is_a_compile_error() {
         let err = Expr::compile("calls.from").unwrap_err();
-        assert!(err.message.starts_with("unknown variable 'calls'"), "{err:?}");
+        assert!(
+            err.message.starts_with("unknown variable 'calls'"),
+            "{err:?}"
+        );
     }
 
     #[test]

@@ -25,7 +25,9 @@ pub fn render(flow: &Flow, format: Format) -> String {
 }
 
 fn mermaid_text(s: &str) -> String {
-    s.replace('"', "#quot;").replace('<', "#lt;").replace('>', "#gt;")
+    s.replace('"', "#quot;")
+        .replace('<', "#lt;")
+        .replace('>', "#gt;")
 }
 
 fn mermaid(flow: &Flow) -> String {
@@ -55,7 +57,9 @@ fn mermaid(flow: &Flow) -> String {
 }
 
 fn dot_text(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 fn dot(flow: &Flow) -> String {

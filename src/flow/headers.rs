@@ -141,18 +141,35 @@ mod tests {
     #[test]
     fn names() {
         assert_eq!(check_name("X-Param1", R), Ok(()));
-        assert!(matches!(check_name("Param1", R), Err(HeaderError::NotExtension(_))));
-        assert!(matches!(check_name("x-callflow-sid", R), Err(HeaderError::Reserved { .. })));
-        assert!(matches!(check_name("X-A B", R), Err(HeaderError::BadNameChar { .. })));
-        assert!(matches!(check_name("X-A\r\nB", R), Err(HeaderError::BadNameChar { .. })));
-        assert!(matches!(check_name("X-", R), Err(HeaderError::EmptyName(_))));
+        assert!(matches!(
+            check_name("Param1", R),
+            Err(HeaderError::NotExtension(_))
+        ));
+        assert!(matches!(
+            check_name("x-callflow-sid", R),
+            Err(HeaderError::Reserved { .. })
+        ));
+        assert!(matches!(
+            check_name("X-A B", R),
+            Err(HeaderError::BadNameChar { .. })
+        ));
+        assert!(matches!(
+            check_name("X-A\r\nB", R),
+            Err(HeaderError::BadNameChar { .. })
+        ));
+        assert!(matches!(
+            check_name("X-", R),
+            Err(HeaderError::EmptyName(_))
+        ));
     }
 
     #[test]
     fn values_and_sets() {
         assert_eq!(check_value("X-A", "a\tb ü"), Ok(()));
         assert!(check_value("X-A", "a\r\nVia: evil").is_err());
-        let four: Vec<_> = (0..4).map(|i| (format!("X-{i}"), "v".to_string())).collect();
+        let four: Vec<_> = (0..4)
+            .map(|i| (format!("X-{i}"), "v".to_string()))
+            .collect();
         assert_eq!(check_set(&four, R), Err(HeaderError::TooMany(4)));
         let long = vec![("X-A".to_string(), "v".repeat(198))];
         assert_eq!(check_set(&long, R), Err(HeaderError::TooLong(201)));

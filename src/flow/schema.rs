@@ -132,7 +132,10 @@ pub fn decode_flow(root: &Node, reserved: &[String], d: &mut Diagnostics) -> Opt
     let applets = match m.take("applets") {
         Some((k, v)) => applet_defs(k, v, reserved, d),
         None => {
-            d.error(root.pos, "missing 'applets': a flow needs at least one applet");
+            d.error(
+                root.pos,
+                "missing 'applets': a flow needs at least one applet",
+            );
             Vec::new()
         }
     };
@@ -165,7 +168,12 @@ fn flow_id(node: &Node, d: &mut Diagnostics) -> Option<Spanned<String>> {
     })
 }
 
-fn applet_defs(key: &Node, node: &Node, reserved: &[String], d: &mut Diagnostics) -> Vec<AppletDef> {
+fn applet_defs(
+    key: &Node,
+    node: &Node,
+    reserved: &[String],
+    d: &mut Diagnostics,
+) -> Vec<AppletDef> {
     let Some(m) = MapReader::new(node, "applets", d) else {
         return Vec::new();
     };
@@ -174,7 +182,10 @@ fn applet_defs(key: &Node, node: &Node, reserved: &[String], d: &mut Diagnostics
         .filter_map(|(id, k, v)| applet_def(id, k, v, reserved, d))
         .collect();
     if m.rest().next().is_none() {
-        d.error(key.pos, "'applets' is empty: a flow needs at least one applet");
+        d.error(
+            key.pos,
+            "'applets' is empty: a flow needs at least one applet",
+        );
     }
     defs
 }
@@ -219,7 +230,10 @@ fn applet_def(
     let errors_before = d.error_count();
     def.kind = AppletKind::decode(kind_name, body, cx, d);
     if def.kind.is_none() && d.error_count() == errors_before {
-        d.error(key.pos, format!("{kind_name} applet '{id}' could not be compiled"));
+        d.error(
+            key.pos,
+            format!("{kind_name} applet '{id}' could not be compiled"),
+        );
     }
     if let Some(AppletKind::Switchcase(s)) = &def.kind {
         def.edges.extend(s.branches().map(|b| EdgeSpec {
@@ -298,16 +312,14 @@ fn kind_entry<'a>(
 }
 
 /// Reads `on:` or `next:`.
-fn transitions(
-    id: &str,
-    kind: &str,
-    m: &mut MapReader<'_>,
-    d: &mut Diagnostics,
-) -> Vec<EdgeSpec> {
+fn transitions(id: &str, kind: &str, m: &mut MapReader<'_>, d: &mut Diagnostics) -> Vec<EdgeSpec> {
     let on = m.take("on");
     let next = m.take("next");
     if let (Some(_), Some((k, _))) = (on, next) {
-        d.error(k.pos, format!("applet '{id}' has both 'on' and 'next': use one"));
+        d.error(
+            k.pos,
+            format!("applet '{id}' has both 'on' and 'next': use one"),
+        );
         return Vec::new();
     }
     let written = on.or(next);

@@ -8,6 +8,7 @@
 //! Anchors and aliases are refused: a flow is short, and aliases are the door to
 //! exponential expansion ("billion laughs").
 
+use std::collections::HashMap;
 use std::panic::{self, AssertUnwindSafe};
 
 use yaml_rust2::parser::{Event, Parser};
@@ -155,14 +156,40 @@ pub fn parse(src: &str) -> Result<Option<Node>, SyntaxError> {
     // them into a crash of the engine, so a panic inside it becomes a syntax error.
     match panic::catch_unwind(AssertUnwindSafe(|| Builder::default().run(src))) {
         Ok(result) => result,
-        Err(_) => Err(SyntaxError::new(Pos::new(1, 1), "the YAML parser failed on this file")),
+        Err(_) => Err(SyntaxError::new(
+            Pos::new(1, 1),
+            "the YAML parser failed on this file",
+        )),
     }
+}
+
+/// Keeps a position inside the file: the scanner marks the end of a file without a
+/// final line break (and a null value there) one line past it.
+pub fn clamp(src: &str, pos: Pos) -> Pos {
+    let lines: Vec<&str> = src.split('\n').collect();
+    let line = pos.line.clamp(1, lines.len());
+    let width = lines[line - 1].chars().count();
+    let col = if line < pos.line {
+        width + 1
+    } else {
+        pos.col.clamp(1, width + 1)
+    };
+    Pos::new(line, col)
 }
 
 /// A collection being filled while its events arrive.
 enum Open {
     Seq(Pos, Vec<Node>),
-    Map(Pos, Vec<(Node, Node)>, Option<Node>),
+    Map(OpenMap),
+}
+
+/// A mapping being filled: its entries, the key waiting for its value, and where each
+/// key was first seen (to refuse duplicates without a quadratic scan).
+struct OpenMap {
+    pos: Pos,
+    entries: Vec<(Node, Node)>,
+    pending_key: Option<Node>,
+    seen: HashMap<String, Pos>,
 }
 
 /// Turns the parser's event stream into a tree, with an explicit stack.
@@ -216,7 +243,12 @@ impl Builder {
                 }
                 Event::MappingStart(anchor, _) => {
                     no_anchor(anchor, pos)?;
-                    self.open(Open::Map(pos, Vec::new(), None))?;
+                    self.open(Open::Map(OpenMap {
+                        pos,
+                        entries: Vec::new(),
+                        pending_key: None,
+                        seen: HashMap::new(),
+                    }))?;
                 }
                 Event::SequenceEnd | Event::MappingEnd => self.close()?,
                 Event::Nothing | Event::StreamStart | Event::DocumentEnd => {}
@@ -227,7 +259,7 @@ impl Builder {
     fn open(&mut self, open: Open) -> Result<(), SyntaxError> {
         if self.stack.len() >= MAX_DEPTH {
             let pos = match &open {
-                Open::Seq(p, _) | Open::Map(p, _, _) => *p,
+                Open::Seq(p, _) | Open::Map(OpenMap { pos: p, .. }) => *p,
             };
             return Err(SyntaxError::new(
                 pos,
@@ -244,11 +276,14 @@ impl Builder {
                 pos,
                 kind: NodeKind::Seq(items),
             },
-            Some(Open::Map(pos, entries, _)) => Node {
+            Some(Open::Map(map)) => Node {
                 // A block mapping's start event is marked after its first key; the
                 // mapping starts where that key does.
-                pos: entries.first().map_or(pos, |(k, _)| k.pos.min(pos)),
-                kind: NodeKind::Map(entries),
+                pos: map
+                    .entries
+                    .first()
+                    .map_or(map.pos, |(k, _)| k.pos.min(map.pos)),
+                kind: NodeKind::Map(map.entries),
             },
             None => return Ok(()),
         };
@@ -259,32 +294,26 @@ impl Builder {
         match self.stack.last_mut() {
             None => self.root = Some(node),
             Some(Open::Seq(_, items)) => items.push(node),
-            Some(Open::Map(_, entries, pending)) => match pending.take() {
-                None => *pending = Some(node),
+            Some(Open::Map(map)) => match map.pending_key.take() {
+                None => map.pending_key = Some(node),
                 Some(key) => {
-                    if let Some((first, _)) = entries.iter().find(|(k, _)| same_key(k, &key)) {
-                        return Err(SyntaxError::new(
-                            key.pos,
-                            format!(
-                                "duplicate key '{}' (first at line {}, column {})",
-                                key.as_str().unwrap_or("?"),
-                                first.pos.line,
-                                first.pos.col
-                            ),
-                        ));
+                    if let NodeKind::Scalar(text, _) = &key.kind {
+                        if let Some(first) = map.seen.get(text) {
+                            return Err(SyntaxError::new(
+                                key.pos,
+                                format!(
+                                    "duplicate key '{text}' (first at line {}, column {})",
+                                    first.line, first.col
+                                ),
+                            ));
+                        }
+                        map.seen.insert(text.clone(), key.pos);
                     }
-                    entries.push((key, node));
+                    map.entries.push((key, node));
                 }
             },
         }
         Ok(())
-    }
-}
-
-fn same_key(a: &Node, b: &Node) -> bool {
-    match (&a.kind, &b.kind) {
-        (NodeKind::Scalar(x, _), NodeKind::Scalar(y, _)) => x == y,
-        _ => false,
     }
 }
 
