@@ -321,3 +321,46 @@ fn warn_unhandled_outcomes(graph: &StableDiGraph<Applet, Transition>, d: &mut Di
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flow(src: &str) -> Flow {
+        let out = compile_str("t.yaml".into(), src, &CompileOptions::default());
+        out.flow.unwrap_or_else(|| panic!("{:?}", out.diagnostics))
+    }
+
+    #[test]
+    fn next_follows_outcome_then_fallback_then_any() {
+        let f = flow(
+            "flow: f\nstart: a\napplets:\n  a:\n    connect: { to: sip:t }\n    on: { completed: b, no_answer: c, transfer: b }\n  b:\n    passthru: { url: https://p.example/ }\n    next: c\n  c:\n    hangup: {}\n",
+        );
+        let (a, b, c) = (
+            f.find("a").unwrap(),
+            f.find("b").unwrap(),
+            f.find("c").unwrap(),
+        );
+        assert_eq!(f.start, a);
+        assert_eq!(f.next(a, "completed"), Some(b));
+        assert_eq!(f.next(a, "busy"), Some(c), "busy falls back to no_answer");
+        assert_eq!(
+            f.next(a, "failed"),
+            Some(c),
+            "failed falls back to no_answer"
+        );
+        assert_eq!(f.next(a, "not_dialed"), None, "no transition: hang up");
+        assert_eq!(f.next(b, "404"), Some(c), "next covers every outcome");
+        assert_eq!(f.next(c, "anything"), None);
+    }
+
+    #[test]
+    fn passthru_has_no_fallback_to_no_answer() {
+        let f = flow(
+            "flow: f\nstart: a\napplets:\n  a:\n    passthru: { url: https://p.example/ }\n    on: { ok: b, fail: b }\n  b:\n    hangup: {}\n",
+        );
+        let a = f.find("a").unwrap();
+        assert_eq!(f.next(a, "302"), None);
+        assert_eq!(f.next(a, "fail"), f.find("b"));
+    }
+}
