@@ -9,3 +9,4 @@
 
 pub mod applets;
 pub mod flow;
+pub mod sip;

@@ -1,0 +1,192 @@
+//! Header names: the ones callflow reads by type, their compact forms (RFC 3261 §7.3.3,
+//! RFC 3515, RFC 6665), and every other name kept as written.
+
+use std::fmt;
+
+/// A header name. Known names compare by identity whatever their spelling or compact
+/// form on the wire; other names compare case-insensitively.
+#[derive(Debug, Clone, Eq)]
+pub enum Name {
+    /// `Via` (`v`).
+    Via,
+    /// `From` (`f`).
+    From,
+    /// `To` (`t`).
+    To,
+    /// `Call-ID` (`i`).
+    CallId,
+    /// `CSeq`.
+    CSeq,
+    /// `Contact` (`m`).
+    Contact,
+    /// `Route`.
+    Route,
+    /// `Record-Route`.
+    RecordRoute,
+    /// `Max-Forwards`.
+    MaxForwards,
+    /// `Content-Length` (`l`).
+    ContentLength,
+    /// `Content-Type` (`c`).
+    ContentType,
+    /// `Content-Encoding` (`e`).
+    ContentEncoding,
+    /// `Supported` (`k`).
+    Supported,
+    /// `Require`.
+    Require,
+    /// `Allow`.
+    Allow,
+    /// `Subject` (`s`).
+    Subject,
+    /// `Refer-To` (`r`).
+    ReferTo,
+    /// `Referred-By` (`b`).
+    ReferredBy,
+    /// `Event` (`o`).
+    Event,
+    /// `Subscription-State`.
+    SubscriptionState,
+    /// `Retry-After`.
+    RetryAfter,
+    /// `User-Agent`.
+    UserAgent,
+    /// `Server`.
+    Server,
+    /// `Reason`.
+    Reason,
+    /// Any other header, as written.
+    Other(Box<str>),
+}
+
+/// Canonical spelling, compact form, and the name, for every known header.
+const KNOWN: &[(&str, Option<&str>, Name)] = &[
+    ("Via", Some("v"), Name::Via),
+    ("From", Some("f"), Name::From),
+    ("To", Some("t"), Name::To),
+    ("Call-ID", Some("i"), Name::CallId),
+    ("CSeq", None, Name::CSeq),
+    ("Contact", Some("m"), Name::Contact),
+    ("Route", None, Name::Route),
+    ("Record-Route", None, Name::RecordRoute),
+    ("Max-Forwards", None, Name::MaxForwards),
+    ("Content-Length", Some("l"), Name::ContentLength),
+    ("Content-Type", Some("c"), Name::ContentType),
+    ("Content-Encoding", Some("e"), Name::ContentEncoding),
+    ("Supported", Some("k"), Name::Supported),
+    ("Require", None, Name::Require),
+    ("Allow", None, Name::Allow),
+    ("Subject", Some("s"), Name::Subject),
+    ("Refer-To", Some("r"), Name::ReferTo),
+    ("Referred-By", Some("b"), Name::ReferredBy),
+    ("Event", Some("o"), Name::Event),
+    ("Subscription-State", None, Name::SubscriptionState),
+    ("Retry-After", None, Name::RetryAfter),
+    ("User-Agent", None, Name::UserAgent),
+    ("Server", None, Name::Server),
+    ("Reason", None, Name::Reason),
+];
+
+impl Name {
+    /// The name for `s`, a full or compact name in any case.
+    pub fn parse(s: &str) -> Name {
+        for (full, compact, name) in KNOWN {
+            if s.len() == full.len() && s.eq_ignore_ascii_case(full)
+                || compact.is_some_and(|c| s.eq_ignore_ascii_case(c))
+            {
+                return name.clone();
+            }
+        }
+        Name::Other(s.into())
+    }
+
+    /// The canonical spelling.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Name::Other(s) => s,
+            known => KNOWN
+                .iter()
+                .find(|(_, _, n)| n == known)
+                .map_or("", |(full, _, _)| full),
+        }
+    }
+
+    /// Whether the header may carry several comma-separated values (RFC 3261 §7.3.1)
+    /// that callflow reads one by one.
+    pub fn is_list(&self) -> bool {
+        matches!(
+            self,
+            Name::Via | Name::Contact | Name::Route | Name::RecordRoute
+        )
+    }
+}
+
+impl PartialEq for Name {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Name::Other(a), Name::Other(b)) => a.eq_ignore_ascii_case(b),
+            (a, b) => std::mem::discriminant(a) == std::mem::discriminant(b),
+        }
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One header line: a name and its value (unfolded, trimmed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// The name.
+    pub name: Name,
+    /// The value.
+    pub value: String,
+}
+
+/// Splits a list header's value at commas that are outside quotes and angle brackets.
+pub fn split_list(value: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let (mut in_quotes, mut in_angle, mut escaped) = (false, false, false);
+    let mut start = 0;
+    for (i, c) in value.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if in_quotes => escaped = true,
+            '"' => in_quotes = !in_quotes,
+            '<' if !in_quotes => in_angle = true,
+            '>' if !in_quotes => in_angle = false,
+            ',' if !in_quotes && !in_angle => {
+                out.push(value[start..i].trim());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(value[start..].trim());
+    out.retain(|s| !s.is_empty());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compact_and_case() {
+        assert_eq!(Name::parse("v"), Name::Via);
+        assert_eq!(Name::parse("CALL-id"), Name::CallId);
+        assert_eq!(Name::parse("i"), Name::CallId);
+        assert_eq!(Name::parse("X-Foo"), Name::parse("x-foo"));
+        assert_eq!(Name::parse("l").as_str(), "Content-Length");
+    }
+
+    #[test]
+    fn lists() {
+        assert_eq!(
+            split_list("<sip:a;x=1,2>, \"B, b\" <sip:b>,sip:c"),
+            vec!["<sip:a;x=1,2>", "\"B, b\" <sip:b>", "sip:c"]
+        );
+    }
+}

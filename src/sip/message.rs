@@ -1,0 +1,561 @@
+//! SIP requests and responses: parsing from bytes, typed access to the headers the
+//! engine reads, building and serialising.
+//!
+//! The parser covers what rsip 0.4 does not (DESIGN.md §5): compact header names,
+//! folded header lines, white space before the colon, extension methods, tel URIs,
+//! IPv6 references, Content-Length checked against the body, and display names
+//! unquoted. It never panics: anything malformed is a [`ParseError`].
+
+use std::fmt::Write as _;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::error::ParseError;
+use super::header::{Header, Name, split_list};
+use super::method::Method;
+use super::typed::{CSeq, NameAddr, Via};
+use super::uri::Uri;
+
+/// Largest message accepted on any transport, in bytes.
+pub const MAX_MESSAGE_BYTES: usize = 65_535;
+
+/// Most header lines a message may have (a message with thousands of Via lines is
+/// refused, not processed).
+pub const MAX_HEADERS: usize = 128;
+
+/// A request line or a status line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartLine {
+    /// `METHOD Request-URI SIP/2.0`
+    Request {
+        /// The method.
+        method: Method,
+        /// The Request-URI.
+        uri: Uri,
+    },
+    /// `SIP/2.0 CODE Reason`
+    Response {
+        /// The status code, 100 to 699.
+        status: u16,
+        /// The reason phrase.
+        reason: String,
+    },
+}
+
+/// A SIP message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// The request or status line.
+    pub start: StartLine,
+    /// The headers in order, without Content-Length (it is derived from the body and
+    /// written when the message is serialised).
+    pub headers: Vec<Header>,
+    /// The body.
+    pub body: Bytes,
+}
+
+/// How the bytes arrived, which decides how Content-Length is read (RFC 3261 §18.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// One message per datagram: Content-Length may be absent (the body is the rest);
+    /// bytes past it are dropped; a body shorter than it is an error.
+    Datagram,
+    /// Cut from a stream by [`frame`]: Content-Length is required and exact.
+    Stream,
+}
+
+/// Finds the end of the first message in a stream buffer: `Ok(Some(len))` when a whole
+/// message is there, `Ok(None)` when more bytes are needed. Leading CRLFs (keep-alives)
+/// must have been consumed by the caller.
+pub fn frame(buf: &[u8]) -> Result<Option<usize>, ParseError> {
+    let Some(head_end) = find_head_end(buf) else {
+        if buf.len() > MAX_MESSAGE_BYTES {
+            return Err(ParseError::TooLarge(buf.len()));
+        }
+        return Ok(None);
+    };
+    let head = std::str::from_utf8(&buf[..head_end.0]).map_err(|_| ParseError::NotUtf8)?;
+    let values = head.split('\n').skip(1).filter_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        (Name::parse(name.trim()) == Name::ContentLength).then_some(value)
+    });
+    let length = content_length(values)?
+        .ok_or_else(|| ParseError::ContentLength("missing on a stream transport".into()))?;
+    let total = head_end.1 + length;
+    if total > MAX_MESSAGE_BYTES {
+        return Err(ParseError::TooLarge(total));
+    }
+    Ok((buf.len() >= total).then_some(total))
+}
+
+/// Where the header section ends: (end of the headers, start of the body).
+fn find_head_end(buf: &[u8]) -> Option<(usize, usize)> {
+    let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n");
+    let lf = buf.windows(2).position(|w| w == b"\n\n");
+    match (crlf, lf) {
+        (Some(c), Some(l)) if l < c => Some((l, l + 2)),
+        (Some(c), _) => Some((c, c + 4)),
+        (None, Some(l)) => Some((l, l + 2)),
+        (None, None) => None,
+    }
+}
+
+/// Reads Content-Length from its values: one value, or several that agree.
+fn content_length<'a>(values: impl Iterator<Item = &'a str>) -> Result<Option<usize>, ParseError> {
+    let mut found: Option<usize> = None;
+    for value in values {
+        let value = value.trim();
+        let n = value
+            .parse::<usize>()
+            .ok()
+            .filter(|_| value.bytes().all(|b| b.is_ascii_digit()))
+            .ok_or_else(|| ParseError::ContentLength(format!("'{}'", value.escape_default())))?;
+        if found.is_some_and(|f| f != n) {
+            return Err(ParseError::ContentLength(
+                "several values that differ".into(),
+            ));
+        }
+        found = Some(n);
+    }
+    Ok(found)
+}
+
+impl Message {
+    /// Parses one message.
+    pub fn parse(buf: &[u8], framing: Framing) -> Result<Message, ParseError> {
+        if buf.len() > MAX_MESSAGE_BYTES {
+            return Err(ParseError::TooLarge(buf.len()));
+        }
+        let skip = buf
+            .iter()
+            .take_while(|b| matches!(b, b'\r' | b'\n'))
+            .count();
+        let buf = &buf[skip..];
+        if buf.iter().all(u8::is_ascii_whitespace) {
+            return Err(ParseError::Empty);
+        }
+        let (head_end, body_start) = find_head_end(buf).ok_or(ParseError::Incomplete)?;
+        let head = std::str::from_utf8(&buf[..head_end]).map_err(|_| ParseError::NotUtf8)?;
+        let mut lines = head.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
+        let start = parse_start_line(lines.next().unwrap_or(""))?;
+        let mut headers = parse_headers(lines)?;
+        let rest = &buf[body_start..];
+        let length = content_length(
+            headers
+                .iter()
+                .filter(|h| h.name == Name::ContentLength)
+                .map(|h| h.value.as_str()),
+        )?;
+        let body = match (length, framing) {
+            (None, Framing::Datagram) => rest,
+            (None, Framing::Stream) => {
+                return Err(ParseError::ContentLength(
+                    "missing on a stream transport".into(),
+                ));
+            }
+            (Some(n), _) if n > rest.len() => {
+                return Err(ParseError::ContentLength(format!(
+                    "says {n} bytes, the body has {}",
+                    rest.len()
+                )));
+            }
+            (Some(n), _) => &rest[..n],
+        };
+        // The body's length is what counts; it is written again on serialisation.
+        headers.retain(|h| h.name != Name::ContentLength);
+        Ok(Message {
+            start,
+            headers,
+            body: Bytes::copy_from_slice(body),
+        })
+    }
+
+    /// A request with no headers yet.
+    pub fn request(method: Method, uri: Uri) -> Message {
+        Message {
+            start: StartLine::Request { method, uri },
+            headers: Vec::new(),
+            body: Bytes::new(),
+        }
+    }
+
+    /// A response to `req` (RFC 3261 §8.2.6.2): its Vias, From, To, Call-ID and CSeq.
+    pub fn response_to(req: &Message, status: u16) -> Message {
+        let mut headers = Vec::with_capacity(8);
+        for h in &req.headers {
+            if matches!(
+                h.name,
+                Name::Via | Name::From | Name::To | Name::CallId | Name::CSeq
+            ) {
+                headers.push(h.clone());
+            }
+        }
+        Message {
+            start: StartLine::Response {
+                status,
+                reason: reason_phrase(status).to_string(),
+            },
+            headers,
+            body: Bytes::new(),
+        }
+    }
+
+    /// The method, for a request.
+    pub fn method(&self) -> Option<&Method> {
+        match &self.start {
+            StartLine::Request { method, .. } => Some(method),
+            StartLine::Response { .. } => None,
+        }
+    }
+
+    /// The Request-URI, for a request.
+    pub fn request_uri(&self) -> Option<&Uri> {
+        match &self.start {
+            StartLine::Request { uri, .. } => Some(uri),
+            StartLine::Response { .. } => None,
+        }
+    }
+
+    /// The status code, for a response.
+    pub fn status(&self) -> Option<u16> {
+        match &self.start {
+            StartLine::Response { status, .. } => Some(*status),
+            StartLine::Request { .. } => None,
+        }
+    }
+
+    /// Whether this is a request.
+    pub fn is_request(&self) -> bool {
+        matches!(self.start, StartLine::Request { .. })
+    }
+
+    /// The first value of a header.
+    pub fn header(&self, name: &Name) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|h| &h.name == name)
+            .map(|h| h.value.as_str())
+    }
+
+    /// Every value of a header, list headers split at their commas.
+    pub fn header_values<'a>(&'a self, name: &'a Name) -> impl Iterator<Item = &'a str> + 'a {
+        self.headers
+            .iter()
+            .filter(move |h| &h.name == name)
+            .flat_map(|h| {
+                if h.name.is_list() {
+                    split_list(&h.value)
+                } else {
+                    vec![h.value.as_str()]
+                }
+            })
+    }
+
+    /// Adds a header at the end.
+    pub fn push_header(&mut self, name: Name, value: impl Into<String>) {
+        self.headers.push(Header {
+            name,
+            value: value.into(),
+        });
+    }
+
+    /// Adds a header before every other header of the same name (a new top Via or
+    /// Record-Route).
+    pub fn prepend_header(&mut self, name: Name, value: impl Into<String>) {
+        let at = self
+            .headers
+            .iter()
+            .position(|h| h.name == name)
+            .unwrap_or(self.headers.len());
+        self.headers.insert(
+            at,
+            Header {
+                name,
+                value: value.into(),
+            },
+        );
+    }
+
+    /// Replaces every header of this name with one value.
+    pub fn set_header(&mut self, name: Name, value: impl Into<String>) {
+        let at = self.headers.iter().position(|h| h.name == name);
+        self.remove_header(&name);
+        let header = Header {
+            name,
+            value: value.into(),
+        };
+        match at {
+            Some(i) if i <= self.headers.len() => self.headers.insert(i, header),
+            _ => self.headers.push(header),
+        }
+    }
+
+    /// Removes every header of this name.
+    pub fn remove_header(&mut self, name: &Name) {
+        self.headers.retain(|h| &h.name != name);
+    }
+
+    /// Sets the body and its Content-Type.
+    pub fn set_body(&mut self, content_type: &str, body: Bytes) {
+        self.set_header(Name::ContentType, content_type);
+        self.body = body;
+    }
+
+    fn required(&self, name: Name, label: &'static str) -> Result<&str, ParseError> {
+        self.header(&name).ok_or(ParseError::Missing(label))
+    }
+
+    /// The Call-ID.
+    pub fn call_id(&self) -> Result<&str, ParseError> {
+        self.required(Name::CallId, "Call-ID")
+    }
+
+    /// The CSeq.
+    pub fn cseq(&self) -> Result<CSeq, ParseError> {
+        CSeq::parse(self.required(Name::CSeq, "CSeq")?)
+    }
+
+    /// The From header.
+    pub fn from_header(&self) -> Result<NameAddr, ParseError> {
+        NameAddr::parse(self.required(Name::From, "From")?).map_err(|e| ParseError::Header {
+            name: "From",
+            reason: e.to_string(),
+        })
+    }
+
+    /// The To header.
+    pub fn to_header(&self) -> Result<NameAddr, ParseError> {
+        NameAddr::parse(self.required(Name::To, "To")?).map_err(|e| ParseError::Header {
+            name: "To",
+            reason: e.to_string(),
+        })
+    }
+
+    /// The top Via.
+    pub fn top_via(&self) -> Result<Via, ParseError> {
+        let first = self
+            .header_values(&Name::Via)
+            .next()
+            .ok_or(ParseError::Missing("Via"))?;
+        Via::parse(first)
+    }
+
+    /// Every Via, top first.
+    pub fn vias(&self) -> Result<Vec<Via>, ParseError> {
+        self.header_values(&Name::Via).map(Via::parse).collect()
+    }
+
+    fn name_addrs(&self, name: Name, label: &'static str) -> Result<Vec<NameAddr>, ParseError> {
+        self.header_values(&name)
+            .map(|v| {
+                NameAddr::parse(v).map_err(|e| ParseError::Header {
+                    name: label,
+                    reason: e.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    /// Every Contact (a `*` Contact is an error here; only REGISTER uses it).
+    pub fn contacts(&self) -> Result<Vec<NameAddr>, ParseError> {
+        self.name_addrs(Name::Contact, "Contact")
+    }
+
+    /// Every Route, in order.
+    pub fn routes(&self) -> Result<Vec<NameAddr>, ParseError> {
+        self.name_addrs(Name::Route, "Route")
+    }
+
+    /// Every Record-Route, in order.
+    pub fn record_routes(&self) -> Result<Vec<NameAddr>, ParseError> {
+        self.name_addrs(Name::RecordRoute, "Record-Route")
+    }
+
+    /// Max-Forwards, if present.
+    pub fn max_forwards(&self) -> Result<Option<u8>, ParseError> {
+        self.header(&Name::MaxForwards)
+            .map(|v| {
+                v.trim().parse::<u8>().map_err(|_| ParseError::Header {
+                    name: "Max-Forwards",
+                    reason: format!("'{}' is not a number from 0 to 255", v.escape_default()),
+                })
+            })
+            .transpose()
+    }
+
+    /// The Content-Type, if present.
+    pub fn content_type(&self) -> Option<&str> {
+        self.header(&Name::ContentType)
+    }
+
+    /// Checks what RFC 3261 §8.1.1 requires of every request and response: a Via,
+    /// From and To, Call-ID and a CSeq whose method matches the request's.
+    pub fn validate(&self) -> Result<(), ParseError> {
+        self.top_via()?;
+        self.from_header()?;
+        self.to_header()?;
+        self.call_id()?;
+        let cseq = self.cseq()?;
+        if let Some(method) = self.method()
+            && &cseq.method != method
+        {
+            return Err(ParseError::Header {
+                name: "CSeq",
+                reason: format!(
+                    "method {} does not match the request's {method}",
+                    cseq.method
+                ),
+            });
+        }
+        self.max_forwards()?;
+        Ok(())
+    }
+
+    /// Serialises the message; Content-Length is always written, from the body.
+    pub fn to_bytes(&self) -> Bytes {
+        let mut head = String::with_capacity(512 + 64 * self.headers.len());
+        match &self.start {
+            StartLine::Request { method, uri } => {
+                let _ = write!(head, "{method} {uri} SIP/2.0\r\n");
+            }
+            StartLine::Response { status, reason } => {
+                let _ = write!(head, "SIP/2.0 {status} {}\r\n", one_line(reason));
+            }
+        }
+        for h in self
+            .headers
+            .iter()
+            .filter(|h| h.name != Name::ContentLength)
+        {
+            let _ = write!(head, "{}: {}\r\n", h.name, one_line(&h.value));
+        }
+        let _ = write!(head, "Content-Length: {}\r\n\r\n", self.body.len());
+        let mut out = BytesMut::with_capacity(head.len() + self.body.len());
+        out.put_slice(head.as_bytes());
+        out.put_slice(&self.body);
+        out.freeze()
+    }
+}
+
+/// A header value or reason phrase with any CR or LF replaced by a space, so that no
+/// value can ever inject a header line. Values are checked before they get here; this
+/// is the last guard.
+fn one_line(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains(['\r', '\n']) {
+        s.replace(['\r', '\n'], " ").into()
+    } else {
+        s.into()
+    }
+}
+
+fn parse_start_line(line: &str) -> Result<StartLine, ParseError> {
+    let bad = |why: &str| ParseError::StartLine(format!("{why}: '{}'", line.escape_default()));
+    if let Some(rest) = line.strip_prefix("SIP/2.0 ") {
+        let (code, reason) = rest.split_once(' ').unwrap_or((rest, ""));
+        let status = code
+            .parse::<u16>()
+            .ok()
+            .filter(|s| (100..=699).contains(s) && code.len() == 3)
+            .ok_or_else(|| bad("bad status code"))?;
+        return Ok(StartLine::Response {
+            status,
+            reason: reason.to_string(),
+        });
+    }
+    let mut parts = line.split(' ');
+    let (Some(method), Some(uri), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(bad("not 'METHOD URI SIP/2.0'"));
+    };
+    if !version.eq_ignore_ascii_case("SIP/2.0") {
+        return Err(bad("version is not SIP/2.0"));
+    }
+    Ok(StartLine::Request {
+        method: Method::parse(method)?,
+        uri: Uri::parse(uri)?,
+    })
+}
+
+fn parse_headers<'a>(lines: impl Iterator<Item = &'a str>) -> Result<Vec<Header>, ParseError> {
+    let mut headers: Vec<Header> = Vec::with_capacity(16);
+    for (i, line) in lines.enumerate() {
+        let number = i + 2;
+        if line.contains(|c: char| c.is_control() && c != '\t') {
+            return Err(ParseError::HeaderLine {
+                line: number,
+                reason: "control character in header line".into(),
+            });
+        }
+        if line.starts_with([' ', '\t']) {
+            // A folded continuation of the previous header (RFC 3261 §7.3.1).
+            let prev = headers.last_mut().ok_or_else(|| ParseError::HeaderLine {
+                line: number,
+                reason: "continuation line with no header before it".into(),
+            })?;
+            prev.value.push(' ');
+            prev.value.push_str(line.trim());
+            continue;
+        }
+        if headers.len() == MAX_HEADERS {
+            return Err(ParseError::TooManyHeaders(MAX_HEADERS));
+        }
+        let (name, value) = line.split_once(':').ok_or_else(|| ParseError::HeaderLine {
+            line: number,
+            reason: "no ':'".into(),
+        })?;
+        let name = name.trim_end_matches([' ', '\t']);
+        if name.is_empty() || !name.bytes().all(super::uri::is_token_byte) {
+            return Err(ParseError::HeaderLine {
+                line: number,
+                reason: format!("bad header name '{}'", name.escape_default()),
+            });
+        }
+        headers.push(Header {
+            name: Name::parse(name),
+            value: value.trim().to_string(),
+        });
+    }
+    Ok(headers)
+}
+
+/// The usual reason phrase for a status code.
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        100 => "Trying",
+        180 => "Ringing",
+        181 => "Call Is Being Forwarded",
+        182 => "Queued",
+        183 => "Session Progress",
+        200 => "OK",
+        202 => "Accepted",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        407 => "Proxy Authentication Required",
+        408 => "Request Timeout",
+        415 => "Unsupported Media Type",
+        416 => "Unsupported URI Scheme",
+        420 => "Bad Extension",
+        480 => "Temporarily Unavailable",
+        481 => "Call/Transaction Does Not Exist",
+        482 => "Loop Detected",
+        483 => "Too Many Hops",
+        486 => "Busy Here",
+        487 => "Request Terminated",
+        488 => "Not Acceptable Here",
+        491 => "Request Pending",
+        500 => "Server Internal Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Server Time-out",
+        600 => "Busy Everywhere",
+        603 => "Decline",
+        604 => "Does Not Exist Anywhere",
+        606 => "Not Acceptable",
+        _ => "Unknown",
+    }
+}

@@ -1,0 +1,19 @@
+//! The SIP layer (DESIGN.md §5): messages, transports, transactions and dialogs.
+//!
+//! `message` parses and builds messages; `uri`, `header`, `method` and `typed` give
+//! typed access to what the engine reads. Nothing here panics on input: malformed
+//! bytes become a [`ParseError`].
+
+pub mod error;
+pub mod header;
+pub mod message;
+pub mod method;
+pub mod typed;
+pub mod uri;
+
+pub use error::ParseError;
+pub use header::{Header, Name};
+pub use message::{Framing, Message, StartLine};
+pub use method::Method;
+pub use typed::{CSeq, NameAddr, Transport, Via};
+pub use uri::{Host, SipUri, Uri};

@@ -1,0 +1,352 @@
+//! Typed values of the headers callflow reads: Via, From/To/Contact/Route (name-addr),
+//! CSeq.
+
+use std::fmt;
+
+use super::error::ParseError;
+use super::method::Method;
+use super::uri::{Host, Param, Uri, find_param, parse_params, split_host_port, write_params};
+
+/// The transport named in a Via.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// UDP.
+    Udp,
+    /// TCP.
+    Tcp,
+    /// TLS over TCP.
+    Tls,
+}
+
+impl Transport {
+    /// The name used in Via and `;transport=`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Udp => "UDP",
+            Transport::Tcp => "TCP",
+            Transport::Tls => "TLS",
+        }
+    }
+
+    /// Parses a transport name in any case.
+    pub fn parse(s: &str) -> Option<Transport> {
+        match s.to_ascii_uppercase().as_str() {
+            "UDP" => Some(Transport::Udp),
+            "TCP" => Some(Transport::Tcp),
+            "TLS" => Some(Transport::Tls),
+            _ => None,
+        }
+    }
+
+    /// Whether the transport is reliable (no retransmissions, RFC 3261 §17).
+    pub fn is_reliable(self) -> bool {
+        !matches!(self, Transport::Udp)
+    }
+
+    /// The default port: 5060, or 5061 for TLS.
+    pub fn default_port(self) -> u16 {
+        match self {
+            Transport::Tls => 5061,
+            _ => 5060,
+        }
+    }
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One Via value (RFC 3261 §20.42, RFC 3581).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Via {
+    /// The transport the request was sent over.
+    pub transport: Transport,
+    /// sent-by host.
+    pub host: Host,
+    /// sent-by port.
+    pub port: Option<u16>,
+    /// Parameters: branch, received, rport, …
+    pub params: Vec<Param>,
+}
+
+/// The magic cookie that starts every RFC 3261 branch.
+pub const BRANCH_COOKIE: &str = "z9hG4bK";
+
+impl Via {
+    /// Parses one Via value.
+    pub fn parse(s: &str) -> Result<Via, ParseError> {
+        let bad = |r: &str| ParseError::Header {
+            name: "Via",
+            reason: r.to_string(),
+        };
+        // sent-protocol = name SLASH version SLASH transport, with optional white
+        // space around each slash (RFC 3261 §25.1 SLASH = SWS "/" SWS).
+        let mut parts = s.trim().splitn(3, '/').map(str::trim);
+        let (name, version, rest) = (parts.next(), parts.next(), parts.next());
+        if !name.is_some_and(|n| n.eq_ignore_ascii_case("SIP")) || version != Some("2.0") {
+            return Err(bad("protocol is not SIP/2.0"));
+        }
+        let rest = rest.ok_or_else(|| bad("no transport"))?;
+        let (transport, rest) = rest
+            .split_once([' ', '\t'])
+            .ok_or_else(|| bad("no sent-by"))?;
+        let transport = Transport::parse(transport).ok_or_else(|| bad("unknown transport"))?;
+        let rest = rest.trim();
+        let (sent_by, params) = match rest.split_once(';') {
+            Some((sb, p)) => (sb.trim(), parse_params(p).map_err(|e| bad(&e.to_string()))?),
+            None => (rest, Vec::new()),
+        };
+        let (host, port) = split_host_port(sent_by).map_err(|e| bad(&e.to_string()))?;
+        Ok(Via {
+            transport,
+            host,
+            port,
+            params,
+        })
+    }
+
+    /// The `branch` parameter.
+    pub fn branch(&self) -> Option<&str> {
+        find_param(&self.params, "branch").flatten()
+    }
+
+    /// A parameter by name: `Some(None)` when it has no value.
+    pub fn param(&self, name: &str) -> Option<Option<&str>> {
+        find_param(&self.params, name)
+    }
+
+    /// Sets a parameter, replacing any of the same name.
+    pub fn set_param(&mut self, name: &str, value: Option<String>) {
+        self.params.retain(|p| !p.name.eq_ignore_ascii_case(name));
+        self.params.push(Param {
+            name: name.to_string(),
+            value,
+        });
+    }
+}
+
+impl fmt::Display for Via {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SIP/2.0/{} {}", self.transport, self.host)?;
+        if let Some(p) = self.port {
+            write!(f, ":{p}")?;
+        }
+        write_params(f, &self.params)
+    }
+}
+
+/// A name-addr or addr-spec with header parameters: From, To, Contact, Route,
+/// Record-Route, Refer-To (RFC 3261 §20.10).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameAddr {
+    /// The display name, unquoted and unescaped.
+    pub display: Option<String>,
+    /// The URI.
+    pub uri: Uri,
+    /// Header parameters (`tag`, `expires`, …), not the URI's own.
+    pub params: Vec<Param>,
+}
+
+impl NameAddr {
+    /// A bare URI with no display name or parameters.
+    pub fn new(uri: Uri) -> NameAddr {
+        NameAddr {
+            display: None,
+            uri,
+            params: Vec::new(),
+        }
+    }
+
+    /// Parses a name-addr (`"Bob" <sip:b@h>;tag=1`) or an addr-spec (`sip:b@h;tag=1`,
+    /// where every `;` parameter belongs to the header).
+    pub fn parse(s: &str) -> Result<NameAddr, ParseError> {
+        let s = s.trim();
+        if let Some(lt) = find_unquoted(s, '<') {
+            let display = parse_display(s[..lt].trim())?;
+            let gt = s[lt..]
+                .find('>')
+                .map(|i| i + lt)
+                .ok_or_else(|| ParseError::Uri("missing '>'".into()))?;
+            let uri = Uri::parse(&s[lt + 1..gt])?;
+            let params = match s[gt + 1..].trim().strip_prefix(';') {
+                Some(p) => parse_params(p)?,
+                None if s[gt + 1..].trim().is_empty() => Vec::new(),
+                None => return Err(ParseError::Uri("junk after '>'".into())),
+            };
+            return Ok(NameAddr {
+                display,
+                uri,
+                params,
+            });
+        }
+        let (uri, params) = match s.split_once(';') {
+            Some((u, p)) => (u, parse_params(p)?),
+            None => (s, Vec::new()),
+        };
+        Ok(NameAddr {
+            display: None,
+            uri: Uri::parse(uri)?,
+            params,
+        })
+    }
+
+    /// The `tag` parameter.
+    pub fn tag(&self) -> Option<&str> {
+        find_param(&self.params, "tag").flatten()
+    }
+
+    /// A header parameter by name.
+    pub fn param(&self, name: &str) -> Option<Option<&str>> {
+        find_param(&self.params, name)
+    }
+
+    /// Sets the `tag` parameter.
+    pub fn set_tag(&mut self, tag: &str) {
+        self.params.retain(|p| !p.name.eq_ignore_ascii_case("tag"));
+        self.params.push(Param {
+            name: "tag".into(),
+            value: Some(tag.to_string()),
+        });
+    }
+}
+
+fn find_unquoted(s: &str, needle: char) -> Option<usize> {
+    let (mut in_quotes, mut escaped) = (false, false);
+    for (i, c) in s.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if in_quotes => escaped = true,
+            '"' => in_quotes = !in_quotes,
+            c if c == needle && !in_quotes => return Some(i),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// A display name: a token list or a quoted string (quotes and escapes removed).
+fn parse_display(s: &str) -> Result<Option<String>, ParseError> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    let Some(inner) = s.strip_prefix('"') else {
+        return Ok(Some(s.to_string()));
+    };
+    let inner = inner
+        .strip_suffix('"')
+        .ok_or_else(|| ParseError::Uri("unterminated quoted display name".into()))?;
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => out.extend(chars.next()),
+            c => out.push(c),
+        }
+    }
+    Ok(Some(out))
+}
+
+impl fmt::Display for NameAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(d) = &self.display {
+            f.write_str("\"")?;
+            for c in d.chars() {
+                if c == '"' || c == '\\' {
+                    f.write_str("\\")?;
+                }
+                write!(f, "{c}")?;
+            }
+            f.write_str("\" ")?;
+        }
+        write!(f, "<{}>", self.uri)?;
+        write_params(f, &self.params)
+    }
+}
+
+/// A CSeq value: sequence number and method.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CSeq {
+    /// The sequence number (below 2^31, RFC 3261 §8.1.1.5).
+    pub seq: u32,
+    /// The method.
+    pub method: Method,
+}
+
+impl CSeq {
+    /// Parses `123 INVITE`.
+    pub fn parse(s: &str) -> Result<CSeq, ParseError> {
+        let bad = |r: &str| ParseError::Header {
+            name: "CSeq",
+            reason: r.to_string(),
+        };
+        let mut parts = s.split_whitespace();
+        let seq = parts
+            .next()
+            .and_then(|n| n.parse::<u32>().ok())
+            .filter(|n| *n < 1 << 31)
+            .ok_or_else(|| bad("sequence number is not a number below 2^31"))?;
+        let method = parts
+            .next()
+            .and_then(|m| Method::parse(m).ok())
+            .ok_or_else(|| bad("no method"))?;
+        if parts.next().is_some() {
+            return Err(bad("junk after the method"));
+        }
+        Ok(CSeq { seq, method })
+    }
+}
+
+impl fmt::Display for CSeq {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.seq, self.method)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn via() {
+        let v = Via::parse("SIP/2.0/UDP [2001:db8::9]:5070;branch=z9hG4bK776;rport").unwrap();
+        assert_eq!(v.transport, Transport::Udp);
+        assert_eq!(v.port, Some(5070));
+        assert_eq!(v.branch(), Some("z9hG4bK776"));
+        assert_eq!(v.param("rport"), Some(None));
+        assert_eq!(
+            v.to_string(),
+            "SIP/2.0/UDP [2001:db8::9]:5070;branch=z9hG4bK776;rport"
+        );
+        let v = Via::parse("SIP / 2.0 / TCP  host.example ; branch=x").unwrap();
+        assert_eq!(v.transport, Transport::Tcp);
+        assert!(Via::parse("SIP/3.0/UDP h").is_err());
+        assert!(Via::parse("SIP/2.0/SCTP h").is_err());
+    }
+
+    #[test]
+    fn name_addr() {
+        let n = NameAddr::parse(
+            r#""Bob \"B\" Smith" <sip:bob@biloxi.example;transport=tcp>;tag=a6c85cf"#,
+        )
+        .unwrap();
+        assert_eq!(n.display.as_deref(), Some("Bob \"B\" Smith"));
+        assert_eq!(n.tag(), Some("a6c85cf"));
+        assert_eq!(n.uri.as_sip().unwrap().transport().as_deref(), Some("tcp"));
+        let n = NameAddr::parse("sip:+918047112233@10.0.0.1;tag=x").unwrap();
+        assert_eq!(n.tag(), Some("x"));
+        assert_eq!(n.uri.to_string(), "sip:+918047112233@10.0.0.1");
+        let n = NameAddr::parse("Alice <tel:+918047112233>").unwrap();
+        assert_eq!(n.display.as_deref(), Some("Alice"));
+        assert!(NameAddr::parse("<sip:a@b").is_err());
+    }
+
+    #[test]
+    fn cseq() {
+        assert_eq!(CSeq::parse("314159 INVITE").unwrap().seq, 314159);
+        assert!(CSeq::parse("-1 INVITE").is_err());
+        assert!(CSeq::parse("4294967295 INVITE").is_err());
+        assert!(CSeq::parse("1").is_err());
+    }
+}

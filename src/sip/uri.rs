@@ -1,0 +1,404 @@
+//! SIP, SIPS and tel URIs (RFC 3261 §19.1, RFC 3966), including IPv6 references.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use super::error::ParseError;
+
+/// A URI scheme callflow understands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scheme {
+    /// `sip:`
+    Sip,
+    /// `sips:` (TLS all the way).
+    Sips,
+}
+
+/// The host part of a SIP URI or a Via's sent-by.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Host {
+    /// A domain name, kept as written (compare it case-insensitively).
+    Domain(String),
+    /// An IPv4 address.
+    Ipv4(Ipv4Addr),
+    /// An IPv6 address, written in brackets.
+    Ipv6(Ipv6Addr),
+}
+
+impl Host {
+    /// Parses a host: a domain name, an IPv4 address or a bracketed IPv6 reference.
+    pub fn parse(s: &str) -> Result<Host, ParseError> {
+        let bad = || ParseError::Uri(format!("bad host '{}'", s.escape_default()));
+        if let Some(inner) = s.strip_prefix('[') {
+            let inner = inner.strip_suffix(']').ok_or_else(bad)?;
+            return inner.parse().map(Host::Ipv6).map_err(|_| bad());
+        }
+        if let Ok(v4) = s.parse::<Ipv4Addr>() {
+            return Ok(Host::Ipv4(v4));
+        }
+        let ok = !s.is_empty()
+            && s.len() <= 253
+            && s.split('.').enumerate().all(|(i, label)| {
+                // A fully qualified name may end with a dot (an empty last label).
+                (!label.is_empty() || i > 0 && s.ends_with('.'))
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            });
+        if ok {
+            Ok(Host::Domain(s.to_string()))
+        } else {
+            Err(bad())
+        }
+    }
+
+    /// The address, when the host is an IP literal.
+    pub fn ip(&self) -> Option<IpAddr> {
+        match self {
+            Host::Ipv4(a) => Some(IpAddr::V4(*a)),
+            Host::Ipv6(a) => Some(IpAddr::V6(*a)),
+            Host::Domain(_) => None,
+        }
+    }
+}
+
+impl From<IpAddr> for Host {
+    fn from(ip: IpAddr) -> Self {
+        match ip {
+            IpAddr::V4(a) => Host::Ipv4(a),
+            IpAddr::V6(a) => Host::Ipv6(a),
+        }
+    }
+}
+
+impl fmt::Display for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Host::Domain(d) => f.write_str(d),
+            Host::Ipv4(a) => write!(f, "{a}"),
+            Host::Ipv6(a) => write!(f, "[{a}]"),
+        }
+    }
+}
+
+/// Splits `host[:port]`, with IPv6 references in brackets.
+pub fn split_host_port(s: &str) -> Result<(Host, Option<u16>), ParseError> {
+    let (host, port) = if s.starts_with('[') {
+        let end = s
+            .find(']')
+            .ok_or_else(|| ParseError::Uri(format!("unclosed '[' in '{}'", s.escape_default())))?;
+        let rest = &s[end + 1..];
+        let port = match rest {
+            "" => None,
+            _ => Some(rest.strip_prefix(':').ok_or_else(|| {
+                ParseError::Uri(format!("junk after ']' in '{}'", s.escape_default()))
+            })?),
+        };
+        (&s[..=end], port)
+    } else {
+        match s.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (s, None),
+        }
+    };
+    let port = match port {
+        None => None,
+        Some(p) => Some(
+            p.parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| ParseError::Uri(format!("bad port '{}'", p.escape_default())))?,
+        ),
+    };
+    Ok((Host::parse(host)?, port))
+}
+
+/// A `;name[=value]` parameter.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Param {
+    /// The name, as written.
+    pub name: String,
+    /// The value, if any.
+    pub value: Option<String>,
+}
+
+/// Parses `;a=b;c` (the leading `;` already removed) into parameters.
+pub fn parse_params(s: &str) -> Result<Vec<Param>, ParseError> {
+    if s.is_empty() {
+        return Ok(Vec::new());
+    }
+    s.split(';')
+        .map(|p| {
+            let (name, value) = match p.split_once('=') {
+                Some((n, v)) => (n.trim(), Some(v.trim().to_string())),
+                None => (p.trim(), None),
+            };
+            if name.is_empty() || !name.bytes().all(is_token_byte) {
+                return Err(ParseError::Uri(format!(
+                    "bad parameter '{}'",
+                    p.escape_default()
+                )));
+            }
+            Ok(Param {
+                name: name.to_string(),
+                value,
+            })
+        })
+        .collect()
+}
+
+/// Looks up a parameter by name, case-insensitively: `Some(None)` when it has no value.
+pub fn find_param<'a>(params: &'a [Param], name: &str) -> Option<Option<&'a str>> {
+    params
+        .iter()
+        .find(|p| p.name.eq_ignore_ascii_case(name))
+        .map(|p| p.value.as_deref())
+}
+
+/// Writes parameters as `;a=b;c`.
+pub fn write_params(f: &mut fmt::Formatter<'_>, params: &[Param]) -> fmt::Result {
+    for p in params {
+        match &p.value {
+            Some(v) => write!(f, ";{}={}", p.name, v)?,
+            None => write!(f, ";{}", p.name)?,
+        }
+    }
+    Ok(())
+}
+
+/// Whether `b` is an RFC 3261 `token` character.
+pub fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b)
+}
+
+/// A SIP or SIPS URI.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SipUri {
+    /// `sip` or `sips`.
+    pub scheme: Scheme,
+    /// The user part (with any `:password`), as written (escaped).
+    pub user: Option<String>,
+    /// The host.
+    pub host: Host,
+    /// The port, if written.
+    pub port: Option<u16>,
+    /// URI parameters (`;transport=tcp`, `;lr`, …).
+    pub params: Vec<Param>,
+    /// URI headers after `?`, as written.
+    pub headers: Option<String>,
+}
+
+impl SipUri {
+    /// A `sip:` URI for `user@host:port`.
+    pub fn new(user: Option<&str>, host: Host, port: Option<u16>) -> SipUri {
+        SipUri {
+            scheme: Scheme::Sip,
+            user: user.map(str::to_string),
+            host,
+            port,
+            params: Vec::new(),
+            headers: None,
+        }
+    }
+
+    /// A URI parameter by name: `Some(None)` when present without a value.
+    pub fn param(&self, name: &str) -> Option<Option<&str>> {
+        find_param(&self.params, name)
+    }
+
+    /// The `transport` parameter, lowercased.
+    pub fn transport(&self) -> Option<String> {
+        self.param("transport")
+            .flatten()
+            .map(str::to_ascii_lowercase)
+    }
+}
+
+/// A tel URI (RFC 3966): a number and its parameters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TelUri {
+    /// The number, e.g. `+918047112233`.
+    pub number: String,
+    /// Parameters such as `phone-context`.
+    pub params: Vec<Param>,
+}
+
+/// A URI in a Request-URI, a name-addr or a Refer-To.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Uri {
+    /// `sip:` or `sips:`.
+    Sip(SipUri),
+    /// `tel:`.
+    Tel(TelUri),
+}
+
+impl Uri {
+    /// Parses a URI. Schemes other than sip, sips and tel are refused.
+    pub fn parse(s: &str) -> Result<Uri, ParseError> {
+        let s = s.trim();
+        if let Some(c) = s.chars().find(|c| c.is_whitespace() || c.is_control()) {
+            return Err(ParseError::Uri(format!("URI contains {:?}", c)));
+        }
+        let (scheme, rest) = s
+            .split_once(':')
+            .ok_or_else(|| ParseError::Uri(format!("no scheme in '{}'", s.escape_default())))?;
+        let scheme = match scheme.to_ascii_lowercase().as_str() {
+            "sip" => Scheme::Sip,
+            "sips" => Scheme::Sips,
+            "tel" => return parse_tel(rest).map(Uri::Tel),
+            other => {
+                return Err(ParseError::UnsupportedScheme(
+                    other.escape_default().to_string(),
+                ));
+            }
+        };
+        parse_sip(scheme, rest).map(Uri::Sip)
+    }
+
+    /// The SIP URI, if this is one.
+    pub fn as_sip(&self) -> Option<&SipUri> {
+        match self {
+            Uri::Sip(u) => Some(u),
+            Uri::Tel(_) => None,
+        }
+    }
+
+    /// The user part of a SIP URI, or the number of a tel URI.
+    pub fn user(&self) -> Option<&str> {
+        match self {
+            Uri::Sip(u) => u.user.as_deref(),
+            Uri::Tel(t) => Some(&t.number),
+        }
+    }
+}
+
+fn parse_sip(scheme: Scheme, rest: &str) -> Result<SipUri, ParseError> {
+    let (rest, headers) = match rest.split_once('?') {
+        Some((r, h)) => (r, Some(h.to_string())),
+        None => (rest, None),
+    };
+    let (userinfo, hostpart) = match rest.rsplit_once('@') {
+        Some((u, h)) if !u.is_empty() => (Some(u.to_string()), h),
+        Some(_) => return Err(ParseError::Uri("empty user part".into())),
+        None => (None, rest),
+    };
+    let (hostport, params) = match hostpart.split_once(';') {
+        Some((hp, p)) => (hp, parse_params(p)?),
+        None => (hostpart, Vec::new()),
+    };
+    let (host, port) = split_host_port(hostport)?;
+    Ok(SipUri {
+        scheme,
+        user: userinfo,
+        host,
+        port,
+        params,
+        headers,
+    })
+}
+
+fn parse_tel(rest: &str) -> Result<TelUri, ParseError> {
+    let (number, params) = match rest.split_once(';') {
+        Some((n, p)) => (n, parse_params(p)?),
+        None => (rest, Vec::new()),
+    };
+    let digits = number.strip_prefix('+').unwrap_or(number);
+    let ok = !digits.is_empty()
+        && digits
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() || b"*#-.()".contains(&b));
+    if !ok {
+        return Err(ParseError::Uri(format!(
+            "bad tel number '{}'",
+            number.escape_default()
+        )));
+    }
+    Ok(TelUri {
+        number: number.to_string(),
+        params,
+    })
+}
+
+impl fmt::Display for SipUri {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self.scheme {
+            Scheme::Sip => "sip:",
+            Scheme::Sips => "sips:",
+        })?;
+        if let Some(u) = &self.user {
+            write!(f, "{u}@")?;
+        }
+        write!(f, "{}", self.host)?;
+        if let Some(p) = self.port {
+            write!(f, ":{p}")?;
+        }
+        write_params(f, &self.params)?;
+        if let Some(h) = &self.headers {
+            write!(f, "?{h}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Uri {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Uri::Sip(u) => u.fmt(f),
+            Uri::Tel(t) => {
+                write!(f, "tel:{}", t.number)?;
+                write_params(f, &t.params)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sip_uris_round_trip() {
+        for s in [
+            "sip:alice@atlanta.example.com",
+            "sip:+918047112233@10.0.0.1:5060;transport=tcp;lr",
+            "sips:bot.partner.example.com:5061",
+            "sip:[2001:db8::1]:5060;transport=udp",
+            "sip:alice:secret@host.example?subject=hi",
+            "tel:+918047112233;phone-context=example.com",
+        ] {
+            let u = Uri::parse(s).unwrap();
+            assert_eq!(u.to_string(), s);
+        }
+    }
+
+    #[test]
+    fn parts() {
+        let Uri::Sip(u) = Uri::parse("SIP:bob@[::1]:5070;Transport=TCP").unwrap() else {
+            panic!()
+        };
+        assert_eq!(u.host, Host::Ipv6(Ipv6Addr::LOCALHOST));
+        assert_eq!(u.port, Some(5070));
+        assert_eq!(u.transport().as_deref(), Some("tcp"));
+        let t = Uri::parse("tel:+918047112233").unwrap();
+        assert_eq!(t.user(), Some("+918047112233"));
+    }
+
+    #[test]
+    fn bad_uris() {
+        for s in [
+            "alice",
+            "http://x",
+            "sip:",
+            "sip:@host",
+            "sip:host:0",
+            "sip:host:70000",
+            "sip:[::1",
+            "sip:[nope]",
+            "sip:a b",
+            "tel:",
+            "sip:host;=x",
+        ] {
+            assert!(Uri::parse(s).is_err(), "{s}");
+        }
+    }
+}
