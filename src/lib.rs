@@ -8,5 +8,6 @@
 #![warn(missing_docs)]
 
 pub mod applets;
+pub mod call;
 pub mod flow;
 pub mod sip;

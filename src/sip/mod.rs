@@ -4,10 +4,14 @@
 //! typed access to what the engine reads. Nothing here panics on input: malformed
 //! bytes become a [`ParseError`].
 
+pub mod dialog;
 pub mod error;
 pub mod header;
 pub mod message;
 pub mod method;
+pub mod resolve;
+pub mod transaction;
+pub mod transport;
 pub mod typed;
 pub mod uri;
 

@@ -1,0 +1,151 @@
+//! The SDP filter of the B2BUA (DESIGN.md §5): offers and answers pass between the
+//! legs with audio restricted to PCMA, PCMU and telephone-event. Other media streams
+//! are disabled (port 0), keeping the m-line order that RFC 3264 requires.
+
+/// Why an SDP body cannot be relayed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SdpError {
+    /// Not text, or no `m=` line at all.
+    #[error("not an SDP session description")]
+    NotSdp,
+    /// No audio stream offers PCMA or PCMU.
+    #[error("no common codec: callflow carries PCMA, PCMU and telephone-event")]
+    NoCodec,
+}
+
+/// Codecs callflow lets through, by rtpmap encoding name.
+const ALLOWED: [&str; 3] = ["PCMA", "PCMU", "telephone-event"];
+
+/// Static payload types of the allowed codecs (RFC 3551).
+fn static_allowed(pt: &str) -> bool {
+    pt == "0" || pt == "8"
+}
+
+/// Filters an SDP body; the result keeps at least one audio stream with PCMA or PCMU.
+pub fn filter(body: &[u8]) -> Result<String, SdpError> {
+    let text = std::str::from_utf8(body).map_err(|_| SdpError::NotSdp)?;
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let first_m = lines
+        .iter()
+        .position(|l| l.starts_with("m="))
+        .ok_or(SdpError::NotSdp)?;
+    let mut out: Vec<String> = lines[..first_m].iter().map(|l| l.to_string()).collect();
+    let mut usable_audio = false;
+    let mut i = first_m;
+    while i < lines.len() {
+        let end = lines[i + 1..]
+            .iter()
+            .position(|l| l.starts_with("m="))
+            .map_or(lines.len(), |p| i + 1 + p);
+        let (section, audio_ok) = filter_media(&lines[i..end]);
+        usable_audio |= audio_ok;
+        out.extend(section);
+        i = end;
+    }
+    if !usable_audio {
+        return Err(SdpError::NoCodec);
+    }
+    let mut s = out.join("\r\n");
+    s.push_str("\r\n");
+    Ok(s)
+}
+
+/// Filters one media section; true when it is an audio stream with PCMA or PCMU left.
+fn filter_media(section: &[&str]) -> (Vec<String>, bool) {
+    let m = section[0];
+    let parts: Vec<&str> = m[2..].split_whitespace().collect();
+    if parts.len() < 4 || parts[0] != "audio" {
+        // Not audio: disable the stream, keep its place.
+        let mut disabled = parts.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        if disabled.len() >= 2 {
+            disabled[1] = "0".into();
+        }
+        return (vec![format!("m={}", disabled.join(" "))], false);
+    }
+    let names = rtpmap_names(section);
+    let keep: Vec<&str> = parts[3..]
+        .iter()
+        .copied()
+        .filter(|pt| match names.iter().find(|(p, _)| p == pt) {
+            Some((_, name)) => ALLOWED.iter().any(|a| a.eq_ignore_ascii_case(name)),
+            None => static_allowed(pt),
+        })
+        .collect();
+    let has_voice = keep.iter().any(|pt| {
+        names
+            .iter()
+            .find(|(p, _)| p == pt)
+            .map_or(static_allowed(pt), |(_, n)| {
+                !n.eq_ignore_ascii_case("telephone-event")
+            })
+    });
+    if !has_voice {
+        return (
+            vec![format!(
+                "m={} 0 {} {}",
+                parts[0],
+                parts[2],
+                parts[3..].join(" ")
+            )],
+            false,
+        );
+    }
+    let mut out = vec![format!(
+        "m={} {} {} {}",
+        parts[0],
+        parts[1],
+        parts[2],
+        keep.join(" ")
+    )];
+    for line in &section[1..] {
+        let pt = line
+            .strip_prefix("a=rtpmap:")
+            .or_else(|| line.strip_prefix("a=fmtp:"))
+            .or_else(|| line.strip_prefix("a=rtcp-fb:"))
+            .and_then(|r| r.split_whitespace().next());
+        match pt {
+            Some(pt) if !keep.contains(&pt) => {}
+            _ => out.push(line.to_string()),
+        }
+    }
+    (out, true)
+}
+
+/// `(payload type, encoding name)` from the section's rtpmap lines.
+fn rtpmap_names<'a>(section: &[&'a str]) -> Vec<(&'a str, &'a str)> {
+    section
+        .iter()
+        .filter_map(|l| l.strip_prefix("a=rtpmap:"))
+        .filter_map(|r| {
+            let (pt, rest) = r.split_once(' ')?;
+            Some((pt, rest.split('/').next()?))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OFFER: &str = "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 9 8 0 96 101\r\na=rtpmap:9 G722/8000\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:96 opus/48000/2\r\na=fmtp:96 useinbandfec=1\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=sendrecv\r\nm=video 5000 RTP/AVP 97\r\na=rtpmap:97 H264/90000\r\n";
+
+    #[test]
+    fn keeps_g711_and_dtmf_only() {
+        let out = filter(OFFER.as_bytes()).unwrap();
+        assert!(out.contains("m=audio 4000 RTP/AVP 8 0 101\r\n"), "{out}");
+        assert!(!out.contains("opus") && !out.contains("G722") && !out.contains("useinbandfec"));
+        assert!(out.contains("a=fmtp:101 0-15\r\n") && out.contains("a=sendrecv\r\n"));
+        assert!(out.contains("m=video 0 RTP/AVP 97\r\n"));
+    }
+
+    #[test]
+    fn nothing_left_is_an_error() {
+        let only_opus = "v=0\r\nm=audio 4000 RTP/AVP 96 101\r\na=rtpmap:96 opus/48000/2\r\na=rtpmap:101 telephone-event/8000\r\n";
+        assert_eq!(filter(only_opus.as_bytes()), Err(SdpError::NoCodec));
+        assert_eq!(filter(b"hello"), Err(SdpError::NotSdp));
+    }
+}

@@ -1,0 +1,399 @@
+//! SIP transports (RFC 3261 §18): UDP, TCP and TLS.
+//!
+//! Every message that arrives is parsed where it arrives (the UDP receive loop, a
+//! connection's reader task) and handed to the layer above as an [`Incoming`]. A
+//! malformed message is dropped and counted; a request that parses but lacks what
+//! RFC 3261 requires is answered 400 when it has a usable Via. Outgoing messages go
+//! out through [`Transports::send`]: UDP from the listening socket, TCP and TLS over a
+//! connection reused per remote address (accepted or opened by us).
+
+mod stream;
+pub mod tls;
+mod udp;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::header::Name;
+use super::message::Message;
+use super::typed::{Transport, Via};
+use super::uri::Host;
+
+pub use tls::TlsConfig;
+
+/// A message that arrived, with where it came from.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    /// The message (parsed, with `received`/`rport` already added to a request's top
+    /// Via per RFC 3581).
+    pub message: Message,
+    /// The transport it came over.
+    pub transport: Transport,
+    /// The peer's address.
+    pub source: SocketAddr,
+    /// Our address it arrived at.
+    pub local: SocketAddr,
+}
+
+/// Where to send a message.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Target {
+    /// The transport.
+    pub transport: Transport,
+    /// The peer's address.
+    pub addr: SocketAddr,
+    /// For TLS: the name to ask for (SNI) and to verify the certificate against.
+    pub server_name: Option<String>,
+}
+
+/// A transport failure.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// No listener or socket for this transport and address family.
+    #[error("no {0} transport for {1}")]
+    NoTransport(Transport, SocketAddr),
+    /// Sending failed.
+    #[error("send to {0} failed: {1}")]
+    Io(SocketAddr, std::io::Error),
+    /// Connecting failed or timed out.
+    #[error("connect to {0} failed: {1}")]
+    Connect(SocketAddr, String),
+    /// The message is too large for the transport.
+    #[error("message of {0} bytes is too large for UDP")]
+    TooLarge(usize),
+}
+
+/// Counters kept by the transports.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Messages received and parsed.
+    pub received: AtomicU64,
+    /// Messages sent.
+    pub sent: AtomicU64,
+    /// Messages that could not be parsed, dropped.
+    pub malformed_dropped: AtomicU64,
+    /// Requests that parsed but broke RFC 3261's rules, answered 400.
+    pub malformed_answered: AtomicU64,
+    /// Stream connections closed because their bytes could not be framed.
+    pub framing_errors: AtomicU64,
+}
+
+impl Stats {
+    /// A counter's current value.
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+/// A listening address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listen {
+    /// The transport.
+    pub transport: Transport,
+    /// The address to bind.
+    pub addr: SocketAddr,
+}
+
+impl std::str::FromStr for Listen {
+    type Err = String;
+
+    /// Parses `udp://127.0.0.1:5060`, `tcp://[::1]:5060` or `tls://0.0.0.0:5061`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (scheme, addr) = s
+            .split_once("://")
+            .ok_or_else(|| format!("'{s}' is not TRANSPORT://ADDRESS:PORT"))?;
+        let transport =
+            Transport::parse(scheme).ok_or_else(|| format!("unknown transport '{scheme}'"))?;
+        let addr = addr
+            .parse()
+            .map_err(|_| format!("'{addr}' is not an IP address and port"))?;
+        Ok(Listen { transport, addr })
+    }
+}
+
+/// Settings of the transports.
+#[derive(Debug, Clone)]
+pub struct TransportConfig {
+    /// Where to listen.
+    pub listen: Vec<Listen>,
+    /// Certificate, key and trust for TLS.
+    pub tls: Option<TlsConfig>,
+    /// A stream connection with no traffic for this long is closed.
+    pub idle_timeout: Duration,
+    /// How long opening a TCP or TLS connection may take.
+    pub connect_timeout: Duration,
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        TransportConfig {
+            listen: Vec::new(),
+            tls: None,
+            idle_timeout: Duration::from_secs(600),
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The running transports.
+pub struct Transports {
+    udp: Vec<Arc<UdpSocket>>,
+    local: Vec<Listen>,
+    connections: Mutex<HashMap<(Transport, SocketAddr), stream::Connection>>,
+    config: TransportConfig,
+    tls: Option<tls::Tls>,
+    incoming: mpsc::Sender<Incoming>,
+    /// Counters.
+    pub stats: Stats,
+    shutdown: CancellationToken,
+}
+
+impl Transports {
+    /// Binds every listening address and starts receiving. Messages are delivered on
+    /// the returned channel.
+    pub async fn bind(
+        config: TransportConfig,
+        shutdown: CancellationToken,
+    ) -> std::io::Result<(Arc<Transports>, mpsc::Receiver<Incoming>)> {
+        let (tx, rx) = mpsc::channel(4096);
+        let tls = match &config.tls {
+            Some(c) => Some(tls::Tls::new(c).map_err(std::io::Error::other)?),
+            None => None,
+        };
+        let mut udp = Vec::new();
+        let mut tcp = Vec::new();
+        let mut local = Vec::new();
+        for l in &config.listen {
+            match l.transport {
+                Transport::Udp => {
+                    let s = Arc::new(UdpSocket::bind(l.addr).await?);
+                    local.push(Listen {
+                        transport: l.transport,
+                        addr: s.local_addr()?,
+                    });
+                    udp.push(s);
+                }
+                Transport::Tcp | Transport::Tls => {
+                    let has_cert = config
+                        .tls
+                        .as_ref()
+                        .is_some_and(|c| c.cert.is_some() && c.key.is_some());
+                    if l.transport == Transport::Tls && !has_cert {
+                        return Err(std::io::Error::other(
+                            "a tls:// listener needs sip.tls with a certificate and key",
+                        ));
+                    }
+                    let listener = TcpListener::bind(l.addr).await?;
+                    local.push(Listen {
+                        transport: l.transport,
+                        addr: listener.local_addr()?,
+                    });
+                    tcp.push((l.transport, listener));
+                }
+            }
+        }
+        let this = Arc::new(Transports {
+            udp: udp.clone(),
+            local,
+            connections: Mutex::new(HashMap::new()),
+            config,
+            tls,
+            incoming: tx,
+            stats: Stats::default(),
+            shutdown,
+        });
+        for socket in udp {
+            tokio::spawn(udp::receive_loop(this.clone(), socket));
+        }
+        for (transport, listener) in tcp {
+            tokio::spawn(stream::accept_loop(this.clone(), transport, listener));
+        }
+        Ok((this, rx))
+    }
+
+    /// The addresses actually bound (port 0 resolved).
+    pub fn local_addrs(&self) -> &[Listen] {
+        &self.local
+    }
+
+    /// Our address for `transport` (the first listener of that kind).
+    pub fn local_addr(&self, transport: Transport) -> Option<SocketAddr> {
+        self.local
+            .iter()
+            .find(|l| l.transport == transport)
+            .map(|l| l.addr)
+    }
+
+    /// Sends bytes to a target.
+    pub async fn send(
+        self: &Arc<Self>,
+        target: &Target,
+        bytes: Bytes,
+    ) -> Result<(), TransportError> {
+        match target.transport {
+            Transport::Udp => self.send_udp(target.addr, &bytes).await?,
+            Transport::Tcp | Transport::Tls => stream::send(self, target, bytes).await?,
+        }
+        self.stats.sent.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    async fn send_udp(&self, addr: SocketAddr, bytes: &[u8]) -> Result<(), TransportError> {
+        if bytes.len() > super::message::MAX_MESSAGE_BYTES {
+            return Err(TransportError::TooLarge(bytes.len()));
+        }
+        let socket = self
+            .udp
+            .iter()
+            .find(|s| s.local_addr().is_ok_and(|l| l.is_ipv4() == addr.is_ipv4()))
+            .ok_or(TransportError::NoTransport(Transport::Udp, addr))?;
+        socket
+            .send_to(bytes, addr)
+            .await
+            .map(|_| ())
+            .map_err(|e| TransportError::Io(addr, e))
+    }
+
+    /// Sends a response where RFC 3261 §18.2.2 and RFC 3581 say: back over the
+    /// connection the request came on when it is still open, else to the top Via's
+    /// `received` address (or sent-by host) and its `rport` (or sent-by port).
+    pub async fn send_response(
+        self: &Arc<Self>,
+        response: &Message,
+        request_source: Option<SocketAddr>,
+    ) -> Result<(), TransportError> {
+        let via = response
+            .top_via()
+            .map_err(|e| TransportError::Connect(unspecified(), e.to_string()))?;
+        let open = request_source.filter(|src| {
+            via.transport.is_reliable() && stream::is_open(self, via.transport, *src)
+        });
+        let target = match open {
+            Some(addr) => Target {
+                transport: via.transport,
+                addr,
+                server_name: None,
+            },
+            None => response_target(&via, request_source).ok_or_else(|| {
+                TransportError::Connect(unspecified(), "no address in Via".into())
+            })?,
+        };
+        self.send(&target, response.to_bytes()).await
+    }
+
+    /// Hands a parsed message to the layer above, answering 400 to a request that
+    /// breaks RFC 3261's rules and dropping anything else that does.
+    async fn deliver(
+        self: &Arc<Self>,
+        mut message: Message,
+        transport: Transport,
+        source: SocketAddr,
+        local: SocketAddr,
+    ) {
+        if let Err(why) = message.validate() {
+            if message.is_request()
+                && message.top_via().is_ok()
+                && message.method() != Some(&super::Method::Ack)
+            {
+                let mut resp = Message::response_to(&message, 400);
+                if let super::StartLine::Response { reason, .. } = &mut resp.start {
+                    *reason = format!("Bad Request ({why})");
+                }
+                stamp_received(&mut resp, source);
+                self.stats
+                    .malformed_answered
+                    .fetch_add(1, Ordering::Relaxed);
+                let _ = self.send_response(&resp, Some(source)).await;
+            } else {
+                self.stats.malformed_dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            tracing::debug!(%source, %why, "invalid SIP message");
+            return;
+        }
+        if message.is_request() {
+            stamp_received(&mut message, source);
+        }
+        self.stats.received.fetch_add(1, Ordering::Relaxed);
+        let _ = self
+            .incoming
+            .send(Incoming {
+                message,
+                transport,
+                source,
+                local,
+            })
+            .await;
+    }
+
+    /// Stops accepting and closes every connection.
+    pub fn shutdown(&self) {
+        self.shutdown.cancel();
+    }
+}
+
+fn unspecified() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 0))
+}
+
+/// Adds `received` (when the source differs from sent-by) and fills a valueless
+/// `rport` (RFC 3581) on a request's top Via.
+fn stamp_received(message: &mut Message, source: SocketAddr) {
+    let Ok(mut via) = message.top_via() else {
+        return;
+    };
+    if via.host.ip() != Some(source.ip()) {
+        via.set_param("received", Some(source.ip().to_string()));
+    }
+    if via.param("rport") == Some(None) {
+        via.set_param("rport", Some(source.port().to_string()));
+    }
+    replace_top_via(message, &via);
+}
+
+/// Replaces the first Via value (which may share a header line with others).
+pub fn replace_top_via(message: &mut Message, via: &Via) {
+    let Some(i) = message.headers.iter().position(|h| h.name == Name::Via) else {
+        return;
+    };
+    let values = super::header::split_list(&message.headers[i].value);
+    let rest: Vec<&str> = values.into_iter().skip(1).collect();
+    let mut value = via.to_string();
+    for r in rest {
+        value.push_str(", ");
+        value.push_str(r);
+    }
+    message.headers[i].value = value;
+}
+
+/// Where a response to a request with this top Via goes (RFC 3261 §18.2.2, RFC 3581).
+pub fn response_target(via: &Via, source: Option<SocketAddr>) -> Option<Target> {
+    let ip = via
+        .param("received")
+        .flatten()
+        .and_then(|r| r.parse().ok())
+        .or_else(|| via.host.ip())
+        .or_else(|| source.map(|s| s.ip()))?;
+    let port = via
+        .param("rport")
+        .flatten()
+        .and_then(|p| p.parse().ok())
+        .or(via.port)
+        .unwrap_or(via.transport.default_port());
+    let server_name = match &via.host {
+        Host::Domain(d) => Some(d.clone()),
+        _ => None,
+    };
+    Some(Target {
+        transport: via.transport,
+        addr: SocketAddr::new(ip, port),
+        server_name,
+    })
+}
