@@ -1,0 +1,185 @@
+//! Interop with SIPp (Debian package `sip-tester`), a SIP tool nobody here wrote:
+//! SIPp plays the caller and the far end, the engine bridges them.
+//!
+//! SIPp must be installed (`.ci/run` installs it). Set CALLFLOW_SKIP_SIPP=1 to skip
+//! these tests on a machine without it; they fail otherwise, so that CI never passes
+//! without having run them.
+
+mod support;
+
+use std::net::UdpSocket;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use callflow::call::{LegOutcome, LegRequest};
+use callflow::sip::{Transport, Uri};
+use support::{TestEngine, handler};
+use tokio::process::Command;
+
+fn sipp_present() -> bool {
+    if std::process::Command::new("sipp")
+        .arg("-v")
+        .output()
+        .is_ok()
+    {
+        return true;
+    }
+    if std::env::var_os("CALLFLOW_SKIP_SIPP").is_some() {
+        eprintln!("SIPp not installed; skipped (CALLFLOW_SKIP_SIPP set)");
+        return false;
+    }
+    panic!("SIPp is not installed: apt-get install -y sip-tester (or set CALLFLOW_SKIP_SIPP=1)");
+}
+
+fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn scenario(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/sipp")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+/// SIPp's arguments for one side: a scenario (`-sn` built-in or `-sf` file).
+fn sipp(scenario_args: &[String], port: u16, transport: Transport, extra: &[String]) -> Command {
+    let mut c = Command::new("sipp");
+    c.args(scenario_args)
+        .args(["-i", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-m", "1", "-nostdin", "-timeout", "20s", "-timeout_error"])
+        .args(["-cp", &free_port().to_string()])
+        .args([
+            "-t",
+            if transport == Transport::Udp {
+                "u1"
+            } else {
+                "t1"
+            },
+        ])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    c
+}
+
+/// Runs SIPp as far end (`uas`) and as caller (`uac`) through the engine.
+async fn interop(uas: Vec<String>, uac: Vec<String>, transport: Transport) {
+    if !sipp_present() {
+        return;
+    }
+    let far_port = free_port();
+    let tag = match transport {
+        Transport::Udp => String::new(),
+        t => format!(";transport={}", t.as_str().to_ascii_lowercase()),
+    };
+    let far_uri = format!("sip:bot@127.0.0.1:{far_port}{tag}");
+    let engine = TestEngine::start(
+        handler(move |mut call| {
+            let far_uri = far_uri.clone();
+            async move {
+                if !call.accept_offer().await {
+                    return;
+                }
+                let Ok(Uri::Sip(uri)) = Uri::parse(&far_uri) else {
+                    return;
+                };
+                let leg = LegRequest {
+                    uri,
+                    headers: vec![],
+                    ring_timeout: Duration::from_secs(5),
+                    caller_id: None,
+                };
+                match call.dial(leg).await {
+                    LegOutcome::Answered => {
+                        call.wait(Duration::from_secs(30)).await;
+                        call.hangup(480).await;
+                    }
+                    LegOutcome::Rejected(s) => call.hangup(s).await,
+                    LegOutcome::CallerGone => {}
+                    _ => call.hangup(480).await,
+                }
+            }
+        }),
+        None,
+    )
+    .await;
+    let mut far = sipp(&uas, far_port, transport, &[])
+        .spawn()
+        .expect("start SIPp uas");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let target = engine.addr(transport).to_string();
+    let caller = sipp(
+        &uac,
+        free_port(),
+        transport,
+        &["-s".into(), "+918047112233".into(), target],
+    )
+    .output()
+    .await
+    .expect("run SIPp uac");
+    let far_out = tokio::time::timeout(Duration::from_secs(25), far.wait())
+        .await
+        .expect("SIPp uas finished");
+    let mut far_err = String::new();
+    if let Some(mut e) = far.stderr.take() {
+        use tokio::io::AsyncReadExt;
+        let _ = e.read_to_string(&mut far_err).await;
+    }
+    assert!(
+        caller.status.success(),
+        "SIPp caller failed ({:?}): {}",
+        caller.status,
+        String::from_utf8_lossy(&caller.stderr)
+    );
+    assert!(
+        far_out.expect("wait").success(),
+        "SIPp far end failed: {far_err}"
+    );
+}
+
+fn builtin(name: &str) -> Vec<String> {
+    vec!["-sn".into(), name.into()]
+}
+
+fn file(name: &str) -> Vec<String> {
+    vec!["-sf".into(), scenario(name)]
+}
+
+#[tokio::test]
+async fn sipp_basic_call_over_udp() {
+    interop(builtin("uas"), builtin("uac"), Transport::Udp).await;
+}
+
+#[tokio::test]
+async fn sipp_basic_call_over_tcp() {
+    interop(builtin("uas"), builtin("uac"), Transport::Tcp).await;
+}
+
+#[tokio::test]
+async fn sipp_cancel_while_ringing() {
+    interop(
+        file("uas_cancel.xml"),
+        file("uac_cancel.xml"),
+        Transport::Udp,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn sipp_far_end_hangs_up_first() {
+    interop(
+        file("uas_bye.xml"),
+        file("uac_recv_bye.xml"),
+        Transport::Udp,
+    )
+    .await;
+}
