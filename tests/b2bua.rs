@@ -124,8 +124,8 @@ async fn answer_at(s: &mut Setup, i: usize) -> (Message, Message) {
     (inv, ok_at_caller)
 }
 
-async fn caller_hangs_up(s: &mut Setup, ok: &Message, far: usize) {
-    let bye = s.caller.in_dialog("BYE", ok, true, "", 2, "bye1");
+async fn caller_hangs_up(s: &mut Setup, ok: &Message, far: usize, cseq: u32) {
+    let bye = s.caller.in_dialog("BYE", ok, true, "", cseq, "bye1");
     s.caller.send(&bye, Ua::contact_addr(ok)).await;
     let (far_bye, from) = s.far[far].expect_request("BYE").await;
     let r = s.far[far].response(&far_bye, 200, "far1", None);
@@ -147,7 +147,7 @@ async fn basic_call(transport: Transport) {
     let mut s = setup(transport, &["bot"]).await;
     call_in(&mut s, "basic").await;
     let (_, ok) = answer_at(&mut s, 0).await;
-    caller_hangs_up(&mut s, &ok, 0).await;
+    caller_hangs_up(&mut s, &ok, 0, 2).await;
     assert_eq!(s.report.recv().await.unwrap(), "Answered");
     assert_eq!(s.report.recv().await.unwrap(), "CallerHangup");
     all_routes_gone(&s).await;
@@ -350,7 +350,7 @@ async fn udp_loss_is_recovered_by_retransmission() {
         .push("SIP/2.0 200".into());
     call_in(&mut s, "loss").await;
     let (_, ok) = answer_at(&mut s, 0).await;
-    caller_hangs_up(&mut s, &ok, 0).await;
+    caller_hangs_up(&mut s, &ok, 0, 2).await;
     assert!(s.far[0].drop_next.lock().unwrap().is_empty());
     assert!(s.caller.drop_next.lock().unwrap().is_empty());
 }
@@ -379,4 +379,66 @@ async fn options_and_unknown_requests_outside_dialogs() {
             assert!(r.header(&Name::Allow).unwrap().contains("REFER"));
         }
     }
+}
+
+#[tokio::test]
+async fn early_media_183_is_relayed_with_filtered_sdp() {
+    let mut s = setup(Transport::Udp, &["bot"]).await;
+    call_in(&mut s, "early").await;
+    let (inv, from) = s.far[0].expect_request("INVITE").await;
+    let early = answer(43000).replace(
+        "m=audio 43000 RTP/AVP 8 101",
+        "m=audio 43000 RTP/AVP 9 8 101",
+    ) + "a=rtpmap:9 G722/8000\r\n";
+    s.far[0]
+        .send(&s.far[0].response(&inv, 183, "far1", Some(&early)), from)
+        .await;
+    let r = s.caller.expect_response().await;
+    assert_eq!(r.status(), Some(183));
+    let body = String::from_utf8_lossy(&r.body);
+    assert!(
+        body.contains("m=audio 43000 RTP/AVP 8 101") && !body.contains("G722"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn offer_with_no_usable_codec_gets_488() {
+    let mut s = setup(Transport::Udp, &["bot"]).await;
+    let to = s.engine.addr(Transport::Udp);
+    let mut invite = s
+        .caller
+        .invite(&format!("sip:+918047112233@{to}"), "opus-only");
+    let opus = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 96\r\na=rtpmap:96 opus/48000/2\r\n";
+    invite.set_body("application/sdp", bytes::Bytes::from(opus));
+    s.caller.send(&invite, to).await;
+    assert_eq!(s.caller.expect_final("INVITE").await.status(), Some(488));
+    assert!(s.far[0].recv(0.3).await.is_none(), "no far leg is placed");
+}
+
+#[tokio::test]
+async fn info_and_update_in_dialog_are_relayed() {
+    let mut s = setup(Transport::Udp, &["bot"]).await;
+    call_in(&mut s, "info").await;
+    let (_, ok) = answer_at(&mut s, 0).await;
+    for (i, method) in ["INFO", "UPDATE"].iter().enumerate() {
+        let req = s
+            .caller
+            .in_dialog(method, &ok, true, "", 5 + i as u32, &format!("r{i}"));
+        s.caller.send(&req, Ua::contact_addr(&ok)).await;
+        let (got, from) = s.far[0].expect_request(method).await;
+        s.far[0]
+            .send(&s.far[0].response(&got, 200, "far1", None), from)
+            .await;
+        assert_eq!(
+            s.caller.expect_final(method).await.status(),
+            Some(200),
+            "{method}"
+        );
+    }
+    // A BYE with a CSeq below the last one is out of order: 500 (RFC 3261 §12.2.2).
+    let stale = s.caller.in_dialog("BYE", &ok, true, "", 2, "stale");
+    s.caller.send(&stale, Ua::contact_addr(&ok)).await;
+    assert_eq!(s.caller.expect_final("BYE").await.status(), Some(500));
+    caller_hangs_up(&mut s, &ok, 0, 7).await;
 }

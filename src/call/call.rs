@@ -640,6 +640,10 @@ impl Call {
         let method = st.request.method().cloned();
         if self.is_caller(&st.request) {
             match method {
+                Some(Method::Bye) if !self.caller_cseq_in_order(&st.request) => {
+                    st.reply(500, None).await;
+                    None
+                }
                 Some(Method::Bye) => {
                     st.reply(200, None).await;
                     self.caller_left_dialog();
@@ -700,9 +704,7 @@ impl Call {
     /// A request from the caller while no far leg is bridged: a re-INVITE is answered
     /// with the last SDP we gave; UPDATE, INFO and OPTIONS 200; anything else 405.
     async fn answer_locally(&mut self, st: ServerTransaction) {
-        if let Some(d) = &mut self.caller_dialog
-            && !d.accept_remote_cseq(&st.request)
-        {
+        if !self.caller_cseq_in_order(&st.request) {
             st.reply(500, None).await;
             return;
         }
@@ -723,12 +725,18 @@ impl Call {
         st.respond(resp).await;
     }
 
+    /// Whether a request from the caller has a CSeq above the last (RFC 3261
+    /// §12.2.2); a request out of order is answered 500.
+    fn caller_cseq_in_order(&mut self, request: &Message) -> bool {
+        self.caller_dialog
+            .as_mut()
+            .is_none_or(|d| d.accept_remote_cseq(request))
+    }
+
     /// Relays an in-dialog request from the caller to the far leg and its final
     /// response back (re-INVITE, UPDATE, INFO).
     async fn relay_to_far(&mut self, st: ServerTransaction) {
-        if let Some(d) = &mut self.caller_dialog
-            && !d.accept_remote_cseq(&st.request)
-        {
+        if !self.caller_cseq_in_order(&st.request) {
             st.reply(500, None).await;
             return;
         }

@@ -65,6 +65,14 @@ pub struct TestEngine {
 
 impl TestEngine {
     pub async fn start(handler: CallHandler, tls: Option<&TestCert>) -> TestEngine {
+        Self::start_with(handler, tls, Duration::from_secs(600)).await
+    }
+
+    pub async fn start_with(
+        handler: CallHandler,
+        tls: Option<&TestCert>,
+        idle_timeout: Duration,
+    ) -> TestEngine {
         let mut listen: Vec<Listen> = ["udp://127.0.0.1:0", "tcp://127.0.0.1:0"]
             .iter()
             .map(|s| s.parse().unwrap())
@@ -80,6 +88,7 @@ impl TestEngine {
         let config = TransportConfig {
             listen,
             tls: tls_config,
+            idle_timeout,
             ..Default::default()
         };
         let shutdown = CancellationToken::new();
@@ -136,12 +145,15 @@ pub struct Ua {
     /// per entry (to force retransmissions).
     pub drop_next: Arc<Mutex<Vec<String>>>,
     pub user: String,
+    /// Connections accepted (stream transports).
+    pub accepted: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Ua {
     pub async fn new(transport: Transport, user: &str, cert: Option<&TestCert>) -> Ua {
         let (inbox_tx, inbox) = mpsc::channel(256);
         let drop_next = Arc::new(Mutex::new(Vec::new()));
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let (wire, addr) = match transport {
             Transport::Udp => {
                 let s = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
@@ -172,8 +184,10 @@ impl Ua {
                     tls.as_ref().map(|t| t.1.clone()),
                     drop_next.clone(),
                 );
+                let count = accepted.clone();
                 tokio::spawn(async move {
                     while let Ok((tcp, peer)) = listener.accept().await {
+                        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         match &acceptor {
                             Some(a) => {
                                 if let Ok(s) = a.accept(tcp).await {
@@ -197,6 +211,7 @@ impl Ua {
             inbox_tx,
             drop_next,
             user: user.to_string(),
+            accepted,
         }
     }
 

@@ -1,0 +1,185 @@
+//! Whole calls through the B2BUA at a fixed rate: SIPp caller → callflow → SIPp far
+//! end, on loopback UDP. Prints the calls per second reached, failed calls, and
+//! callflow's CPU seconds per 1,000 calls (this process's user+system time from
+//! /proc; SIPp runs in its own processes and is not counted). As a baseline measured
+//! in the same run it prints the SIPp far end's own CPU time for the same calls.
+//!
+//! ```sh
+//! cargo run --release --example load -- 500 5000     # rate (calls/s), number of calls
+//! ```
+//!
+//! Needs `sipp` (Debian package sip-tester).
+
+use std::net::UdpSocket;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use callflow::call::{Engine, LegOutcome, LegRequest};
+use callflow::sip::transaction::{Timers, TransactionLayer};
+use callflow::sip::transport::{TransportConfig, Transports};
+use callflow::sip::{Transport, Uri};
+use tokio::process::Command;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// CPU time (user + system) of a process, in seconds, from /proc/PID/stat.
+fn cpu_seconds_of(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of stat, 12 and 13 after the name.
+    let hz = 100.0; // USER_HZ on Linux
+    (ticks(11) + ticks(12)) / hz
+}
+
+/// This process's CPU time.
+fn cpu_seconds() -> f64 {
+    cpu_seconds_of("self")
+}
+
+fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(15060)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let rate: u32 = args.first().and_then(|a| a.parse().ok()).unwrap_or(500);
+    let calls: u32 = args
+        .get(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(rate * 10);
+
+    let shutdown = CancellationToken::new();
+    let config = TransportConfig {
+        listen: vec!["udp://127.0.0.1:0".parse().map_err(anyhow::Error::msg)?],
+        ..Default::default()
+    };
+    let (transports, incoming) = Transports::bind(config, shutdown.clone()).await?;
+    let layer = TransactionLayer::new(transports.clone(), Timers::default(), None);
+    let (core_tx, core_rx) = mpsc::channel(8192);
+    tokio::spawn(layer.clone().run(incoming, core_tx));
+    let far_port = free_port();
+    let far_uri = format!("sip:bot@127.0.0.1:{far_port}");
+    let answered = Arc::new(AtomicU64::new(0));
+    let counted = answered.clone();
+    let engine = Engine::new(
+        layer,
+        Arc::new(move |mut call| {
+            let (far_uri, counted) = (far_uri.clone(), counted.clone());
+            Box::pin(async move {
+                if !call.accept_offer().await {
+                    return;
+                }
+                let Ok(Uri::Sip(uri)) = Uri::parse(&far_uri) else {
+                    return;
+                };
+                let leg = LegRequest {
+                    uri,
+                    headers: vec![],
+                    ring_timeout: Duration::from_secs(10),
+                    caller_id: None,
+                };
+                if call.dial(leg).await == LegOutcome::Answered {
+                    counted.fetch_add(1, Ordering::Relaxed);
+                    call.wait(Duration::from_secs(60)).await;
+                }
+                call.hangup(480).await;
+            })
+        }),
+    );
+    tokio::spawn(engine.clone().run(core_rx));
+    let engine_addr = transports
+        .local_addr(Transport::Udp)
+        .ok_or_else(|| anyhow::anyhow!("no UDP listener"))?;
+
+    let mut far = Command::new("sipp")
+        .args(["-sn", "uas", "-i", "127.0.0.1", "-p", &far_port.to_string()])
+        .args([
+            "-nostdin",
+            "-cp",
+            &free_port().to_string(),
+            "-max_socket",
+            "1000",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let far_pid = far.id().map(|p| p.to_string()).unwrap_or_default();
+    let (cpu0, far_cpu0) = (cpu_seconds(), cpu_seconds_of(&far_pid));
+    let t0 = Instant::now();
+    let out = Command::new("sipp")
+        .args([
+            "-sn",
+            "uac",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &free_port().to_string(),
+        ])
+        .args(["-s", "+918047112233", &engine_addr.to_string()])
+        .args([
+            "-r",
+            &rate.to_string(),
+            "-m",
+            &calls.to_string(),
+            "-l",
+            "5000",
+        ])
+        .args(["-nostdin", "-cp", &free_port().to_string(), "-d", "0"])
+        .args(["-timeout", "300s"])
+        .stdin(Stdio::null())
+        .output()
+        .await?;
+    let elapsed = t0.elapsed().as_secs_f64();
+    // Let the last BYEs and their transactions settle before reading the CPU clock.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let cpu = cpu_seconds() - cpu0;
+    let far_cpu = cpu_seconds_of(&far_pid) - far_cpu0;
+    let _ = far.kill().await;
+
+    let screen = String::from_utf8_lossy(&out.stdout);
+    let count = |label: &str| -> u64 {
+        screen
+            .lines()
+            .filter(|l| l.contains(label))
+            .filter_map(|l| l.split('|').nth(2).and_then(|v| v.trim().parse().ok()))
+            .last()
+            .unwrap_or(0)
+    };
+    let (ok, failed) = (count("Successful call"), count("Failed call"));
+    let bridged = answered.load(Ordering::Relaxed);
+    println!("rate asked          {rate} calls/s, {calls} calls");
+    println!("elapsed             {elapsed:.2} s");
+    println!("calls/s reached     {:.1}", ok as f64 / elapsed);
+    println!("successful calls    {ok} (SIPp caller); bridged by callflow: {bridged}");
+    println!("failed calls        {failed}");
+    println!("callflow CPU        {cpu:.2} s");
+    println!(
+        "CPU per 1000 calls  {:.3} s ({:.0} µs per call)",
+        cpu / (ok.max(1) as f64) * 1000.0,
+        cpu / (ok.max(1) as f64) * 1e6
+    );
+    println!(
+        "baseline: SIPp far end CPU {far_cpu:.2} s for the same calls (one leg, half the messages); callflow / SIPp uas = {:.2}",
+        cpu / far_cpu.max(0.001)
+    );
+    shutdown.cancel();
+    Ok(())
+}
