@@ -158,9 +158,9 @@ async fn main() -> anyhow::Result<()> {
     let count = |label: &str| -> u64 {
         screen
             .lines()
+            .rev()
             .filter(|l| l.contains(label))
-            .filter_map(|l| l.split('|').nth(2).and_then(|v| v.trim().parse().ok()))
-            .last()
+            .find_map(|l| l.split('|').nth(2).and_then(|v| v.trim().parse().ok()))
             .unwrap_or(0)
     };
     let (ok, failed) = (count("Successful call"), count("Failed call"));
