@@ -21,7 +21,6 @@ use crate::sip::dialog::{Dialog, new_tag};
 use crate::sip::header::Name;
 use crate::sip::message::Message;
 use crate::sip::method::Method;
-use crate::sip::resolve::resolve;
 use crate::sip::transaction::{ClientEvent, ServerTransaction, new_branch};
 use crate::sip::transport::Target;
 use crate::sip::typed::{CSeq, NameAddr, Transport};
@@ -225,14 +224,25 @@ impl Call {
         if self.caller_gone {
             return LegOutcome::CallerGone;
         }
-        let target = match resolve(&leg.uri).await {
-            Ok(t) => t.into_iter().next(),
+        let targets = match self.engine.resolver.resolve(&leg.uri).await {
+            Ok(t) => t,
             Err(e) => return LegOutcome::Failed(e.to_string()),
         };
-        let Some(target) = target else {
-            return LegOutcome::Failed("no address".into());
-        };
-        let invite = self.far_invite(&leg, &target);
+        let mut outcome = LegOutcome::Failed("no address".into());
+        // RFC 3263 §4.3: a target that fails (transport error, no response) gives way
+        // to the next one.
+        for target in targets {
+            outcome = self.dial_target(&leg, target).await;
+            if !matches!(outcome, LegOutcome::Failed(_)) || self.caller_gone {
+                break;
+            }
+        }
+        tracing::info!(sid = %self.sid, uri = %leg.uri, ?outcome, "far leg");
+        outcome
+    }
+
+    async fn dial_target(&mut self, leg: &LegRequest, target: Target) -> LegOutcome {
+        let invite = self.far_invite(leg, &target);
         let (call_id, from_tag) = (
             invite.call_id().unwrap_or_default().to_string(),
             invite
@@ -246,7 +256,6 @@ impl Call {
         if outcome != LegOutcome::Answered {
             self.engine.remove_dialog(&call_id, &from_tag);
         }
-        tracing::info!(sid = %self.sid, uri = %leg.uri, ?outcome, "far leg");
         outcome
     }
 
@@ -503,7 +512,7 @@ impl Call {
     /// dialog's INVITE went.
     async fn dialog_target(&self, dialog: &Dialog, fallback: &Target) -> Target {
         match dialog.next_hop() {
-            Uri::Sip(u) => match resolve(u).await {
+            Uri::Sip(u) => match self.engine.resolver.resolve(u).await {
                 Ok(t) => t.into_iter().next().unwrap_or_else(|| fallback.clone()),
                 Err(_) => fallback.clone(),
             },

@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use super::call::{Call, CallInput};
 use crate::sip::header::Name;
 use crate::sip::method::Method;
+use crate::sip::resolve::Resolver;
 use crate::sip::transaction::{Key, ServerTransaction, ToCore, TransactionLayer};
 
 /// What runs a call: given the new call, drives it to its end.
@@ -34,6 +35,8 @@ pub(crate) struct Routes {
 pub struct Engine {
     /// The transaction layer.
     pub layer: Arc<TransactionLayer>,
+    /// Resolves the URIs calls dial (RFC 3263).
+    pub resolver: Resolver,
     routes: Mutex<Routes>,
     handler: CallHandler,
 }
@@ -46,8 +49,18 @@ fn lock(m: &Mutex<Routes>) -> MutexGuard<'_, Routes> {
 impl Engine {
     /// A core over `layer` that hands each new call to `handler`.
     pub fn new(layer: Arc<TransactionLayer>, handler: CallHandler) -> Arc<Engine> {
+        Self::with_resolver(layer, handler, Resolver::system())
+    }
+
+    /// A core that resolves with `resolver` (for example, given name servers).
+    pub fn with_resolver(
+        layer: Arc<TransactionLayer>,
+        handler: CallHandler,
+        resolver: Resolver,
+    ) -> Arc<Engine> {
         Arc::new(Engine {
             layer,
+            resolver,
             routes: Mutex::new(Routes::default()),
             handler,
         })

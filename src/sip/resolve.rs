@@ -1,10 +1,20 @@
-//! Where a SIP URI leads: transport and addresses (RFC 3263, simplified).
+//! Where a SIP URI leads: transport and addresses, per RFC 3263 §4 (without NAPTR).
 //!
-//! The transport comes from `;transport=` or the scheme (`sips:` means TLS), else UDP.
-//! An IP literal is used as it is; a domain name is looked up (A/AAAA) with the port
-//! written, or the transport's default port.
+//! - Transport: `;transport=`, else TLS for `sips:`, else UDP when the host is an IP
+//!   address or a port is given; else whichever SRV records exist, tried in the order
+//!   `_sip._udp`, `_sip._tcp`, `_sips._tcp`.
+//! - Addresses: an IP literal as it is; a name with a port by A/AAAA; a name without
+//!   a port by SRV (priority, then weight as RFC 2782 says), then A/AAAA of each target;
+//!   with no SRV records, A/AAAA of the name on the transport's default port.
+//!
+//! TLS targets keep the URI's domain as the name to verify (RFC 5922).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+
+use hickory_resolver::TokioResolver;
+use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::proto::rr::RData;
 
 use super::transport::Target;
 use super::typed::Transport;
@@ -21,49 +31,224 @@ pub enum ResolveError {
     Lookup(String, String),
 }
 
-/// The transport a URI asks for.
-pub fn transport_of(uri: &SipUri) -> Result<Transport, ResolveError> {
+/// The transport a URI asks for explicitly, if any.
+pub fn explicit_transport(uri: &SipUri) -> Result<Option<Transport>, ResolveError> {
     match uri.transport() {
-        Some(t) => Transport::parse(&t).ok_or(ResolveError::Transport(t)),
-        None if uri.scheme == Scheme::Sips => Ok(Transport::Tls),
-        None => Ok(Transport::Udp),
+        Some(t) => match Transport::parse(&t) {
+            Some(Transport::Tcp) if uri.scheme == Scheme::Sips => Ok(Some(Transport::Tls)),
+            Some(t) => Ok(Some(t)),
+            None => Err(ResolveError::Transport(t)),
+        },
+        None if uri.scheme == Scheme::Sips => Ok(Some(Transport::Tls)),
+        None => Ok(None),
     }
 }
 
-/// Resolves a SIP URI to the targets to try, in order.
-pub async fn resolve(uri: &SipUri) -> Result<Vec<Target>, ResolveError> {
-    let mut transport = transport_of(uri)?;
-    if uri.scheme == Scheme::Sips && transport == Transport::Tcp {
-        transport = Transport::Tls;
+/// The SRV service name for a transport.
+fn srv_prefix(t: Transport) -> &'static str {
+    match t {
+        Transport::Udp => "_sip._udp",
+        Transport::Tcp => "_sip._tcp",
+        Transport::Tls => "_sips._tcp",
     }
-    let port = uri.port.unwrap_or(transport.default_port());
-    match &uri.host {
-        Host::Ipv4(_) | Host::Ipv6(_) => {
-            let ip = uri
-                .host
-                .ip()
-                .ok_or_else(|| ResolveError::Lookup(uri.host.to_string(), "no address".into()))?;
-            Ok(vec![Target {
-                transport,
-                addr: SocketAddr::new(ip, port),
-                server_name: None,
-            }])
-        }
-        Host::Domain(name) => {
-            let addrs = tokio::net::lookup_host((name.as_str(), port))
-                .await
-                .map_err(|e| ResolveError::Lookup(name.clone(), e.to_string()))?;
-            let targets: Vec<Target> = addrs
-                .map(|addr| Target {
-                    transport,
-                    addr,
-                    server_name: Some(name.clone()),
-                })
-                .collect();
-            if targets.is_empty() {
-                return Err(ResolveError::Lookup(name.clone(), "no addresses".into()));
+}
+
+/// A DNS resolver for SIP targets.
+pub struct Resolver {
+    dns: Option<TokioResolver>,
+}
+
+impl Resolver {
+    /// The system's resolver (/etc/resolv.conf); names in /etc/hosts resolve too.
+    pub fn system() -> Resolver {
+        let dns = TokioResolver::builder_tokio()
+            .ok()
+            .map(|b| b.build())
+            .and_then(Result::ok);
+        Resolver { dns }
+    }
+
+    /// A resolver that asks these name servers (UDP, then TCP).
+    pub fn with_nameservers(servers: &[SocketAddr]) -> Resolver {
+        let configs = servers
+            .iter()
+            .map(|s| {
+                let (mut udp, mut tcp) = (ConnectionConfig::udp(), ConnectionConfig::tcp());
+                udp.port = s.port();
+                tcp.port = s.port();
+                NameServerConfig::new(s.ip(), true, vec![udp, tcp])
+            })
+            .collect();
+        let config = ResolverConfig::from_name_servers(configs);
+        let dns = TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
+            .build()
+            .ok();
+        Resolver { dns }
+    }
+
+    /// The targets to try for `uri`, in order.
+    pub async fn resolve(&self, uri: &SipUri) -> Result<Vec<Target>, ResolveError> {
+        let explicit = explicit_transport(uri)?;
+        let name = match &uri.host {
+            Host::Domain(d) => d.trim_end_matches('.').to_string(),
+            ip_host => {
+                let ip = ip_host
+                    .ip()
+                    .ok_or_else(|| lookup_error(uri, "no address"))?;
+                let transport = explicit.unwrap_or(Transport::Udp);
+                let port = uri.port.unwrap_or(transport.default_port());
+                return Ok(vec![target(transport, SocketAddr::new(ip, port), None)]);
             }
-            Ok(targets)
+        };
+        if let Some(port) = uri.port {
+            let transport = explicit.unwrap_or(Transport::Udp);
+            return self.addresses(&name, port, transport, &name).await;
         }
+        let transports = match explicit {
+            Some(t) => vec![t],
+            None => vec![Transport::Udp, Transport::Tcp, Transport::Tls],
+        };
+        for transport in &transports {
+            let records = self
+                .srv(&format!("{}.{name}.", srv_prefix(*transport)))
+                .await;
+            if records.is_empty() {
+                continue;
+            }
+            let mut out = Vec::new();
+            for (host, port) in records {
+                if let Ok(mut t) = self.addresses(&host, port, *transport, &name).await {
+                    out.append(&mut t);
+                }
+            }
+            if !out.is_empty() {
+                return Ok(out);
+            }
+        }
+        let transport = explicit.unwrap_or(Transport::Udp);
+        self.addresses(&name, transport.default_port(), transport, &name)
+            .await
+    }
+
+    /// SRV records of `service`, ordered by priority and weight (RFC 2782).
+    async fn srv(&self, service: &str) -> Vec<(String, u16)> {
+        let Some(dns) = &self.dns else {
+            return Vec::new();
+        };
+        let Ok(lookup) = dns.srv_lookup(service).await else {
+            return Vec::new();
+        };
+        let mut records: Vec<(u16, u16, String, u16)> = lookup
+            .answers()
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::SRV(s) => Some((
+                    s.priority,
+                    s.weight,
+                    s.target.to_utf8().trim_end_matches('.').to_string(),
+                    s.port,
+                )),
+                _ => None,
+            })
+            .filter(|(_, _, target, _)| !target.is_empty())
+            .collect();
+        records.sort_by_key(|r| r.0);
+        order_by_weight(records)
+    }
+
+    /// A/AAAA of `host`; DNS first, then the system's own lookup (hosts file).
+    async fn addresses(
+        &self,
+        host: &str,
+        port: u16,
+        transport: Transport,
+        domain: &str,
+    ) -> Result<Vec<Target>, ResolveError> {
+        let name = Some(domain.to_string());
+        if let Some(dns) = &self.dns
+            && let Ok(ips) = dns.lookup_ip(format!("{host}.")).await
+        {
+            let ips: Vec<IpAddr> = ips.iter().collect();
+            if !ips.is_empty() {
+                return Ok(ips
+                    .into_iter()
+                    .map(|ip| target(transport, SocketAddr::new(ip, port), name.clone()))
+                    .collect());
+            }
+        }
+        let found = tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|e| ResolveError::Lookup(host.to_string(), e.to_string()))?;
+        let out: Vec<Target> = found
+            .map(|addr| target(transport, addr, name.clone()))
+            .collect();
+        if out.is_empty() {
+            return Err(ResolveError::Lookup(
+                host.to_string(),
+                "no addresses".into(),
+            ));
+        }
+        Ok(out)
+    }
+}
+
+fn lookup_error(uri: &SipUri, why: &str) -> ResolveError {
+    ResolveError::Lookup(uri.host.to_string(), why.into())
+}
+
+fn target(transport: Transport, addr: SocketAddr, server_name: Option<String>) -> Target {
+    Target {
+        transport,
+        addr,
+        server_name,
+    }
+}
+
+/// Orders records of each priority by RFC 2782's weighted random selection; input is
+/// sorted by priority. Returns (host, port).
+fn order_by_weight(mut records: Vec<(u16, u16, String, u16)>) -> Vec<(String, u16)> {
+    let mut out = Vec::with_capacity(records.len());
+    while !records.is_empty() {
+        let priority = records[0].0;
+        let end = records.iter().take_while(|r| r.0 == priority).count();
+        let mut group: Vec<_> = records.drain(..end).collect();
+        // Weight-0 records first, as RFC 2782 says, then pick by running sums.
+        group.sort_by_key(|r| r.1 != 0);
+        while !group.is_empty() {
+            let total: u32 = group.iter().map(|r| u32::from(r.1)).sum();
+            let pick = if total == 0 {
+                0
+            } else {
+                rand::random_range(0..=total)
+            };
+            let mut running = 0;
+            let i = group
+                .iter()
+                .position(|r| {
+                    running += u32::from(r.1);
+                    running >= pick
+                })
+                .unwrap_or(0);
+            let r = group.remove(i);
+            out.push((r.2, r.3));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weights_order_within_priority() {
+        let records = vec![
+            (10, 0, "a".to_string(), 1),
+            (10, 100, "b".to_string(), 2),
+            (20, 5, "c".to_string(), 3),
+        ];
+        let out = order_by_weight(records);
+        assert_eq!(out.len(), 3);
+        assert_eq!(out[2], ("c".to_string(), 3), "lower priority last");
     }
 }

@@ -1,0 +1,141 @@
+//! RFC 3263 resolution against a real (tiny) DNS server on loopback: SRV records in
+//! priority order, failover to the next target when one does not answer.
+
+mod support;
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use callflow::call::{Engine, LegOutcome, LegRequest};
+use callflow::sip::resolve::Resolver;
+use callflow::sip::transaction::TransactionLayer;
+use callflow::sip::transport::{TransportConfig, Transports};
+use callflow::sip::{Transport, Uri};
+use hickory_resolver::proto::op::{Message, ResponseCode};
+use hickory_resolver::proto::rr::rdata::{A, SRV};
+use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
+use support::{Ua, answer, fast_timers, handler};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+type Zone = HashMap<(String, RecordType), Vec<RData>>;
+
+/// Answers queries from `zone`; anything else gets an empty NXDOMAIN answer.
+async fn dns_server(zone: Zone) -> SocketAddr {
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 1500];
+        while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+            let Ok(query) = Message::from_vec(&buf[..n]) else {
+                continue;
+            };
+            let mut resp = Message::response(query.metadata.id, query.metadata.op_code);
+            resp.metadata.recursion_desired = query.metadata.recursion_desired;
+            resp.metadata.recursion_available = true;
+            resp.metadata.authoritative = true;
+            for q in &query.queries {
+                resp.add_query(q.clone());
+                let key = (q.name().to_ascii().to_lowercase(), q.query_type());
+                match zone.get(&key) {
+                    Some(data) => {
+                        for d in data {
+                            resp.add_answer(Record::from_rdata(q.name().clone(), 60, d.clone()));
+                        }
+                    }
+                    None => resp.metadata.response_code = ResponseCode::NXDomain,
+                }
+            }
+            if let Ok(bytes) = resp.to_vec() {
+                let _ = socket.send_to(&bytes, from).await;
+            }
+        }
+    });
+    addr
+}
+
+fn name(s: &str) -> Name {
+    Name::from_ascii(s).unwrap()
+}
+
+#[tokio::test]
+async fn srv_records_are_tried_in_priority_order_with_failover() {
+    let mut bot = Ua::new(Transport::Udp, "bot", None).await;
+    // Priority 10: a host that never answers; priority 20: the bot.
+    let silent = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut zone: Zone = HashMap::new();
+    zone.insert(
+        ("_sip._udp.partner.test.".into(), RecordType::SRV),
+        vec![
+            RData::SRV(SRV::new(20, 0, bot.addr.port(), name("bot.partner.test."))),
+            RData::SRV(SRV::new(
+                10,
+                0,
+                silent.local_addr().unwrap().port(),
+                name("down.partner.test."),
+            )),
+        ],
+    );
+    for host in ["bot.partner.test.", "down.partner.test."] {
+        zone.insert(
+            (host.into(), RecordType::A),
+            vec![RData::A(A(Ipv4Addr::LOCALHOST))],
+        );
+    }
+    let dns = dns_server(zone).await;
+
+    let shutdown = CancellationToken::new();
+    let config = TransportConfig {
+        listen: vec!["udp://127.0.0.1:0".parse().unwrap()],
+        ..Default::default()
+    };
+    let (transports, incoming) = Transports::bind(config, shutdown.clone()).await.unwrap();
+    let layer = TransactionLayer::new(transports.clone(), fast_timers(), None);
+    let (core_tx, core_rx) = mpsc::channel(64);
+    tokio::spawn(layer.clone().run(incoming, core_tx));
+    let (report_tx, mut report) = mpsc::unbounded_channel();
+    let engine = Engine::with_resolver(
+        layer,
+        handler(move |mut call| {
+            let report = report_tx.clone();
+            async move {
+                let Ok(Uri::Sip(uri)) = Uri::parse("sip:bot@partner.test") else {
+                    return;
+                };
+                let leg = LegRequest {
+                    uri,
+                    headers: vec![],
+                    ring_timeout: Duration::from_secs(5),
+                    caller_id: None,
+                };
+                let outcome = call.dial(leg).await;
+                let _ = report.send(outcome);
+                call.hangup(480).await;
+            }
+        }),
+        Resolver::with_nameservers(&[dns]),
+    );
+    tokio::spawn(engine.clone().run(core_rx));
+
+    let caller = Ua::new(Transport::Udp, "caller", None).await;
+    let to = transports.local_addr(Transport::Udp).unwrap();
+    caller
+        .send(
+            &caller.invite(&format!("sip:+918047112233@{to}"), "srv"),
+            to,
+        )
+        .await;
+    // The silent host gets the INVITE first (and its retransmissions); then the bot.
+    let mut buf = [0u8; 2048];
+    let got = tokio::time::timeout(Duration::from_secs(2), silent.recv_from(&mut buf)).await;
+    assert!(got.is_ok(), "priority 10 is tried first");
+    let (inv, from) = tokio::time::timeout(Duration::from_secs(10), bot.expect_request("INVITE"))
+        .await
+        .expect("failover to priority 20");
+    bot.send(&bot.response(&inv, 200, "b", Some(&answer(41000))), from)
+        .await;
+    assert_eq!(report.recv().await, Some(LegOutcome::Answered));
+    shutdown.cancel();
+}
