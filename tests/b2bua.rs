@@ -110,6 +110,15 @@ async fn answer_at(s: &mut Setup, i: usize) -> (Message, Message) {
     s.far[i].send(&ringing, from).await;
     let r = s.caller.expect_response().await;
     assert_eq!(r.status(), Some(180));
+    // RFC 3581: the engine filled in the rport our Via asked for.
+    // (Over TCP and TLS the port is the connection's source port instead.)
+    if s.caller.transport == Transport::Udp {
+        let via = r.top_via().unwrap();
+        assert_eq!(
+            via.param("rport"),
+            Some(Some(s.caller.addr.port().to_string().as_str()))
+        );
+    }
     let ok = s.far[i].response(&inv, 200, "far1", Some(&answer(41000)));
     s.far[i].send(&ok, from).await;
     let ok_at_caller = s.caller.expect_final("INVITE").await;
@@ -441,4 +450,18 @@ async fn info_and_update_in_dialog_are_relayed() {
     s.caller.send(&stale, Ua::contact_addr(&ok)).await;
     assert_eq!(s.caller.expect_final("BYE").await.status(), Some(500));
     caller_hangs_up(&mut s, &ok, 0, 7).await;
+}
+
+#[tokio::test]
+async fn retransmitted_2xx_from_the_far_end_is_acknowledged_again() {
+    let mut s = setup(Transport::Udp, &["bot"]).await;
+    call_in(&mut s, "stray").await;
+    let (inv, ok) = answer_at(&mut s, 0).await;
+    let _ = ok;
+    // The bot did not see our ACK (say) and sends its 200 again: RFC 6026 says the
+    // UAC core acknowledges each retransmission.
+    let again = s.far[0].response(&inv, 200, "far1", Some(&answer(41000)));
+    s.far[0].send(&again, s.engine.addr(Transport::Udp)).await;
+    let (ack, _) = s.far[0].expect_request("ACK").await;
+    assert_eq!(ack.cseq().unwrap().seq, 1);
 }

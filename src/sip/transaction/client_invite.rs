@@ -70,7 +70,10 @@ pub(crate) async fn run(ctx: ClientContext, mut rx: mpsc::Receiver<Incoming>) {
             .flatten()
             .min();
         tokio::select! {
-            _ = ctx.events.closed(), if matches!(state, State::Calling | State::Proceeding) => return,
+            // The user gone: nothing to report to. In Accepted, ending here sends later
+            // 2xx retransmissions to the core as stray responses, which the dialog
+            // acknowledges (RFC 6026 §8.4).
+            _ = ctx.events.closed(), if state != State::Completed => return,
             inc = rx.recv() => {
                 let Some(inc) = inc else { return };
                 let status = inc.message.status().unwrap_or(0);
