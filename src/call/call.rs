@@ -753,6 +753,11 @@ impl Call {
             return self.answer_locally(st).await;
         };
         let contact = self.contact(transport);
+        if is_target_refresh(&st.request)
+            && let Some(d) = self.caller_dialog.as_mut()
+        {
+            d.refresh_target(&st.request);
+        }
         let Some(far) = self.far.as_mut() else { return };
         let method = st.request.method().cloned().unwrap_or(Method::Info);
         let mut req = far.dialog.request(method.clone());
@@ -778,6 +783,15 @@ impl Call {
             server_name: None,
         };
         let contact = self.contact(transport);
+        if let Some(far) = self.far.as_mut() {
+            if !far.dialog.accept_remote_cseq(&st.request) {
+                st.reply(500, None).await;
+                return;
+            }
+            if is_target_refresh(&st.request) {
+                far.dialog.refresh_target(&st.request);
+            }
+        }
         let Some(dialog) = self.caller_dialog.as_mut() else {
             st.reply(491, None).await;
             return;
@@ -923,6 +937,11 @@ impl Call {
             }
         }
     }
+}
+
+/// Whether a request refreshes its dialog's remote target (RFC 3261 §12.2, RFC 3311).
+fn is_target_refresh(request: &Message) -> bool {
+    matches!(request.method(), Some(Method::Invite | Method::Update))
 }
 
 fn copy_body(from: &Message, to: &mut Message) {
