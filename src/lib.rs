@@ -9,5 +9,7 @@
 
 pub mod applets;
 pub mod call;
+pub mod config;
 pub mod flow;
+pub mod routing;
 pub mod sip;

@@ -82,6 +82,21 @@ impl Diagnostics {
     }
 
     fn push(&mut self, severity: Severity, pos: Pos, message: String) {
+        // One line per diagnostic, whatever text from the file a message quotes.
+        let message = if message.contains(char::is_control) {
+            message
+                .chars()
+                .map(|c| {
+                    if c.is_control() {
+                        c.escape_default().to_string()
+                    } else {
+                        c.to_string()
+                    }
+                })
+                .collect()
+        } else {
+            message
+        };
         self.items.push(Diagnostic {
             file: self.file.clone(),
             pos,

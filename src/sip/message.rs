@@ -493,8 +493,13 @@ fn parse_headers<'a>(lines: impl Iterator<Item = &'a str>) -> Result<Vec<Header>
                 line: number,
                 reason: "continuation line with no header before it".into(),
             })?;
-            prev.value.push(' ');
-            prev.value.push_str(line.trim());
+            let more = line.trim();
+            if !more.is_empty() {
+                if !prev.value.is_empty() {
+                    prev.value.push(' ');
+                }
+                prev.value.push_str(more);
+            }
             continue;
         }
         if headers.len() == MAX_HEADERS {

@@ -1,0 +1,389 @@
+//! `callflow.yaml` (DESIGN.md §6): every key optional; the defaults run on one machine
+//! with no other service.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// SIP listeners, TLS, advertised address.
+    pub sip: SipConfig,
+    /// The HTTP API.
+    pub api: ApiConfig,
+    /// Where state is kept (not used yet).
+    pub store: Option<String>,
+    /// The directory (or file) of flows, relative to the configuration file.
+    pub flows: PathBuf,
+    /// PSTN carriers.
+    pub carriers: Vec<CarrierConfig>,
+    /// Partner trunks.
+    pub trunks: Vec<TrunkConfig>,
+    /// Webhook settings.
+    pub webhooks: WebhookConfig,
+    /// Custom header prefixes reserved for the platform.
+    pub reserved_header_prefixes: Vec<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            sip: SipConfig::default(),
+            api: ApiConfig::default(),
+            store: None,
+            flows: PathBuf::from("flows"),
+            carriers: Vec::new(),
+            trunks: Vec::new(),
+            webhooks: WebhookConfig::default(),
+            reserved_header_prefixes: crate::flow::headers::DEFAULT_RESERVED_PREFIXES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        }
+    }
+}
+
+/// `sip:`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SipConfig {
+    /// `udp://ADDR:PORT`, `tcp://…`, `tls://…`.
+    pub listen: Vec<String>,
+    /// Certificate and key for tls:// listeners, CA bundle for outbound TLS.
+    pub tls: Option<TlsFiles>,
+    /// The address put in Via and Contact, for NAT.
+    pub advertised_address: Option<String>,
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        SipConfig {
+            listen: vec!["udp://127.0.0.1:5060".into(), "tcp://127.0.0.1:5060".into()],
+            tls: None,
+            advertised_address: None,
+        }
+    }
+}
+
+/// `sip.tls:`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    /// Certificate chain, PEM.
+    pub cert: Option<PathBuf>,
+    /// Private key, PEM.
+    pub key: Option<PathBuf>,
+    /// CA bundle for verifying servers we connect to.
+    pub ca: Option<PathBuf>,
+}
+
+/// `api:`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Listening address of the HTTP API.
+    pub listen: String,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: "127.0.0.1:8080".into(),
+        }
+    }
+}
+
+/// A PSTN carrier.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CarrierConfig {
+    /// Its name, for logs.
+    pub name: String,
+    /// Where calls to the PSTN go, e.g. `sip:10.1.0.1:5060;transport=tcp`.
+    pub uri: String,
+    /// Source addresses its INVITEs come from (CIDR).
+    #[serde(default)]
+    pub addresses: Vec<String>,
+    /// Lower is tried first.
+    #[serde(default)]
+    pub priority: u32,
+    /// Most simultaneous calls.
+    pub max_channels: Option<u32>,
+}
+
+/// A partner trunk.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrunkConfig {
+    /// Its id, as in `sip:<trunk_sid>`.
+    pub sid: String,
+    /// The partner's SIP endpoints, in priority order.
+    #[serde(default)]
+    pub destinations: Vec<String>,
+    /// Where the partner's outbound INVITEs may come from (CIDR).
+    #[serde(default)]
+    pub whitelisted_ips: Vec<String>,
+    /// Its phone numbers.
+    #[serde(default)]
+    pub numbers: Vec<NumberConfig>,
+    /// Most simultaneous calls.
+    pub max_channels: Option<u32>,
+    /// Most new calls per second.
+    pub max_cps: Option<u32>,
+    /// Request-URI user on calls to the trunk, instead of the dialled number.
+    pub external_alias: Option<String>,
+}
+
+/// A number of a trunk.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NumberConfig {
+    /// E.164.
+    pub number: String,
+    /// What an inbound call to it does.
+    pub mode: NumberMode,
+    /// The flow, for mode `flow`.
+    pub flow: Option<String>,
+}
+
+/// What an inbound call to a number does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NumberMode {
+    /// Run the number's flow.
+    Flow,
+    /// Connect straight to the trunk's destinations.
+    Pstn,
+}
+
+/// `webhooks:`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookConfig {
+    /// Default timeout of webhook requests.
+    pub timeout: String,
+    /// Most dynamic-URL requests after unanswered attempts.
+    pub max_attempts_after_fetch: u32,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        WebhookConfig {
+            timeout: "5s".into(),
+            max_attempts_after_fetch: 5,
+        }
+    }
+}
+
+impl WebhookConfig {
+    /// The timeout as a duration (validated at load).
+    pub fn timeout(&self) -> Duration {
+        crate::flow::duration::parse_duration(&self.timeout).unwrap_or(Duration::from_secs(5))
+    }
+}
+
+/// A configuration that could not be loaded, with where.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{0}: cannot read: {1}")]
+    Read(PathBuf, std::io::Error),
+    /// YAML or a type is wrong.
+    #[error("{file}:{line}:{col}: error: {message}")]
+    Syntax {
+        /// The file.
+        file: PathBuf,
+        /// Line, from 1.
+        line: usize,
+        /// Column, from 1.
+        col: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value is invalid.
+    #[error("{0}: error: {1}")]
+    Invalid(PathBuf, String),
+}
+
+impl Config {
+    /// Reads and checks a configuration file. Relative paths in it (flows, TLS files)
+    /// are relative to the file's directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.to_path_buf(), e))?;
+        let mut config = Self::parse(&text, path)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.rebase(base);
+        Ok(config)
+    }
+
+    /// Parses configuration text; `path` names it in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let config: Config = if text.trim().is_empty() {
+            Config::default()
+        } else {
+            serde_yaml::from_str(text).map_err(|e| {
+                let (line, col) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
+                ConfigError::Syntax {
+                    file: path.to_path_buf(),
+                    line,
+                    col,
+                    message: e
+                        .to_string()
+                        .split(" at line ")
+                        .next()
+                        .unwrap_or("")
+                        .to_string(),
+                }
+            })?
+        };
+        config
+            .check()
+            .map_err(|m| ConfigError::Invalid(path.to_path_buf(), m))?;
+        Ok(config)
+    }
+
+    fn rebase(&mut self, base: &Path) {
+        let join = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        join(&mut self.flows);
+        if let Some(tls) = &mut self.sip.tls {
+            for p in [&mut tls.cert, &mut tls.key, &mut tls.ca]
+                .into_iter()
+                .flatten()
+            {
+                join(p);
+            }
+        }
+    }
+
+    /// Checks values serde cannot: addresses, numbers, URIs, uniqueness.
+    fn check(&self) -> Result<(), String> {
+        for l in &self.sip.listen {
+            l.parse::<crate::sip::transport::Listen>()
+                .map_err(|e| format!("sip.listen: {e}"))?;
+        }
+        crate::flow::duration::parse_duration(&self.webhooks.timeout)
+            .map_err(|e| format!("webhooks.timeout '{}': {e}", self.webhooks.timeout))?;
+        for (i, c) in self.carriers.iter().enumerate() {
+            sip_uri(&c.uri).map_err(|e| format!("carriers[{i}].uri: {e}"))?;
+            for a in &c.addresses {
+                cidr(a).map_err(|e| format!("carriers[{i}].addresses: {e}"))?;
+            }
+        }
+        let mut sids = std::collections::HashSet::new();
+        let mut numbers = std::collections::HashSet::new();
+        for (i, t) in self.trunks.iter().enumerate() {
+            if !sids.insert(&t.sid) {
+                return Err(format!("trunks[{i}]: sid '{}' is used twice", t.sid));
+            }
+            for d in &t.destinations {
+                sip_uri(d).map_err(|e| format!("trunks[{i}].destinations: {e}"))?;
+            }
+            for a in &t.whitelisted_ips {
+                cidr(a).map_err(|e| format!("trunks[{i}].whitelisted_ips: {e}"))?;
+            }
+            for (j, n) in t.numbers.iter().enumerate() {
+                if !is_e164(&n.number) {
+                    return Err(format!(
+                        "trunks[{i}].numbers[{j}]: '{}' is not an E.164 number",
+                        n.number
+                    ));
+                }
+                if !numbers.insert(&n.number) {
+                    return Err(format!(
+                        "trunks[{i}].numbers[{j}]: {} is used twice",
+                        n.number
+                    ));
+                }
+                if n.mode == NumberMode::Flow && n.flow.is_none() {
+                    return Err(format!("trunks[{i}].numbers[{j}]: mode flow needs 'flow'"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Parses a SIP URI from the configuration.
+pub fn sip_uri(s: &str) -> Result<crate::sip::SipUri, String> {
+    match crate::sip::Uri::parse(s) {
+        Ok(crate::sip::Uri::Sip(u)) => Ok(u),
+        Ok(_) => Err(format!("'{s}' is not a sip: or sips: URI")),
+        Err(e) => Err(format!("'{s}': {e}")),
+    }
+}
+
+/// Parses `10.0.0.0/8`, `2001:db8::/32` or a bare address (a /32 or /128).
+pub fn cidr(s: &str) -> Result<ipnet::IpNet, String> {
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("'{s}' is not an address or CIDR block"))
+}
+
+/// `+` and 7 to 15 digits, the first not 0.
+pub fn is_e164(s: &str) -> bool {
+    s.strip_prefix('+').is_some_and(|d| {
+        (7..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()) && !d.starts_with('0')
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_design_example() {
+        let c = Config::parse("", Path::new("c.yaml")).unwrap();
+        assert_eq!(c.sip.listen.len(), 2);
+        let text = r#"
+sip:
+  listen: [udp://127.0.0.1:5060, tcp://127.0.0.1:5060]
+  advertised_address: 203.0.113.5
+api: { listen: 127.0.0.1:8080 }
+store: sqlite://callflow.db
+flows: flows/
+carriers:
+  - { name: telco-a, uri: "sip:10.1.0.1:5060;transport=tcp", addresses: [10.1.0.1/32], priority: 1, max_channels: 500 }
+trunks:
+  - sid: trunk_2134
+    destinations: ["sip:bot.partner.example.com:5061;transport=tls"]
+    whitelisted_ips: [203.0.113.10/32]
+    numbers:
+      - { number: "+918047112233", mode: flow, flow: bot-to-agent }
+      - { number: "+918047112234", mode: pstn }
+    max_channels: 100
+    max_cps: 10
+    external_alias: "+918047112233"
+webhooks: { timeout: 5s, max_attempts_after_fetch: 5 }
+reserved_header_prefixes: [X-Callflow-]
+"#;
+        let c = Config::parse(text, Path::new("c.yaml")).unwrap();
+        assert_eq!(c.trunks[0].numbers[1].mode, NumberMode::Pstn);
+    }
+
+    #[test]
+    fn errors_name_file_and_place() {
+        let e = Config::parse("sip:\n  lisen: []\n", Path::new("c.yaml")).unwrap_err();
+        let s = e.to_string();
+        assert!(
+            s.starts_with("c.yaml:2:3: error: sip: unknown field `lisen`"),
+            "{s}"
+        );
+        let e = Config::parse(
+            "trunks:\n  - sid: t\n    numbers: [{ number: \"12\", mode: pstn }]\n",
+            Path::new("c.yaml"),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "c.yaml: error: trunks[0].numbers[0]: '12' is not an E.164 number"
+        );
+    }
+}

@@ -1,0 +1,213 @@
+//! Routing data: numbers to flows or trunks, trunks and their destinations, carriers
+//! and the addresses they call from (DESIGN.md §1, §5, §6).
+//!
+//! One immutable [`Routing`] is built from the configuration and the loaded flows; a
+//! call keeps the `Arc` it started with, so a later reload cannot change a call in
+//! progress.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use ipnet::IpNet;
+
+use crate::config::{Config, NumberMode, cidr, sip_uri};
+use crate::flow::Flow;
+use crate::sip::SipUri;
+
+/// A PSTN carrier.
+#[derive(Debug, Clone)]
+pub struct Carrier {
+    /// Its name.
+    pub name: String,
+    /// Where PSTN calls go.
+    pub uri: SipUri,
+    /// Where its INVITEs come from.
+    pub addresses: Vec<IpNet>,
+    /// Lower first.
+    pub priority: u32,
+    /// Most simultaneous calls.
+    pub max_channels: Option<u32>,
+}
+
+/// A partner trunk.
+#[derive(Debug, Clone)]
+pub struct Trunk {
+    /// Its id.
+    pub sid: String,
+    /// The partner's endpoints, in priority order.
+    pub destinations: Vec<SipUri>,
+    /// Where the partner's INVITEs may come from.
+    pub whitelisted: Vec<IpNet>,
+    /// Request-URI user on calls to the trunk.
+    pub external_alias: Option<String>,
+    /// Most simultaneous calls.
+    pub max_channels: Option<u32>,
+    /// Most new calls per second.
+    pub max_cps: Option<u32>,
+}
+
+/// What an inbound number does.
+#[derive(Debug, Clone)]
+pub enum NumberTarget {
+    /// Runs this flow.
+    Flow(Arc<Flow>),
+    /// Goes straight to the trunk's destinations.
+    Pstn,
+}
+
+/// A number and its trunk.
+#[derive(Debug, Clone)]
+pub struct NumberRoute {
+    /// The trunk that owns the number.
+    pub trunk: Arc<Trunk>,
+    /// What a call to it does.
+    pub target: NumberTarget,
+}
+
+/// Where an inbound INVITE goes.
+#[derive(Debug, Clone)]
+pub enum Inbound {
+    /// From a carrier, to a known number.
+    Number {
+        /// The number, normalised to E.164.
+        number: String,
+        /// Its route.
+        route: NumberRoute,
+    },
+    /// From a carrier, to a number nobody has: 404.
+    UnknownNumber(String),
+    /// Not from a carrier: 403.
+    Forbidden,
+}
+
+/// The routing table.
+#[derive(Debug, Default)]
+pub struct Routing {
+    carriers: Vec<Carrier>,
+    trunks: HashMap<String, Arc<Trunk>>,
+    numbers: HashMap<String, NumberRoute>,
+    flows: HashMap<String, Arc<Flow>>,
+}
+
+impl Routing {
+    /// Builds the table; a number whose flow is not loaded is an error.
+    pub fn build(config: &Config, flows: Vec<Flow>) -> Result<Routing, String> {
+        let flows: HashMap<String, Arc<Flow>> = flows
+            .into_iter()
+            .map(|f| (f.id.clone(), Arc::new(f)))
+            .collect();
+        let mut carriers = Vec::new();
+        for c in &config.carriers {
+            carriers.push(Carrier {
+                name: c.name.clone(),
+                uri: sip_uri(&c.uri)?,
+                addresses: c
+                    .addresses
+                    .iter()
+                    .map(|a| cidr(a))
+                    .collect::<Result<_, _>>()?,
+                priority: c.priority,
+                max_channels: c.max_channels,
+            });
+        }
+        carriers.sort_by_key(|c| c.priority);
+        let mut trunks = HashMap::new();
+        let mut numbers = HashMap::new();
+        for t in &config.trunks {
+            let trunk = Arc::new(Trunk {
+                sid: t.sid.clone(),
+                destinations: t
+                    .destinations
+                    .iter()
+                    .map(|d| sip_uri(d))
+                    .collect::<Result<_, _>>()?,
+                whitelisted: t
+                    .whitelisted_ips
+                    .iter()
+                    .map(|a| cidr(a))
+                    .collect::<Result<_, _>>()?,
+                external_alias: t.external_alias.clone(),
+                max_channels: t.max_channels,
+                max_cps: t.max_cps,
+            });
+            for n in &t.numbers {
+                let target = match (n.mode, &n.flow) {
+                    (NumberMode::Pstn, _) => NumberTarget::Pstn,
+                    (NumberMode::Flow, Some(id)) => {
+                        NumberTarget::Flow(flows.get(id).cloned().ok_or_else(|| {
+                            format!("number {}: flow '{id}' is not loaded", n.number)
+                        })?)
+                    }
+                    (NumberMode::Flow, None) => {
+                        return Err(format!("number {}: mode flow needs 'flow'", n.number));
+                    }
+                };
+                numbers.insert(
+                    n.number.clone(),
+                    NumberRoute {
+                        trunk: trunk.clone(),
+                        target,
+                    },
+                );
+            }
+            trunks.insert(t.sid.clone(), trunk);
+        }
+        Ok(Routing {
+            carriers,
+            trunks,
+            numbers,
+            flows,
+        })
+    }
+
+    /// Classifies an INVITE from `source` to the Request-URI user `dialled`.
+    pub fn inbound(&self, source: IpAddr, dialled: &str) -> Inbound {
+        if !self.is_carrier(source) {
+            return Inbound::Forbidden;
+        }
+        let number = normalise(dialled);
+        match self.numbers.get(&number) {
+            Some(route) => Inbound::Number {
+                number,
+                route: route.clone(),
+            },
+            None => Inbound::UnknownNumber(number),
+        }
+    }
+
+    /// Whether `source` is one of a carrier's addresses.
+    pub fn is_carrier(&self, source: IpAddr) -> bool {
+        self.carriers
+            .iter()
+            .any(|c| c.addresses.iter().any(|n| n.contains(&source)))
+    }
+
+    /// A trunk by sid.
+    pub fn trunk(&self, sid: &str) -> Option<Arc<Trunk>> {
+        self.trunks.get(sid).cloned()
+    }
+
+    /// The carriers, by priority.
+    pub fn carriers(&self) -> &[Carrier] {
+        &self.carriers
+    }
+
+    /// A loaded flow by id.
+    pub fn flow(&self, id: &str) -> Option<Arc<Flow>> {
+        self.flows.get(id).cloned()
+    }
+}
+
+/// The number in a Request-URI user part, as E.164: visual separators removed, a
+/// leading `+` added when missing.
+pub fn normalise(user: &str) -> String {
+    let digits: String = user
+        .chars()
+        .filter(|c| !matches!(c, '-' | '.' | '(' | ')' | ' '))
+        .collect();
+    match digits.strip_prefix('+') {
+        Some(_) => digits,
+        None => format!("+{digits}"),
+    }
+}
