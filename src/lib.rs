@@ -12,4 +12,6 @@ pub mod call;
 pub mod config;
 pub mod flow;
 pub mod routing;
+pub mod server;
 pub mod sip;
+pub mod webhook;

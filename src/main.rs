@@ -54,6 +54,57 @@ enum GraphFormat {
     Dot,
 }
 
+/// Runs the engine until Ctrl-C; a second Ctrl-C ends calls in progress.
+fn serve(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let path = callflow::server::config_path(config);
+    let cfg = match &path {
+        Some(p) => match callflow::config::Config::load(p) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("{e}");
+                return Ok(ExitCode::from(1));
+            }
+        },
+        None => callflow::config::Config::default(),
+    };
+    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    runtime.block_on(async move {
+        let server = match callflow::server::Server::start(
+            &cfg,
+            callflow::sip::transaction::Timers::default(),
+        )
+        .await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("{e}");
+                eprintln!("callflow: not started");
+                return Ok(ExitCode::from(1));
+            }
+        };
+        let from = path.map_or("built-in defaults".to_string(), |p| p.display().to_string());
+        eprintln!("callflow: serving ({from}); Ctrl-C stops taking calls");
+        tokio::signal::ctrl_c()
+            .await
+            .context("waiting for Ctrl-C")?;
+        eprintln!("callflow: no new calls; waiting for calls in progress (Ctrl-C again ends them)");
+        server
+            .drain(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await;
+        eprintln!("callflow: stopped");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli.command) {
@@ -105,10 +156,10 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             print!("{}", graph::render(&flow, format));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Serve { .. } | Command::Simulate { .. } => Err(anyhow::anyhow!(
-            "this command is not available yet: this build has the flow compiler only \
-             (check, graph); the SIP engine comes later"
+        Command::Serve { config } => serve(config),
+        Command::Simulate { .. } => Err(anyhow::anyhow!(
+            "simulate is not available yet: flows run on live calls with `callflow serve`"
         ))
-        .context("not serving"),
+        .context("not simulating"),
     }
 }

@@ -120,10 +120,38 @@ fn graph_of_a_bad_flow_prints_its_errors() {
 }
 
 #[test]
-fn serve_says_it_is_not_available_yet() {
+fn serve_refuses_an_invalid_config_with_its_place() {
     let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("callflow.yaml"), "sip:\n  lisen: []\n").unwrap();
     let out = callflow(&["serve"], dir.path());
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("not available yet"), "{err}");
+    assert!(
+        err.contains("callflow.yaml:2:3: error: sip: unknown field `lisen`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn serve_refuses_flows_with_errors_and_prints_them() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("flows")).unwrap();
+    std::fs::write(
+        dir.path().join("flows/bad.yaml"),
+        "flow: bad\nstart: nowhere\napplets:\n  a:\n    hangup: {}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("callflow.yaml"),
+        "sip: { listen: [\"udp://127.0.0.1:0\"] }\nflows: flows\n",
+    )
+    .unwrap();
+    let out = callflow(&["serve", "--config", "callflow.yaml"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.yaml:2:8: error: start applet 'nowhere' does not exist"),
+        "{err}"
+    );
+    assert!(err.contains("not started"), "{err}");
 }

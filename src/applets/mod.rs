@@ -93,6 +93,7 @@ impl AppletKind {
     pub fn fallback(&self, outcome: &str) -> Option<&'static str> {
         match self {
             AppletKind::Connect(_) => connect::fallback(outcome),
+            AppletKind::Passthru(_) => passthru::fallback(outcome),
             _ => None,
         }
     }

@@ -48,6 +48,11 @@ pub fn check_outcome(outcome: &str) -> Result<(), String> {
     }
 }
 
+/// A status without a transition of its own takes `fail`.
+pub fn fallback(outcome: &str) -> Option<&'static str> {
+    outcome.parse::<u16>().is_ok().then_some("fail")
+}
+
 impl Passthru {
     /// Decodes a passthru body.
     pub fn decode(body: &Node, cx: DecodeContext<'_>, d: &mut Diagnostics) -> Option<Passthru> {
@@ -84,6 +89,48 @@ impl Passthru {
             vec!["ok"]
         } else {
             vec!["ok", "fail"]
+        }
+    }
+}
+
+/// Runs the applet: GET the webhook with the call's parameters; 2xx → `ok` with the
+/// body in `passthru.*`; another status → that status (the flow falls back to
+/// `fail` when it names no transition for it); timeout or connection error → `fail`.
+pub async fn run<C: crate::flow::executor::CallControl, H: crate::flow::executor::Http>(
+    p: &Passthru,
+    rt: &mut crate::flow::executor::Runtime<'_, C, H>,
+) -> crate::flow::executor::Step {
+    use crate::flow::executor::Step;
+    let mut scope = rt.vars.scope();
+    let url = match p.url.render(&mut scope) {
+        Ok(u) => u,
+        Err(e) => {
+            rt.step.notes.push(format!("url template failed: {e}"));
+            return Step::Outcome("fail".into());
+        }
+    };
+    let query = rt.webhook_params();
+    if p.is_async {
+        rt.http.spawn_get(&url, &query, p.timeout);
+        rt.step
+            .notes
+            .push(format!("{url} sent without waiting (async)"));
+        return Step::Outcome("ok".into());
+    }
+    match rt.get(&url, query, p.timeout).await {
+        None => Step::Stop,
+        Some(Ok(r)) => {
+            rt.vars.set_passthru(r.status, &r.body);
+            if (200..300).contains(&r.status) {
+                Step::Outcome("ok".into())
+            } else {
+                Step::Outcome(r.status.to_string())
+            }
+        }
+        Some(Err(e)) => {
+            rt.vars.set_passthru(0, b"");
+            rt.step.notes.push(format!("{url}: {e}"));
+            Step::Outcome("fail".into())
         }
     }
 }

@@ -100,3 +100,29 @@ fn cases(node: &Node, d: &mut Diagnostics) -> Option<Vec<Branch>> {
     }
     ok.then_some(out)
 }
+
+/// Runs the applet: the case whose value equals the expression's, else `default`
+/// (also when the expression fails on the live call; the trace says why).
+pub fn run<C: crate::flow::executor::CallControl, H: crate::flow::executor::Http>(
+    s: &Switchcase,
+    rt: &mut crate::flow::executor::Runtime<'_, C, H>,
+) -> crate::flow::executor::Step {
+    use crate::flow::executor::Step;
+    let mut scope = rt.vars.scope();
+    let value = match s.value.eval(&mut scope) {
+        Ok(v) if v.is_unit() => String::new(),
+        Ok(v) => v.to_string(),
+        Err(e) => {
+            rt.step.notes.push(format!(
+                "value '{}' failed: {e}; taking default",
+                s.value.source
+            ));
+            return Step::Outcome(DEFAULT_OUTCOME.into());
+        }
+    };
+    rt.step.notes.push(format!("value = {value:?}"));
+    match s.cases.iter().find(|c| c.outcome == value) {
+        Some(c) => Step::Outcome(c.outcome.clone()),
+        None => Step::Outcome(DEFAULT_OUTCOME.into()),
+    }
+}

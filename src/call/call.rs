@@ -147,6 +147,11 @@ impl Call {
         &self.invite.request
     }
 
+    /// Where the caller's INVITE came from.
+    pub fn source(&self) -> std::net::SocketAddr {
+        self.invite.source
+    }
+
     /// Whether the caller has been answered.
     pub fn answered(&self) -> bool {
         self.caller_dialog.is_some()
@@ -614,6 +619,25 @@ impl Call {
             self.engine.remove_dialog(&d.id.call_id, &d.id.local_tag);
         }
         self.engine.remove_invite(&self.invite.key);
+    }
+
+    /// Serves the call while nothing else does (a webhook is pending): answers what
+    /// arrives, and returns once the caller has hung up or cancelled.
+    pub async fn until_caller_gone(&mut self) {
+        while !self.caller_gone {
+            let retransmit = self.pending_2xx.as_ref().map(|p| p.next);
+            tokio::select! {
+                _ = crate::sip::transaction::until(retransmit) => self.retransmit_2xx().await,
+                input = self.rx.recv() => match input {
+                    None => return,
+                    Some(CallInput::Cancel(st)) if self.caller_dialog.is_none() => {
+                        st.reply(200, None).await;
+                        self.finish_caller(487).await;
+                    }
+                    Some(other) => self.handle_idle(other).await,
+                },
+            }
+        }
     }
 
     /// Waits while the legs are bridged, until one of them ends.

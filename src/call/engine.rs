@@ -39,6 +39,10 @@ pub struct Engine {
     pub resolver: Resolver,
     routes: Mutex<Routes>,
     handler: CallHandler,
+    /// Set on the first Ctrl-C: new calls get 503, calls in progress go on.
+    draining: std::sync::atomic::AtomicBool,
+    /// Calls whose handler is still running.
+    active: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 fn lock(m: &Mutex<Routes>) -> MutexGuard<'_, Routes> {
@@ -63,6 +67,8 @@ impl Engine {
             resolver,
             routes: Mutex::new(Routes::default()),
             handler,
+            draining: std::sync::atomic::AtomicBool::new(false),
+            active: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
         })
     }
 
@@ -186,13 +192,37 @@ impl Engine {
         }
     }
 
+    /// Stops taking new calls (they get 503 with Retry-After); calls in progress go on.
+    pub fn drain(&self) {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// How many calls are in progress.
+    pub fn active_calls(&self) -> usize {
+        self.active.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     fn new_call(self: &Arc<Self>, st: ServerTransaction) {
+        if self.draining.load(std::sync::atomic::Ordering::SeqCst) {
+            tokio::spawn(async move {
+                let mut resp = st.response(503, Some(&crate::sip::dialog::new_tag()));
+                resp.push_header(Name::RetryAfter, "30");
+                st.respond(resp).await;
+            });
+            return;
+        }
         let (tx, rx) = mpsc::channel(64);
         lock(&self.routes)
             .invites
             .insert(st.key.clone(), tx.clone());
         let call = Call::new(self.clone(), st, tx, rx);
         let handler = self.handler.clone();
-        tokio::spawn(async move { handler(call).await });
+        let active = self.active.clone();
+        active.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        tokio::spawn(async move {
+            handler(call).await;
+            active.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        });
     }
 }

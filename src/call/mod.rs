@@ -5,6 +5,7 @@
 
 #[allow(clippy::module_inception)]
 pub mod call;
+pub mod control;
 pub mod engine;
 pub mod sdp;
 

@@ -8,11 +8,13 @@ pub mod compile;
 pub mod decode;
 pub mod diagnostic;
 pub mod duration;
+pub mod executor;
 pub mod expr;
 pub mod graph;
 pub mod headers;
 pub mod loader;
 pub mod schema;
+pub mod vars;
 pub mod yaml;
 
 pub use compile::{Applet, CompileOptions, Compiled, Flow, compile_str};

@@ -2,6 +2,11 @@
 //! caller. Outcomes: `completed`, `no_answer`, `busy`, `failed`, `not_dialed`,
 //! `transfer` (`busy` and `failed` fall back to `no_answer` when not given).
 
+pub mod dynamic;
+pub mod run;
+
+pub use run::run;
+
 use std::time::Duration;
 
 use super::DecodeContext;

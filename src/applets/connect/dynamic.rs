@@ -1,0 +1,240 @@
+//! The dynamic URL of a connect applet (DESIGN.md §4): GET the partner's URL, read
+//! whom to dial from its JSON, fall back to `fallback_url`, and with
+//! `fetch_after_attempt` ask again after each unanswered attempt.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::Connect;
+use super::run::{Attempt, Plan, dial_plan, failed, render_caller_id, render_headers};
+use crate::flow::executor::{CallControl, Http, Runtime, Step};
+use crate::flow::expr::Template;
+use crate::sip::Uri;
+
+/// The answer of a dynamic URL. Unknown fields are ignored.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct DynamicAnswer {
+    /// Ask again after each unanswered attempt.
+    pub fetch_after_attempt: bool,
+    /// Whom to dial.
+    pub destination: Option<Destination>,
+    /// `param1=value1&param2=value2`, sent as `X-param1: value1` …
+    pub custom_params: Option<String>,
+    /// Caller id to present.
+    pub outgoing_phone_number: Option<String>,
+    /// Record the call.
+    pub record: Option<bool>,
+    /// `mono` or `dual`.
+    pub recording_channels: Option<String>,
+    /// Ring timeout, seconds.
+    pub max_ringing_duration: Option<u64>,
+    /// Longest conversation, seconds.
+    pub max_conversation_duration: Option<u64>,
+    /// Forking (not used yet: legs are tried in turn).
+    pub parallel_ringing: Option<serde_json::Value>,
+}
+
+/// `destination`: one of a trunk, E.164 numbers or SIP URIs.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Destination {
+    /// A trunk sid.
+    pub trunk: Option<String>,
+    /// E.164 numbers, dialled through the carriers.
+    pub numbers: Vec<String>,
+    /// SIP URIs.
+    pub uris: Vec<String>,
+}
+
+impl DynamicAnswer {
+    /// Parses and checks an answer body; the error says what does not validate.
+    pub fn parse(body: &[u8]) -> Result<DynamicAnswer, String> {
+        let a: DynamicAnswer =
+            serde_json::from_slice(body).map_err(|e| format!("body is not a valid answer: {e}"))?;
+        if let Some(d) = &a.destination {
+            let set = usize::from(d.trunk.is_some())
+                + usize::from(!d.numbers.is_empty())
+                + usize::from(!d.uris.is_empty());
+            if set > 1 {
+                return Err("destination holds more than one of trunk, numbers, uris".into());
+            }
+            if let Some(n) = d.numbers.iter().find(|n| !crate::config::is_e164(n)) {
+                return Err(format!("destination number '{n}' is not E.164"));
+            }
+            if let Some(u) = d
+                .uris
+                .iter()
+                .find(|u| !matches!(Uri::parse(u), Ok(Uri::Sip(_))))
+            {
+                return Err(format!("destination URI '{u}' is not a SIP URI"));
+            }
+        }
+        if let Some(n) = &a.outgoing_phone_number
+            && !crate::config::is_e164(n)
+        {
+            return Err(format!("outgoing_phone_number '{n}' is not E.164"));
+        }
+        Ok(a)
+    }
+
+    /// Whether the answer names nobody to dial.
+    pub fn is_empty(&self) -> bool {
+        self.destination
+            .as_ref()
+            .is_none_or(|d| d.trunk.is_none() && d.numbers.is_empty() && d.uris.is_empty())
+    }
+}
+
+/// `custom_params` as headers `X-<name>: <value>`.
+pub fn custom_params(params: &str) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(params.as_bytes())
+        .map(|(k, v)| (format!("X-{k}"), v.into_owned()))
+        .collect()
+}
+
+/// Runs a dynamic connect.
+pub async fn run<C: CallControl, H: Http>(
+    c: &Connect,
+    url: &Template,
+    fallback: Option<&Template>,
+    rt: &mut Runtime<'_, C, H>,
+) -> Step {
+    let mut attempt = 1u32;
+    let mut last: Option<Step> = None;
+    loop {
+        let answer = match fetch(url, fallback, attempt, rt).await {
+            Fetched::CallerGone => return Step::Stop,
+            Fetched::Failed(why) => return failed(rt, why),
+            Fetched::Answer(a) => a,
+        };
+        if answer.record == Some(true) {
+            rt.record.record = true;
+            rt.record.recording_channels = answer.recording_channels.clone();
+        }
+        if answer.is_empty() {
+            rt.step
+                .notes
+                .push(format!("attempt {attempt}: no destination"));
+            return last.unwrap_or_else(|| {
+                rt.vars.set_connect("not-dialed", 0, "");
+                Step::Outcome("not_dialed".into())
+            });
+        }
+        let plan = match plan_of(c, &answer, rt) {
+            Ok(p) => p,
+            Err(why) => return failed(rt, why),
+        };
+        let step = dial_plan(&plan, rt).await;
+        let unanswered = matches!(&step, Step::Outcome(o) if o == "no_answer" || o == "busy");
+        if !(unanswered && answer.fetch_after_attempt)
+            || attempt > rt.settings.max_attempts_after_fetch
+        {
+            return step;
+        }
+        attempt += 1;
+        last = Some(step);
+    }
+}
+
+fn plan_of<C: CallControl, H: Http>(
+    c: &Connect,
+    answer: &DynamicAnswer,
+    rt: &Runtime<'_, C, H>,
+) -> Result<Plan, String> {
+    let d = answer.destination.clone().unwrap_or_default();
+    let targets: Vec<super::Target> = if let Some(t) = d.trunk {
+        vec![super::Target::Trunk(t)]
+    } else if !d.numbers.is_empty() {
+        d.numbers.into_iter().map(super::Target::Number).collect()
+    } else {
+        d.uris.into_iter().map(super::Target::Uri).collect()
+    };
+    let attempts: Vec<Attempt> = super::run::expand_all(&targets, rt)?;
+    let extra = answer
+        .custom_params
+        .as_deref()
+        .map(custom_params)
+        .unwrap_or_default();
+    let caller_id = match &answer.outgoing_phone_number {
+        Some(n) => Some(n.clone()),
+        None => render_caller_id(c.caller_id.as_ref(), rt)?,
+    };
+    Ok(Plan {
+        attempts,
+        headers: render_headers(c, rt, extra)?,
+        ring_timeout: answer
+            .max_ringing_duration
+            .map_or(c.ring_timeout, Duration::from_secs),
+        max_duration: answer
+            .max_conversation_duration
+            .map_or(c.max_duration, Duration::from_secs),
+        caller_id,
+    })
+}
+
+enum Fetched {
+    Answer(DynamicAnswer),
+    Failed(String),
+    CallerGone,
+}
+
+/// Asks the dynamic URL, then the fallback; the reason names each failure.
+async fn fetch<C: CallControl, H: Http>(
+    url: &Template,
+    fallback: Option<&Template>,
+    attempt: u32,
+    rt: &mut Runtime<'_, C, H>,
+) -> Fetched {
+    let mut reasons = Vec::new();
+    for (label, t) in
+        std::iter::once(("dynamic_url", url)).chain(fallback.map(|f| ("fallback_url", f)))
+    {
+        let target = match t.render(&mut rt.vars.scope()) {
+            Ok(u) => u,
+            Err(e) => {
+                reasons.push(format!("{label}: template failed: {e}"));
+                continue;
+            }
+        };
+        let mut query = rt.webhook_params();
+        query.push(("Attempt".into(), attempt.to_string()));
+        let timeout = rt.settings.webhook_timeout;
+        match rt.get(&target, query, timeout).await {
+            None => return Fetched::CallerGone,
+            Some(Ok(r)) if (200..300).contains(&r.status) => match DynamicAnswer::parse(&r.body) {
+                Ok(a) => return Fetched::Answer(a),
+                Err(why) => reasons.push(format!("{label} {target}: {why}")),
+            },
+            Some(Ok(r)) => reasons.push(format!("{label} {target}: HTTP {}", r.status)),
+            Some(Err(e)) => reasons.push(format!("{label} {target}: {e}")),
+        }
+    }
+    Fetched::Failed(reasons.join("; "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_validate() {
+        let a = DynamicAnswer::parse(br#"{"destination":{"trunk":"t1"},"custom_params":"param1=value1&param2=v%202","extra":1}"#).unwrap();
+        assert!(!a.is_empty());
+        assert_eq!(
+            custom_params(a.custom_params.as_deref().unwrap()),
+            vec![
+                ("X-param1".to_string(), "value1".to_string()),
+                ("X-param2".to_string(), "v 2".to_string())
+            ]
+        );
+        assert!(
+            DynamicAnswer::parse(br#"{"destination":{}}"#)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(DynamicAnswer::parse(br#"{"destination":{"numbers":["12"]}}"#).is_err());
+        assert!(DynamicAnswer::parse(b"not json").is_err());
+    }
+}

@@ -1,0 +1,32 @@
+//! The live call as the flow runtime sees it: [`CallControl`] over [`Call`].
+
+use std::time::Duration;
+
+use super::call::{Call, LegEnd, LegOutcome, LegRequest};
+use crate::flow::executor::CallControl;
+
+impl CallControl for Call {
+    async fn dial(&mut self, leg: LegRequest) -> LegOutcome {
+        Call::dial(self, leg).await
+    }
+
+    async fn wait(&mut self, max: Duration) -> LegEnd {
+        Call::wait(self, max).await
+    }
+
+    async fn hangup(&mut self, status: u16) {
+        Call::hangup(self, status).await
+    }
+
+    async fn until_caller_gone(&mut self) {
+        Call::until_caller_gone(self).await
+    }
+
+    fn caller_gone(&self) -> bool {
+        Call::caller_gone(self)
+    }
+
+    fn answered(&self) -> bool {
+        Call::answered(self)
+    }
+}

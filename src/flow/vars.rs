@@ -1,0 +1,106 @@
+//! The call's variables that expressions read (DESIGN.md §3): `call.*`, `connect.*`,
+//! `passthru.*`, `refer.*`.
+
+use rhai::{Dynamic, Map, Scope};
+
+/// The variables of one call, updated as applets run.
+#[derive(Debug, Clone, Default)]
+pub struct Vars {
+    /// `call.sid`, `call.from`, `call.to`, `call.direction`, `call.custom_field`,
+    /// `call.headers`.
+    pub call: Map,
+    /// `connect.status`, `connect.duration`, `connect.dialed`.
+    pub connect: Map,
+    /// `passthru.status`, `passthru.body`, `passthru.select`.
+    pub passthru: Map,
+    /// `refer.to`, `refer.headers`.
+    pub refer: Map,
+}
+
+/// Facts about a call that do not change while it runs.
+#[derive(Debug, Clone, Default)]
+pub struct CallInfo {
+    /// The call's sid.
+    pub sid: String,
+    /// The caller's number.
+    pub from: String,
+    /// The dialled number.
+    pub to: String,
+    /// `incoming`, `outbound-dial` or `outbound-api`.
+    pub direction: String,
+    /// Free text the partner attached to the call.
+    pub custom_field: String,
+    /// The inbound INVITE's headers.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Vars {
+    /// Variables for a new call.
+    pub fn new(info: &CallInfo) -> Vars {
+        let mut call = Map::new();
+        call.insert("sid".into(), info.sid.clone().into());
+        call.insert("from".into(), info.from.clone().into());
+        call.insert("to".into(), info.to.clone().into());
+        call.insert("direction".into(), info.direction.clone().into());
+        call.insert("custom_field".into(), info.custom_field.clone().into());
+        let mut headers = Map::new();
+        for (n, v) in &info.headers {
+            headers.insert(n.to_ascii_lowercase().into(), v.clone().into());
+        }
+        call.insert("headers".into(), headers.into());
+        Vars {
+            call,
+            ..Vars::default()
+        }
+    }
+
+    /// A scope holding the variables, for evaluating an expression.
+    pub fn scope(&self) -> Scope<'static> {
+        let mut scope = Scope::new();
+        scope.push_constant("call", self.call.clone());
+        scope.push_constant("connect", self.connect.clone());
+        scope.push_constant("passthru", self.passthru.clone());
+        scope.push_constant("refer", self.refer.clone());
+        scope
+    }
+
+    /// Records a passthru answer: status, the body parsed as JSON (whatever its
+    /// content type) and its `select` field.
+    pub fn set_passthru(&mut self, status: u16, body: &[u8]) {
+        self.passthru.clear();
+        self.passthru
+            .insert("status".into(), Dynamic::from(i64::from(status)));
+        let json: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+        let select = json
+            .as_ref()
+            .and_then(|j| j.get("select"))
+            .map(|s| match s {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .unwrap_or_default();
+        let body = json
+            .and_then(|j| rhai::serde::to_dynamic(j).ok())
+            .unwrap_or(Dynamic::UNIT);
+        self.passthru.insert("body".into(), body);
+        self.passthru.insert("select".into(), select.into());
+    }
+
+    /// Records a connect's result.
+    pub fn set_connect(&mut self, status: &str, duration_secs: u64, dialed: &str) {
+        self.connect.insert("status".into(), status.into());
+        self.connect
+            .insert("duration".into(), Dynamic::from(duration_secs as i64));
+        self.connect.insert("dialed".into(), dialed.into());
+    }
+
+    /// Records a REFER's target and `X-` headers.
+    pub fn set_refer(&mut self, to: &str, headers: &[(String, String)]) {
+        self.refer.insert("to".into(), to.into());
+        let mut h = Map::new();
+        for (n, v) in headers {
+            h.insert(n.clone().into(), v.clone().into());
+        }
+        self.refer.insert("headers".into(), h.into());
+    }
+}

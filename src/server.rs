@@ -1,0 +1,306 @@
+//! `callflow serve`: the configuration, the flows, the SIP stack and the flow
+//! runtime put together, with a graceful shutdown (DESIGN.md §6).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::json;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::call::{Call, CallHandler, Engine};
+use crate::config::Config;
+use crate::flow::executor::{self, CallRecord, Http, Settings};
+use crate::flow::vars::CallInfo;
+use crate::flow::{CompileOptions, Flow, Loaded, compile_str, load_paths};
+use crate::routing::{Inbound, NumberTarget, Routing};
+use crate::sip::transaction::{Timers, TransactionLayer};
+use crate::sip::transport::{TlsConfig, TransportConfig, Transports};
+use crate::sip::{Host, Name};
+use crate::webhook::WebhookClient;
+
+/// Why the engine would not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is invalid.
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
+    /// A flow has errors: every diagnostic, one per line.
+    #[error("{0}")]
+    Flows(String),
+    /// Routing refers to something missing.
+    #[error("routing: {0}")]
+    Routing(String),
+    /// A socket or TLS file.
+    #[error("SIP transport: {0}")]
+    Transport(std::io::Error),
+    /// The HTTP client.
+    #[error("webhook client: {0}")]
+    Http(String),
+}
+
+/// A running engine.
+pub struct Server {
+    /// The SIP transports (for their addresses and counters).
+    pub transports: Arc<Transports>,
+    /// The core.
+    pub engine: Arc<Engine>,
+    /// The routing table the engine started with.
+    pub routing: Arc<Routing>,
+    shutdown: CancellationToken,
+}
+
+/// Loads every flow under the configured path; any error refuses the start.
+pub fn load_flows(config: &Config) -> Result<Vec<Flow>, StartError> {
+    let opts = CompileOptions {
+        reserved_header_prefixes: config.reserved_header_prefixes.clone(),
+    };
+    let Loaded {
+        flows, diagnostics, ..
+    } = load_paths(std::slice::from_ref(&config.flows), &opts);
+    for d in diagnostics
+        .iter()
+        .filter(|d| d.severity == crate::flow::Severity::Warning)
+    {
+        tracing::warn!("{d}");
+    }
+    let errors: Vec<String> = diagnostics
+        .iter()
+        .filter(|d| d.severity == crate::flow::Severity::Error)
+        .map(ToString::to_string)
+        .collect();
+    if errors.is_empty() {
+        Ok(flows)
+    } else {
+        Err(StartError::Flows(errors.join("\n")))
+    }
+}
+
+impl Server {
+    /// Starts the engine on `config`.
+    pub async fn start(config: &Config, timers: Timers) -> Result<Server, StartError> {
+        let flows = load_flows(config)?;
+        let routing = Arc::new(Routing::build(config, flows).map_err(StartError::Routing)?);
+        let listen = config
+            .sip
+            .listen
+            .iter()
+            .filter_map(|l| l.parse().ok())
+            .collect();
+        let tls = config.sip.tls.as_ref().map(|t| TlsConfig {
+            cert: t.cert.clone(),
+            key: t.key.clone(),
+            ca: t.ca.clone(),
+        });
+        let shutdown = CancellationToken::new();
+        let tc = TransportConfig {
+            listen,
+            tls,
+            ..TransportConfig::default()
+        };
+        let (transports, incoming) = Transports::bind(tc, shutdown.clone())
+            .await
+            .map_err(StartError::Transport)?;
+        let advertised = config
+            .sip
+            .advertised_address
+            .as_deref()
+            .and_then(|a| Host::parse(a).ok());
+        let layer = TransactionLayer::new(transports.clone(), timers, advertised);
+        let (core_tx, core_rx) = mpsc::channel(8192);
+        tokio::spawn(layer.clone().run(incoming, core_tx));
+        let settings = Arc::new(Settings {
+            webhook_timeout: config.webhooks.timeout(),
+            max_attempts_after_fetch: config.webhooks.max_attempts_after_fetch,
+            reserved_prefixes: config.reserved_header_prefixes.clone(),
+        });
+        let http = WebhookClient::new().map_err(StartError::Http)?;
+        let engine = Engine::new(layer, flow_handler(routing.clone(), http, settings));
+        tokio::spawn(engine.clone().run(core_rx));
+        for l in transports.local_addrs() {
+            tracing::info!(transport = %l.transport, addr = %l.addr, "listening");
+        }
+        Ok(Server {
+            transports,
+            engine,
+            routing,
+            shutdown,
+        })
+    }
+
+    /// Stops taking calls and waits for calls in progress, until `hard` fires.
+    pub async fn drain(&self, hard: impl std::future::Future<Output = ()>) {
+        self.engine.drain();
+        tokio::pin!(hard);
+        loop {
+            let active = self.engine.active_calls();
+            if active == 0 {
+                break;
+            }
+            tracing::info!(
+                active,
+                "waiting for calls in progress (Ctrl-C again to end them)"
+            );
+            tokio::select! {
+                _ = &mut hard => break,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+        self.shutdown.cancel();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// The flow a `pstn` number runs: connect to its trunk, then hang up.
+fn pstn_flow(trunk: &str) -> Option<Flow> {
+    let text = format!(
+        "flow: pstn-{}\nstart: trunk\napplets:\n  trunk:\n    connect: {{ to: \"sip:{trunk}\" }}\n    next: bye\n  bye:\n    hangup: {{}}\n",
+        trunk
+            .to_ascii_lowercase()
+            .replace(|c: char| !c.is_ascii_alphanumeric(), "-")
+    );
+    compile_str("(pstn)".into(), &text, &CompileOptions::default()).flow
+}
+
+/// The handler that routes each new call and runs its flow.
+pub fn flow_handler(
+    routing: Arc<Routing>,
+    http: WebhookClient,
+    settings: Arc<Settings>,
+) -> CallHandler {
+    Arc::new(move |call| {
+        let (routing, http, settings) = (routing.clone(), http.clone(), settings.clone());
+        Box::pin(async move { handle(call, &routing, &http, &settings).await })
+    })
+}
+
+async fn handle(mut call: Call, routing: &Routing, http: &WebhookClient, settings: &Settings) {
+    let source = call.source();
+    let dialled = call
+        .request()
+        .request_uri()
+        .and_then(|u| u.user())
+        .unwrap_or("")
+        .to_string();
+    let (number, route) = match routing.inbound(source.ip(), &dialled) {
+        Inbound::Forbidden => {
+            tracing::warn!(sid = %call.sid, %source, "INVITE from an address that is not a carrier: 403");
+            call.hangup(403).await;
+            return;
+        }
+        Inbound::UnknownNumber(n) => {
+            tracing::info!(sid = %call.sid, number = %n, "unknown number: 404");
+            call.hangup(404).await;
+            return;
+        }
+        Inbound::Number { number, route } => (number, route),
+    };
+    if !call.accept_offer().await {
+        return;
+    }
+    let flow: Arc<Flow> = match &route.target {
+        NumberTarget::Flow(f) => f.clone(),
+        NumberTarget::Pstn => match pstn_flow(&route.trunk.sid) {
+            Some(f) => Arc::new(f),
+            None => {
+                call.hangup(500).await;
+                return;
+            }
+        },
+    };
+    let info = call_info(&call, number);
+    let record = executor::run(&flow, &mut call, http, routing, settings, info).await;
+    finish(&flow, &record, http, settings).await;
+}
+
+fn call_info(call: &Call, number: String) -> CallInfo {
+    let req = call.request();
+    let from = req
+        .from_header()
+        .ok()
+        .and_then(|f| f.uri.user().map(str::to_string))
+        .unwrap_or_default();
+    CallInfo {
+        sid: call.sid.clone(),
+        from,
+        to: number,
+        direction: "incoming".into(),
+        custom_field: String::new(),
+        headers: req
+            .headers
+            .iter()
+            .filter(|h| h.name != Name::Via)
+            .map(|h| (h.name.as_str().to_string(), h.value.clone()))
+            .collect(),
+    }
+}
+
+/// Logs the call record and sends the status callback.
+async fn finish(flow: &Flow, record: &CallRecord, http: &WebhookClient, settings: &Settings) {
+    match serde_json::to_string(record) {
+        Ok(json) => {
+            tracing::info!(target: "callflow::record", sid = %record.call_sid, record = %json, "call ended")
+        }
+        Err(e) => tracing::warn!(error = %e, "call record not serialisable"),
+    }
+    let Some(url) = &flow.status_callback else {
+        return;
+    };
+    let Ok(url) = url.render(&mut crate::flow::vars::Vars::default().scope()) else {
+        return;
+    };
+    let body = status_callback(record);
+    if let Err(e) = http.post_json(&url, &body, settings.webhook_timeout).await {
+        tracing::info!(sid = %record.call_sid, %url, error = %e, "status callback failed");
+    }
+}
+
+/// The status callback body (DESIGN.md §4).
+pub fn status_callback(r: &CallRecord) -> serde_json::Value {
+    let end = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let legs: Vec<serde_json::Value> = r
+        .steps
+        .iter()
+        .flat_map(|s| &s.legs)
+        .map(|l| json!({ "LegSid": l.leg_sid, "To": l.to, "Status": l.result, "OnCallDuration": l.duration_secs }))
+        .collect();
+    let conversation: u64 = r
+        .steps
+        .iter()
+        .flat_map(|s| &s.legs)
+        .map(|l| l.duration_secs)
+        .sum();
+    json!({
+        "CallSid": r.call_sid,
+        "Status": r.status,
+        "Direction": r.direction,
+        "From": r.from,
+        "To": r.to,
+        "DateCreated": r.created_unix,
+        "StartTime": r.created_unix,
+        "EndTime": end,
+        "ConversationDuration": conversation,
+        "CustomField": "",
+        "RecordingUrl": serde_json::Value::Null,
+        "Legs": legs,
+        "FlowId": r.flow_id,
+        "Applets": r.steps.iter().map(|s| s.applet.clone()).collect::<Vec<_>>(),
+    })
+}
+
+/// Where `serve` finds its configuration: `--config`, else `./callflow.yaml` if
+/// present, else the built-in defaults (with the flows in `flows/`).
+pub fn config_path(arg: Option<PathBuf>) -> Option<PathBuf> {
+    arg.or_else(|| {
+        let p = PathBuf::from("callflow.yaml");
+        p.exists().then_some(p)
+    })
+}

@@ -1,0 +1,99 @@
+//! The one HTTP client for every webhook: dynamic URLs, passthru and status
+//! callbacks (DESIGN.md §4). Pooled connections with keep-alive; every request
+//! carries `User-Agent: callflow/<version>` and its own timeout.
+
+use std::time::Duration;
+
+use crate::flow::executor::{Http, HttpResponse};
+
+/// The User-Agent of every webhook request.
+pub const USER_AGENT: &str = concat!("callflow/", env!("CARGO_PKG_VERSION"));
+
+/// Largest webhook answer read, in bytes.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// A pooled HTTP client. Cloning shares the pool.
+#[derive(Debug, Clone)]
+pub struct WebhookClient {
+    client: reqwest::Client,
+}
+
+impl WebhookClient {
+    /// A client with a pool of keep-alive connections.
+    pub fn new() -> Result<WebhookClient, String> {
+        let client = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(64)
+            .connect_timeout(Duration::from_secs(3))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(WebhookClient { client })
+    }
+}
+
+fn describe(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "timed out".into()
+    } else if e.is_connect() {
+        format!("connection failed: {e}")
+    } else {
+        e.to_string()
+    }
+}
+
+impl Http for WebhookClient {
+    async fn get(
+        &self,
+        url: &str,
+        query: &[(String, String)],
+        timeout: Duration,
+    ) -> Result<HttpResponse, String> {
+        let resp = self
+            .client
+            .get(url)
+            .query(query)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| describe(&e))?;
+        let status = resp.status().as_u16();
+        let mut body = Vec::new();
+        let mut resp = resp;
+        while let Some(chunk) = resp.chunk().await.map_err(|e| describe(&e))? {
+            if body.len() + chunk.len() > MAX_BODY {
+                return Err(format!("answer larger than {MAX_BODY} bytes"));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(HttpResponse { status, body })
+    }
+
+    fn spawn_get(&self, url: &str, query: &[(String, String)], timeout: Duration) {
+        let request = self.client.get(url).query(query).timeout(timeout);
+        let url = url.to_string();
+        tokio::spawn(async move {
+            if let Err(e) = request.send().await {
+                tracing::info!(%url, error = %describe(&e), "async webhook failed");
+            }
+        });
+    }
+
+    async fn post_json(
+        &self,
+        url: &str,
+        body: &serde_json::Value,
+        timeout: Duration,
+    ) -> Result<u16, String> {
+        let resp = self
+            .client
+            .post(url)
+            .json(body)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| describe(&e))?;
+        Ok(resp.status().as_u16())
+    }
+}
