@@ -355,12 +355,12 @@ mod tests {
     }
 
     #[test]
-    fn passthru_has_no_fallback_to_no_answer() {
+    fn passthru_statuses_fall_back_to_fail() {
         let f = flow(
             "flow: f\nstart: a\napplets:\n  a:\n    passthru: { url: https://p.example/ }\n    on: { ok: b, fail: b }\n  b:\n    hangup: {}\n",
         );
         let a = f.find("a").unwrap();
-        assert_eq!(f.next(a, "302"), None);
-        assert_eq!(f.next(a, "fail"), f.find("b"));
+        assert_eq!(f.next(a, "302"), f.find("b"), "a status with no transition takes fail");
+        assert_eq!(f.next(a, "no_answer"), None, "no connect-style fallback");
     }
 }
