@@ -24,6 +24,8 @@ type Asked = Arc<Mutex<Vec<(String, HashMap<String, String>)>>>;
 struct Partner {
     answers: Arc<Mutex<HashMap<String, (u16, String)>>>,
     asked: Asked,
+    delays: Arc<Mutex<HashMap<String, u64>>>,
+    posted: Arc<Mutex<Vec<serde_json::Value>>>,
 }
 
 impl Partner {
@@ -32,6 +34,10 @@ impl Partner {
             .lock()
             .unwrap()
             .insert(path.into(), (status, body.into()));
+    }
+
+    fn delay(&self, path: &str, ms: u64) {
+        self.delays.lock().unwrap().insert(path.into(), ms);
     }
 
     fn asked(&self, path: &str) -> Vec<HashMap<String, String>> {
@@ -51,6 +57,10 @@ async fn webhook(
     Query(q): Query<HashMap<String, String>>,
 ) -> (StatusCode, String) {
     p.asked.lock().unwrap().push((path.clone(), q));
+    let delay = p.delays.lock().unwrap().get(&path).copied();
+    if let Some(ms) = delay {
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
     let (status, body) = p
         .answers
         .lock()
@@ -61,10 +71,18 @@ async fn webhook(
     (StatusCode::from_u16(status).unwrap(), body)
 }
 
+async fn posted(
+    State(p): State<Partner>,
+    axum::Json(v): axum::Json<serde_json::Value>,
+) -> StatusCode {
+    p.posted.lock().unwrap().push(v);
+    StatusCode::OK
+}
+
 async fn partner() -> (Partner, SocketAddr) {
     let p = Partner::default();
     let app = axum::Router::new()
-        .route("/{path}", get(webhook))
+        .route("/{path}", get(webhook).post(posted))
         .with_state(p.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -312,4 +330,272 @@ async fn source_that_is_not_a_carrier_gets_403() {
     w.call("+918047112233", "forbidden").await;
     assert_eq!(w.caller.expect_final("INVITE").await.status(), Some(403));
     assert!(w.bot.recv(0.2).await.is_none());
+}
+
+const DYNAMIC: &str = r#"
+flow: f
+start: route
+status_callback: WEBHOOK/status
+applets:
+  route:
+    connect:
+      dynamic_url: WEBHOOK/route
+      fallback_url: WEBHOOK/backup
+      ring_timeout: 2s
+    on: { completed: bye, no_answer: bye, not_dialed: closed, failed: broken, transfer: bye }
+  closed:
+    hangup: { status: 480 }
+  broken:
+    hangup: { status: 503 }
+  bye:
+    hangup: {}
+"#;
+
+#[tokio::test]
+async fn dynamic_url_trunk_and_three_custom_params_reach_the_bot() {
+    let mut w = world(DYNAMIC, "127.0.0.1/32").await;
+    w.partner.answer(
+        "route",
+        200,
+        r#"{"destination":{"trunk":"trunk_bot"},"custom_params":"param1=value1&param2=value2&param3=value3","record":true,"recording_channels":"dual"}"#,
+    );
+    w.call("+918047112233", "dyn").await;
+    let (inv, _) = w.bot_answers().await;
+    for i in 1..=3 {
+        assert_eq!(
+            inv.header(&Name::parse(&format!("X-param{i}"))),
+            Some(format!("value{i}").as_str())
+        );
+    }
+    let q = &w.partner.asked("route")[0];
+    assert_eq!(q["Attempt"], "1");
+    assert_eq!(q["Direction"], "incoming");
+    assert_eq!(q["CallType"], "call-attempt");
+}
+
+async fn dynamic_refused(custom_params: &str) {
+    let mut w = world(DYNAMIC, "127.0.0.1/32").await;
+    let body =
+        serde_json::json!({"destination": {"trunk": "trunk_bot"}, "custom_params": custom_params});
+    w.partner.answer("route", 200, &body.to_string());
+    w.call("+918047112233", "refused").await;
+    assert_eq!(
+        w.caller.expect_final("INVITE").await.status(),
+        Some(503),
+        "{custom_params}"
+    );
+    assert!(w.bot.recv(0.2).await.is_none(), "no malformed leg placed");
+}
+
+#[tokio::test]
+async fn dynamic_url_custom_params_over_the_limits_are_refused() {
+    dynamic_refused("a=1&b=2&c=3&d=4").await;
+    // "X-a" and 198 bytes of value: 201 bytes.
+    dynamic_refused(&format!("a={}", "v".repeat(198))).await;
+    dynamic_refused("a=x%0D%0AVia:%20SIP/2.0/UDP%20evil").await;
+    dynamic_refused("Callflow-CallSid=forged").await;
+}
+
+#[tokio::test]
+async fn dynamic_url_failure_uses_the_fallback() {
+    let mut w = world(DYNAMIC, "127.0.0.1/32").await;
+    w.partner.answer("route", 500, "");
+    w.partner.answer(
+        "backup",
+        200,
+        r#"{"destination":{"uris":["sip:BOT"]}}"#.replace("BOT", &w.bot.addr.to_string()).as_str(),
+    );
+    w.call("+918047112233", "fallback").await;
+    w.bot_answers().await;
+    assert_eq!(w.partner.asked("backup").len(), 1);
+}
+
+#[tokio::test]
+async fn dynamic_url_and_fallback_failing_gives_failed() {
+    let mut w = world(DYNAMIC, "127.0.0.1/32").await;
+    w.partner.answer("route", 200, "not json");
+    w.call("+918047112233", "bothfail").await;
+    assert_eq!(w.caller.expect_final("INVITE").await.status(), Some(503));
+}
+
+#[tokio::test]
+async fn dynamic_url_empty_destination_is_not_dialed() {
+    let mut w = world(DYNAMIC, "127.0.0.1/32").await;
+    w.partner.answer("route", 200, r#"{"destination":{}}"#);
+    w.call("+918047112233", "notdialed").await;
+    assert_eq!(w.caller.expect_final("INVITE").await.status(), Some(480));
+}
+
+#[tokio::test]
+async fn fetch_after_attempt_asks_again_after_unanswered_attempts() {
+    let mut w = world(DYNAMIC, "127.0.0.1/32").await;
+    w.partner.answer(
+        "route",
+        200,
+        r#"{"fetch_after_attempt":true,"destination":{"trunk":"trunk_bot"}}"#,
+    );
+    w.call("+918047112233", "fetch").await;
+    for _ in 0..2 {
+        let (inv, from) = w.bot.expect_request("INVITE").await;
+        w.bot
+            .send(&w.bot.response(&inv, 480, "b", None), from)
+            .await;
+        w.bot.expect_request("ACK").await;
+    }
+    w.bot_answers().await;
+    let asked = w.partner.asked("route");
+    let attempts: Vec<&str> = asked.iter().map(|q| q["Attempt"].as_str()).collect();
+    assert_eq!(attempts, ["1", "2", "3"]);
+    assert_eq!(asked[1]["DialCallStatus"], "no-answer");
+}
+
+#[tokio::test]
+async fn status_callback_is_posted_at_call_end() {
+    let mut w = world(DYNAMIC, "127.0.0.1/32").await;
+    w.partner
+        .answer("route", 200, r#"{"destination":{"trunk":"trunk_bot"}}"#);
+    w.call("+918047112233", "status").await;
+    let (_, ok) = w.bot_answers().await;
+    let bye = w.caller.in_dialog("BYE", &ok, true, "", 2, "cbye");
+    w.caller.send(&bye, Ua::contact_addr(&ok)).await;
+    let (b, from) = w.bot.expect_request("BYE").await;
+    w.bot
+        .send(&w.bot.response(&b, 200, "bot1", None), from)
+        .await;
+    for _ in 0..100 {
+        if !w.partner.posted.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let posted = w.partner.posted.lock().unwrap().clone();
+    assert_eq!(posted.len(), 1);
+    let p = &posted[0];
+    assert_eq!(p["Status"], "completed");
+    assert_eq!(p["From"], "+919812345678");
+    assert_eq!(p["FlowId"], "f");
+    assert_eq!(p["Applets"], serde_json::json!(["route"]));
+    assert_eq!(p["Legs"][0]["Status"], "answered");
+}
+
+const SLOW: &str = r#"
+flow: f
+start: bot
+applets:
+  bot:
+    connect: { to: sip:trunk_bot }
+    on: { completed: handoff, no_answer: bye, transfer: bye }
+  handoff:
+    passthru: { url: WEBHOOK/handoff, timeout: 300ms }
+    on: { ok: agent, fail: sorry }
+  agent:
+    connect: { to: sip:trunk_sales }
+    next: bye
+  sorry:
+    hangup: { status: 480 }
+  bye:
+    hangup: {}
+"#;
+
+#[tokio::test]
+async fn passthru_too_late_takes_fail() {
+    let mut w = world(SLOW, "127.0.0.1/32").await;
+    w.partner.answer("handoff", 200, "{}");
+    w.partner.delay("handoff", 1000);
+    w.call("+918047112233", "late").await;
+    let (bot_inv, _) = w.bot_answers().await;
+    let bye = w.bot.in_dialog("BYE", &bot_inv, false, "bot1", 5, "b");
+    w.bot.send(&bye, w.engine()).await;
+    let (b, from) = w.caller.expect_request("BYE").await;
+    w.caller
+        .send(&w.caller.response(&b, 200, "x", None), from)
+        .await;
+    assert!(w.agent.recv(0.2).await.is_none());
+}
+
+#[tokio::test]
+async fn passthru_connection_refused_takes_fail() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let flow = SLOW.replace("WEBHOOK/handoff", &format!("http://{closed}/handoff"));
+    let mut w = world(&flow, "127.0.0.1/32").await;
+    w.call("+918047112233", "refused").await;
+    let (bot_inv, _) = w.bot_answers().await;
+    let bye = w.bot.in_dialog("BYE", &bot_inv, false, "bot1", 5, "b");
+    w.bot.send(&bye, w.engine()).await;
+    let (b, from) = w.caller.expect_request("BYE").await;
+    w.caller
+        .send(&w.caller.response(&b, 200, "x", None), from)
+        .await;
+}
+
+#[tokio::test]
+async fn caller_hanging_up_while_passthru_is_pending_cancels_it() {
+    let mut w = world(
+        SLOW.replace("timeout: 300ms", "timeout: 10s").as_str(),
+        "127.0.0.1/32",
+    )
+    .await;
+    w.partner.answer("handoff", 200, "{}");
+    w.partner.delay("handoff", 3000);
+    w.call("+918047112233", "gone").await;
+    let (bot_inv, ok) = w.bot_answers().await;
+    let bye = w.bot.in_dialog("BYE", &bot_inv, false, "bot1", 5, "b");
+    w.bot.send(&bye, w.engine()).await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(
+        w.partner.asked("handoff").len(),
+        1,
+        "the passthru is pending"
+    );
+    let started = std::time::Instant::now();
+    let cbye = w.caller.in_dialog("BYE", &ok, true, "", 2, "cb");
+    w.caller.send(&cbye, Ua::contact_addr(&ok)).await;
+    assert_eq!(w.caller.expect_final("BYE").await.status(), Some(200));
+    for _ in 0..100 {
+        if w.server.engine.active_calls() == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(w.server.engine.active_calls(), 0);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "did not wait for the webhook"
+    );
+    assert!(w.agent.recv(0.2).await.is_none());
+}
+
+#[tokio::test]
+async fn caller_cancelling_while_the_bot_rings() {
+    let mut w = world(HANDOFF, "127.0.0.1/32").await;
+    w.call("+918047112233", "cancel").await;
+    let (inv, from) = w.bot.expect_request("INVITE").await;
+    w.bot
+        .send(&w.bot.response(&inv, 180, "bot1", None), from)
+        .await;
+    assert_eq!(w.caller.expect_response().await.status(), Some(180));
+    let to = w.engine();
+    let invite = w
+        .caller
+        .invite(&format!("sip:+918047112233@{to}"), "cancel");
+    let mut cancel = invite.clone();
+    cancel.start = callflow::sip::StartLine::Request {
+        method: callflow::sip::Method::Cancel,
+        uri: invite.request_uri().unwrap().clone(),
+    };
+    cancel.set_header(Name::CSeq, "1 CANCEL");
+    cancel.body = Default::default();
+    w.caller.send(&cancel, to).await;
+    let (c, from) = w.bot.expect_request("CANCEL").await;
+    w.bot
+        .send(&w.bot.response(&c, 200, "bot1", None), from)
+        .await;
+    w.bot
+        .send(&w.bot.response(&inv, 487, "bot1", None), from)
+        .await;
+    assert_eq!(w.caller.expect_final("INVITE").await.status(), Some(487));
+    assert!(w.partner.asked("handoff").is_empty(), "the flow stopped");
 }

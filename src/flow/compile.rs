@@ -360,7 +360,11 @@ mod tests {
             "flow: f\nstart: a\napplets:\n  a:\n    passthru: { url: https://p.example/ }\n    on: { ok: b, fail: b }\n  b:\n    hangup: {}\n",
         );
         let a = f.find("a").unwrap();
-        assert_eq!(f.next(a, "302"), f.find("b"), "a status with no transition takes fail");
+        assert_eq!(
+            f.next(a, "302"),
+            f.find("b"),
+            "a status with no transition takes fail"
+        );
         assert_eq!(f.next(a, "no_answer"), None, "no connect-style fallback");
     }
 }
