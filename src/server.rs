@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::call::{Call, CallHandler, Engine};
 use crate::config::Config;
@@ -176,7 +177,8 @@ pub fn flow_handler(
 ) -> CallHandler {
     Arc::new(move |call| {
         let (routing, http, settings) = (routing.clone(), http.clone(), settings.clone());
-        Box::pin(async move { handle(call, &routing, &http, &settings).await })
+        let span = tracing::info_span!("call", sid = %call.sid);
+        Box::pin(async move { handle(call, &routing, &http, &settings).await }.instrument(span))
     })
 }
 

@@ -183,3 +183,70 @@ async fn sipp_far_end_hangs_up_first() {
     )
     .await;
 }
+
+/// The seed's hand-off with SIPp as caller, bot and agent: the bot answers and hangs
+/// up, the partner's webhook (local HTTP) answers `{"select":"sales"}`, the agent
+/// takes over with the caller re-INVITEd, the caller hangs up.
+#[tokio::test]
+async fn sipp_seed_handoff_caller_bot_agent() {
+    if !sipp_present() {
+        return;
+    }
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    let app = axum::Router::new().route(
+        "/handoff",
+        axum::routing::get(|| async { r#"{"select":"sales"}"# }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let (bot_port, agent_port) = (free_port(), free_port());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("flows")).unwrap();
+    let flow = format!(
+        "flow: handoff\nstart: bot\napplets:\n  bot:\n    connect: {{ to: sip:trunk_bot }}\n    on: {{ completed: handoff, transfer: handoff, no_answer: bye }}\n  handoff:\n    passthru: {{ url: http://{http}/handoff }}\n    on: {{ ok: route, fail: bye }}\n  route:\n    switchcase: {{ cases: {{ sales: agent }}, default: bye }}\n  agent:\n    connect: {{ to: sip:trunk_sales }}\n    next: bye\n  bye:\n    hangup: {{}}\n"
+    );
+    std::fs::write(dir.path().join("flows/handoff.yaml"), flow).unwrap();
+    let config = format!(
+        "sip: {{ listen: [\"udp://127.0.0.1:0\"] }}\nflows: flows\ncarriers:\n  - {{ name: pstn, uri: \"sip:127.0.0.1:9\", addresses: [127.0.0.1/32] }}\ntrunks:\n  - sid: trunk_bot\n    destinations: [\"sip:bot@127.0.0.1:{bot_port}\"]\n    numbers: [{{ number: \"+918047112233\", mode: flow, flow: handoff }}]\n  - sid: trunk_sales\n    destinations: [\"sip:agent@127.0.0.1:{agent_port}\"]\n"
+    );
+    let path = dir.path().join("callflow.yaml");
+    std::fs::write(&path, config).unwrap();
+    let config = callflow::config::Config::load(&path).unwrap();
+    let server = callflow::server::Server::start(&config, support::fast_timers())
+        .await
+        .unwrap();
+    let mut bot = sipp(&file("uas_bye.xml"), bot_port, Transport::Udp, &[])
+        .spawn()
+        .unwrap();
+    let mut agent = sipp(&file("uas_agent.xml"), agent_port, Transport::Udp, &[])
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let target = server
+        .transports
+        .local_addr(Transport::Udp)
+        .unwrap()
+        .to_string();
+    let caller = sipp(
+        &file("uac_handoff.xml"),
+        free_port(),
+        Transport::Udp,
+        &["-s".into(), "+918047112233".into(), target],
+    )
+    .output()
+    .await
+    .unwrap();
+    assert!(
+        caller.status.success(),
+        "SIPp caller failed: {}",
+        String::from_utf8_lossy(&caller.stderr)
+    );
+    for (name, p) in [("bot", &mut bot), ("agent", &mut agent)] {
+        let status = tokio::time::timeout(Duration::from_secs(20), p.wait()).await;
+        assert!(
+            matches!(status, Ok(Ok(s)) if s.success()),
+            "SIPp {name} failed"
+        );
+    }
+}
