@@ -1,6 +1,6 @@
 //! The `callflow` command: check and draw flows; serve calls (not yet available).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -105,6 +105,74 @@ fn serve(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// Runs a flow against a scenario's scripted legs and webhooks; prints the path.
+fn simulate(file: &Path, scenario: &Path, opts: &CompileOptions) -> anyhow::Result<ExitCode> {
+    use callflow::flow::simulate::{Scenario, ScriptedCall, ScriptedHttp};
+    let (flow, diags) = load_file(file, opts);
+    for d in &diags {
+        println!("{d}");
+    }
+    let Some(flow) = flow else {
+        return Ok(ExitCode::from(1));
+    };
+    let text = std::fs::read_to_string(scenario)
+        .with_context(|| format!("reading {}", scenario.display()))?;
+    let scenario: Scenario = match serde_yaml::from_str(&text) {
+        Ok(s) => s,
+        Err(e) => {
+            let (line, col) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
+            let msg = e.to_string();
+            let msg = msg.split(" at line ").next().unwrap_or("");
+            println!("{}:{line}:{col}: error: {msg}", scenario.display());
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let mut call = ScriptedCall::new(&scenario.legs);
+    let http = ScriptedHttp::new(&scenario);
+    let info = callflow::flow::vars::CallInfo {
+        sid: "CAsimulated".into(),
+        from: scenario.call.from.clone(),
+        to: scenario.call.to.clone(),
+        direction: "incoming".into(),
+        ..Default::default()
+    };
+    let routing = callflow::routing::Routing::simulated();
+    let settings = callflow::flow::executor::Settings::default();
+    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    let record = runtime.block_on(callflow::flow::executor::run(
+        &flow, &mut call, &http, &routing, &settings, info,
+    ));
+    println!("path:");
+    for s in &record.steps {
+        println!("  {} ({}) -> {}", s.applet, s.kind, s.outcome);
+        for l in &s.legs {
+            println!("      leg {} -> {}", l.to, l.result);
+        }
+        for w in &s.webhooks {
+            let status = w.status.map_or("-".to_string(), |s| s.to_string());
+            println!(
+                "      webhook {} -> {status}{}",
+                w.url,
+                w.error
+                    .as_ref()
+                    .map_or(String::new(), |e| format!(" ({e})"))
+            );
+        }
+        for n in &s.notes {
+            println!("      note: {n}");
+        }
+    }
+    println!("call:");
+    for line in &call.log {
+        println!("  {line}");
+    }
+    println!("webhook requests:");
+    for r in http.requests.lock().map(|r| r.clone()).unwrap_or_default() {
+        println!("  {r}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli.command) {
@@ -157,9 +225,6 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve { config } => serve(config),
-        Command::Simulate { .. } => Err(anyhow::anyhow!(
-            "simulate is not available yet: flows run on live calls with `callflow serve`"
-        ))
-        .context("not simulating"),
+        Command::Simulate { file, scenario } => simulate(&file, &scenario, &opts),
     }
 }

@@ -155,3 +155,54 @@ fn serve_refuses_flows_with_errors_and_prints_them() {
     );
     assert!(err.contains("not started"), "{err}");
 }
+
+#[test]
+fn simulate_prints_the_path_and_each_webhook_request() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = callflow(
+        &[
+            "simulate",
+            "flows/bot-to-agent.yaml",
+            "--scenario",
+            "examples/scenarios/bot-to-agent.yaml",
+        ],
+        root,
+    );
+    assert!(out.status.success());
+    let text = stdout(&out);
+    let path: Vec<&str> = text
+        .lines()
+        .skip_while(|l| *l != "path:")
+        .filter(|l| l.starts_with("  ") && !l.starts_with("      "))
+        .take(5)
+        .collect();
+    assert_eq!(
+        path,
+        [
+            "  bot (connect) -> completed",
+            "  handoff (passthru) -> ok",
+            "  route (switchcase) -> sales",
+            "  agent_sales (connect) -> completed",
+            "  bye (hangup) -> -",
+        ]
+    );
+    assert!(
+        text.contains("GET https://partner.example.com/handoff?CallSid=CAsimulated&"),
+        "{text}"
+    );
+    assert!(text.contains("&applet=handoff"), "{text}");
+}
+
+#[test]
+fn simulate_reports_a_bad_scenario_with_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("g.yaml"), GOOD).unwrap();
+    std::fs::write(dir.path().join("s.yaml"), "legs: [completed]\nlegz: []\n").unwrap();
+    let out = callflow(&["simulate", "g.yaml", "--scenario", "s.yaml"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).starts_with("s.yaml:2:1: error: unknown field `legz`"),
+        "{}",
+        stdout(&out)
+    );
+}

@@ -14,6 +14,7 @@ pub mod graph;
 pub mod headers;
 pub mod loader;
 pub mod schema;
+pub mod simulate;
 pub mod vars;
 pub mod yaml;
 

@@ -88,6 +88,8 @@ pub struct Routing {
     trunks: HashMap<String, Arc<Trunk>>,
     numbers: HashMap<String, NumberRoute>,
     flows: HashMap<String, Arc<Flow>>,
+    /// For `callflow simulate`: any trunk sid resolves to a stand-in trunk.
+    simulated: bool,
 }
 
 impl Routing {
@@ -158,6 +160,7 @@ impl Routing {
             trunks,
             numbers,
             flows,
+            simulated: false,
         })
     }
 
@@ -183,9 +186,45 @@ impl Routing {
             .any(|c| c.addresses.iter().any(|n| n.contains(&source)))
     }
 
+    /// Routing for `callflow simulate`: every trunk sid names a stand-in trunk with
+    /// one destination `sip:<sid>.simulated`, and one stand-in carrier.
+    pub fn simulated() -> Routing {
+        let carrier = Carrier {
+            name: "simulated".into(),
+            uri: SipUri::new(
+                None,
+                crate::sip::Host::Domain("pstn.simulated".into()),
+                None,
+            ),
+            addresses: Vec::new(),
+            priority: 0,
+            max_channels: None,
+        };
+        Routing {
+            carriers: vec![carrier],
+            simulated: true,
+            ..Routing::default()
+        }
+    }
+
     /// A trunk by sid.
     pub fn trunk(&self, sid: &str) -> Option<Arc<Trunk>> {
-        self.trunks.get(sid).cloned()
+        match self.trunks.get(sid) {
+            Some(t) => Some(t.clone()),
+            None if self.simulated => Some(Arc::new(Trunk {
+                sid: sid.to_string(),
+                destinations: vec![SipUri::new(
+                    None,
+                    crate::sip::Host::Domain(format!("{sid}.simulated")),
+                    None,
+                )],
+                whitelisted: Vec::new(),
+                external_alias: None,
+                max_channels: None,
+                max_cps: None,
+            })),
+            None => None,
+        }
     }
 
     /// The carriers, by priority.
