@@ -102,7 +102,28 @@ struct World {
 /// The engine with `flow` (its `WEBHOOK` replaced by the partner's address) on
 /// +918047112233, trunk_bot → the bot, trunk_sales → the agent; carriers at
 /// `carrier_cidr`.
+const CONFIG: &str = r#"
+sip: { listen: ["udp://127.0.0.1:0"] }
+flows: flows
+carriers:
+  - { name: pstn, uri: "sip:127.0.0.1:9", addresses: [CARRIER_CIDR], priority: 1 }
+trunks:
+  - sid: trunk_bot
+    destinations: ["sip:BOT"]
+    numbers:
+      - { number: "+918047112233", mode: flow, flow: f }
+  - sid: trunk_sales
+    destinations: ["sip:AGENT"]
+webhooks: { timeout: 2s }
+"#;
+
 async fn world(flow: &str, carrier_cidr: &str) -> World {
+    world_cfg(flow, &CONFIG.replace("CARRIER_CIDR", carrier_cidr)).await
+}
+
+/// The engine with `flow` and the configuration `template`, where BOT, AGENT and
+/// WEBHOOK stand for the UAs' and the partner's addresses.
+async fn world_cfg(flow: &str, template: &str) -> World {
     let (partner, http) = partner().await;
     let bot = Ua::new(Transport::Udp, "bot", None).await;
     let agent = Ua::new(Transport::Udp, "agent", None).await;
@@ -114,23 +135,9 @@ async fn world(flow: &str, carrier_cidr: &str) -> World {
         flow.replace("WEBHOOK", &format!("http://{http}")),
     )
     .unwrap();
-    let config = format!(
-        r#"
-sip: {{ listen: ["udp://127.0.0.1:0"] }}
-flows: flows
-carriers:
-  - {{ name: pstn, uri: "sip:127.0.0.1:9", addresses: [{carrier_cidr}], priority: 1 }}
-trunks:
-  - sid: trunk_bot
-    destinations: ["sip:{}"]
-    numbers:
-      - {{ number: "+918047112233", mode: flow, flow: f }}
-  - sid: trunk_sales
-    destinations: ["sip:{}"]
-webhooks: {{ timeout: 2s }}
-"#,
-        bot.addr, agent.addr
-    );
+    let config = template
+        .replace("BOT", &bot.addr.to_string())
+        .replace("AGENT", &agent.addr.to_string());
     let path = dir.path().join("callflow.yaml");
     std::fs::write(&path, config).unwrap();
     let config = Config::load(&path).unwrap();
@@ -598,4 +605,88 @@ async fn caller_cancelling_while_the_bot_rings() {
         .await;
     assert_eq!(w.caller.expect_final("INVITE").await.status(), Some(487));
     assert!(w.partner.asked("handoff").is_empty(), "the flow stopped");
+}
+
+const ONE_LEG: &str = "flow: f\nstart: c\napplets:\n  c:\n    connect: { to: TARGET EXTRA }\n    next: bye\n  bye:\n    hangup: {}\n";
+
+fn one_leg(target: &str, extra: &str) -> String {
+    ONE_LEG.replace("TARGET", target).replace("EXTRA", extra)
+}
+
+#[tokio::test]
+async fn trunk_destinations_fail_over_in_priority_order() {
+    let cfg = CONFIG.replace("CARRIER_CIDR", "127.0.0.1/32").replace(
+        r#"destinations: ["sip:BOT"]"#,
+        r#"destinations: ["sip:AGENT", "sip:BOT"]"#,
+    );
+    let mut w = world_cfg(&one_leg("sip:trunk_bot", ""), &cfg).await;
+    w.call("+918047112233", "failover").await;
+    // The first destination answers 503; the second takes the call.
+    let (inv, from) = w.agent.expect_request("INVITE").await;
+    w.agent
+        .send(&w.agent.response(&inv, 503, "a", None), from)
+        .await;
+    w.agent.expect_request("ACK").await;
+    w.bot_answers().await;
+}
+
+#[tokio::test]
+async fn external_alias_is_the_request_uri_user() {
+    let cfg = CONFIG.replace("CARRIER_CIDR", "127.0.0.1/32").replace(
+        r#"destinations: ["sip:BOT"]"#,
+        "destinations: [\"sip:BOT\"]\n    external_alias: \"+910000000001\"",
+    );
+    let mut w = world_cfg(&one_leg("sip:trunk_bot", ""), &cfg).await;
+    w.call("+918047112233", "alias").await;
+    let (inv, _) = w.bot_answers().await;
+    assert_eq!(inv.request_uri().unwrap().user(), Some("+910000000001"));
+}
+
+#[tokio::test]
+async fn numbers_go_through_the_carrier_with_caller_id_override() {
+    let cfg = CONFIG
+        .replace("CARRIER_CIDR", "127.0.0.1/32")
+        .replace(r#"uri: "sip:127.0.0.1:9""#, r#"uri: "sip:AGENT""#);
+    let flow = one_leg("\"+919999999999\"", ", caller_id: \"+918000000000\"");
+    let mut w = world_cfg(&flow, &cfg).await;
+    w.call("+918047112233", "pstn").await;
+    let (inv, from) = w.agent.expect_request("INVITE").await;
+    assert_eq!(inv.request_uri().unwrap().user(), Some("+919999999999"));
+    assert_eq!(inv.from_header().unwrap().uri.user(), Some("+918000000000"));
+    w.agent
+        .send(
+            &w.agent.response(&inv, 200, "a", Some(&answer(41000))),
+            from,
+        )
+        .await;
+    assert_eq!(w.caller.expect_final("INVITE").await.status(), Some(200));
+}
+
+#[tokio::test]
+async fn max_duration_hangs_up_both_legs() {
+    let mut w = world(
+        &one_leg("sip:trunk_bot", ", max_duration: 500ms"),
+        "127.0.0.1/32",
+    )
+    .await;
+    w.call("+918047112233", "maxdur").await;
+    w.bot_answers().await;
+    let (b, from) = w.bot.expect_request("BYE").await;
+    w.bot
+        .send(&w.bot.response(&b, 200, "bot1", None), from)
+        .await;
+    let (c, from) = w.caller.expect_request("BYE").await;
+    w.caller
+        .send(&w.caller.response(&c, 200, "x", None), from)
+        .await;
+}
+
+#[tokio::test]
+async fn draining_engine_answers_new_calls_503_with_retry_after() {
+    let mut w = world(HANDOFF, "127.0.0.1/32").await;
+    w.server.engine.drain();
+    w.call("+918047112233", "drain").await;
+    let r = w.caller.expect_final("INVITE").await;
+    assert_eq!(r.status(), Some(503));
+    assert!(r.header(&Name::RetryAfter).is_some());
 }
