@@ -10,7 +10,6 @@
 //!
 //! Needs `sipp` (Debian package sip-tester).
 
-use std::net::UdpSocket;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,34 +23,8 @@ use tokio::process::Command;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-/// CPU time (user + system) of a process, in seconds, from /proc/PID/stat.
-fn cpu_seconds_of(pid: &str) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // utime and stime are fields 14 and 15 of stat, 12 and 13 after the name.
-    let hz = 100.0; // USER_HZ on Linux
-    (ticks(11) + ticks(12)) / hz
-}
-
-/// This process's CPU time.
-fn cpu_seconds() -> f64 {
-    cpu_seconds_of("self")
-}
-
-fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(15060)
-}
+mod common;
+use common::{cpu_seconds, cpu_seconds_of, free_port};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -154,16 +127,7 @@ async fn main() -> anyhow::Result<()> {
     let far_cpu = cpu_seconds_of(&far_pid) - far_cpu0;
     let _ = far.kill().await;
 
-    let screen = String::from_utf8_lossy(&out.stdout);
-    let count = |label: &str| -> u64 {
-        screen
-            .lines()
-            .rev()
-            .filter(|l| l.contains(label))
-            .find_map(|l| l.split('|').nth(2).and_then(|v| v.trim().parse().ok()))
-            .unwrap_or(0)
-    };
-    let (ok, failed) = (count("Successful call"), count("Failed call"));
+    let (ok, failed) = common::sipp_counts(&out.stdout);
     let bridged = answered.load(Ordering::Relaxed);
     println!("rate asked          {rate} calls/s, {calls} calls");
     println!("elapsed             {elapsed:.2} s");

@@ -1,0 +1,181 @@
+//! The seed's hand-off at a fixed rate, with SIPp as caller, bot and agent and the
+//! partner webhook (examples/partner_webhook, built beside this one) in its own
+//! process. Prints calls per second, failed calls, and callflow's CPU per call (this
+//! process's CPU from /proc; SIPp and the webhook run elsewhere). The baseline measured
+//! in the same run is the three SIPp processes' CPU for the same calls.
+//!
+//! ```sh
+//! cargo build --release --examples
+//! ./target/release/examples/load_handoff 200 2000      # rate (calls/s), calls
+//! ```
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use callflow::config::Config;
+use callflow::server::Server;
+use callflow::sip::Transport;
+use callflow::sip::transaction::Timers;
+use tokio::process::{Child, Command};
+
+mod common;
+use common::{cpu_seconds, cpu_seconds_of, free_port, sipp_counts};
+
+fn scenario(name: &str) -> String {
+    format!("{}/tests/sipp/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn sipp_uas(file: &str, port: u16) -> std::io::Result<Child> {
+    Command::new("sipp")
+        .args([
+            "-sf",
+            &scenario(file),
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+        ])
+        .args([
+            "-nostdin",
+            "-cp",
+            &free_port().to_string(),
+            "-max_socket",
+            "2000",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let rate: u32 = args.first().and_then(|a| a.parse().ok()).unwrap_or(200);
+    let calls: u32 = args
+        .get(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(rate * 10);
+    let web_port = free_port();
+    let partner_bin = std::env::current_exe()?
+        .parent()
+        .map(|d| d.join("partner_webhook"))
+        .ok_or_else(|| anyhow::anyhow!("no directory for partner_webhook"))?;
+    let mut partner = Command::new(&partner_bin)
+        .arg(format!("127.0.0.1:{web_port}"))
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{}: {e} (cargo build --release --examples)",
+                partner_bin.display()
+            )
+        })?;
+    let (bot_port, agent_port) = (free_port(), free_port());
+    let dir = tempfile::tempdir()?;
+    std::fs::create_dir(dir.path().join("flows"))?;
+    std::fs::write(
+        dir.path().join("flows/handoff.yaml"),
+        format!(
+            "flow: handoff\nstart: bot\napplets:\n  bot:\n    connect: {{ to: sip:trunk_bot }}\n    on: {{ completed: handoff, transfer: handoff, no_answer: bye }}\n  handoff:\n    passthru: {{ url: \"http://127.0.0.1:{web_port}/handoff\" }}\n    on: {{ ok: route, fail: bye }}\n  route:\n    switchcase: {{ cases: {{ sales: agent }}, default: bye }}\n  agent:\n    connect: {{ to: sip:trunk_sales }}\n    next: bye\n  bye:\n    hangup: {{}}\n"
+        ),
+    )?;
+    std::fs::write(
+        dir.path().join("callflow.yaml"),
+        format!(
+            "sip: {{ listen: [\"udp://127.0.0.1:0\"] }}\nflows: flows\ncarriers:\n  - {{ name: pstn, uri: \"sip:127.0.0.1:9\", addresses: [127.0.0.1/32] }}\ntrunks:\n  - sid: trunk_bot\n    destinations: [\"sip:bot@127.0.0.1:{bot_port}\"]\n    numbers: [{{ number: \"+918047112233\", mode: flow, flow: handoff }}]\n  - sid: trunk_sales\n    destinations: [\"sip:agent@127.0.0.1:{agent_port}\"]\n"
+        ),
+    )?;
+    let server = Server::start(
+        &Config::load(&dir.path().join("callflow.yaml"))?,
+        Timers::default(),
+    )
+    .await?;
+    let engine = server
+        .transports
+        .local_addr(Transport::Udp)
+        .ok_or_else(|| anyhow::anyhow!("no UDP listener"))?;
+    let mut bot = sipp_uas("uas_bye.xml", bot_port)?;
+    let mut agent = sipp_uas("uas_agent.xml", agent_port)?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pids: Vec<String> = [bot.id(), agent.id()]
+        .iter()
+        .flatten()
+        .map(|p| p.to_string())
+        .collect();
+    let base0: f64 = pids.iter().map(|p| cpu_seconds_of(p)).sum();
+    let cpu0 = cpu_seconds();
+    let t0 = Instant::now();
+    let caller = Command::new("sipp")
+        .args([
+            "-sf",
+            &scenario("uac_handoff.xml"),
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &free_port().to_string(),
+        ])
+        .args(["-s", "+918047112233", &engine.to_string()])
+        .args([
+            "-r",
+            &rate.to_string(),
+            "-m",
+            &calls.to_string(),
+            "-l",
+            "5000",
+        ])
+        .args([
+            "-nostdin",
+            "-cp",
+            &free_port().to_string(),
+            "-timeout",
+            "600s",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let caller_pid = caller.id().map(|p| p.to_string()).unwrap_or_default();
+    let watcher = {
+        let pid = caller_pid.clone();
+        tokio::spawn(async move {
+            let mut last = 0.0;
+            loop {
+                let v = cpu_seconds_of(&pid);
+                if v == 0.0 {
+                    return last;
+                }
+                last = v;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let out = caller.wait_with_output().await?;
+    let elapsed = t0.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let cpu = cpu_seconds() - cpu0;
+    let base: f64 =
+        pids.iter().map(|p| cpu_seconds_of(p)).sum::<f64>() - base0 + watcher.await.unwrap_or(0.0);
+    let (ok, failed) = sipp_counts(&out.stdout);
+    let _ = (bot.kill().await, agent.kill().await, partner.kill().await);
+    println!(
+        "rate asked          {rate} calls/s, {calls} hand-off calls (caller → bot → webhook → agent)"
+    );
+    println!("elapsed             {elapsed:.2} s");
+    println!("calls/s reached     {:.1}", ok as f64 / elapsed);
+    println!("successful calls    {ok}");
+    println!("failed calls        {failed}");
+    println!(
+        "callflow CPU        {cpu:.2} s, {:.0} µs per call",
+        cpu / (ok.max(1) as f64) * 1e6
+    );
+    println!(
+        "baseline: the three SIPp processes {base:.2} s, {:.0} µs per call; callflow / SIPp = {:.2}",
+        base / (ok.max(1) as f64) * 1e6,
+        cpu / base.max(0.001)
+    );
+    drop(server);
+    Ok(())
+}
