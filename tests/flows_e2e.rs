@@ -690,3 +690,115 @@ async fn draining_engine_answers_new_calls_503_with_retry_after() {
     assert_eq!(r.status(), Some(503));
     assert!(r.header(&Name::RetryAfter).is_some());
 }
+
+#[tokio::test]
+async fn parallel_ringing_bridges_the_first_answer_and_cancels_the_rest() {
+    let cfg = CONFIG.replace("CARRIER_CIDR", "127.0.0.1/32");
+    let (bot, agent) = (
+        Ua::new(Transport::Udp, "bot", None).await,
+        Ua::new(Transport::Udp, "agent", None).await,
+    );
+    let flow = one_leg(
+        &format!("[\"sip:bot@{}\", \"sip:agent@{}\"]", bot.addr, agent.addr),
+        ", parallel_ringing: true",
+    );
+    let mut w = world_cfg(&flow, &cfg).await;
+    w.bot = bot;
+    w.agent = agent;
+    w.call("+918047112233", "fork").await;
+    // Both ring at once.
+    let (b_inv, b_from) = w.bot.expect_request("INVITE").await;
+    let (a_inv, a_from) = w.agent.expect_request("INVITE").await;
+    w.bot
+        .send(&w.bot.response(&b_inv, 180, "b", None), b_from)
+        .await;
+    assert_eq!(w.caller.expect_response().await.status(), Some(180));
+    // The agent answers first: bridged; the bot is cancelled.
+    w.agent
+        .send(
+            &w.agent.response(&a_inv, 200, "a", Some(&answer(42000))),
+            a_from,
+        )
+        .await;
+    assert_eq!(w.caller.expect_final("INVITE").await.status(), Some(200));
+    let (cancel, from) = w.bot.expect_request("CANCEL").await;
+    w.bot
+        .send(&w.bot.response(&cancel, 200, "b", None), from)
+        .await;
+    w.bot
+        .send(&w.bot.response(&b_inv, 487, "b", None), from)
+        .await;
+    w.bot.expect_request("ACK").await;
+    w.agent.expect_request("ACK").await;
+}
+
+#[tokio::test]
+async fn parallel_ringing_hangs_up_a_late_second_answer() {
+    let cfg = CONFIG.replace("CARRIER_CIDR", "127.0.0.1/32");
+    let (bot, agent) = (
+        Ua::new(Transport::Udp, "bot", None).await,
+        Ua::new(Transport::Udp, "agent", None).await,
+    );
+    let flow = one_leg(
+        &format!("[\"sip:bot@{}\", \"sip:agent@{}\"]", bot.addr, agent.addr),
+        ", parallel_ringing: true",
+    );
+    let mut w = world_cfg(&flow, &cfg).await;
+    w.bot = bot;
+    w.agent = agent;
+    w.call("+918047112233", "fork2").await;
+    let (b_inv, b_from) = w.bot.expect_request("INVITE").await;
+    let (a_inv, a_from) = w.agent.expect_request("INVITE").await;
+    w.bot
+        .send(
+            &w.bot.response(&b_inv, 200, "b", Some(&answer(41000))),
+            b_from,
+        )
+        .await;
+    assert_eq!(w.caller.expect_final("INVITE").await.status(), Some(200));
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    w.agent
+        .send(
+            &w.agent.response(&a_inv, 200, "a", Some(&answer(42000))),
+            a_from,
+        )
+        .await;
+    // The late answer is acknowledged, then hung up.
+    w.agent.expect_request("ACK").await;
+    let (bye, from) = w.agent.expect_request("BYE").await;
+    w.agent
+        .send(&w.agent.response(&bye, 200, "a", None), from)
+        .await;
+    w.bot.expect_request("ACK").await;
+}
+
+#[tokio::test]
+async fn pstn_mode_number_goes_straight_to_the_trunk() {
+    let cfg = CONFIG
+        .replace("CARRIER_CIDR", "127.0.0.1/32")
+        .replace(
+            r#"      - { number: "+918047112233", mode: flow, flow: f }"#,
+            "      - { number: \"+918047112233\", mode: flow, flow: f }\n      - { number: \"+918047112234\", mode: pstn }",
+        );
+    let mut w = world_cfg(HANDOFF, &cfg).await;
+    w.call("+918047112234", "pstn-mode").await;
+    let (inv, _) = w.bot_answers().await;
+    assert_eq!(inv.request_uri().unwrap().user(), Some("+918047112234"));
+    assert!(w.partner.asked("handoff").is_empty(), "no flow ran");
+}
+
+#[tokio::test]
+async fn async_passthru_does_not_wait_and_takes_ok() {
+    let flow = "flow: f\nstart: note\napplets:\n  note:\n    passthru: { url: WEBHOOK/notify, async: true }\n    next: bot\n  bot:\n    connect: { to: sip:trunk_bot }\n    next: bye\n  bye:\n    hangup: {}\n";
+    let mut w = world(flow, "127.0.0.1/32").await;
+    w.partner.answer("notify", 500, "");
+    w.partner.delay("notify", 2000);
+    w.call("+918047112233", "async").await;
+    let started = std::time::Instant::now();
+    w.bot_answers().await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(1),
+        "did not wait for the webhook"
+    );
+    assert_eq!(w.partner.asked("notify").len(), 1);
+}

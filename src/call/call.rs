@@ -26,6 +26,8 @@ use crate::sip::transport::Target;
 use crate::sip::typed::{CSeq, NameAddr, Transport};
 use crate::sip::uri::{Host, SipUri, Uri};
 
+mod fork;
+
 /// What the core hands a call.
 #[derive(Debug)]
 pub enum CallInput {
@@ -397,34 +399,14 @@ impl Call {
     }
 
     async fn send_cancel(&self, invite: &Message, target: &Target, branch: &str) {
-        let Some(uri) = invite.request_uri().cloned() else {
-            return;
-        };
-        let mut cancel = Message::request(Method::Cancel, uri);
-        cancel.push_header(Name::MaxForwards, "70");
-        for name in [Name::From, Name::To, Name::CallId] {
-            if let Some(v) = invite.header(&name) {
-                cancel.push_header(name.clone(), v);
-            }
+        if let Some(cancel) = cancel_for(invite) {
+            // The CANCEL's own transaction; its response is not needed.
+            let _ct = self
+                .engine
+                .layer
+                .send_request(cancel, target.clone(), Some(branch.to_string()))
+                .await;
         }
-        let seq = invite.cseq().map(|c| c.seq).unwrap_or(1);
-        cancel.push_header(
-            Name::CSeq,
-            CSeq {
-                seq,
-                method: Method::Cancel,
-            }
-            .to_string(),
-        );
-        for r in invite.header_values(&Name::Route) {
-            cancel.push_header(Name::Route, r);
-        }
-        // The CANCEL's own transaction; its response is not needed.
-        let _ct = self
-            .engine
-            .layer
-            .send_request(cancel, target.clone(), Some(branch.to_string()))
-            .await;
     }
 
     async fn relay_provisional(&mut self, r: &Message) {
@@ -961,6 +943,30 @@ impl Call {
             }
         }
     }
+}
+
+/// The CANCEL for an INVITE we sent (RFC 3261 §9.1): same Request-URI, Call-ID,
+/// From, To, CSeq number and Route; it goes out with the INVITE's branch.
+pub(crate) fn cancel_for(invite: &Message) -> Option<Message> {
+    let uri = invite.request_uri()?.clone();
+    let mut cancel = Message::request(Method::Cancel, uri);
+    cancel.push_header(Name::MaxForwards, "70");
+    for name in [Name::From, Name::To, Name::CallId] {
+        cancel.push_header(name.clone(), invite.header(&name)?);
+    }
+    let seq = invite.cseq().ok()?.seq;
+    cancel.push_header(
+        Name::CSeq,
+        CSeq {
+            seq,
+            method: Method::Cancel,
+        }
+        .to_string(),
+    );
+    for r in invite.header_values(&Name::Route) {
+        cancel.push_header(Name::Route, r);
+    }
+    Some(cancel)
 }
 
 /// Whether a request refreshes its dialog's remote target (RFC 3261 §12.2, RFC 3311).

@@ -10,6 +10,10 @@ impl CallControl for Call {
         Call::dial(self, leg).await
     }
 
+    async fn dial_parallel(&mut self, legs: Vec<LegRequest>, ring: Duration) -> LegOutcome {
+        Call::dial_parallel(self, legs, ring).await
+    }
+
     async fn wait(&mut self, max: Duration) -> LegEnd {
         Call::wait(self, max).await
     }

@@ -20,6 +20,12 @@ use crate::routing::Routing;
 pub trait CallControl: Send {
     /// Places a far leg and bridges it when answered.
     fn dial(&mut self, leg: LegRequest) -> impl Future<Output = LegOutcome> + Send;
+    /// Rings every leg at once and bridges the first that answers.
+    fn dial_parallel(
+        &mut self,
+        legs: Vec<LegRequest>,
+        ring: Duration,
+    ) -> impl Future<Output = LegOutcome> + Send;
     /// Waits while bridged, until a leg ends or `max` passes.
     fn wait(&mut self, max: Duration) -> impl Future<Output = LegEnd> + Send;
     /// Ends the call (BYE, or `status` to a caller never answered).

@@ -131,6 +131,16 @@ impl CallControl for ScriptedCall {
         }
     }
 
+    async fn dial_parallel(&mut self, legs: Vec<LegRequest>, _ring: Duration) -> LegOutcome {
+        let uris: Vec<String> = legs.iter().map(|l| l.uri.to_string()).collect();
+        self.log
+            .push(format!("ringing at once: {}", uris.join(", ")));
+        match legs.into_iter().next() {
+            Some(first) => self.dial(first).await,
+            None => LegOutcome::NoAnswer,
+        }
+    }
+
     async fn wait(&mut self, _max: Duration) -> LegEnd {
         let end = self.pending_end.take().unwrap_or(LegEnd::FarHangup);
         if end == LegEnd::CallerHangup {

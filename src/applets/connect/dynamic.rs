@@ -32,7 +32,7 @@ pub struct DynamicAnswer {
     pub max_ringing_duration: Option<u64>,
     /// Longest conversation, seconds.
     pub max_conversation_duration: Option<u64>,
-    /// Forking (not used yet: legs are tried in turn).
+    /// `{"activate": true, "max_parallel_attempts": N}`: ring up to N legs at once.
     pub parallel_ringing: Option<serde_json::Value>,
 }
 
@@ -151,7 +151,19 @@ fn plan_of<C: CallControl, H: Http>(
     } else {
         d.uris.into_iter().map(super::Target::Uri).collect()
     };
-    let attempts: Vec<Attempt> = super::run::expand_all(&targets, rt)?;
+    let mut attempts: Vec<Attempt> = super::run::expand_all(&targets, rt)?;
+    let fork = answer.parallel_ringing.as_ref();
+    let parallel = fork
+        .and_then(|p| p.get("activate"))
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(c.parallel_ringing);
+    if parallel
+        && let Some(max) = fork
+            .and_then(|p| p.get("max_parallel_attempts"))
+            .and_then(serde_json::Value::as_u64)
+    {
+        attempts.truncate(usize::try_from(max.max(1)).unwrap_or(usize::MAX));
+    }
     let extra = answer
         .custom_params
         .as_deref()
@@ -171,6 +183,7 @@ fn plan_of<C: CallControl, H: Http>(
             .max_conversation_duration
             .map_or(c.max_duration, Duration::from_secs),
         caller_id,
+        parallel,
     })
 }
 

@@ -35,6 +35,8 @@ pub struct Plan {
     pub max_duration: Duration,
     /// Caller id override.
     pub caller_id: Option<String>,
+    /// Ring every leg at once instead of in turn.
+    pub parallel: bool,
 }
 
 /// Runs the applet.
@@ -48,6 +50,7 @@ pub async fn run<C: CallControl, H: Http>(c: &Connect, rt: &mut Runtime<'_, C, H
                     ring_timeout: c.ring_timeout,
                     max_duration: c.max_duration,
                     caller_id: render_caller_id(c.caller_id.as_ref(), rt)?,
+                    parallel: c.parallel_ringing,
                 })
             });
             match plan {
@@ -191,75 +194,134 @@ pub fn render_caller_id<C: CallControl, H: Http>(
     }
 }
 
-/// Places the plan's legs in turn until one answers; bridges it and waits.
+/// The INVITE parameters of one attempt, with callflow's own headers first.
+fn leg_request<C: CallControl, H: Http>(
+    plan: &Plan,
+    attempt: &Attempt,
+    rt: &mut Runtime<'_, C, H>,
+) -> (String, LegRequest) {
+    rt.legs_placed += 1;
+    let leg_sid = format!("{}L{}", rt.info.sid, rt.legs_placed);
+    let mut headers = vec![
+        ("X-Callflow-CallSid".to_string(), rt.info.sid.clone()),
+        ("X-Callflow-LegSid".to_string(), leg_sid.clone()),
+    ];
+    if let Some(t) = &attempt.trunk {
+        headers.push(("X-Callflow-TrunkSid".to_string(), t.clone()));
+    }
+    headers.extend(plan.headers.iter().cloned());
+    let leg = LegRequest {
+        uri: attempt.uri.clone(),
+        headers,
+        ring_timeout: plan.ring_timeout,
+        caller_id: plan.caller_id.clone(),
+    };
+    (leg_sid, leg)
+}
+
+fn describe(outcome: &LegOutcome) -> String {
+    match outcome {
+        LegOutcome::Answered => "answered".to_string(),
+        LegOutcome::Rejected(s) => s.to_string(),
+        LegOutcome::NoAnswer => "no-answer".to_string(),
+        LegOutcome::Failed(why) => format!("failed: {why}"),
+        LegOutcome::CallerGone => "caller-gone".to_string(),
+    }
+}
+
+/// Places the plan's legs, in turn or all at once, until one answers; bridges it
+/// and waits for it to end.
 pub async fn dial_plan<C: CallControl, H: Http>(plan: &Plan, rt: &mut Runtime<'_, C, H>) -> Step {
-    let mut last = "no_answer";
-    for attempt in &plan.attempts {
-        rt.legs_placed += 1;
-        let leg_sid = format!("{}L{}", rt.info.sid, rt.legs_placed);
-        let mut headers = vec![
-            ("X-Callflow-CallSid".to_string(), rt.info.sid.clone()),
-            ("X-Callflow-LegSid".to_string(), leg_sid.clone()),
-        ];
-        if let Some(t) = &attempt.trunk {
-            headers.push(("X-Callflow-TrunkSid".to_string(), t.clone()));
-        }
-        headers.extend(plan.headers.iter().cloned());
-        let leg = LegRequest {
-            uri: attempt.uri.clone(),
-            headers,
-            ring_timeout: plan.ring_timeout,
-            caller_id: plan.caller_id.clone(),
-        };
-        let outcome = rt.call.dial(leg).await;
-        let result = match &outcome {
-            LegOutcome::Answered => "answered".to_string(),
-            LegOutcome::Rejected(s) => s.to_string(),
-            LegOutcome::NoAnswer => "no-answer".to_string(),
-            LegOutcome::Failed(why) => format!("failed: {why}"),
-            LegOutcome::CallerGone => "caller-gone".to_string(),
-        };
-        let mut trace = LegTrace {
-            leg_sid,
-            to: attempt.uri.to_string(),
-            result,
+    if plan.parallel && plan.attempts.len() > 1 {
+        let (sids, legs): (Vec<String>, Vec<LegRequest>) = plan
+            .attempts
+            .iter()
+            .map(|a| leg_request(plan, a, rt))
+            .unzip();
+        let outcome = rt.call.dial_parallel(legs, plan.ring_timeout).await;
+        let dialed: Vec<&str> = plan.attempts.iter().map(|a| a.dialed.as_str()).collect();
+        let trace = LegTrace {
+            leg_sid: sids.join(","),
+            to: dialed.join(", "),
+            result: describe(&outcome),
             duration_secs: 0,
         };
-        match outcome {
-            LegOutcome::Answered => {
-                let started = Instant::now();
-                let end = rt.call.wait(plan.max_duration).await;
-                trace.duration_secs = started.elapsed().as_secs();
-                rt.step.legs.push(trace.clone());
-                rt.vars
-                    .set_connect("completed", trace.duration_secs, &attempt.dialed);
-                return match end {
-                    LegEnd::FarHangup => Step::Outcome("completed".into()),
-                    LegEnd::Transfer { refer_to, headers } => {
-                        rt.vars.set_refer(&refer_to, &headers);
-                        rt.step.notes.push(format!("REFER to {refer_to}"));
-                        Step::Outcome("transfer".into())
-                    }
-                    LegEnd::CallerHangup => Step::Stop,
-                    LegEnd::MaxDuration => {
-                        rt.step
-                            .notes
-                            .push("max_duration reached; both legs hung up".into());
-                        Step::Stop
-                    }
-                };
-            }
-            LegOutcome::CallerGone => {
-                rt.step.legs.push(trace);
-                return Step::Stop;
-            }
-            LegOutcome::Rejected(486 | 600) => last = "busy",
-            _ => last = "no_answer",
+        return settle(outcome, trace, &dialed.join(","), plan, rt)
+            .await
+            .unwrap_or_else(|last| {
+                rt.vars.set_connect(
+                    if last == "busy" { "busy" } else { "no-answer" },
+                    0,
+                    &dialed.join(","),
+                );
+                Step::Outcome(last.into())
+            });
+    }
+    let mut last = "no_answer";
+    for attempt in &plan.attempts {
+        let (leg_sid, leg) = leg_request(plan, attempt, rt);
+        let outcome = rt.call.dial(leg).await;
+        let trace = LegTrace {
+            leg_sid,
+            to: attempt.uri.to_string(),
+            result: describe(&outcome),
+            duration_secs: 0,
+        };
+        match settle(outcome, trace, &attempt.dialed, plan, rt).await {
+            Ok(step) => return step,
+            Err(l) => last = l,
         }
-        rt.step.legs.push(trace);
     }
     let dialed = plan.attempts.last().map_or("", |a| a.dialed.as_str());
     rt.vars
         .set_connect(if last == "busy" { "busy" } else { "no-answer" }, 0, dialed);
     Step::Outcome(last.into())
+}
+
+/// What a placed leg means for the applet: `Ok(step)` when the applet is over
+/// (bridged and ended, or the caller left), `Err(outcome)` to try the next leg.
+async fn settle<C: CallControl, H: Http>(
+    outcome: LegOutcome,
+    mut trace: LegTrace,
+    dialed: &str,
+    plan: &Plan,
+    rt: &mut Runtime<'_, C, H>,
+) -> Result<Step, &'static str> {
+    match outcome {
+        LegOutcome::Answered => {
+            let started = Instant::now();
+            let end = rt.call.wait(plan.max_duration).await;
+            trace.duration_secs = started.elapsed().as_secs();
+            rt.vars
+                .set_connect("completed", trace.duration_secs, dialed);
+            rt.step.legs.push(trace);
+            Ok(match end {
+                LegEnd::FarHangup => Step::Outcome("completed".into()),
+                LegEnd::Transfer { refer_to, headers } => {
+                    rt.vars.set_refer(&refer_to, &headers);
+                    rt.step.notes.push(format!("REFER to {refer_to}"));
+                    Step::Outcome("transfer".into())
+                }
+                LegEnd::CallerHangup => Step::Stop,
+                LegEnd::MaxDuration => {
+                    rt.step
+                        .notes
+                        .push("max_duration reached; both legs hung up".into());
+                    Step::Stop
+                }
+            })
+        }
+        LegOutcome::CallerGone => {
+            rt.step.legs.push(trace);
+            Ok(Step::Stop)
+        }
+        LegOutcome::Rejected(486 | 600) => {
+            rt.step.legs.push(trace);
+            Err("busy")
+        }
+        _ => {
+            rt.step.legs.push(trace);
+            Err("no_answer")
+        }
+    }
 }

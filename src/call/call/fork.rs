@@ -1,0 +1,267 @@
+//! Parallel ringing: several far legs invited at once; the first to answer is bridged,
+//! every other one is cancelled (or, answering too late, acknowledged and hung up).
+//!
+//! Each leg's client transaction is watched by its own small task, which forwards
+//! its events to the call and cleans up after itself once another leg has won: it
+//! sends CANCEL (waiting for a provisional response first, RFC 3261 §9.1), and ACKs
+//! then BYEs a 2xx that arrives after the race is over.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use super::{Call, CallInput, LegOutcome, LegRequest, cancel_for};
+use crate::call::engine::Engine;
+use crate::sip::dialog::Dialog;
+use crate::sip::message::Message;
+use crate::sip::method::Method;
+use crate::sip::transaction::{ClientEvent, ClientTransaction, new_branch};
+use crate::sip::transport::Target;
+
+/// No leg has won yet.
+const NONE: usize = usize::MAX;
+
+/// What a leg's watcher tells the call.
+enum ForkEvent {
+    /// A provisional response worth relaying.
+    Provisional(Message),
+    /// This leg won the race with this 2xx.
+    Won(usize, Message),
+    /// This leg ended without winning: its final status (0 for no response).
+    Done(u16),
+}
+
+/// One leg in the race.
+struct Racer {
+    invite: Message,
+    target: Target,
+    call_id: String,
+    from_tag: String,
+}
+
+impl Call {
+    /// Rings every leg at once; bridges the first that answers.
+    pub async fn dial_parallel(&mut self, legs: Vec<LegRequest>, ring: Duration) -> LegOutcome {
+        if self.caller_gone {
+            return LegOutcome::CallerGone;
+        }
+        let won = Arc::new(AtomicUsize::new(NONE));
+        // true: cancel every leg still ringing (another won, ring timeout, caller gone).
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (tx, mut rx) = mpsc::channel(64);
+        let mut racers = Vec::new();
+        for leg in &legs {
+            let Ok(targets) = self.engine.resolver.resolve(&leg.uri).await else {
+                continue;
+            };
+            let Some(target) = targets.into_iter().next() else {
+                continue;
+            };
+            let invite = self.far_invite(leg, &target);
+            let call_id = invite.call_id().unwrap_or_default().to_string();
+            let from_tag = invite
+                .from_header()
+                .ok()
+                .and_then(|f| f.tag().map(str::to_string))
+                .unwrap_or_default();
+            self.engine.add_dialog(&call_id, &from_tag, self.tx.clone());
+            let branch = new_branch();
+            let ct = self
+                .engine
+                .layer
+                .send_request(invite, target.clone(), Some(branch.clone()))
+                .await;
+            let racer = Racer {
+                invite: ct.request.clone(),
+                target: target.clone(),
+                call_id,
+                from_tag,
+            };
+            let i = racers.len();
+            let watcher = Watcher {
+                index: i,
+                engine: self.engine.clone(),
+                won: won.clone(),
+                stop: stop_rx.clone(),
+                tx: tx.clone(),
+                branch,
+            };
+            tokio::spawn(watcher.run(ct, racer.invite.clone(), target));
+            racers.push(racer);
+        }
+        drop(tx);
+        if racers.is_empty() {
+            return LegOutcome::Failed("no leg could be placed".into());
+        }
+        let outcome = self.race(&racers, &mut rx, &stop_tx, ring).await;
+        let _ = stop_tx.send(true);
+        for (i, r) in racers.iter().enumerate() {
+            if outcome != LegOutcome::Answered || won.load(Ordering::SeqCst) != i {
+                self.engine.remove_dialog(&r.call_id, &r.from_tag);
+            }
+        }
+        tracing::info!(sid = %self.sid, legs = racers.len(), ?outcome, "parallel ringing");
+        outcome
+    }
+
+    async fn race(
+        &mut self,
+        racers: &[Racer],
+        rx: &mut mpsc::Receiver<ForkEvent>,
+        stop: &watch::Sender<bool>,
+        ring: Duration,
+    ) -> LegOutcome {
+        let deadline = Instant::now() + ring;
+        let (mut done, mut busy, mut relayed) = (0, false, false);
+        let (mut timed_out, mut caller_left) = (false, false);
+        loop {
+            let retransmit = self.pending_2xx.as_ref().map(|p| p.next);
+            tokio::select! {
+                ev = rx.recv() => match ev {
+                    None => break,
+                    Some(ForkEvent::Provisional(r)) => {
+                        if !relayed && !timed_out && !caller_left {
+                            relayed = true;
+                            self.relay_provisional(&r).await;
+                        }
+                    }
+                    Some(ForkEvent::Won(i, resp)) => {
+                        let _ = stop.send(true);
+                        let r = &racers[i];
+                        return self
+                            .far_answered(&r.invite, &resp, r.target.clone(), timed_out, caller_left)
+                            .await;
+                    }
+                    Some(ForkEvent::Done(status)) => {
+                        busy |= matches!(status, 486 | 600);
+                        done += 1;
+                        if done == racers.len() {
+                            break;
+                        }
+                    }
+                },
+                _ = tokio::time::sleep_until(deadline), if !timed_out => {
+                    timed_out = true;
+                    let _ = stop.send(true);
+                }
+                _ = crate::sip::transaction::until(retransmit) => self.retransmit_2xx().await,
+                input = self.rx.recv() => match input {
+                    None => break,
+                    Some(CallInput::Cancel(st)) => {
+                        st.reply(200, None).await;
+                        self.finish_caller(487).await;
+                        caller_left = true;
+                        let _ = stop.send(true);
+                    }
+                    Some(CallInput::Request(st)) if self.is_caller(&st.request) && st.request.method() == Some(&Method::Bye) => {
+                        st.reply(200, None).await;
+                        self.caller_left_dialog();
+                        caller_left = true;
+                        let _ = stop.send(true);
+                    }
+                    Some(other) => self.handle_idle(other).await,
+                },
+            }
+        }
+        if caller_left {
+            LegOutcome::CallerGone
+        } else if busy && !timed_out {
+            LegOutcome::Rejected(486)
+        } else {
+            LegOutcome::NoAnswer
+        }
+    }
+}
+
+/// Watches one leg's client transaction.
+struct Watcher {
+    index: usize,
+    engine: Arc<Engine>,
+    won: Arc<AtomicUsize>,
+    stop: watch::Receiver<bool>,
+    tx: mpsc::Sender<ForkEvent>,
+    branch: String,
+}
+
+impl Watcher {
+    async fn run(mut self, mut ct: ClientTransaction, invite: Message, target: Target) {
+        let (mut provisional, mut cancelled, mut watch_closed) = (false, false, false);
+        loop {
+            let stopping = *self.stop.borrow() || watch_closed;
+            if stopping && provisional && !cancelled {
+                cancelled = true;
+                self.cancel(&invite, &target).await;
+            }
+            tokio::select! {
+                changed = self.stop.changed(), if !stopping => {
+                    // The call gone means stop too.
+                    watch_closed = changed.is_err();
+                }
+                ev = ct.events.recv() => {
+                    let status = match ev {
+                        Some(ClientEvent::Response(r)) => match r.status().unwrap_or(0) {
+                            s @ 100..=199 => {
+                                provisional = true;
+                                if matches!(s, 180 | 183) {
+                                    let _ = self.tx.send(ForkEvent::Provisional(r)).await;
+                                }
+                                continue;
+                            }
+                            200..=299 => {
+                                let first = self
+                                    .won
+                                    .compare_exchange(NONE, self.index, Ordering::SeqCst, Ordering::SeqCst)
+                                    .is_ok();
+                                if first && !*self.stop.borrow() {
+                                    let _ = self.tx.send(ForkEvent::Won(self.index, r)).await;
+                                    return;
+                                }
+                                if first {
+                                    self.won.store(NONE, Ordering::SeqCst);
+                                }
+                                self.hang_up_late(&invite, &r, &target).await;
+                                0
+                            }
+                            s => s,
+                        },
+                        _ => 0,
+                    };
+                    let _ = self.tx.send(ForkEvent::Done(status)).await;
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn cancel(&self, invite: &Message, target: &Target) {
+        if let Some(cancel) = cancel_for(invite) {
+            let _ct = self
+                .engine
+                .layer
+                .send_request(cancel, target.clone(), Some(self.branch.clone()))
+                .await;
+        }
+    }
+
+    /// A 2xx after the race was decided: acknowledge it, then hang up (RFC 3261
+    /// §13.2.2.4 for forked answers).
+    async fn hang_up_late(&self, invite: &Message, resp: &Message, target: &Target) {
+        let Ok(mut d) = Dialog::uac(invite, resp) else {
+            return;
+        };
+        let layer = &self.engine.layer;
+        layer
+            .send_stateless(d.ack(d.local_cseq), target, None)
+            .await;
+        let bye = d.request(Method::Bye);
+        let mut ct = layer.send_request(bye, target.clone(), None).await;
+        while let Some(ClientEvent::Response(r)) = ct.events.recv().await {
+            if r.status().is_some_and(|s| s >= 200) {
+                break;
+            }
+        }
+    }
+}
