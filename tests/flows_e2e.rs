@@ -802,3 +802,45 @@ async fn async_passthru_does_not_wait_and_takes_ok() {
     );
     assert_eq!(w.partner.asked("notify").len(), 1);
 }
+
+#[tokio::test]
+async fn refer_target_and_headers_are_flow_variables() {
+    let flow = r#"
+flow: f
+start: bot
+applets:
+  bot:
+    connect: { to: sip:trunk_bot }
+    on: { completed: bye, no_answer: bye, transfer: intent }
+  intent:
+    switchcase:
+      value: 'refer.headers["X-Intent"] + "@" + refer.to'
+      cases: { "human@sip:queue@example.com": agent }
+      default: bye
+  agent:
+    connect: { to: sip:trunk_sales }
+    next: bye
+  bye:
+    hangup: {}
+"#;
+    let mut w = world(flow, "127.0.0.1/32").await;
+    w.call("+918047112233", "refer-vars").await;
+    let (bot_inv, _) = w.bot_answers().await;
+    let mut refer = w
+        .bot
+        .in_dialog("REFER", &bot_inv, false, "bot1", 5, "refer");
+    refer.push_header(Name::ReferTo, "<sip:queue@example.com>");
+    refer.push_header(Name::parse("X-Intent"), "human");
+    w.bot.send(&refer, w.engine()).await;
+    for _ in 0..2 {
+        let (n, from) = w.bot.expect_request("NOTIFY").await;
+        w.bot
+            .send(&w.bot.response(&n, 200, "bot1", None), from)
+            .await;
+    }
+    let (bye, from) = w.bot.expect_request("BYE").await;
+    w.bot
+        .send(&w.bot.response(&bye, 200, "bot1", None), from)
+        .await;
+    w.agent_answers().await;
+}

@@ -344,6 +344,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn dynamic_url_record_is_kept_on_the_call_record() {
+        let flow = "flow: d\nstart: c\napplets:\n  c:\n    connect: { dynamic_url: \"https://p.example/r\" }\n    next: bye\n  bye:\n    hangup: {}\n";
+        let flow = compile_str("d.yaml".into(), flow, &CompileOptions::default())
+            .flow
+            .unwrap();
+        let scenario: Scenario = serde_yaml::from_str(
+            "legs: [completed]\nwebhooks: { 'https://p.example/r': [{ body: { destination: { uris: ['sip:bot@10.0.0.1'] }, record: true, recording_channels: dual } }] }",
+        )
+        .unwrap();
+        let mut call = ScriptedCall::new(&scenario.legs);
+        let http = ScriptedHttp::new(&scenario);
+        let record = run(
+            &flow,
+            &mut call,
+            &http,
+            &Routing::default(),
+            &Settings::default(),
+            CallInfo::default(),
+        )
+        .await;
+        assert!(record.record);
+        assert_eq!(record.recording_channels.as_deref(), Some("dual"));
+        assert_eq!(record.steps[0].outcome, "completed");
+    }
+
+    #[tokio::test]
     async fn caller_hanging_up_stops_the_flow() {
         assert_eq!(path(&["caller_hangup"], "{}").await, p(&[("bot", "-")]));
     }
