@@ -945,28 +945,10 @@ impl Call {
     }
 }
 
-/// The CANCEL for an INVITE we sent (RFC 3261 §9.1): same Request-URI, Call-ID,
-/// From, To, CSeq number and Route; it goes out with the INVITE's branch.
+/// The CANCEL for an INVITE we sent (RFC 3261 §9.1); it goes out with the INVITE's
+/// branch.
 pub(crate) fn cancel_for(invite: &Message) -> Option<Message> {
-    let uri = invite.request_uri()?.clone();
-    let mut cancel = Message::request(Method::Cancel, uri);
-    cancel.push_header(Name::MaxForwards, "70");
-    for name in [Name::From, Name::To, Name::CallId] {
-        cancel.push_header(name.clone(), invite.header(&name)?);
-    }
-    let seq = invite.cseq().ok()?.seq;
-    cancel.push_header(
-        Name::CSeq,
-        CSeq {
-            seq,
-            method: Method::Cancel,
-        }
-        .to_string(),
-    );
-    for r in invite.header_values(&Name::Route) {
-        cancel.push_header(Name::Route, r);
-    }
-    Some(cancel)
+    crate::sip::transaction::request_for_invite(invite, Method::Cancel, invite.header(&Name::To)?)
 }
 
 /// Whether a request refreshes its dialog's remote target (RFC 3261 §12.2, RFC 3311).

@@ -23,31 +23,29 @@ enum State {
     Completed,
 }
 
-/// The ACK for a non-2xx final response (§17.1.1.3): same Request-URI, Call-ID, From,
-/// top Via and Route as the INVITE, the response's To, CSeq method ACK.
-pub fn ack_for(invite: &Message, response: &Message) -> Option<Message> {
+/// A request that belongs to an INVITE's transaction (its ACK for a non-2xx, or its
+/// CANCEL): the INVITE's Request-URI, From, Call-ID, CSeq number and Route, with
+/// `method` and the given To (RFC 3261 §9.1, §17.1.1.3).
+pub fn request_for_invite(invite: &Message, method: Method, to: &str) -> Option<Message> {
     let uri = invite.request_uri()?.clone();
-    let mut ack = Message::request(Method::Ack, uri);
-    if let Some(via) = invite.header_values(&Name::Via).next() {
-        ack.push_header(Name::Via, via);
-    }
-    ack.push_header(Name::MaxForwards, "70");
-    for name in [Name::From, Name::CallId] {
-        ack.push_header(name.clone(), invite.header(&name)?);
-    }
-    ack.push_header(Name::To, response.header(&Name::To)?);
+    let mut m = Message::request(method.clone(), uri);
+    m.push_header(Name::MaxForwards, "70");
+    m.push_header(Name::From, invite.header(&Name::From)?);
+    m.push_header(Name::To, to);
+    m.push_header(Name::CallId, invite.header(&Name::CallId)?);
     let seq = invite.cseq().ok()?.seq;
-    ack.push_header(
-        Name::CSeq,
-        CSeq {
-            seq,
-            method: Method::Ack,
-        }
-        .to_string(),
-    );
+    m.push_header(Name::CSeq, CSeq { seq, method }.to_string());
     for route in invite.header_values(&Name::Route) {
-        ack.push_header(Name::Route, route);
+        m.push_header(Name::Route, route);
     }
+    Some(m)
+}
+
+/// The ACK for a non-2xx final response (§17.1.1.3): the response's To, and the
+/// INVITE's top Via (same branch).
+pub fn ack_for(invite: &Message, response: &Message) -> Option<Message> {
+    let mut ack = request_for_invite(invite, Method::Ack, response.header(&Name::To)?)?;
+    ack.prepend_header(Name::Via, invite.header_values(&Name::Via).next()?);
     Some(ack)
 }
 

@@ -25,6 +25,7 @@ use super::method::Method;
 use super::transport::{Incoming, Target, Transports};
 use super::typed::{BRANCH_COOKIE, Transport, Via};
 use super::uri::Host;
+pub use client_invite::{ack_for, request_for_invite};
 pub use timers::Timers;
 
 /// What identifies a transaction (RFC 3261 §17.1.3, §17.2.3): the top Via's branch,
