@@ -26,6 +26,43 @@ pub struct Config {
     pub webhooks: WebhookConfig,
     /// Custom header prefixes reserved for the platform.
     pub reserved_header_prefixes: Vec<String>,
+    /// Calls from partners to the PSTN.
+    pub outbound: OutboundConfig,
+}
+
+/// `outbound:` — calls from a trunk's partner to the PSTN through the carriers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboundConfig {
+    /// How long a carrier may take to answer before the next one is tried.
+    pub ring_timeout: String,
+    /// Final statuses on which the next carrier is tried: codes (`503`) or classes
+    /// (`5xx`).
+    pub failover: Vec<String>,
+}
+
+impl Default for OutboundConfig {
+    fn default() -> Self {
+        OutboundConfig {
+            ring_timeout: "60s".into(),
+            failover: vec!["408".into(), "5xx".into(), "6xx".into()],
+        }
+    }
+}
+
+impl OutboundConfig {
+    /// The ring timeout (validated at load).
+    pub fn ring_timeout(&self) -> Duration {
+        crate::flow::duration::parse_duration(&self.ring_timeout).unwrap_or(Duration::from_secs(60))
+    }
+
+    /// Whether a carrier's final `status` sends the call to the next carrier.
+    pub fn fails_over(&self, status: u16) -> bool {
+        let code = status.to_string();
+        self.failover
+            .iter()
+            .any(|f| f == &code || (f.len() == 3 && f.ends_with("xx") && code.starts_with(&f[..1])))
+    }
 }
 
 impl Default for Config {
@@ -42,6 +79,7 @@ impl Default for Config {
                 .iter()
                 .map(|s| s.to_string())
                 .collect(),
+            outbound: OutboundConfig::default(),
         }
     }
 }
@@ -271,6 +309,22 @@ impl Config {
         }
         crate::flow::duration::parse_duration(&self.webhooks.timeout)
             .map_err(|e| format!("webhooks.timeout '{}': {e}", self.webhooks.timeout))?;
+        crate::flow::duration::parse_duration(&self.outbound.ring_timeout).map_err(|e| {
+            format!(
+                "outbound.ring_timeout '{}': {e}",
+                self.outbound.ring_timeout
+            )
+        })?;
+        for f in &self.outbound.failover {
+            let ok = f.len() == 3
+                && (f.parse::<u16>().is_ok_and(|c| (300..700).contains(&c))
+                    || (f.ends_with("xx") && matches!(&f[..1], "3" | "4" | "5" | "6")));
+            if !ok {
+                return Err(format!(
+                    "outbound.failover: '{f}' is not a status (503) or a class (5xx)"
+                ));
+            }
+        }
         for (i, c) in self.carriers.iter().enumerate() {
             sip_uri(&c.uri).map_err(|e| format!("carriers[{i}].uri: {e}"))?;
             for a in &c.addresses {

@@ -10,11 +10,12 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::call::{Call, CallHandler, Engine};
-use crate::config::Config;
+use crate::call::{Call, CallHandler, Engine, LegOutcome, LegRequest};
+use crate::config::{Config, OutboundConfig};
 use crate::flow::executor::{self, CallRecord, Http, Settings};
 use crate::flow::vars::CallInfo;
 use crate::flow::{CompileOptions, Flow, Loaded, compile_str, load_paths};
+use crate::routing::limits::{Limits, Permit};
 use crate::routing::{Inbound, NumberTarget, Routing};
 use crate::sip::transaction::{Timers, TransactionLayer};
 use crate::sip::transport::{TlsConfig, TransportConfig, Transports};
@@ -117,7 +118,14 @@ impl Server {
             reserved_prefixes: config.reserved_header_prefixes.clone(),
         });
         let http = WebhookClient::new().map_err(StartError::Http)?;
-        let engine = Engine::new(layer, flow_handler(routing.clone(), http, settings));
+        let shared = Arc::new(Shared {
+            routing: routing.clone(),
+            http,
+            settings: (*settings).clone(),
+            limits: Arc::new(Limits::default()),
+            outbound: config.outbound.clone(),
+        });
+        let engine = Engine::new(layer, flow_handler(shared));
         tokio::spawn(engine.clone().run(core_rx));
         for l in transports.local_addrs() {
             tracing::info!(transport = %l.transport, addr = %l.addr, "listening");
@@ -169,20 +177,49 @@ fn pstn_flow(trunk: &str) -> Option<Flow> {
     compile_str("(pstn)".into(), &text, &CompileOptions::default()).flow
 }
 
+/// What every call's handler shares.
+pub struct Shared {
+    /// Numbers, trunks, carriers and flows.
+    pub routing: Arc<Routing>,
+    /// The webhook client.
+    pub http: WebhookClient,
+    /// Runtime settings.
+    pub settings: Settings,
+    /// Channel and rate limits (they outlive a reload).
+    pub limits: Arc<Limits>,
+    /// Calls to the PSTN.
+    pub outbound: OutboundConfig,
+}
+
 /// The handler that routes each new call and runs its flow.
-pub fn flow_handler(
-    routing: Arc<Routing>,
-    http: WebhookClient,
-    settings: Arc<Settings>,
-) -> CallHandler {
+pub fn flow_handler(shared: Arc<Shared>) -> CallHandler {
     Arc::new(move |call| {
-        let (routing, http, settings) = (routing.clone(), http.clone(), settings.clone());
+        let shared = shared.clone();
         let span = tracing::info_span!("call", sid = %call.sid);
-        Box::pin(async move { handle(call, &routing, &http, &settings).await }.instrument(span))
+        Box::pin(async move { handle(call, &shared).await }.instrument(span))
     })
 }
 
-async fn handle(mut call: Call, routing: &Routing, http: &WebhookClient, settings: &Settings) {
+/// Takes a channel of `key`, or refuses the caller with 503 and Retry-After.
+async fn take(
+    call: &mut Call,
+    limits: &Limits,
+    key: &str,
+    channels: Option<u32>,
+    cps: Option<u32>,
+) -> Option<Permit> {
+    match limits.acquire(key, channels, cps) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            tracing::info!(sid = %call.sid, limit = %e, "over a limit: 503");
+            call.reject_retry_after(503, e.retry_after()).await;
+            None
+        }
+    }
+}
+
+async fn handle(mut call: Call, shared: &Shared) {
+    let (routing, http, settings) = (&*shared.routing, &shared.http, &shared.settings);
     let source = call.source();
     let dialled = call
         .request()
@@ -190,10 +227,33 @@ async fn handle(mut call: Call, routing: &Routing, http: &WebhookClient, setting
         .and_then(|u| u.user())
         .unwrap_or("")
         .to_string();
-    let (number, route) = match routing.inbound(source.ip(), &dialled) {
-        Inbound::Forbidden => {
-            tracing::warn!(sid = %call.sid, %source, "INVITE from an address that is not a carrier: 403");
-            call.hangup(403).await;
+    let caller = call
+        .request()
+        .from_header()
+        .ok()
+        .and_then(|f| f.uri.user().map(str::to_string))
+        .unwrap_or_default();
+    let (number, route) = match routing.inbound(source.ip(), &dialled, &caller) {
+        Inbound::Forbidden(why) => {
+            tracing::warn!(sid = %call.sid, %source, %why, "INVITE refused: 403");
+            call.reject_with_reason(403, &why).await;
+            return;
+        }
+        Inbound::Outbound {
+            trunk,
+            caller,
+            dialled,
+        } => {
+            let key = format!("trunk:{}", trunk.sid);
+            let limits = &shared.limits;
+            let Some(_permit) =
+                take(&mut call, limits, &key, trunk.max_channels, trunk.max_cps).await
+            else {
+                return;
+            };
+            if call.accept_offer().await {
+                outbound(&mut call, shared, &trunk.sid, &caller, &dialled).await;
+            }
             return;
         }
         Inbound::UnknownNumber(n) => {
@@ -202,6 +262,33 @@ async fn handle(mut call: Call, routing: &Routing, http: &WebhookClient, setting
             return;
         }
         Inbound::Number { number, route } => (number, route),
+    };
+    let key = format!("trunk:{}", route.trunk.sid);
+    let Some(_trunk_permit) = take(
+        &mut call,
+        &shared.limits,
+        &key,
+        route.trunk.max_channels,
+        route.trunk.max_cps,
+    )
+    .await
+    else {
+        return;
+    };
+    let _carrier_permit = match routing.carrier_of(source.ip()) {
+        Some(c) => match take(
+            &mut call,
+            &shared.limits,
+            &format!("carrier:{}", c.name),
+            c.max_channels,
+            None,
+        )
+        .await
+        {
+            Some(p) => Some(p),
+            None => return,
+        },
+        None => None,
     };
     if !call.accept_offer().await {
         return;
@@ -219,6 +306,49 @@ async fn handle(mut call: Call, routing: &Routing, http: &WebhookClient, setting
     let info = call_info(&call, number);
     let record = executor::run(&flow, &mut call, http, routing, settings, info).await;
     finish(&flow, &record, http, settings).await;
+}
+
+/// A partner's call to the PSTN: through the carriers in priority order, the next one
+/// on no answer or a failover status; the partner hears a failure only when every
+/// carrier failed.
+async fn outbound(call: &mut Call, shared: &Shared, trunk: &str, caller: &str, dialled: &str) {
+    let mut last: Option<u16> = None;
+    for carrier in shared.routing.carriers() {
+        let key = format!("carrier:{}", carrier.name);
+        let Ok(_permit) = shared.limits.acquire(&key, carrier.max_channels, None) else {
+            tracing::info!(sid = %call.sid, carrier = %carrier.name, "carrier full; next");
+            continue;
+        };
+        let mut uri = carrier.uri.clone();
+        uri.user = Some(dialled.to_string());
+        let leg = LegRequest {
+            uri,
+            headers: vec![
+                ("X-Callflow-CallSid".into(), call.sid.clone()),
+                ("X-Callflow-TrunkSid".into(), trunk.to_string()),
+            ],
+            ring_timeout: shared.outbound.ring_timeout(),
+            caller_id: Some(caller.to_string()),
+        };
+        let outcome = call.dial(leg).await;
+        tracing::info!(sid = %call.sid, carrier = %carrier.name, ?outcome, "outbound attempt");
+        match outcome {
+            LegOutcome::Answered => {
+                call.wait(Duration::from_secs(4 * 3600)).await;
+                call.hangup(480).await;
+                return;
+            }
+            LegOutcome::CallerGone => return,
+            LegOutcome::Rejected(s) if !shared.outbound.fails_over(s) => {
+                call.hangup(s).await;
+                return;
+            }
+            LegOutcome::Rejected(s) => last = Some(s),
+            LegOutcome::NoAnswer => last = last.or(Some(408)),
+            LegOutcome::Failed(_) => {}
+        }
+    }
+    call.hangup(last.unwrap_or(503)).await;
 }
 
 fn call_info(call: &Call, number: String) -> CallInfo {

@@ -5,6 +5,8 @@
 //! call keeps the `Arc` it started with, so a later reload cannot change a call in
 //! progress.
 
+pub mod limits;
+
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -77,8 +79,18 @@ pub enum Inbound {
     },
     /// From a carrier, to a number nobody has: 404.
     UnknownNumber(String),
-    /// Not from a carrier: 403.
-    Forbidden,
+    /// From a trunk's whitelisted address, with one of its numbers as caller id: a
+    /// call to the PSTN.
+    Outbound {
+        /// The partner's trunk.
+        trunk: Arc<Trunk>,
+        /// The caller id, E.164.
+        caller: String,
+        /// The dialled number, E.164.
+        dialled: String,
+    },
+    /// Not allowed: 403, with why.
+    Forbidden(String),
 }
 
 /// The routing table.
@@ -164,19 +176,51 @@ impl Routing {
         })
     }
 
-    /// Classifies an INVITE from `source` to the Request-URI user `dialled`.
-    pub fn inbound(&self, source: IpAddr, dialled: &str) -> Inbound {
-        if !self.is_carrier(source) {
-            return Inbound::Forbidden;
+    /// Classifies an INVITE from `source` to the Request-URI user `dialled`, with
+    /// the caller id `caller` (the From user).
+    pub fn inbound(&self, source: IpAddr, dialled: &str, caller: &str) -> Inbound {
+        if self.is_carrier(source) {
+            let number = normalise(dialled);
+            return match self.numbers.get(&number) {
+                Some(route) => Inbound::Number {
+                    number,
+                    route: route.clone(),
+                },
+                None => Inbound::UnknownNumber(number),
+            };
         }
-        let number = normalise(dialled);
-        match self.numbers.get(&number) {
-            Some(route) => Inbound::Number {
-                number,
-                route: route.clone(),
-            },
-            None => Inbound::UnknownNumber(number),
+        let Some(trunk) = self
+            .trunks
+            .values()
+            .find(|t| t.whitelisted.iter().any(|n| n.contains(&source)))
+        else {
+            return Inbound::Forbidden(format!(
+                "{source} is neither a carrier nor a whitelisted trunk address"
+            ));
+        };
+        let caller = normalise(caller);
+        let owns = self
+            .numbers
+            .get(&caller)
+            .is_some_and(|r| r.trunk.sid == trunk.sid);
+        if !owns {
+            return Inbound::Forbidden(format!(
+                "caller id {caller} is not a number of trunk {}",
+                trunk.sid
+            ));
         }
+        Inbound::Outbound {
+            trunk: trunk.clone(),
+            caller,
+            dialled: normalise(dialled),
+        }
+    }
+
+    /// The carrier `source` belongs to.
+    pub fn carrier_of(&self, source: IpAddr) -> Option<&Carrier> {
+        self.carriers
+            .iter()
+            .find(|c| c.addresses.iter().any(|n| n.contains(&source)))
     }
 
     /// Whether `source` is one of a carrier's addresses.

@@ -1,0 +1,215 @@
+//! Calls from a partner to the PSTN (issue 5's outbound direction): whitelisted
+//! sources, the caller-id check, carrier failover, and channel and rate limits.
+
+mod support;
+
+use std::net::SocketAddr;
+
+use callflow::config::Config;
+use callflow::server::Server;
+use callflow::sip::{Message, Name, Transport};
+use support::{Ua, answer, fast_timers};
+
+const CONFIG: &str = r#"
+sip: { listen: ["udp://127.0.0.1:0"] }
+flows: flows
+outbound: { ring_timeout: 1s }
+carriers:
+  - { name: a, uri: "sip:CARRIER_A", addresses: [10.1.0.1/32], priority: 1 }
+  - { name: b, uri: "sip:CARRIER_B", addresses: [10.2.0.1/32], priority: 2 }
+  - { name: c, uri: "sip:CARRIER_C", addresses: [10.3.0.1/32], priority: 3 }
+trunks:
+  - sid: partner
+    whitelisted_ips: [WHITELIST]
+    numbers: [{ number: "+918047112233", mode: pstn }]
+    LIMITS
+"#;
+
+struct Setup {
+    server: Server,
+    partner: Ua,
+    carriers: Vec<Ua>,
+    _dir: tempfile::TempDir,
+}
+
+async fn setup(whitelist: &str, limits: &str) -> Setup {
+    let mut carriers = Vec::new();
+    for name in ["a", "b", "c"] {
+        carriers.push(Ua::new(Transport::Udp, name, None).await);
+    }
+    let partner = Ua::new(Transport::Udp, "sbc", None).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("flows")).unwrap();
+    let text = CONFIG
+        .replace("CARRIER_A", &carriers[0].addr.to_string())
+        .replace("CARRIER_B", &carriers[1].addr.to_string())
+        .replace("CARRIER_C", &carriers[2].addr.to_string())
+        .replace("WHITELIST", whitelist)
+        .replace("LIMITS", limits);
+    let path = dir.path().join("callflow.yaml");
+    std::fs::write(&path, text).unwrap();
+    let server = Server::start(&Config::load(&path).unwrap(), fast_timers())
+        .await
+        .unwrap();
+    Setup {
+        server,
+        partner,
+        carriers,
+        _dir: dir,
+    }
+}
+
+impl Setup {
+    fn engine(&self) -> SocketAddr {
+        self.server.transports.local_addr(Transport::Udp).unwrap()
+    }
+
+    /// The partner calls `dialled` with caller id `from`.
+    async fn call(&self, dialled: &str, from: &str, id: &str) -> Message {
+        let to = self.engine();
+        let mut invite = self.partner.invite(&format!("sip:{dialled}@{to}"), id);
+        invite.set_header(
+            Name::From,
+            format!("<sip:{from}@{}>;tag=p{id}", self.partner.addr),
+        );
+        self.partner.send(&invite, to).await;
+        invite
+    }
+}
+
+#[tokio::test]
+async fn carrier_failover_503_then_no_answer_then_200() {
+    let mut s = setup("127.0.0.0/31", "").await;
+    s.call("+919999999999", "+918047112233", "failover").await;
+    // Carrier a: 503.
+    let (inv, from) = s.carriers[0].expect_request("INVITE").await;
+    assert_eq!(inv.request_uri().unwrap().user(), Some("+919999999999"));
+    assert_eq!(inv.from_header().unwrap().uri.user(), Some("+918047112233"));
+    s.carriers[0]
+        .send(&s.carriers[0].response(&inv, 503, "a", None), from)
+        .await;
+    s.carriers[0].expect_request("ACK").await;
+    // Carrier b: rings and never answers; cancelled at the ring timeout.
+    let (inv, from) = s.carriers[1].expect_request("INVITE").await;
+    s.carriers[1]
+        .send(&s.carriers[1].response(&inv, 180, "b", None), from)
+        .await;
+    let (cancel, from) = s.carriers[1].expect_request("CANCEL").await;
+    s.carriers[1]
+        .send(&s.carriers[1].response(&cancel, 200, "b", None), from)
+        .await;
+    s.carriers[1]
+        .send(&s.carriers[1].response(&inv, 487, "b", None), from)
+        .await;
+    // Carrier c: answers. The partner saw no failure.
+    let (inv, from) = s.carriers[2].expect_request("INVITE").await;
+    s.carriers[2]
+        .send(
+            &s.carriers[2].response(&inv, 200, "c", Some(&answer(41000))),
+            from,
+        )
+        .await;
+    let mut statuses = Vec::new();
+    loop {
+        let r = s.partner.expect_response().await;
+        statuses.push(r.status().unwrap());
+        if r.status().unwrap() >= 200 {
+            break;
+        }
+    }
+    assert_eq!(statuses.last(), Some(&200), "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 180 || *s == 200),
+        "{statuses:?}"
+    );
+}
+
+#[tokio::test]
+async fn every_carrier_failing_reaches_the_partner() {
+    let mut s = setup("127.0.0.1/32", "").await;
+    s.call("+919999999999", "+918047112233", "allfail").await;
+    for c in 0..3 {
+        let (inv, from) = s.carriers[c].expect_request("INVITE").await;
+        s.carriers[c]
+            .send(&s.carriers[c].response(&inv, 502, "x", None), from)
+            .await;
+    }
+    assert_eq!(s.partner.expect_final("INVITE").await.status(), Some(502));
+}
+
+#[tokio::test]
+async fn a_non_failover_status_is_relayed_at_once() {
+    let mut s = setup("127.0.0.1/32", "").await;
+    s.call("+919999999999", "+918047112233", "busy").await;
+    let (inv, from) = s.carriers[0].expect_request("INVITE").await;
+    s.carriers[0]
+        .send(&s.carriers[0].response(&inv, 486, "a", None), from)
+        .await;
+    assert_eq!(s.partner.expect_final("INVITE").await.status(), Some(486));
+    assert!(s.carriers[1].recv(0.2).await.is_none());
+}
+
+#[tokio::test]
+async fn caller_id_must_be_a_number_of_the_trunk() {
+    let mut s = setup("127.0.0.1/32", "").await;
+    s.call("+919999999999", "+911111111111", "spoof").await;
+    let r = s.partner.expect_final("INVITE").await;
+    assert_eq!(r.status(), Some(403));
+    let callflow::sip::StartLine::Response { reason, .. } = &r.start else {
+        panic!()
+    };
+    assert!(
+        reason.contains("caller id +911111111111 is not a number of trunk partner"),
+        "{reason}"
+    );
+}
+
+#[tokio::test]
+async fn source_outside_the_whitelist_is_refused() {
+    // 127.0.0.1 is just outside 127.0.0.2/31.
+    let mut s = setup("127.0.0.2/31", "").await;
+    s.call("+919999999999", "+918047112233", "outside").await;
+    assert_eq!(s.partner.expect_final("INVITE").await.status(), Some(403));
+    assert!(s.carriers[0].recv(0.2).await.is_none());
+}
+
+#[tokio::test]
+async fn trunk_channel_limit_gives_503_with_retry_after() {
+    let mut s = setup("127.0.0.1/32", "max_channels: 2").await;
+    for id in ["ch1", "ch2"] {
+        s.call("+919999999999", "+918047112233", id).await;
+        let (inv, from) = s.carriers[0].expect_request("INVITE").await;
+        s.carriers[0]
+            .send(
+                &s.carriers[0].response(&inv, 200, id, Some(&answer(41000))),
+                from,
+            )
+            .await;
+        assert_eq!(s.partner.expect_final("INVITE").await.status(), Some(200));
+    }
+    s.call("+919999999999", "+918047112233", "ch3").await;
+    let r = s.partner.expect_final("INVITE").await;
+    assert_eq!(r.status(), Some(503));
+    assert_eq!(r.header(&Name::RetryAfter), Some("5"));
+}
+
+#[tokio::test]
+async fn trunk_calls_per_second_limit() {
+    let mut s = setup("127.0.0.1/32", "max_cps: 1").await;
+    s.call("+919999999999", "+918047112233", "cps1").await;
+    s.call("+919999999999", "+918047112233", "cps2").await;
+    let (inv, from) = s.carriers[0].expect_request("INVITE").await;
+    s.carriers[0]
+        .send(&s.carriers[0].response(&inv, 486, "a", None), from)
+        .await;
+    let mut finals = Vec::new();
+    while finals.len() < 2 {
+        let r = s.partner.expect_response().await;
+        if r.status().unwrap() >= 200 && !finals.iter().any(|(id, _)| id == r.call_id().unwrap()) {
+            finals.push((r.call_id().unwrap().to_string(), r.status().unwrap()));
+        }
+    }
+    let mut codes: Vec<u16> = finals.iter().map(|f| f.1).collect();
+    codes.sort();
+    assert_eq!(codes, [486, 503]);
+}
