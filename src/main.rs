@@ -54,6 +54,24 @@ enum GraphFormat {
     Dot,
 }
 
+/// SIGHUP: reads the configuration and the flows again; an invalid one is refused
+/// with its diagnostics logged, and the running one stays.
+fn reload(server: &callflow::server::Server, path: Option<&Path>) {
+    let config = match path {
+        Some(p) => callflow::config::Config::load(p),
+        None => Ok(callflow::config::Config::default()),
+    };
+    let result = config
+        .map_err(callflow::server::StartError::from)
+        .and_then(|c| server.reload(&c));
+    if let Err(e) = result {
+        for line in e.to_string().lines() {
+            tracing::error!("{line}");
+        }
+        tracing::error!("reload refused; the running configuration stays");
+    }
+}
+
 /// Runs the engine until Ctrl-C; a second Ctrl-C ends calls in progress.
 fn serve(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     tracing_subscriber::fmt()
@@ -89,11 +107,21 @@ fn serve(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::from(1));
             }
         };
-        let from = path.map_or("built-in defaults".to_string(), |p| p.display().to_string());
-        eprintln!("callflow: serving ({from}); Ctrl-C stops taking calls");
-        tokio::signal::ctrl_c()
-            .await
-            .context("waiting for Ctrl-C")?;
+        let from = path
+            .as_ref()
+            .map_or("built-in defaults".to_string(), |p| p.display().to_string());
+        eprintln!("callflow: serving ({from}); SIGHUP reloads, Ctrl-C stops taking calls");
+        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("listening for SIGHUP")?;
+        loop {
+            tokio::select! {
+                r = tokio::signal::ctrl_c() => {
+                    r.context("waiting for Ctrl-C")?;
+                    break;
+                }
+                _ = hangup.recv() => reload(&server, path.as_deref()),
+            }
+        }
         eprintln!("callflow: no new calls; waiting for calls in progress (Ctrl-C again ends them)");
         server
             .drain(async {

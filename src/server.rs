@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use arc_swap::ArcSwap;
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -48,8 +49,9 @@ pub struct Server {
     pub transports: Arc<Transports>,
     /// The core.
     pub engine: Arc<Engine>,
-    /// The routing table the engine started with.
-    pub routing: Arc<Routing>,
+    /// What new calls use: routing, flows, settings. Swapped whole on reload; a call
+    /// keeps the one it started with.
+    current: Arc<ArcSwap<Shared>>,
     shutdown: CancellationToken,
 }
 
@@ -82,8 +84,8 @@ pub fn load_flows(config: &Config) -> Result<Vec<Flow>, StartError> {
 impl Server {
     /// Starts the engine on `config`.
     pub async fn start(config: &Config, timers: Timers) -> Result<Server, StartError> {
-        let flows = load_flows(config)?;
-        let routing = Arc::new(Routing::build(config, flows).map_err(StartError::Routing)?);
+        let http = WebhookClient::new().map_err(StartError::Http)?;
+        let shared = Shared::load(config, http, Arc::new(Limits::default()))?;
         let listen = config
             .sip
             .listen
@@ -112,20 +114,8 @@ impl Server {
         let layer = TransactionLayer::new(transports.clone(), timers, advertised);
         let (core_tx, core_rx) = mpsc::channel(8192);
         tokio::spawn(layer.clone().run(incoming, core_tx));
-        let settings = Arc::new(Settings {
-            webhook_timeout: config.webhooks.timeout(),
-            max_attempts_after_fetch: config.webhooks.max_attempts_after_fetch,
-            reserved_prefixes: config.reserved_header_prefixes.clone(),
-        });
-        let http = WebhookClient::new().map_err(StartError::Http)?;
-        let shared = Arc::new(Shared {
-            routing: routing.clone(),
-            http,
-            settings: (*settings).clone(),
-            limits: Arc::new(Limits::default()),
-            outbound: config.outbound.clone(),
-        });
-        let engine = Engine::new(layer, flow_handler(shared));
+        let current = Arc::new(ArcSwap::from_pointee(shared));
+        let engine = Engine::new(layer, flow_handler(current.clone()));
         tokio::spawn(engine.clone().run(core_rx));
         for l in transports.local_addrs() {
             tracing::info!(transport = %l.transport, addr = %l.addr, "listening");
@@ -133,9 +123,25 @@ impl Server {
         Ok(Server {
             transports,
             engine,
-            routing,
+            current,
             shutdown,
         })
+    }
+
+    /// The routing table new calls use.
+    pub fn routing(&self) -> Arc<Routing> {
+        self.current.load().routing.clone()
+    }
+
+    /// Loads `config` and its flows again for new calls; calls in progress keep what
+    /// they started with. An invalid configuration is refused and the old one stays.
+    /// Listening addresses and TLS files are not changed by a reload.
+    pub fn reload(&self, config: &Config) -> Result<(), StartError> {
+        let old = self.current.load();
+        let shared = Shared::load(config, old.http.clone(), old.limits.clone())?;
+        self.current.store(Arc::new(shared));
+        tracing::info!("configuration and flows reloaded");
+        Ok(())
     }
 
     /// Stops taking calls and waits for calls in progress, until `hard` fires.
@@ -191,10 +197,35 @@ pub struct Shared {
     pub outbound: OutboundConfig,
 }
 
-/// The handler that routes each new call and runs its flow.
-pub fn flow_handler(shared: Arc<Shared>) -> CallHandler {
+impl Shared {
+    /// Loads the flows and builds the routing of `config`, keeping the HTTP client and
+    /// the limits' counters.
+    pub fn load(
+        config: &Config,
+        http: WebhookClient,
+        limits: Arc<Limits>,
+    ) -> Result<Shared, StartError> {
+        let flows = load_flows(config)?;
+        let routing = Arc::new(Routing::build(config, flows).map_err(StartError::Routing)?);
+        Ok(Shared {
+            routing,
+            http,
+            settings: Settings {
+                webhook_timeout: config.webhooks.timeout(),
+                max_attempts_after_fetch: config.webhooks.max_attempts_after_fetch,
+                reserved_prefixes: config.reserved_header_prefixes.clone(),
+            },
+            limits,
+            outbound: config.outbound.clone(),
+        })
+    }
+}
+
+/// The handler that routes each new call and runs its flow with what is current when
+/// the call arrives.
+pub fn flow_handler(current: Arc<ArcSwap<Shared>>) -> CallHandler {
     Arc::new(move |call| {
-        let shared = shared.clone();
+        let shared = current.load_full();
         let span = tracing::info_span!("call", sid = %call.sid);
         Box::pin(async move { handle(call, &shared).await }.instrument(span))
     })

@@ -206,3 +206,51 @@ fn simulate_reports_a_bad_scenario_with_its_place() {
         stdout(&out)
     );
 }
+
+#[test]
+fn sighup_reloads_and_refuses_an_invalid_flow() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("flows")).unwrap();
+    std::fs::write(dir.path().join("flows/g.yaml"), GOOD).unwrap();
+    std::fs::write(
+        dir.path().join("callflow.yaml"),
+        "sip: { listen: [\"udp://127.0.0.1:0\"] }\nflows: flows\n",
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_callflow"))
+        .args(["serve", "--config", "callflow.yaml"])
+        .current_dir(dir.path())
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let pid = child.id().to_string();
+    let signal = |sig: &str| {
+        Command::new("kill").args([sig, &pid]).status().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(400));
+    };
+    signal("-HUP"); // valid: reloaded
+    std::fs::write(dir.path().join("flows/g.yaml"), "flow: good\nstart: bot\n").unwrap();
+    signal("-HUP"); // invalid: refused
+    signal("-INT");
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(status.success(), "{err}");
+    assert!(err.contains("configuration and flows reloaded"), "{err}");
+    assert!(
+        err.contains("g.yaml:1:1: error: missing 'applets'"),
+        "{err}"
+    );
+    assert!(
+        err.contains("reload refused; the running configuration stays"),
+        "{err}"
+    );
+}

@@ -844,3 +844,51 @@ applets:
         .await;
     w.agent_answers().await;
 }
+
+#[tokio::test]
+async fn reload_during_a_live_call_drops_nothing() {
+    let mut w = world(HANDOFF, "127.0.0.1/32").await;
+    w.partner.answer("handoff", 200, r#"{"select":"nobody"}"#);
+    // Call A runs the hand-off flow; the bot answers.
+    w.call("+918047112233", "before").await;
+    let (bot_inv, ok_a) = w.bot_answers().await;
+    // Reload: the number now runs a flow that goes straight to the agent.
+    let dir = w._dir.path().to_path_buf();
+    std::fs::write(
+        dir.join("flows/f.yaml"),
+        "flow: f\nstart: agent\napplets:\n  agent:\n    connect: { to: sip:trunk_sales }\n    next: bye\n  bye:\n    hangup: {}\n",
+    )
+    .unwrap();
+    w.server
+        .reload(&Config::load(&dir.join("callflow.yaml")).unwrap())
+        .unwrap();
+    // A new call gets the new flow.
+    w.call("+918047112233", "after").await;
+    let (inv, from) = w.agent.expect_request("INVITE").await;
+    w.agent
+        .send(&w.agent.response(&inv, 486, "ag", None), from)
+        .await;
+    // Call A still runs the flow it started with: the bot hangs up, the passthru runs.
+    let bye = w.bot.in_dialog("BYE", &bot_inv, false, "bot1", 5, "botbye");
+    w.bot.send(&bye, w.engine()).await;
+    let (b, from) = w.caller.expect_request("BYE").await;
+    w.caller
+        .send(&w.caller.response(&b, 200, "x", None), from)
+        .await;
+    assert_eq!(w.partner.asked("handoff").len(), 1, "call A kept its flow");
+    let _ = ok_a;
+    // An invalid flow is refused and the running configuration stays.
+    std::fs::write(dir.join("flows/f.yaml"), "flow: f\nstart: nowhere\n").unwrap();
+    let err = w
+        .server
+        .reload(&Config::load(&dir.join("callflow.yaml")).unwrap())
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("f.yaml:1:1: error: missing 'applets'"),
+        "{err}"
+    );
+    w.call("+918047112233", "still").await;
+    let (inv, _) = w.agent.expect_request("INVITE").await;
+    assert!(inv.header(&Name::parse("X-Callflow-CallSid")).is_some());
+}
