@@ -250,3 +250,62 @@ async fn sipp_seed_handoff_caller_bot_agent() {
         );
     }
 }
+
+/// Issue 5's failover with SIPp as the partner's SBC and as three carriers: the first
+/// answers 503, the second rings until cancelled, the third answers.
+#[tokio::test]
+async fn sipp_outbound_carrier_failover() {
+    if !sipp_present() {
+        return;
+    }
+    let ports = [free_port(), free_port(), free_port()];
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("flows")).unwrap();
+    let config = format!(
+        "sip: {{ listen: [\"udp://127.0.0.1:0\"] }}\nflows: flows\noutbound: {{ ring_timeout: 1s }}\ncarriers:\n  - {{ name: a, uri: \"sip:127.0.0.1:{}\", addresses: [10.1.0.1/32], priority: 1 }}\n  - {{ name: b, uri: \"sip:127.0.0.1:{}\", addresses: [10.2.0.1/32], priority: 2 }}\n  - {{ name: c, uri: \"sip:127.0.0.1:{}\", addresses: [10.3.0.1/32], priority: 3 }}\ntrunks:\n  - sid: partner\n    whitelisted_ips: [127.0.0.1/32]\n    numbers: [{{ number: \"+918047112233\", mode: pstn }}]\n",
+        ports[0], ports[1], ports[2]
+    );
+    let path = dir.path().join("callflow.yaml");
+    std::fs::write(&path, config).unwrap();
+    let server = callflow::server::Server::start(
+        &callflow::config::Config::load(&path).unwrap(),
+        support::fast_timers(),
+    )
+    .await
+    .unwrap();
+    let mut carriers = Vec::new();
+    for (args, port) in [
+        (file("uas_503.xml"), ports[0]),
+        (file("uas_cancel.xml"), ports[1]),
+        (builtin("uas"), ports[2]),
+    ] {
+        carriers.push(sipp(&args, port, Transport::Udp, &[]).spawn().unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let target = server
+        .transports
+        .local_addr(Transport::Udp)
+        .unwrap()
+        .to_string();
+    let sbc = sipp(
+        &file("uac_outbound.xml"),
+        free_port(),
+        Transport::Udp,
+        &["-s".into(), "+919999999999".into(), target],
+    )
+    .output()
+    .await
+    .unwrap();
+    assert!(
+        sbc.status.success(),
+        "SIPp SBC failed: {}",
+        String::from_utf8_lossy(&sbc.stderr)
+    );
+    for (i, c) in carriers.iter_mut().enumerate() {
+        let status = tokio::time::timeout(Duration::from_secs(20), c.wait()).await;
+        assert!(
+            matches!(status, Ok(Ok(s)) if s.success()),
+            "SIPp carrier {i} failed"
+        );
+    }
+}
