@@ -173,6 +173,19 @@ pub struct TrunkConfig {
     pub max_cps: Option<u32>,
     /// Request-URI user on calls to the trunk, instead of the dialled number.
     pub external_alias: Option<String>,
+    /// Digest credentials: the partner may authenticate instead of calling from a
+    /// whitelisted address.
+    pub credentials: Option<Credentials>,
+}
+
+/// A trunk's digest credentials.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Credentials {
+    /// The username.
+    pub username: String,
+    /// The password.
+    pub password: String,
 }
 
 /// A number of a trunk.

@@ -17,7 +17,9 @@ use crate::flow::executor::{self, CallRecord, Http, Settings};
 use crate::flow::vars::CallInfo;
 use crate::flow::{CompileOptions, Flow, Loaded, compile_str, load_paths};
 use crate::routing::limits::{Limits, Permit};
+use crate::routing::{self, Trunk};
 use crate::routing::{Inbound, NumberTarget, Routing};
+use crate::sip::digest::{Authenticator, Verdict};
 use crate::sip::transaction::{Timers, TransactionLayer};
 use crate::sip::transport::{TlsConfig, TransportConfig, Transports};
 use crate::sip::{Host, Name};
@@ -85,7 +87,8 @@ impl Server {
     /// Starts the engine on `config`.
     pub async fn start(config: &Config, timers: Timers) -> Result<Server, StartError> {
         let http = WebhookClient::new().map_err(StartError::Http)?;
-        let shared = Shared::load(config, http, Arc::new(Limits::default()))?;
+        let auth = Authenticator::new("callflow");
+        let shared = Shared::load(config, http, Arc::new(Limits::default()), auth)?;
         let listen = config
             .sip
             .listen
@@ -138,7 +141,12 @@ impl Server {
     /// Listening addresses and TLS files are not changed by a reload.
     pub fn reload(&self, config: &Config) -> Result<(), StartError> {
         let old = self.current.load();
-        let shared = Shared::load(config, old.http.clone(), old.limits.clone())?;
+        let shared = Shared::load(
+            config,
+            old.http.clone(),
+            old.limits.clone(),
+            old.auth.clone(),
+        )?;
         self.current.store(Arc::new(shared));
         tracing::info!("configuration and flows reloaded");
         Ok(())
@@ -195,15 +203,18 @@ pub struct Shared {
     pub limits: Arc<Limits>,
     /// Calls to the PSTN.
     pub outbound: OutboundConfig,
+    /// Digest challenges for trunks with credentials (kept across reloads).
+    pub auth: Authenticator,
 }
 
 impl Shared {
-    /// Loads the flows and builds the routing of `config`, keeping the HTTP client and
-    /// the limits' counters.
+    /// Loads the flows and builds the routing of `config`, keeping the HTTP client,
+    /// the limits' counters and the digest secret.
     pub fn load(
         config: &Config,
         http: WebhookClient,
         limits: Arc<Limits>,
+        auth: Authenticator,
     ) -> Result<Shared, StartError> {
         let flows = load_flows(config)?;
         let routing = Arc::new(Routing::build(config, flows).map_err(StartError::Routing)?);
@@ -217,6 +228,7 @@ impl Shared {
             },
             limits,
             outbound: config.outbound.clone(),
+            auth,
         })
     }
 }
@@ -243,7 +255,8 @@ async fn take(
         Ok(p) => Some(p),
         Err(e) => {
             tracing::info!(sid = %call.sid, limit = %e, "over a limit: 503");
-            call.reject_retry_after(503, e.retry_after()).await;
+            let retry = vec![(Name::RetryAfter, e.retry_after().to_string())];
+            call.reject(503, None, retry).await;
             None
         }
     }
@@ -265,26 +278,26 @@ async fn handle(mut call: Call, shared: &Shared) {
         .and_then(|f| f.uri.user().map(str::to_string))
         .unwrap_or_default();
     let (number, route) = match routing.inbound(source.ip(), &dialled, &caller) {
-        Inbound::Forbidden(why) => {
-            tracing::warn!(sid = %call.sid, %source, %why, "INVITE refused: 403");
-            call.reject_with_reason(403, &why).await;
-            return;
-        }
+        Inbound::Forbidden(why) => match authenticate(&mut call, shared, &caller, &why).await {
+            Some(trunk) => {
+                outbound_call(
+                    &mut call,
+                    shared,
+                    &trunk,
+                    &routing::normalise(&caller),
+                    &routing::normalise(&dialled),
+                )
+                .await;
+                return;
+            }
+            None => return,
+        },
         Inbound::Outbound {
             trunk,
             caller,
             dialled,
         } => {
-            let key = format!("trunk:{}", trunk.sid);
-            let limits = &shared.limits;
-            let Some(_permit) =
-                take(&mut call, limits, &key, trunk.max_channels, trunk.max_cps).await
-            else {
-                return;
-            };
-            if call.accept_offer().await {
-                outbound(&mut call, shared, &trunk.sid, &caller, &dialled).await;
-            }
+            outbound_call(&mut call, shared, &trunk, &caller, &dialled).await;
             return;
         }
         Inbound::UnknownNumber(n) => {
@@ -337,6 +350,69 @@ async fn handle(mut call: Call, shared: &Shared) {
     let info = call_info(&call, number);
     let record = executor::run(&flow, &mut call, http, routing, settings, info).await;
     finish(&flow, &record, http, settings).await;
+}
+
+/// A source that is neither a carrier nor whitelisted may still be a trunk that
+/// authenticates with digest credentials (RFC 3261 §22): the caller id names the
+/// trunk. Returns the trunk once the credentials are right; otherwise the caller has
+/// been answered (401 with a challenge, or 403 with why).
+async fn authenticate(
+    call: &mut Call,
+    shared: &Shared,
+    caller: &str,
+    why: &str,
+) -> Option<Arc<Trunk>> {
+    let trunk = shared
+        .routing
+        .trunk_for_caller(caller)
+        .filter(|t| t.credentials.is_some());
+    let Some((trunk, (user, pass))) = trunk.and_then(|t| t.credentials.clone().map(|c| (t, c)))
+    else {
+        tracing::warn!(sid = %call.sid, source = %call.source(), %why, "INVITE refused: 403");
+        call.reject(403, Some(why), Vec::new()).await;
+        return None;
+    };
+    match shared.auth.check(call.request(), &user, &pass) {
+        Verdict::Ok => Some(trunk),
+        Verdict::Challenge(values) => {
+            let headers = values
+                .into_iter()
+                .map(|v| (Name::parse("WWW-Authenticate"), v))
+                .collect();
+            call.reject(401, None, headers).await;
+            None
+        }
+        Verdict::Refused(reason) => {
+            tracing::warn!(sid = %call.sid, trunk = %trunk.sid, %reason, "digest refused: 403");
+            call.reject(403, Some(&reason), Vec::new()).await;
+            None
+        }
+    }
+}
+
+/// A partner's call to the PSTN, within its trunk's limits.
+async fn outbound_call(
+    call: &mut Call,
+    shared: &Shared,
+    trunk: &Trunk,
+    caller: &str,
+    dialled: &str,
+) {
+    let key = format!("trunk:{}", trunk.sid);
+    let Some(_permit) = take(
+        call,
+        &shared.limits,
+        &key,
+        trunk.max_channels,
+        trunk.max_cps,
+    )
+    .await
+    else {
+        return;
+    };
+    if call.accept_offer().await {
+        outbound(call, shared, &trunk.sid, caller, dialled).await;
+    }
 }
 
 /// A partner's call to the PSTN: through the carriers in priority order, the next one

@@ -213,3 +213,109 @@ async fn trunk_calls_per_second_limit() {
     codes.sort();
     assert_eq!(codes, [486, 503]);
 }
+
+fn digest_answer(challenge: &str, alg: &str, uri: &str, user: &str, pass: &str) -> String {
+    use sha2::Digest;
+    let h = |s: String| -> String {
+        if alg == "SHA-256" {
+            hex::encode(sha2::Sha256::digest(s.as_bytes()))
+        } else {
+            hex::encode(md5::Md5::digest(s.as_bytes()))
+        }
+    };
+    let nonce = challenge
+        .split("nonce=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let realm = challenge
+        .split("realm=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let ha1 = h(format!("{user}:{realm}:{pass}"));
+    let ha2 = h(format!("INVITE:{uri}"));
+    let resp = h(format!("{ha1}:{nonce}:00000001:0a4f113b:auth:{ha2}"));
+    format!(
+        "Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{resp}\", algorithm={alg}, qop=auth, nc=00000001, cnonce=\"0a4f113b\""
+    )
+}
+
+#[tokio::test]
+async fn digest_sha256_authenticates_a_trunk_without_a_whitelisted_address() {
+    let (_s, status) = digest_race("SHA-256", "s3cret").await;
+    assert_eq!(status, 200);
+}
+
+/// Digest then the carrier answering 200.
+async fn digest_race(alg: &str, password: &str) -> (Setup, u16) {
+    let mut s = setup(
+        "10.9.9.9/32",
+        "credentials: { username: partner, password: s3cret }",
+    )
+    .await;
+    let invite = s
+        .call("+919999999999", "+918047112233", &format!("auth-{alg}"))
+        .await;
+    let r = s.partner.expect_final("INVITE").await;
+    assert_eq!(r.status(), Some(401));
+    let challenges: Vec<String> = r
+        .header_values(&Name::parse("WWW-Authenticate"))
+        .map(str::to_string)
+        .collect();
+    assert!(
+        challenges[0].contains("algorithm=SHA-256") && challenges[1].contains("algorithm=MD5"),
+        "{challenges:?}"
+    );
+    let challenge = challenges
+        .iter()
+        .find(|c| c.contains(&format!("algorithm={alg}")))
+        .unwrap()
+        .clone();
+    let uri = invite.request_uri().unwrap().to_string();
+    let mut again = invite.clone();
+    again.set_header(Name::CSeq, "2 INVITE");
+    again.set_header(Name::CallId, format!("auth-{alg}-2"));
+    let via = invite
+        .header(&Name::Via)
+        .unwrap()
+        .replace(";branch=z9hG4bK", ";branch=z9hG4bKretry");
+    again.set_header(Name::Via, via);
+    again.push_header(
+        Name::parse("Authorization"),
+        digest_answer(&challenge, alg, &uri, "partner", password),
+    );
+    s.partner.send(&again, s.engine()).await;
+    if password == "s3cret" {
+        let (inv, from) = s.carriers[0].expect_request("INVITE").await;
+        s.carriers[0]
+            .send(
+                &s.carriers[0].response(&inv, 200, "a", Some(&answer(41000))),
+                from,
+            )
+            .await;
+    }
+    let status = loop {
+        let r = s.partner.expect_response().await;
+        if r.call_id().unwrap() == format!("auth-{alg}-2") && r.status().unwrap() >= 200 {
+            break r.status().unwrap();
+        }
+    };
+    (s, status)
+}
+
+#[tokio::test]
+async fn digest_md5_authenticates_too() {
+    let (_s, status) = digest_race("MD5", "s3cret").await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn digest_with_a_wrong_password_is_refused() {
+    let (_s, status) = digest_race("SHA-256", "guess").await;
+    assert_eq!(status, 403);
+}

@@ -203,30 +203,22 @@ impl Call {
         }
     }
 
-    /// Refuses a caller never answered with `status` and a reason phrase that says
-    /// why (for example, which rule a 403 broke).
-    pub async fn reject_with_reason(&mut self, status: u16, why: &str) {
+    /// Refuses a caller never answered with `status`, an optional explanation in
+    /// the reason phrase (which rule a 403 broke), and extra headers (Retry-After,
+    /// WWW-Authenticate).
+    pub async fn reject(&mut self, status: u16, why: Option<&str>, headers: Vec<(Name, String)>) {
         if self.caller_gone || self.caller_dialog.is_some() {
             return;
         }
         self.caller_gone = true;
         let mut resp = self.invite.response(status, Some(&self.caller_tag));
-        if let crate::sip::StartLine::Response { reason, .. } = &mut resp.start {
+        if let (Some(why), crate::sip::StartLine::Response { reason, .. }) = (why, &mut resp.start)
+        {
             *reason = format!("{} ({why})", crate::sip::message::reason_phrase(status));
         }
-        self.invite.respond(resp).await;
-        self.engine.remove_invite(&self.invite.key);
-    }
-
-    /// Refuses a caller never answered with `status` and a Retry-After (503 over a
-    /// limit, RFC 3261 §21.5.4).
-    pub async fn reject_retry_after(&mut self, status: u16, retry_after: u32) {
-        if self.caller_gone || self.caller_dialog.is_some() {
-            return;
+        for (name, value) in headers {
+            resp.push_header(name, value);
         }
-        self.caller_gone = true;
-        let mut resp = self.invite.response(status, Some(&self.caller_tag));
-        resp.push_header(Name::RetryAfter, retry_after.to_string());
         self.invite.respond(resp).await;
         self.engine.remove_invite(&self.invite.key);
     }

@@ -47,6 +47,8 @@ pub struct Trunk {
     pub max_channels: Option<u32>,
     /// Most new calls per second.
     pub max_cps: Option<u32>,
+    /// Digest username and password, when the trunk may authenticate.
+    pub credentials: Option<(String, String)>,
 }
 
 /// What an inbound number does.
@@ -144,6 +146,10 @@ impl Routing {
                 external_alias: t.external_alias.clone(),
                 max_channels: t.max_channels,
                 max_cps: t.max_cps,
+                credentials: t
+                    .credentials
+                    .as_ref()
+                    .map(|c| (c.username.clone(), c.password.clone())),
             });
             for n in &t.numbers {
                 let target = match (n.mode, &n.flow) {
@@ -216,6 +222,13 @@ impl Routing {
         }
     }
 
+    /// The trunk that owns the number `caller`.
+    pub fn trunk_for_caller(&self, caller: &str) -> Option<Arc<Trunk>> {
+        self.numbers
+            .get(&normalise(caller))
+            .map(|r| r.trunk.clone())
+    }
+
     /// The carrier `source` belongs to.
     pub fn carrier_of(&self, source: IpAddr) -> Option<&Carrier> {
         self.carriers
@@ -266,6 +279,7 @@ impl Routing {
                 external_alias: None,
                 max_channels: None,
                 max_cps: None,
+                credentials: None,
             })),
             None => None,
         }

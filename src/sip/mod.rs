@@ -5,6 +5,7 @@
 //! bytes become a [`ParseError`].
 
 pub mod dialog;
+pub mod digest;
 pub mod error;
 pub mod header;
 pub mod message;
