@@ -158,9 +158,11 @@ pub struct CarrierConfig {
 pub struct TrunkConfig {
     /// Its id, as in `sip:<trunk_sid>`.
     pub sid: String,
-    /// The partner's SIP endpoints, in priority order.
+    /// The partner's SIP endpoints: a URI (priority in list order), or
+    /// `{ uri, priority, weight }` (lower priority first; weight shares calls among
+    /// equal priorities, RFC 2782 style).
     #[serde(default)]
-    pub destinations: Vec<String>,
+    pub destinations: Vec<DestinationConfig>,
     /// Where the partner's outbound INVITEs may come from (CIDR).
     #[serde(default)]
     pub whitelisted_ips: Vec<String>,
@@ -186,6 +188,34 @@ pub struct Credentials {
     pub username: String,
     /// The password.
     pub password: String,
+}
+
+/// A trunk destination.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum DestinationConfig {
+    /// Just the URI.
+    Uri(String),
+    /// URI, priority and weight.
+    Weighted {
+        /// The SIP URI.
+        uri: String,
+        /// Lower is tried first.
+        #[serde(default)]
+        priority: u16,
+        /// Share among destinations of the same priority.
+        #[serde(default)]
+        weight: u16,
+    },
+}
+
+impl DestinationConfig {
+    /// The URI.
+    pub fn uri(&self) -> &str {
+        match self {
+            DestinationConfig::Uri(u) | DestinationConfig::Weighted { uri: u, .. } => u,
+        }
+    }
 }
 
 /// A number of a trunk.
@@ -351,7 +381,7 @@ impl Config {
                 return Err(format!("trunks[{i}]: sid '{}' is used twice", t.sid));
             }
             for d in &t.destinations {
-                sip_uri(d).map_err(|e| format!("trunks[{i}].destinations: {e}"))?;
+                sip_uri(d.uri()).map_err(|e| format!("trunks[{i}].destinations: {e}"))?;
             }
             for a in &t.whitelisted_ips {
                 cidr(a).map_err(|e| format!("trunks[{i}].whitelisted_ips: {e}"))?;

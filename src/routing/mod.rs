@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use ipnet::IpNet;
 
-use crate::config::{Config, NumberMode, cidr, sip_uri};
+use crate::config::{Config, DestinationConfig, NumberMode, cidr, sip_uri};
 use crate::flow::Flow;
 use crate::sip::SipUri;
 
@@ -37,8 +37,8 @@ pub struct Carrier {
 pub struct Trunk {
     /// Its id.
     pub sid: String,
-    /// The partner's endpoints, in priority order.
-    pub destinations: Vec<SipUri>,
+    /// The partner's endpoints: (priority, weight, URI).
+    pub destinations: Vec<(u16, u16, SipUri)>,
     /// Where the partner's INVITEs may come from.
     pub whitelisted: Vec<IpNet>,
     /// Request-URI user on calls to the trunk.
@@ -106,6 +106,51 @@ pub struct Routing {
     simulated: bool,
 }
 
+impl Trunk {
+    /// The destinations for one call: by priority, and within a priority in an order
+    /// drawn by weight (RFC 2782), so calls spread as the weights say.
+    pub fn ordered_destinations(&self) -> Vec<SipUri> {
+        let items = self
+            .destinations
+            .iter()
+            .map(|(p, w, u)| (*p, *w, u.clone()))
+            .collect();
+        weighted_order(items)
+    }
+}
+
+/// Orders `(priority, weight, item)`: lower priority first; within a priority, RFC
+/// 2782's weighted random selection (weight-0 entries first, then each pick with a
+/// chance proportional to its weight).
+pub fn weighted_order<T>(mut items: Vec<(u16, u16, T)>) -> Vec<T> {
+    items.sort_by_key(|i| i.0);
+    let mut out = Vec::with_capacity(items.len());
+    while !items.is_empty() {
+        let priority = items[0].0;
+        let end = items.iter().take_while(|i| i.0 == priority).count();
+        let mut group: Vec<_> = items.drain(..end).collect();
+        group.sort_by_key(|i| i.1 != 0);
+        while !group.is_empty() {
+            let total: u32 = group.iter().map(|i| u32::from(i.1)).sum();
+            let pick = if total == 0 {
+                0
+            } else {
+                rand::random_range(0..=total)
+            };
+            let mut running = 0;
+            let at = group
+                .iter()
+                .position(|i| {
+                    running += u32::from(i.1);
+                    running >= pick
+                })
+                .unwrap_or(0);
+            out.push(group.remove(at).2);
+        }
+    }
+    out
+}
+
 impl Routing {
     /// Builds the table; a number whose flow is not loaded is an error.
     pub fn build(config: &Config, flows: Vec<Flow>) -> Result<Routing, String> {
@@ -136,7 +181,16 @@ impl Routing {
                 destinations: t
                     .destinations
                     .iter()
-                    .map(|d| sip_uri(d))
+                    .enumerate()
+                    .map(|(i, d)| {
+                        let (priority, weight) = match d {
+                            DestinationConfig::Uri(_) => (u16::try_from(i).unwrap_or(u16::MAX), 0),
+                            DestinationConfig::Weighted {
+                                priority, weight, ..
+                            } => (*priority, *weight),
+                        };
+                        sip_uri(d.uri()).map(|u| (priority, weight, u))
+                    })
                     .collect::<Result<_, _>>()?,
                 whitelisted: t
                     .whitelisted_ips
@@ -270,10 +324,14 @@ impl Routing {
             Some(t) => Some(t.clone()),
             None if self.simulated => Some(Arc::new(Trunk {
                 sid: sid.to_string(),
-                destinations: vec![SipUri::new(
-                    None,
-                    crate::sip::Host::Domain(format!("{sid}.simulated")),
-                    None,
+                destinations: vec![(
+                    0,
+                    0,
+                    SipUri::new(
+                        None,
+                        crate::sip::Host::Domain(format!("{sid}.simulated")),
+                        None,
+                    ),
                 )],
                 whitelisted: Vec::new(),
                 external_alias: None,
@@ -306,5 +364,48 @@ pub fn normalise(user: &str) -> String {
     match digits.strip_prefix('+') {
         Some(_) => digits,
         None => format!("+{digits}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn priority_first_then_weight_shares() {
+        let mut heavy_first = 0;
+        for _ in 0..2000 {
+            let order = weighted_order(vec![
+                (20, 0, "backup"),
+                (10, 90, "heavy"),
+                (10, 10, "light"),
+            ]);
+            assert_eq!(order[2], "backup", "lower priority last");
+            heavy_first += usize::from(order[0] == "heavy");
+        }
+        // Expected 90 %; the bounds are far outside any plausible random swing.
+        assert!((1600..=1960).contains(&heavy_first), "{heavy_first}");
+    }
+
+    #[test]
+    fn cidr_edges_v4_and_v6() {
+        let config = Config::parse(
+            "trunks:\n  - sid: t\n    whitelisted_ips: [203.0.113.8/30, \"2001:db8::/127\"]\n    numbers: [{ number: \"+918047112233\", mode: pstn }]\n",
+            std::path::Path::new("c.yaml"),
+        )
+        .unwrap();
+        let r = Routing::build(&config, Vec::new()).unwrap();
+        let class =
+            |ip: &str| match r.inbound(ip.parse().unwrap(), "+919999999999", "+918047112233") {
+                Inbound::Outbound { .. } => "out",
+                Inbound::Forbidden(_) => "403",
+                _ => "other",
+            };
+        assert_eq!(class("203.0.113.7"), "403");
+        assert_eq!(class("203.0.113.8"), "out");
+        assert_eq!(class("203.0.113.11"), "out");
+        assert_eq!(class("203.0.113.12"), "403");
+        assert_eq!(class("2001:db8::1"), "out");
+        assert_eq!(class("2001:db8::2"), "403");
     }
 }

@@ -138,7 +138,7 @@ impl Resolver {
         let Ok(lookup) = dns.srv_lookup(service).await else {
             return Vec::new();
         };
-        let mut records: Vec<(u16, u16, String, u16)> = lookup
+        let records: Vec<(u16, u16, String, u16)> = lookup
             .answers()
             .iter()
             .filter_map(|r| match &r.data {
@@ -152,8 +152,12 @@ impl Resolver {
             })
             .filter(|(_, _, target, _)| !target.is_empty())
             .collect();
-        records.sort_by_key(|r| r.0);
-        order_by_weight(records)
+        crate::routing::weighted_order(
+            records
+                .into_iter()
+                .map(|(p, w, host, port)| (p, w, (host, port)))
+                .collect(),
+        )
     }
 
     /// A/AAAA of `host`; DNS first, then the system's own lookup (hosts file).
@@ -201,54 +205,5 @@ fn target(transport: Transport, addr: SocketAddr, server_name: Option<String>) -
         transport,
         addr,
         server_name,
-    }
-}
-
-/// Orders records of each priority by RFC 2782's weighted random selection; input is
-/// sorted by priority. Returns (host, port).
-fn order_by_weight(mut records: Vec<(u16, u16, String, u16)>) -> Vec<(String, u16)> {
-    let mut out = Vec::with_capacity(records.len());
-    while !records.is_empty() {
-        let priority = records[0].0;
-        let end = records.iter().take_while(|r| r.0 == priority).count();
-        let mut group: Vec<_> = records.drain(..end).collect();
-        // Weight-0 records first, as RFC 2782 says, then pick by running sums.
-        group.sort_by_key(|r| r.1 != 0);
-        while !group.is_empty() {
-            let total: u32 = group.iter().map(|r| u32::from(r.1)).sum();
-            let pick = if total == 0 {
-                0
-            } else {
-                rand::random_range(0..=total)
-            };
-            let mut running = 0;
-            let i = group
-                .iter()
-                .position(|r| {
-                    running += u32::from(r.1);
-                    running >= pick
-                })
-                .unwrap_or(0);
-            let r = group.remove(i);
-            out.push((r.2, r.3));
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn weights_order_within_priority() {
-        let records = vec![
-            (10, 0, "a".to_string(), 1),
-            (10, 100, "b".to_string(), 2),
-            (20, 5, "c".to_string(), 3),
-        ];
-        let out = order_by_weight(records);
-        assert_eq!(out.len(), 3);
-        assert_eq!(out[2], ("c".to_string(), 3), "lower priority last");
     }
 }

@@ -101,10 +101,10 @@ fn expand<C: CallControl, H: Http>(
                 .clone()
                 .unwrap_or_else(|| rt.info.to.clone());
             Ok(trunk
-                .destinations
-                .iter()
+                .ordered_destinations()
+                .into_iter()
                 .map(|d| {
-                    let mut uri = d.clone();
+                    let mut uri = d;
                     uri.user = Some(user.clone());
                     Attempt {
                         uri,
