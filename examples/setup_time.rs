@@ -75,7 +75,7 @@ async fn main() -> anyhow::Result<()> {
         ),
     )?;
     let cfg = format!(
-        "sip: {{ listen: [\"udp://127.0.0.1:0\"] }}\nflows: flows\ncarriers:\n  - {{ name: p, uri: \"sip:127.0.0.1:9\", addresses: [127.0.0.1/32] }}\ntrunks:\n  - sid: trunk_bot\n    destinations: [\"sip:{}\"]\n    numbers: [{{ number: \"+918047112233\", mode: flow, flow: f }}]\n",
+        "sip: {{ listen: [\"udp://127.0.0.1:0\"], options_interval: null }}\nflows: flows\ncarriers:\n  - {{ name: p, uri: \"sip:127.0.0.1:9\", addresses: [127.0.0.1/32] }}\ntrunks:\n  - sid: trunk_bot\n    destinations: [\"sip:{}\"]\n    numbers: [{{ number: \"+918047112233\", mode: flow, flow: f }}]\n",
         bot.local_addr()?
     );
     let path = dir.path().join("callflow.yaml");

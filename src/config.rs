@@ -94,6 +94,8 @@ pub struct SipConfig {
     pub tls: Option<TlsFiles>,
     /// The address put in Via and Contact, for NAT.
     pub advertised_address: Option<String>,
+    /// How often trunk destinations and carriers are pinged with OPTIONS (null: never).
+    pub options_interval: Option<String>,
 }
 
 impl Default for SipConfig {
@@ -102,6 +104,7 @@ impl Default for SipConfig {
             listen: vec!["udp://127.0.0.1:5060".into(), "tcp://127.0.0.1:5060".into()],
             tls: None,
             advertised_address: None,
+            options_interval: Some("30s".into()),
         }
     }
 }
@@ -352,6 +355,10 @@ impl Config {
         }
         crate::flow::duration::parse_duration(&self.webhooks.timeout)
             .map_err(|e| format!("webhooks.timeout '{}': {e}", self.webhooks.timeout))?;
+        if let Some(i) = &self.sip.options_interval {
+            crate::flow::duration::parse_duration(i)
+                .map_err(|e| format!("sip.options_interval '{i}': {e}"))?;
+        }
         crate::flow::duration::parse_duration(&self.outbound.ring_timeout).map_err(|e| {
             format!(
                 "outbound.ring_timeout '{}': {e}",

@@ -88,7 +88,13 @@ impl Server {
     pub async fn start(config: &Config, timers: Timers) -> Result<Server, StartError> {
         let http = WebhookClient::new().map_err(StartError::Http)?;
         let auth = Authenticator::new("callflow");
-        let shared = Shared::load(config, http, Arc::new(Limits::default()), auth)?;
+        let shared = Shared::load_parts(
+            config,
+            http,
+            Arc::new(Limits::default()),
+            auth,
+            Arc::default(),
+        )?;
         let listen = config
             .sip
             .listen
@@ -120,6 +126,19 @@ impl Server {
         let current = Arc::new(ArcSwap::from_pointee(shared));
         let engine = Engine::new(layer, flow_handler(current.clone()));
         tokio::spawn(engine.clone().run(core_rx));
+        if let Some(every) = config
+            .sip
+            .options_interval
+            .as_deref()
+            .and_then(|i| crate::flow::duration::parse_duration(i).ok())
+        {
+            tokio::spawn(pinger(
+                engine.clone(),
+                current.clone(),
+                every,
+                shutdown.clone(),
+            ));
+        }
         for l in transports.local_addrs() {
             tracing::info!(transport = %l.transport, addr = %l.addr, "listening");
         }
@@ -141,12 +160,7 @@ impl Server {
     /// Listening addresses and TLS files are not changed by a reload.
     pub fn reload(&self, config: &Config) -> Result<(), StartError> {
         let old = self.current.load();
-        let shared = Shared::load(
-            config,
-            old.http.clone(),
-            old.limits.clone(),
-            old.auth.clone(),
-        )?;
+        let shared = Shared::load(config, &old)?;
         self.current.store(Arc::new(shared));
         tracing::info!("configuration and flows reloaded");
         Ok(())
@@ -180,6 +194,80 @@ impl Drop for Server {
     }
 }
 
+/// Pings every trunk destination and carrier with OPTIONS every `every`; any
+/// response marks it up, none within the interval (at most 5 s) marks it down.
+async fn pinger(
+    engine: Arc<Engine>,
+    current: Arc<ArcSwap<Shared>>,
+    every: Duration,
+    stop: CancellationToken,
+) {
+    let wait = every.min(Duration::from_secs(5));
+    loop {
+        let shared = current.load_full();
+        for uri in shared.routing.ping_targets() {
+            let (engine, health) = (engine.clone(), shared.routing.health().clone());
+            tokio::spawn(async move {
+                let up = ping(&engine, &uri, wait).await;
+                if health.mark(&uri, up) {
+                    if up {
+                        tracing::info!(%uri, "answers OPTIONS again: up");
+                    } else {
+                        tracing::warn!(%uri, "no answer to OPTIONS: down");
+                    }
+                }
+            });
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
+/// One OPTIONS ping: whether any final response came within `wait`.
+async fn ping(engine: &Engine, uri: &crate::sip::SipUri, wait: Duration) -> bool {
+    let Some(target) = engine
+        .resolver
+        .resolve(uri)
+        .await
+        .ok()
+        .and_then(|t| t.into_iter().next())
+    else {
+        return false;
+    };
+    let mut req = crate::sip::Message::request(
+        crate::sip::Method::Options,
+        crate::sip::Uri::Sip(uri.clone()),
+    );
+    let from = format!(
+        "<sip:callflow@{}>;tag={}",
+        uri.host,
+        crate::sip::dialog::new_tag()
+    );
+    req.push_header(Name::MaxForwards, "70");
+    req.push_header(Name::From, from);
+    req.push_header(Name::To, format!("<{uri}>"));
+    req.push_header(Name::CallId, format!("ping-{:016x}", rand::random::<u64>()));
+    req.push_header(Name::CSeq, "1 OPTIONS");
+    let mut ct = engine.layer.send_request(req, target, None).await;
+    let answered = async {
+        while let Some(ev) = ct.events.recv().await {
+            match ev {
+                crate::sip::transaction::ClientEvent::Response(r)
+                    if r.status().is_some_and(|s| s >= 200) =>
+                {
+                    return true;
+                }
+                crate::sip::transaction::ClientEvent::Response(_) => {}
+                _ => return false,
+            }
+        }
+        false
+    };
+    tokio::time::timeout(wait, answered).await.unwrap_or(false)
+}
+
 /// The flow a `pstn` number runs: connect to its trunk, then hang up.
 fn pstn_flow(trunk: &str) -> Option<Flow> {
     let text = format!(
@@ -208,18 +296,31 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// Loads the flows and builds the routing of `config`, keeping the HTTP client,
-    /// the limits' counters and the digest secret.
-    pub fn load(
+    /// Loads the flows and builds the routing of `config`, keeping from `previous`
+    /// what outlives a reload: the HTTP client, the limits' counters, the digest
+    /// secret and what the pings found.
+    pub fn load(config: &Config, previous: &Shared) -> Result<Shared, StartError> {
+        Self::load_parts(
+            config,
+            previous.http.clone(),
+            previous.limits.clone(),
+            previous.auth.clone(),
+            previous.routing.health().clone(),
+        )
+    }
+
+    fn load_parts(
         config: &Config,
         http: WebhookClient,
         limits: Arc<Limits>,
         auth: Authenticator,
+        health: Arc<crate::routing::health::Health>,
     ) -> Result<Shared, StartError> {
         let flows = load_flows(config)?;
-        let routing = Arc::new(Routing::build(config, flows).map_err(StartError::Routing)?);
+        let routing =
+            Routing::build_with_health(config, flows, health).map_err(StartError::Routing)?;
         Ok(Shared {
-            routing,
+            routing: Arc::new(routing),
             http,
             settings: Settings {
                 webhook_timeout: config.webhooks.timeout(),
@@ -420,7 +521,7 @@ async fn outbound_call(
 /// carrier failed.
 async fn outbound(call: &mut Call, shared: &Shared, trunk: &str, caller: &str, dialled: &str) {
     let mut last: Option<u16> = None;
-    for carrier in shared.routing.carriers() {
+    for carrier in &shared.routing.usable_carriers() {
         let key = format!("carrier:{}", carrier.name);
         let Ok(_permit) = shared.limits.acquire(&key, carrier.max_channels, None) else {
             tracing::info!(sid = %call.sid, carrier = %carrier.name, "carrier full; next");

@@ -103,7 +103,7 @@ struct World {
 /// +918047112233, trunk_bot → the bot, trunk_sales → the agent; carriers at
 /// `carrier_cidr`.
 const CONFIG: &str = r#"
-sip: { listen: ["udp://127.0.0.1:0"] }
+sip: { listen: ["udp://127.0.0.1:0"], options_interval: null }
 flows: flows
 carriers:
   - { name: pstn, uri: "sip:127.0.0.1:9", addresses: [CARRIER_CIDR], priority: 1 }
@@ -891,4 +891,58 @@ async fn reload_during_a_live_call_drops_nothing() {
     w.call("+918047112233", "still").await;
     let (inv, _) = w.agent.expect_request("INVITE").await;
     assert!(inv.header(&Name::parse("X-Callflow-CallSid")).is_some());
+}
+
+/// A raw endpoint that answers OPTIONS 200 and INVITE 486; counts INVITEs.
+async fn responder(answer_options: bool) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    let invites = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = invites.clone();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 65536];
+        while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+            let Ok(m) = Message::parse(&buf[..n], callflow::sip::Framing::Datagram) else {
+                continue;
+            };
+            let status = match m.method().map(|m| m.as_str().to_string()).as_deref() {
+                Some("OPTIONS") if answer_options => 200,
+                Some("INVITE") => {
+                    count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    486
+                }
+                _ => continue,
+            };
+            let mut r = Message::response_to(&m, status);
+            let mut to = r.to_header().unwrap();
+            to.set_tag("r");
+            r.set_header(Name::To, to.to_string());
+            let _ = socket.send_to(&r.to_bytes(), from).await;
+        }
+    });
+    (addr, invites)
+}
+
+#[tokio::test]
+async fn options_pings_take_a_silent_destination_out_of_rotation() {
+    let (silent, silent_invites) = responder(false).await;
+    let (alive, alive_invites) = responder(true).await;
+    let cfg = CONFIG
+        .replace("CARRIER_CIDR", "127.0.0.1/32")
+        .replace("options_interval: null", "options_interval: 200ms")
+        .replace(
+            r#"destinations: ["sip:BOT"]"#,
+            &format!("destinations: [{{ uri: \"sip:{silent}\", priority: 1 }}, {{ uri: \"sip:{alive}\", priority: 2 }}]"),
+        );
+    let mut w = world_cfg(&one_leg("sip:trunk_bot", ""), &cfg).await;
+    // One ping round finds the silent one down (no answer within 200 ms).
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    w.call("+918047112233", "pinged").await;
+    assert_eq!(w.caller.expect_final("INVITE").await.status(), Some(480));
+    assert_eq!(
+        silent_invites.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "skipped: down"
+    );
+    assert_eq!(alive_invites.load(std::sync::atomic::Ordering::SeqCst), 1);
 }

@@ -11,7 +11,7 @@ use callflow::sip::{Message, Name, Transport};
 use support::{Ua, answer, fast_timers};
 
 const CONFIG: &str = r#"
-sip: { listen: ["udp://127.0.0.1:0"] }
+sip: { listen: ["udp://127.0.0.1:0"], options_interval: null }
 flows: flows
 outbound: { ring_timeout: 1s }
 carriers:

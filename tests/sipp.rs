@@ -208,7 +208,7 @@ async fn sipp_seed_handoff_caller_bot_agent() {
     );
     std::fs::write(dir.path().join("flows/handoff.yaml"), flow).unwrap();
     let config = format!(
-        "sip: {{ listen: [\"udp://127.0.0.1:0\"] }}\nflows: flows\ncarriers:\n  - {{ name: pstn, uri: \"sip:127.0.0.1:9\", addresses: [127.0.0.1/32] }}\ntrunks:\n  - sid: trunk_bot\n    destinations: [\"sip:bot@127.0.0.1:{bot_port}\"]\n    numbers: [{{ number: \"+918047112233\", mode: flow, flow: handoff }}]\n  - sid: trunk_sales\n    destinations: [\"sip:agent@127.0.0.1:{agent_port}\"]\n"
+        "sip: {{ listen: [\"udp://127.0.0.1:0\"], options_interval: null }}\nflows: flows\ncarriers:\n  - {{ name: pstn, uri: \"sip:127.0.0.1:9\", addresses: [127.0.0.1/32] }}\ntrunks:\n  - sid: trunk_bot\n    destinations: [\"sip:bot@127.0.0.1:{bot_port}\"]\n    numbers: [{{ number: \"+918047112233\", mode: flow, flow: handoff }}]\n  - sid: trunk_sales\n    destinations: [\"sip:agent@127.0.0.1:{agent_port}\"]\n"
     );
     let path = dir.path().join("callflow.yaml");
     std::fs::write(&path, config).unwrap();
@@ -262,7 +262,7 @@ async fn sipp_outbound_carrier_failover() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("flows")).unwrap();
     let config = format!(
-        "sip: {{ listen: [\"udp://127.0.0.1:0\"] }}\nflows: flows\noutbound: {{ ring_timeout: 1s }}\ncarriers:\n  - {{ name: a, uri: \"sip:127.0.0.1:{}\", addresses: [10.1.0.1/32], priority: 1 }}\n  - {{ name: b, uri: \"sip:127.0.0.1:{}\", addresses: [10.2.0.1/32], priority: 2 }}\n  - {{ name: c, uri: \"sip:127.0.0.1:{}\", addresses: [10.3.0.1/32], priority: 3 }}\ntrunks:\n  - sid: partner\n    whitelisted_ips: [127.0.0.1/32]\n    numbers: [{{ number: \"+918047112233\", mode: pstn }}]\n",
+        "sip: {{ listen: [\"udp://127.0.0.1:0\"], options_interval: null }}\nflows: flows\noutbound: {{ ring_timeout: 1s }}\ncarriers:\n  - {{ name: a, uri: \"sip:127.0.0.1:{}\", addresses: [10.1.0.1/32], priority: 1 }}\n  - {{ name: b, uri: \"sip:127.0.0.1:{}\", addresses: [10.2.0.1/32], priority: 2 }}\n  - {{ name: c, uri: \"sip:127.0.0.1:{}\", addresses: [10.3.0.1/32], priority: 3 }}\ntrunks:\n  - sid: partner\n    whitelisted_ips: [127.0.0.1/32]\n    numbers: [{{ number: \"+918047112233\", mode: pstn }}]\n",
         ports[0], ports[1], ports[2]
     );
     let path = dir.path().join("callflow.yaml");

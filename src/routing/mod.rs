@@ -5,6 +5,7 @@
 //! call keeps the `Arc` it started with, so a later reload cannot change a call in
 //! progress.
 
+pub mod health;
 pub mod limits;
 
 use std::collections::HashMap;
@@ -104,6 +105,8 @@ pub struct Routing {
     flows: HashMap<String, Arc<Flow>>,
     /// For `callflow simulate`: any trunk sid resolves to a stand-in trunk.
     simulated: bool,
+    /// What the OPTIONS pings found.
+    health: Arc<health::Health>,
 }
 
 impl Trunk {
@@ -154,6 +157,15 @@ pub fn weighted_order<T>(mut items: Vec<(u16, u16, T)>) -> Vec<T> {
 impl Routing {
     /// Builds the table; a number whose flow is not loaded is an error.
     pub fn build(config: &Config, flows: Vec<Flow>) -> Result<Routing, String> {
+        Self::build_with_health(config, flows, Arc::default())
+    }
+
+    /// Builds the table sharing `health` (kept across reloads).
+    pub fn build_with_health(
+        config: &Config,
+        flows: Vec<Flow>,
+        health: Arc<health::Health>,
+    ) -> Result<Routing, String> {
         let flows: HashMap<String, Arc<Flow>> = flows
             .into_iter()
             .map(|f| (f.id.clone(), Arc::new(f)))
@@ -233,6 +245,7 @@ impl Routing {
             numbers,
             flows,
             simulated: false,
+            health,
         })
     }
 
@@ -346,6 +359,34 @@ impl Routing {
     /// The carriers, by priority.
     pub fn carriers(&self) -> &[Carrier] {
         &self.carriers
+    }
+
+    /// The carriers to try, by priority, those found down by pings left out (unless
+    /// all are).
+    pub fn usable_carriers(&self) -> Vec<Carrier> {
+        self.health.usable(self.carriers.clone(), |c| &c.uri)
+    }
+
+    /// A trunk's destinations for one call, ordered by priority and weight, those
+    /// found down by pings left out (unless all are).
+    pub fn usable_destinations(&self, trunk: &Trunk) -> Vec<SipUri> {
+        self.health.usable(trunk.ordered_destinations(), |u| u)
+    }
+
+    /// What the pings found.
+    pub fn health(&self) -> &Arc<health::Health> {
+        &self.health
+    }
+
+    /// Every URI worth pinging: trunk destinations and carriers.
+    pub fn ping_targets(&self) -> Vec<SipUri> {
+        let mut seen = std::collections::HashSet::new();
+        self.trunks
+            .values()
+            .flat_map(|t| t.destinations.iter().map(|d| d.2.clone()))
+            .chain(self.carriers.iter().map(|c| c.uri.clone()))
+            .filter(|u| seen.insert(health::key(u)))
+            .collect()
     }
 
     /// A loaded flow by id.

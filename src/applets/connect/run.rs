@@ -100,8 +100,9 @@ fn expand<C: CallControl, H: Http>(
                 .external_alias
                 .clone()
                 .unwrap_or_else(|| rt.info.to.clone());
-            Ok(trunk
-                .ordered_destinations()
+            Ok(rt
+                .routing
+                .usable_destinations(&trunk)
                 .into_iter()
                 .map(|d| {
                     let mut uri = d;
@@ -120,7 +121,7 @@ fn expand<C: CallControl, H: Http>(
             }
             Ok(rt
                 .routing
-                .carriers()
+                .usable_carriers()
                 .iter()
                 .map(|c| {
                     let mut uri = c.uri.clone();
