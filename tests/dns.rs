@@ -139,3 +139,67 @@ async fn srv_records_are_tried_in_priority_order_with_failover() {
     assert_eq!(report.recv().await, Some(LegOutcome::Answered));
     shutdown.cancel();
 }
+
+#[tokio::test]
+async fn tls_to_an_fqdn_destination_signed_by_a_test_ca() {
+    let (leaf, ca) = support::ca_signed_cert("bot.partner.test");
+    // The bot presents the CA-signed certificate for bot.partner.test.
+    let mut bot = Ua::new(Transport::Tls, "bot", Some(&leaf)).await;
+    let mut zone: Zone = HashMap::new();
+    zone.insert(
+        ("bot.partner.test.".into(), RecordType::A),
+        vec![RData::A(A(Ipv4Addr::LOCALHOST))],
+    );
+    let dns = dns_server(zone).await;
+    let shutdown = CancellationToken::new();
+    let config = TransportConfig {
+        listen: vec!["udp://127.0.0.1:0".parse().unwrap()],
+        tls: Some(callflow::sip::transport::TlsConfig {
+            cert: None,
+            key: None,
+            ca: Some(ca),
+        }),
+        ..Default::default()
+    };
+    let (transports, incoming) = Transports::bind(config, shutdown.clone()).await.unwrap();
+    let layer = TransactionLayer::new(transports.clone(), fast_timers(), None);
+    let (core_tx, core_rx) = mpsc::channel(64);
+    tokio::spawn(layer.clone().run(incoming, core_tx));
+    let (report_tx, mut report) = mpsc::unbounded_channel();
+    let uri = format!("sip:bot@bot.partner.test:{};transport=tls", bot.addr.port());
+    let engine = Engine::with_resolver(
+        layer,
+        handler(move |mut call| {
+            let (report, uri) = (report_tx.clone(), uri.clone());
+            async move {
+                let Ok(Uri::Sip(uri)) = Uri::parse(&uri) else {
+                    return;
+                };
+                let leg = LegRequest {
+                    uri,
+                    headers: vec![],
+                    ring_timeout: Duration::from_secs(5),
+                    caller_id: None,
+                };
+                let _ = report.send(call.dial(leg).await);
+                call.hangup(480).await;
+            }
+        }),
+        Resolver::with_nameservers(&[dns]),
+    );
+    tokio::spawn(engine.clone().run(core_rx));
+    let caller = Ua::new(Transport::Udp, "caller", None).await;
+    let to = transports.local_addr(Transport::Udp).unwrap();
+    caller
+        .send(
+            &caller.invite(&format!("sip:+918047112233@{to}"), "tls-fqdn"),
+            to,
+        )
+        .await;
+    // The handshake verified bot.partner.test against the CA: the INVITE arrives.
+    let (inv, from) = bot.expect_request("INVITE").await;
+    bot.send(&bot.response(&inv, 200, "b", Some(&answer(41000))), from)
+        .await;
+    assert_eq!(report.recv().await, Some(LegOutcome::Answered));
+    shutdown.cancel();
+}
