@@ -319,3 +319,75 @@ async fn digest_with_a_wrong_password_is_refused() {
     let (_s, status) = digest_race("SHA-256", "guess").await;
     assert_eq!(status, 403);
 }
+
+/// A carrier that answers every INVITE 200 (with SDP) and holds the call.
+async fn answering_carrier() -> SocketAddr {
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 65536];
+        while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+            let Ok(m) = Message::parse(&buf[..n], callflow::sip::Framing::Datagram) else {
+                continue;
+            };
+            if m.method().map(|m| m.as_str()) != Some("INVITE") {
+                continue;
+            }
+            let mut r = Message::response_to(&m, 200);
+            let mut to = r.to_header().unwrap();
+            to.set_tag("carrier");
+            r.set_header(Name::To, to.to_string());
+            r.push_header(Name::Contact, format!("<sip:c@{addr}>"));
+            r.set_body("application/sdp", bytes::Bytes::from(answer(41000)));
+            let _ = socket.send_to(&r.to_bytes(), from).await;
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_simultaneous_invites_against_a_limit_of_100_connect_exactly_100() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let carrier = answering_carrier().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("flows")).unwrap();
+    let config = format!(
+        "sip: {{ listen: [\"udp://127.0.0.1:0\", \"tcp://127.0.0.1:0\"], options_interval: null }}\nflows: flows\ncarriers:\n  - {{ name: a, uri: \"sip:{carrier}\", addresses: [10.1.0.1/32] }}\ntrunks:\n  - sid: partner\n    whitelisted_ips: [127.0.0.1/32]\n    numbers: [{{ number: \"+918047112233\", mode: pstn }}]\n    max_channels: 100\n"
+    );
+    let path = dir.path().join("callflow.yaml");
+    std::fs::write(&path, config).unwrap();
+    let server = Server::start(&Config::load(&path).unwrap(), fast_timers())
+        .await
+        .unwrap();
+    let engine = server.transports.local_addr(Transport::Tcp).unwrap();
+    let mut tcp = tokio::net::TcpStream::connect(engine).await.unwrap();
+    let me = tcp.local_addr().unwrap();
+    let sdp = answer(40000);
+    let mut burst = Vec::new();
+    for i in 0..1000 {
+        burst.extend_from_slice(format!(
+            "INVITE sip:+919999999999@{engine};transport=tcp SIP/2.0\r\nVia: SIP/2.0/TCP {me};branch=z9hG4bKburst{i}\r\nMax-Forwards: 70\r\nFrom: <sip:+918047112233@{me}>;tag=b{i}\r\nTo: <sip:+919999999999@{engine}>\r\nCall-ID: burst-{i}\r\nCSeq: 1 INVITE\r\nContact: <sip:sbc@{me};transport=tcp>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+            sdp.len()
+        ).as_bytes());
+    }
+    tcp.write_all(&burst).await.unwrap();
+    let mut finals = std::collections::HashMap::new();
+    let mut buf = bytes::BytesMut::new();
+    while finals.len() < 1000 {
+        let n = tokio::time::timeout(std::time::Duration::from_secs(20), tcp.read_buf(&mut buf))
+            .await
+            .expect("responses keep coming")
+            .unwrap();
+        assert!(n > 0, "connection closed");
+        while let Ok(Some(len)) = callflow::sip::message::frame(&buf) {
+            let bytes = buf.split_to(len);
+            let m = Message::parse(&bytes, callflow::sip::Framing::Stream).unwrap();
+            if let Some(s) = m.status().filter(|s| *s >= 200) {
+                finals.insert(m.call_id().unwrap().to_string(), s);
+            }
+        }
+    }
+    let ok = finals.values().filter(|s| **s == 200).count();
+    let refused = finals.values().filter(|s| **s == 503).count();
+    assert_eq!((ok, refused), (100, 900));
+}
