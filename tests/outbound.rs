@@ -391,3 +391,44 @@ async fn a_thousand_simultaneous_invites_against_a_limit_of_100_connect_exactly_
     let refused = finals.values().filter(|s| **s == 503).count();
     assert_eq!((ok, refused), (100, 900));
 }
+
+#[tokio::test]
+async fn a_full_carrier_is_skipped_for_the_next() {
+    let cfg_limit = "max_channels: 10";
+    let mut s = setup("127.0.0.1/32", cfg_limit).await;
+    // Rewrite carrier a with max_channels 1 and restart.
+    let path = s._dir.path().join("callflow.yaml");
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "addresses: [10.1.0.1/32], priority: 1 }",
+        "addresses: [10.1.0.1/32], priority: 1, max_channels: 1 }",
+    );
+    std::fs::write(&path, text).unwrap();
+    s.server = Server::start(&Config::load(&path).unwrap(), fast_timers())
+        .await
+        .unwrap();
+    s.call("+919999999999", "+918047112233", "full1").await;
+    let (inv, from) = s.carriers[0].expect_request("INVITE").await;
+    s.carriers[0]
+        .send(
+            &s.carriers[0].response(&inv, 200, "a", Some(&answer(41000))),
+            from,
+        )
+        .await;
+    assert_eq!(s.partner.expect_final("INVITE").await.status(), Some(200));
+    // Carrier a is full: the next call goes to b.
+    s.call("+919999999999", "+918047112233", "full2").await;
+    let (inv, from) = s.carriers[1].expect_request("INVITE").await;
+    s.carriers[1]
+        .send(
+            &s.carriers[1].response(&inv, 200, "b", Some(&answer(41000))),
+            from,
+        )
+        .await;
+    let r = loop {
+        let r = s.partner.expect_final("INVITE").await;
+        if r.call_id().unwrap() == "full2" {
+            break r;
+        }
+    };
+    assert_eq!(r.status(), Some(200));
+}
