@@ -1,5 +1,6 @@
-//! The documentation compiles: every YAML snippet in applets/*.md and README.md, every
-//! file in flows/, and each applet page names every key and outcome of its applet.
+//! The documentation compiles: every YAML snippet in applets/*.md and README.md (flows
+//! compile, configuration examples load), every file in flows/, the repository's own
+//! callflow.yaml, and each applet page names every key and outcome of its applet.
 
 use std::path::Path;
 
@@ -34,6 +35,13 @@ fn assert_snippets_compile(file: &Path) -> usize {
     let blocks = yaml_blocks(&text);
     for (line, body) in &blocks {
         let name = format!("{}:{line}", file.display());
+        if !body.trim_start().starts_with("flow:") {
+            // A configuration example: it must load as callflow.yaml does.
+            if let Err(e) = callflow::config::Config::parse(body, Path::new(&name)) {
+                panic!("configuration snippet at {name}: {e}");
+            }
+            continue;
+        }
         let out = compile_str(name.clone().into(), body, &CompileOptions::default());
         assert!(
             out.diagnostics.is_empty(),
@@ -120,4 +128,11 @@ fn readme_shows_the_real_graph_of_its_tour() {
         readme.contains(&format!("```mermaid\n{graph}```")),
         "README's graph differs from `callflow graph flows/bot-to-agent.yaml`:\n{graph}"
     );
+}
+
+#[test]
+fn the_repository_configuration_loads_with_its_flows() {
+    let config = callflow::config::Config::load(&root().join("callflow.yaml")).unwrap();
+    let flows = callflow::server::load_flows(&config).unwrap();
+    callflow::routing::Routing::build(&config, flows).unwrap();
 }
