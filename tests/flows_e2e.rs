@@ -946,3 +946,15 @@ async fn options_pings_take_a_silent_destination_out_of_rotation() {
     );
     assert_eq!(alive_invites.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
+
+#[tokio::test]
+async fn absurd_durations_from_the_dynamic_url_are_bounded_not_fatal() {
+    let mut w = world(DYNAMIC, "127.0.0.1/32").await;
+    w.partner.answer(
+        "route",
+        200,
+        r#"{"destination":{"trunk":"trunk_bot"},"max_ringing_duration":18446744073709551615,"max_conversation_duration":18446744073709551615}"#,
+    );
+    w.call("+918047112233", "huge").await;
+    w.bot_answers().await;
+}

@@ -176,15 +176,21 @@ fn plan_of<C: CallControl, H: Http>(
     Ok(Plan {
         attempts,
         headers: render_headers(c, rt, extra)?,
+        // Seconds from the network: at least one, at most the longest a flow may say.
         ring_timeout: answer
             .max_ringing_duration
-            .map_or(c.ring_timeout, Duration::from_secs),
+            .map_or(c.ring_timeout, bounded_secs),
         max_duration: answer
             .max_conversation_duration
-            .map_or(c.max_duration, Duration::from_secs),
+            .map_or(c.max_duration, bounded_secs),
         caller_id,
         parallel,
     })
+}
+
+/// A duration in seconds from a webhook, kept between 1 s and 24 h.
+fn bounded_secs(secs: u64) -> Duration {
+    Duration::from_secs(secs.max(1)).min(crate::flow::duration::MAX)
 }
 
 enum Fetched {
