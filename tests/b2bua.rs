@@ -388,6 +388,15 @@ async fn options_and_unknown_requests_outside_dialogs() {
             assert!(r.header(&Name::Allow).unwrap().contains("REFER"));
         }
     }
+    // An INVITE that requires an extension callflow lacks: 420 naming it.
+    let with_require = base("INVITE", "req100rel").replace(
+        "Max-Forwards: 70\r\n",
+        "Max-Forwards: 70\r\nRequire: 100rel\r\n",
+    );
+    s.caller.send_raw(with_require.as_bytes(), to).await;
+    let r = s.caller.expect_final("INVITE").await;
+    assert_eq!(r.status(), Some(420));
+    assert_eq!(r.header(&Name::parse("Unsupported")), Some("100rel"));
 }
 
 #[tokio::test]

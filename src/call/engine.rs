@@ -145,6 +145,15 @@ impl Engine {
             .method()
             .cloned()
             .unwrap_or(Method::Other(String::new()));
+        // callflow supports no SIP extension that a peer could require (RFC 3261
+        // §8.2.2.3): 420 with the ones it named.
+        let required: Vec<&str> = st.request.header_values(&Name::Require).collect();
+        if !required.is_empty() && !matches!(method, Method::Ack | Method::Cancel) {
+            let mut resp = st.response(420, None);
+            resp.push_header(Name::parse("Unsupported"), required.join(", "));
+            st.respond(resp).await;
+            return;
+        }
         let to_tag = st
             .request
             .to_header()

@@ -116,7 +116,13 @@ impl Name {
     pub fn is_list(&self) -> bool {
         matches!(
             self,
-            Name::Via | Name::Contact | Name::Route | Name::RecordRoute
+            Name::Via
+                | Name::Contact
+                | Name::Route
+                | Name::RecordRoute
+                | Name::Require
+                | Name::Supported
+                | Name::Allow
         )
     }
 }
