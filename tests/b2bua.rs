@@ -388,6 +388,13 @@ async fn options_and_unknown_requests_outside_dialogs() {
             assert!(r.header(&Name::Allow).unwrap().contains("REFER"));
         }
     }
+    // A Request-URI in a scheme callflow does not route: 416.
+    let urn = base("INVITE", "urn416").replace(
+        &format!("INVITE sip:callflow@{to} "),
+        "INVITE urn:service:sos ",
+    );
+    s.caller.send_raw(urn.as_bytes(), to).await;
+    assert_eq!(s.caller.expect_final("INVITE").await.status(), Some(416));
     // An INVITE that requires an extension callflow lacks: 420 naming it.
     let with_require = base("INVITE", "req100rel").replace(
         "Max-Forwards: 70\r\n",

@@ -165,7 +165,7 @@ fn malformed_messages_are_errors_not_panics() {
         b"INVITE sip:a@b SIP/3.0\r\n\r\n".to_vec(),
         b"SIP/2.0 99 Odd\r\n\r\n".to_vec(),
         b"INVITE  sip:a@b SIP/2.0\r\n\r\n".to_vec(),
-        b"INVITE http://a SIP/2.0\r\n\r\n".to_vec(),
+        b"INVITE 1http:a SIP/2.0\r\n\r\n".to_vec(),
         b"INVITE sip:a@b SIP/2.0\r\n: novalue\r\n\r\n".to_vec(),
         b"INVITE sip:a@b SIP/2.0\r\n folded-first\r\n\r\n".to_vec(),
     ];

@@ -523,7 +523,7 @@ impl Call {
                 Ok(t) => t.into_iter().next().unwrap_or_else(|| fallback.clone()),
                 Err(_) => fallback.clone(),
             },
-            Uri::Tel(_) => fallback.clone(),
+            Uri::Tel(_) | Uri::Other(_) => fallback.clone(),
         }
     }
 

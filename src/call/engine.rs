@@ -145,6 +145,12 @@ impl Engine {
             .method()
             .cloned()
             .unwrap_or(Method::Other(String::new()));
+        if matches!(st.request.request_uri(), Some(crate::sip::Uri::Other(_)))
+            && !matches!(method, Method::Ack)
+        {
+            st.reply(416, None).await;
+            return;
+        }
         // callflow supports no SIP extension that a peer could require (RFC 3261
         // §8.2.2.3): 420 with the ones it named.
         let required: Vec<&str> = st.request.header_values(&Name::Require).collect();

@@ -230,6 +230,9 @@ pub enum Uri {
     Sip(SipUri),
     /// `tel:`.
     Tel(TelUri),
+    /// Any other absolute URI (`urn:…`, `http:…`), kept as written: a Request-URI
+    /// like this is answered 416 Unsupported URI Scheme.
+    Other(String),
 }
 
 impl Uri {
@@ -247,9 +250,18 @@ impl Uri {
             "sips" => Scheme::Sips,
             "tel" => return parse_tel(rest).map(Uri::Tel),
             other => {
-                return Err(ParseError::UnsupportedScheme(
-                    other.escape_default().to_string(),
-                ));
+                let valid = other.starts_with(|c: char| c.is_ascii_alphabetic())
+                    && other
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+                    && !rest.is_empty();
+                return if valid {
+                    Ok(Uri::Other(s.to_string()))
+                } else {
+                    Err(ParseError::UnsupportedScheme(
+                        other.escape_default().to_string(),
+                    ))
+                };
             }
         };
         parse_sip(scheme, rest).map(Uri::Sip)
@@ -259,7 +271,7 @@ impl Uri {
     pub fn as_sip(&self) -> Option<&SipUri> {
         match self {
             Uri::Sip(u) => Some(u),
-            Uri::Tel(_) => None,
+            Uri::Tel(_) | Uri::Other(_) => None,
         }
     }
 
@@ -268,6 +280,7 @@ impl Uri {
         match self {
             Uri::Sip(u) => u.user.as_deref(),
             Uri::Tel(t) => Some(&t.number),
+            Uri::Other(_) => None,
         }
     }
 }
@@ -348,6 +361,7 @@ impl fmt::Display for Uri {
                 write!(f, "tel:{}", t.number)?;
                 write_params(f, &t.params)
             }
+            Uri::Other(s) => f.write_str(s),
         }
     }
 }
@@ -387,7 +401,7 @@ mod tests {
     fn bad_uris() {
         for s in [
             "alice",
-            "http://x",
+            "1http://x",
             "sip:",
             "sip:@host",
             "sip:host:0",
@@ -400,5 +414,23 @@ mod tests {
         ] {
             assert!(Uri::parse(s).is_err(), "{s}");
         }
+    }
+}
+
+#[cfg(test)]
+mod other_scheme_tests {
+    use super::*;
+
+    #[test]
+    fn other_absolute_uris_are_kept() {
+        assert_eq!(
+            Uri::parse("urn:service:sos"),
+            Ok(Uri::Other("urn:service:sos".into()))
+        );
+        assert_eq!(
+            Uri::parse("http://a").map(|u| u.to_string()),
+            Ok("http://a".into())
+        );
+        assert!(Uri::parse("1x:y").is_err());
     }
 }
