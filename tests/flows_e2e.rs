@@ -640,6 +640,8 @@ async fn external_alias_is_the_request_uri_user() {
     w.call("+918047112233", "alias").await;
     let (inv, _) = w.bot_answers().await;
     assert_eq!(inv.request_uri().unwrap().user(), Some("+910000000001"));
+    // To still carries the DID the caller dialled.
+    assert_eq!(inv.to_header().unwrap().uri.user(), Some("+918047112233"));
 }
 
 #[tokio::test]

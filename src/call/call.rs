@@ -305,8 +305,19 @@ impl Call {
         let mut from = NameAddr::new(Uri::Sip(SipUri::new(Some(&user), host, None)));
         from.display = caller_from.and_then(|f| f.display);
         from.set_tag(&new_tag());
+        // To carries the number the caller dialled (the DID), as DESIGN.md §5 says,
+        // whatever user the Request-URI has (a trunk's external alias, say).
         let mut to_uri = leg.uri.clone();
         to_uri.params.clear();
+        if let Some(did) = self
+            .invite
+            .request
+            .to_header()
+            .ok()
+            .and_then(|t| t.uri.user().map(str::to_string))
+        {
+            to_uri.user = Some(did);
+        }
         let mut m = Message::request(Method::Invite, Uri::Sip(leg.uri.clone()));
         let hops = self
             .invite
