@@ -60,6 +60,60 @@ fn name(s: &str) -> Name {
     Name::from_ascii(s).unwrap()
 }
 
+/// An engine resolving with the DNS server at `dns` (and TLS trust `tls`) whose calls
+/// dial `uri`; reports each leg's outcome. Sends one call in and returns the channel.
+async fn call_through(
+    dns: SocketAddr,
+    tls: Option<callflow::sip::transport::TlsConfig>,
+    uri: &str,
+    id: &str,
+) -> (mpsc::UnboundedReceiver<LegOutcome>, CancellationToken) {
+    let shutdown = CancellationToken::new();
+    let config = TransportConfig {
+        listen: vec!["udp://127.0.0.1:0".parse().unwrap()],
+        tls,
+        ..Default::default()
+    };
+    let (transports, incoming) = Transports::bind(config, shutdown.clone()).await.unwrap();
+    let layer = TransactionLayer::new(transports.clone(), fast_timers(), None);
+    let (core_tx, core_rx) = mpsc::channel(64);
+    tokio::spawn(layer.clone().run(incoming, core_tx));
+    let (report_tx, report) = mpsc::unbounded_channel();
+    let uri = uri.to_string();
+    let engine = Engine::with_resolver(
+        layer,
+        handler(move |mut call| {
+            let (report, uri) = (report_tx.clone(), uri.clone());
+            async move {
+                let Ok(Uri::Sip(uri)) = Uri::parse(&uri) else {
+                    return;
+                };
+                let leg = LegRequest {
+                    uri,
+                    headers: vec![],
+                    ring_timeout: Duration::from_secs(5),
+                    caller_id: None,
+                };
+                let _ = report.send(call.dial(leg).await);
+                call.hangup(480).await;
+            }
+        }),
+        Resolver::with_nameservers(&[dns]),
+    );
+    tokio::spawn(engine.clone().run(core_rx));
+    let caller = Ua::new(Transport::Udp, "caller", None).await;
+    let to = transports.local_addr(Transport::Udp).unwrap();
+    caller
+        .send(&caller.invite(&format!("sip:+918047112233@{to}"), id), to)
+        .await;
+    // The caller's UA must outlive the call set-up.
+    tokio::spawn(async move {
+        let mut caller = caller;
+        while caller.recv(30.0).await.is_some() {}
+    });
+    (report, shutdown)
+}
+
 #[tokio::test]
 async fn srv_records_are_tried_in_priority_order_with_failover() {
     let mut bot = Ua::new(Transport::Udp, "bot", None).await;
@@ -85,48 +139,7 @@ async fn srv_records_are_tried_in_priority_order_with_failover() {
         );
     }
     let dns = dns_server(zone).await;
-
-    let shutdown = CancellationToken::new();
-    let config = TransportConfig {
-        listen: vec!["udp://127.0.0.1:0".parse().unwrap()],
-        ..Default::default()
-    };
-    let (transports, incoming) = Transports::bind(config, shutdown.clone()).await.unwrap();
-    let layer = TransactionLayer::new(transports.clone(), fast_timers(), None);
-    let (core_tx, core_rx) = mpsc::channel(64);
-    tokio::spawn(layer.clone().run(incoming, core_tx));
-    let (report_tx, mut report) = mpsc::unbounded_channel();
-    let engine = Engine::with_resolver(
-        layer,
-        handler(move |mut call| {
-            let report = report_tx.clone();
-            async move {
-                let Ok(Uri::Sip(uri)) = Uri::parse("sip:bot@partner.test") else {
-                    return;
-                };
-                let leg = LegRequest {
-                    uri,
-                    headers: vec![],
-                    ring_timeout: Duration::from_secs(5),
-                    caller_id: None,
-                };
-                let outcome = call.dial(leg).await;
-                let _ = report.send(outcome);
-                call.hangup(480).await;
-            }
-        }),
-        Resolver::with_nameservers(&[dns]),
-    );
-    tokio::spawn(engine.clone().run(core_rx));
-
-    let caller = Ua::new(Transport::Udp, "caller", None).await;
-    let to = transports.local_addr(Transport::Udp).unwrap();
-    caller
-        .send(
-            &caller.invite(&format!("sip:+918047112233@{to}"), "srv"),
-            to,
-        )
-        .await;
+    let (mut report, shutdown) = call_through(dns, None, "sip:bot@partner.test", "srv").await;
     // The silent host gets the INVITE first (and its retransmissions); then the bot.
     let mut buf = [0u8; 2048];
     let got = tokio::time::timeout(Duration::from_secs(2), silent.recv_from(&mut buf)).await;
@@ -151,51 +164,13 @@ async fn tls_to_an_fqdn_destination_signed_by_a_test_ca() {
         vec![RData::A(A(Ipv4Addr::LOCALHOST))],
     );
     let dns = dns_server(zone).await;
-    let shutdown = CancellationToken::new();
-    let config = TransportConfig {
-        listen: vec!["udp://127.0.0.1:0".parse().unwrap()],
-        tls: Some(callflow::sip::transport::TlsConfig {
-            cert: None,
-            key: None,
-            ca: Some(ca),
-        }),
-        ..Default::default()
+    let tls = callflow::sip::transport::TlsConfig {
+        cert: None,
+        key: None,
+        ca: Some(ca),
     };
-    let (transports, incoming) = Transports::bind(config, shutdown.clone()).await.unwrap();
-    let layer = TransactionLayer::new(transports.clone(), fast_timers(), None);
-    let (core_tx, core_rx) = mpsc::channel(64);
-    tokio::spawn(layer.clone().run(incoming, core_tx));
-    let (report_tx, mut report) = mpsc::unbounded_channel();
     let uri = format!("sip:bot@bot.partner.test:{};transport=tls", bot.addr.port());
-    let engine = Engine::with_resolver(
-        layer,
-        handler(move |mut call| {
-            let (report, uri) = (report_tx.clone(), uri.clone());
-            async move {
-                let Ok(Uri::Sip(uri)) = Uri::parse(&uri) else {
-                    return;
-                };
-                let leg = LegRequest {
-                    uri,
-                    headers: vec![],
-                    ring_timeout: Duration::from_secs(5),
-                    caller_id: None,
-                };
-                let _ = report.send(call.dial(leg).await);
-                call.hangup(480).await;
-            }
-        }),
-        Resolver::with_nameservers(&[dns]),
-    );
-    tokio::spawn(engine.clone().run(core_rx));
-    let caller = Ua::new(Transport::Udp, "caller", None).await;
-    let to = transports.local_addr(Transport::Udp).unwrap();
-    caller
-        .send(
-            &caller.invite(&format!("sip:+918047112233@{to}"), "tls-fqdn"),
-            to,
-        )
-        .await;
+    let (mut report, shutdown) = call_through(dns, Some(tls), &uri, "tls-fqdn").await;
     // The handshake verified bot.partner.test against the CA: the INVITE arrives.
     let (inv, from) = bot.expect_request("INVITE").await;
     bot.send(&bot.response(&inv, 200, "b", Some(&answer(41000))), from)

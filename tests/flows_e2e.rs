@@ -122,7 +122,7 @@ async fn world(flow: &str, carrier_cidr: &str) -> World {
 }
 
 /// The engine with `flow` and the configuration `template`, where BOT, AGENT and
-/// WEBHOOK stand for the UAs' and the partner's addresses.
+/// WEBHOOK (in either) stand for the UAs' and the partner's addresses.
 async fn world_cfg(flow: &str, template: &str) -> World {
     let (partner, http) = partner().await;
     let bot = Ua::new(Transport::Udp, "bot", None).await;
@@ -130,14 +130,13 @@ async fn world_cfg(flow: &str, template: &str) -> World {
     let caller = Ua::new(Transport::Udp, "caller", None).await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("flows")).unwrap();
-    std::fs::write(
-        dir.path().join("flows/f.yaml"),
-        flow.replace("WEBHOOK", &format!("http://{http}")),
-    )
-    .unwrap();
-    let config = template
-        .replace("BOT", &bot.addr.to_string())
-        .replace("AGENT", &agent.addr.to_string());
+    let place = |text: &str| {
+        text.replace("WEBHOOK", &format!("http://{http}"))
+            .replace("BOT", &bot.addr.to_string())
+            .replace("AGENT", &agent.addr.to_string())
+    };
+    std::fs::write(dir.path().join("flows/f.yaml"), place(flow)).unwrap();
+    let config = place(template);
     let path = dir.path().join("callflow.yaml");
     std::fs::write(&path, config).unwrap();
     let config = Config::load(&path).unwrap();
@@ -693,24 +692,23 @@ async fn draining_engine_answers_new_calls_503_with_retry_after() {
     assert!(r.header(&Name::RetryAfter).is_some());
 }
 
-#[tokio::test]
-async fn parallel_ringing_bridges_the_first_answer_and_cancels_the_rest() {
+/// A call to a flow that rings the bot and the agent at once; both INVITEs arrive.
+async fn forked(id: &str) -> (World, (Message, SocketAddr), (Message, SocketAddr)) {
     let cfg = CONFIG.replace("CARRIER_CIDR", "127.0.0.1/32");
-    let (bot, agent) = (
-        Ua::new(Transport::Udp, "bot", None).await,
-        Ua::new(Transport::Udp, "agent", None).await,
-    );
     let flow = one_leg(
-        &format!("[\"sip:bot@{}\", \"sip:agent@{}\"]", bot.addr, agent.addr),
+        "[\"sip:bot@BOT\", \"sip:agent@AGENT\"]",
         ", parallel_ringing: true",
     );
     let mut w = world_cfg(&flow, &cfg).await;
-    w.bot = bot;
-    w.agent = agent;
-    w.call("+918047112233", "fork").await;
-    // Both ring at once.
-    let (b_inv, b_from) = w.bot.expect_request("INVITE").await;
-    let (a_inv, a_from) = w.agent.expect_request("INVITE").await;
+    w.call("+918047112233", id).await;
+    let bot = w.bot.expect_request("INVITE").await;
+    let agent = w.agent.expect_request("INVITE").await;
+    (w, bot, agent)
+}
+
+#[tokio::test]
+async fn parallel_ringing_bridges_the_first_answer_and_cancels_the_rest() {
+    let (mut w, (b_inv, b_from), (a_inv, a_from)) = forked("fork").await;
     w.bot
         .send(&w.bot.response(&b_inv, 180, "b", None), b_from)
         .await;
@@ -736,21 +734,7 @@ async fn parallel_ringing_bridges_the_first_answer_and_cancels_the_rest() {
 
 #[tokio::test]
 async fn parallel_ringing_hangs_up_a_late_second_answer() {
-    let cfg = CONFIG.replace("CARRIER_CIDR", "127.0.0.1/32");
-    let (bot, agent) = (
-        Ua::new(Transport::Udp, "bot", None).await,
-        Ua::new(Transport::Udp, "agent", None).await,
-    );
-    let flow = one_leg(
-        &format!("[\"sip:bot@{}\", \"sip:agent@{}\"]", bot.addr, agent.addr),
-        ", parallel_ringing: true",
-    );
-    let mut w = world_cfg(&flow, &cfg).await;
-    w.bot = bot;
-    w.agent = agent;
-    w.call("+918047112233", "fork2").await;
-    let (b_inv, b_from) = w.bot.expect_request("INVITE").await;
-    let (a_inv, a_from) = w.agent.expect_request("INVITE").await;
+    let (mut w, (b_inv, b_from), (a_inv, a_from)) = forked("fork2").await;
     w.bot
         .send(
             &w.bot.response(&b_inv, 200, "b", Some(&answer(41000))),
