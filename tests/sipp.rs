@@ -216,12 +216,29 @@ async fn sipp_seed_handoff_caller_bot_agent() {
     let server = callflow::server::Server::start(&config, support::fast_timers())
         .await
         .unwrap();
-    let mut bot = sipp(&file("uas_bye.xml"), bot_port, Transport::Udp, &[])
+    let bot = sipp(&file("uas_bye.xml"), bot_port, Transport::Udp, &[])
         .spawn()
         .unwrap();
-    let mut agent = sipp(&file("uas_agent.xml"), agent_port, Transport::Udp, &[])
+    let agent = sipp(&file("uas_agent.xml"), agent_port, Transport::Udp, &[])
         .spawn()
         .unwrap();
+    run_caller(
+        &server,
+        "uac_handoff.xml",
+        "+918047112233",
+        vec![("bot", bot), ("agent", agent)],
+    )
+    .await;
+}
+
+/// Runs SIPp `scenario` as the caller dialling `number` through `server`, once the
+/// far ends in `far` are up; asserts that the caller and every far end succeeded.
+async fn run_caller(
+    server: &callflow::server::Server,
+    scenario: &str,
+    number: &str,
+    far: Vec<(&str, tokio::process::Child)>,
+) {
     tokio::time::sleep(Duration::from_millis(400)).await;
     let target = server
         .transports
@@ -229,10 +246,10 @@ async fn sipp_seed_handoff_caller_bot_agent() {
         .unwrap()
         .to_string();
     let caller = sipp(
-        &file("uac_handoff.xml"),
+        &file(scenario),
         free_port(),
         Transport::Udp,
-        &["-s".into(), "+918047112233".into(), target],
+        &["-s".into(), number.into(), target],
     )
     .output()
     .await
@@ -242,7 +259,7 @@ async fn sipp_seed_handoff_caller_bot_agent() {
         "SIPp caller failed: {}",
         String::from_utf8_lossy(&caller.stderr)
     );
-    for (name, p) in [("bot", &mut bot), ("agent", &mut agent)] {
+    for (name, mut p) in far {
         let status = tokio::time::timeout(Duration::from_secs(20), p.wait()).await;
         assert!(
             matches!(status, Ok(Ok(s)) if s.success()),
@@ -274,38 +291,15 @@ async fn sipp_outbound_carrier_failover() {
     .await
     .unwrap();
     let mut carriers = Vec::new();
-    for (args, port) in [
-        (file("uas_503.xml"), ports[0]),
-        (file("uas_cancel.xml"), ports[1]),
-        (builtin("uas"), ports[2]),
+    for (name, args, port) in [
+        ("carrier a", file("uas_503.xml"), ports[0]),
+        ("carrier b", file("uas_cancel.xml"), ports[1]),
+        ("carrier c", builtin("uas"), ports[2]),
     ] {
-        carriers.push(sipp(&args, port, Transport::Udp, &[]).spawn().unwrap());
+        carriers.push((
+            name,
+            sipp(&args, port, Transport::Udp, &[]).spawn().unwrap(),
+        ));
     }
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    let target = server
-        .transports
-        .local_addr(Transport::Udp)
-        .unwrap()
-        .to_string();
-    let sbc = sipp(
-        &file("uac_outbound.xml"),
-        free_port(),
-        Transport::Udp,
-        &["-s".into(), "+919999999999".into(), target],
-    )
-    .output()
-    .await
-    .unwrap();
-    assert!(
-        sbc.status.success(),
-        "SIPp SBC failed: {}",
-        String::from_utf8_lossy(&sbc.stderr)
-    );
-    for (i, c) in carriers.iter_mut().enumerate() {
-        let status = tokio::time::timeout(Duration::from_secs(20), c.wait()).await;
-        assert!(
-            matches!(status, Ok(Ok(s)) if s.success()),
-            "SIPp carrier {i} failed"
-        );
-    }
+    run_caller(&server, "uac_outbound.xml", "+919999999999", carriers).await;
 }
