@@ -5,7 +5,8 @@
 use std::hint::black_box;
 use std::path::PathBuf;
 
-use callflow::flow::{CompileOptions, compile_str, load_paths, yaml};
+use callflow::flow::{CompileOptions, compile_str, load_paths};
+use callflow::lang::yaml;
 use criterion::{Criterion, criterion_group, criterion_main};
 
 /// A flow of `n` applets: groups of connect → passthru → switchcase, ending in hangups,

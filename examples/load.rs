@@ -15,13 +15,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use callflow::call::{Engine, LegOutcome, LegRequest};
-use callflow::sip::transaction::{Timers, TransactionLayer};
-use callflow::sip::transport::{TransportConfig, Transports};
+use callflow::call::{SipStack, StackConfig};
+use callflow::runtime::{LegOutcome, LegRequest};
+use callflow::sip::transport::TransportConfig;
 use callflow::sip::{Transport, Uri};
 use tokio::process::Command;
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 mod common;
 use common::{cpu_seconds, cpu_seconds_of, free_port};
@@ -35,21 +33,16 @@ async fn main() -> anyhow::Result<()> {
         .and_then(|a| a.parse().ok())
         .unwrap_or(rate * 10);
 
-    let shutdown = CancellationToken::new();
     let config = TransportConfig {
         listen: vec!["udp://127.0.0.1:0".parse().map_err(anyhow::Error::msg)?],
         ..Default::default()
     };
-    let (transports, incoming) = Transports::bind(config, shutdown.clone()).await?;
-    let layer = TransactionLayer::new(transports.clone(), Timers::default(), None);
-    let (core_tx, core_rx) = mpsc::channel(8192);
-    tokio::spawn(layer.clone().run(incoming, core_tx));
     let far_port = free_port();
     let far_uri = format!("sip:bot@127.0.0.1:{far_port}");
     let answered = Arc::new(AtomicU64::new(0));
     let counted = answered.clone();
-    let engine = Engine::new(
-        layer,
+    let stack = SipStack::start(
+        StackConfig::new(config),
         Arc::new(move |mut call| {
             let (far_uri, counted) = (far_uri.clone(), counted.clone());
             Box::pin(async move {
@@ -72,9 +65,10 @@ async fn main() -> anyhow::Result<()> {
                 call.hangup(480).await;
             })
         }),
-    );
-    tokio::spawn(engine.clone().run(core_rx));
-    let engine_addr = transports
+    )
+    .await?;
+    let engine_addr = stack
+        .transports
         .local_addr(Transport::Udp)
         .ok_or_else(|| anyhow::anyhow!("no UDP listener"))?;
 
@@ -144,6 +138,6 @@ async fn main() -> anyhow::Result<()> {
         "baseline: SIPp far end CPU {far_cpu:.2} s for the same calls (one leg, half the messages); callflow / SIPp uas = {:.2}",
         cpu / far_cpu.max(0.001)
     );
-    shutdown.cancel();
+    drop(stack);
     Ok(())
 }

@@ -11,7 +11,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use callflow::applets::AppletKind;
+use callflow::applets::hangup;
 use callflow::flow::{CompileOptions, load_file};
 
 fn main() -> ExitCode {
@@ -30,10 +30,11 @@ fn main() -> ExitCode {
     let mut outcomes = args;
     let mut node = flow.start;
     while let Some(applet) = flow.applet(node) {
-        if let AppletKind::Hangup(h) = &applet.kind {
+        if applet.kind.kind() == hangup::NAME {
             println!(
-                "{} (hangup, {} if the caller was never answered)",
-                applet.id, h.status
+                "{} ({}: the status if the caller was never answered)",
+                applet.id,
+                applet.kind.summary()
             );
             break;
         }
@@ -41,15 +42,16 @@ fn main() -> ExitCode {
             println!(
                 "{} ({}) waits for an outcome",
                 applet.id,
-                applet.kind.name()
+                applet.kind.kind()
             );
             break;
         };
-        let outcome = match &applet.kind {
-            AppletKind::Switchcase(s) if !s.cases.iter().any(|c| c.outcome == outcome) => {
-                "default".to_string()
-            }
-            _ => outcome,
+        // A switchcase takes its default for any value that is not a case.
+        let branches = applet.kind.branches();
+        let outcome = if branches.is_empty() || branches.iter().any(|b| b.outcome == outcome) {
+            outcome
+        } else {
+            "default".to_string()
         };
         match flow.next(node, &outcome) {
             Some(next) => {

@@ -1,10 +1,22 @@
-//! `callflow.yaml` (DESIGN.md §6): every key optional; the defaults run on one machine
-//! with no other service.
+//! `callflow.yaml`: every key optional; the defaults run on one machine with no other
+//! service (`docs/architecture.md` lists every key).
+//!
+//! Values are parsed into their types once, when the file is loaded: durations,
+//! addresses, URIs, CIDR blocks, numbers and failover statuses. A bad value refuses
+//! the start (or the reload) with the file, line, column and key's name.
 
+use std::fmt::Display;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::Duration;
 
-use serde::Deserialize;
+use ipnet::IpNet;
+use serde::{Deserialize, Deserializer};
+
+use crate::lang::duration::parse_duration;
+use crate::sip::transport::Listen;
+use crate::sip::{Host, SipUri, Uri};
 
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -35,33 +47,70 @@ pub struct Config {
 #[serde(deny_unknown_fields, default)]
 pub struct OutboundConfig {
     /// How long a carrier may take to answer before the next one is tried.
-    pub ring_timeout: String,
+    #[serde(deserialize_with = "duration")]
+    pub ring_timeout: Duration,
     /// Final statuses on which the next carrier is tried: codes (`503`) or classes
     /// (`5xx`).
-    pub failover: Vec<String>,
+    #[serde(deserialize_with = "list")]
+    pub failover: Vec<StatusPattern>,
 }
 
 impl Default for OutboundConfig {
     fn default() -> Self {
         OutboundConfig {
-            ring_timeout: "60s".into(),
-            failover: vec!["408".into(), "5xx".into(), "6xx".into()],
+            ring_timeout: Duration::from_secs(60),
+            failover: vec![
+                StatusPattern::Code(408),
+                StatusPattern::Class(5),
+                StatusPattern::Class(6),
+            ],
         }
     }
 }
 
 impl OutboundConfig {
-    /// The ring timeout (validated at load).
-    pub fn ring_timeout(&self) -> Duration {
-        crate::flow::duration::parse_duration(&self.ring_timeout).unwrap_or(Duration::from_secs(60))
-    }
-
     /// Whether a carrier's final `status` sends the call to the next carrier.
     pub fn fails_over(&self, status: u16) -> bool {
-        let code = status.to_string();
-        self.failover
-            .iter()
-            .any(|f| f == &code || (f.len() == 3 && f.ends_with("xx") && code.starts_with(&f[..1])))
+        self.failover.iter().any(|p| p.matches(status))
+    }
+}
+
+/// A final status, or a class of them, in `outbound.failover`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusPattern {
+    /// One status, 300 to 699.
+    Code(u16),
+    /// A class: `5xx` is 5.
+    Class(u16),
+}
+
+impl StatusPattern {
+    /// Whether `status` is this one or in this class.
+    pub fn matches(self, status: u16) -> bool {
+        match self {
+            StatusPattern::Code(c) => c == status,
+            StatusPattern::Class(c) => status / 100 == c,
+        }
+    }
+}
+
+impl FromStr for StatusPattern {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<StatusPattern, String> {
+        let class = s
+            .strip_suffix("xx")
+            .and_then(|c| c.parse::<u16>().ok())
+            .filter(|c| (3..=6).contains(c) && s.len() == 3);
+        let code = s
+            .parse::<u16>()
+            .ok()
+            .filter(|c| (300..700).contains(c) && s.len() == 3);
+        match (class, code) {
+            (Some(c), _) => Ok(StatusPattern::Class(c)),
+            (_, Some(c)) => Ok(StatusPattern::Code(c)),
+            _ => Err(format!("'{s}' is not a status (503) or a class (5xx)")),
+        }
     }
 }
 
@@ -75,7 +124,7 @@ impl Default for Config {
             carriers: Vec::new(),
             trunks: Vec::new(),
             webhooks: WebhookConfig::default(),
-            reserved_header_prefixes: crate::flow::headers::DEFAULT_RESERVED_PREFIXES
+            reserved_header_prefixes: crate::lang::headers::DEFAULT_RESERVED_PREFIXES
                 .iter()
                 .map(|s| s.to_string())
                 .collect(),
@@ -89,22 +138,34 @@ impl Default for Config {
 #[serde(deny_unknown_fields, default)]
 pub struct SipConfig {
     /// `udp://ADDR:PORT`, `tcp://…`, `tls://…`.
-    pub listen: Vec<String>,
+    #[serde(deserialize_with = "list")]
+    pub listen: Vec<Listen>,
     /// Certificate and key for tls:// listeners, CA bundle for outbound TLS.
     pub tls: Option<TlsFiles>,
     /// The address put in Via and Contact, for NAT.
-    pub advertised_address: Option<String>,
+    #[serde(deserialize_with = "optional")]
+    pub advertised_address: Option<Host>,
     /// How often trunk destinations and carriers are pinged with OPTIONS (null: never).
-    pub options_interval: Option<String>,
+    #[serde(deserialize_with = "optional_duration")]
+    pub options_interval: Option<Duration>,
 }
 
 impl Default for SipConfig {
     fn default() -> Self {
         SipConfig {
-            listen: vec!["udp://127.0.0.1:5060".into(), "tcp://127.0.0.1:5060".into()],
+            listen: vec![
+                Listen {
+                    transport: crate::sip::Transport::Udp,
+                    addr: SocketAddr::from(([127, 0, 0, 1], 5060)),
+                },
+                Listen {
+                    transport: crate::sip::Transport::Tcp,
+                    addr: SocketAddr::from(([127, 0, 0, 1], 5060)),
+                },
+            ],
             tls: None,
             advertised_address: None,
-            options_interval: Some("30s".into()),
+            options_interval: Some(Duration::from_secs(30)),
         }
     }
 }
@@ -126,13 +187,14 @@ pub struct TlsFiles {
 #[serde(deny_unknown_fields, default)]
 pub struct ApiConfig {
     /// Listening address of the HTTP API.
-    pub listen: String,
+    #[serde(deserialize_with = "parsed")]
+    pub listen: SocketAddr,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
-            listen: "127.0.0.1:8080".into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
         }
     }
 }
@@ -144,10 +206,11 @@ pub struct CarrierConfig {
     /// Its name, for logs.
     pub name: String,
     /// Where calls to the PSTN go, e.g. `sip:10.1.0.1:5060;transport=tcp`.
-    pub uri: String,
+    #[serde(deserialize_with = "sip_uri")]
+    pub uri: SipUri,
     /// Source addresses its INVITEs come from (CIDR).
-    #[serde(default)]
-    pub addresses: Vec<String>,
+    #[serde(default, deserialize_with = "cidrs")]
+    pub addresses: Vec<IpNet>,
     /// Lower is tried first.
     #[serde(default)]
     pub priority: u32,
@@ -167,8 +230,8 @@ pub struct TrunkConfig {
     #[serde(default)]
     pub destinations: Vec<DestinationConfig>,
     /// Where the partner's outbound INVITEs may come from (CIDR).
-    #[serde(default)]
-    pub whitelisted_ips: Vec<String>,
+    #[serde(default, deserialize_with = "cidrs")]
+    pub whitelisted_ips: Vec<IpNet>,
     /// Its phone numbers.
     #[serde(default)]
     pub numbers: Vec<NumberConfig>,
@@ -198,11 +261,12 @@ pub struct Credentials {
 #[serde(untagged)]
 pub enum DestinationConfig {
     /// Just the URI.
-    Uri(String),
+    Uri(#[serde(deserialize_with = "sip_uri")] SipUri),
     /// URI, priority and weight.
     Weighted {
         /// The SIP URI.
-        uri: String,
+        #[serde(deserialize_with = "sip_uri")]
+        uri: SipUri,
         /// Lower is tried first.
         #[serde(default)]
         priority: u16,
@@ -214,7 +278,7 @@ pub enum DestinationConfig {
 
 impl DestinationConfig {
     /// The URI.
-    pub fn uri(&self) -> &str {
+    pub fn uri(&self) -> &SipUri {
         match self {
             DestinationConfig::Uri(u) | DestinationConfig::Weighted { uri: u, .. } => u,
         }
@@ -248,7 +312,8 @@ pub enum NumberMode {
 #[serde(deny_unknown_fields, default)]
 pub struct WebhookConfig {
     /// Default timeout of webhook requests.
-    pub timeout: String,
+    #[serde(deserialize_with = "duration")]
+    pub timeout: Duration,
     /// Most dynamic-URL requests after unanswered attempts.
     pub max_attempts_after_fetch: u32,
 }
@@ -256,16 +321,9 @@ pub struct WebhookConfig {
 impl Default for WebhookConfig {
     fn default() -> Self {
         WebhookConfig {
-            timeout: "5s".into(),
+            timeout: Duration::from_secs(5),
             max_attempts_after_fetch: 5,
         }
-    }
-}
-
-impl WebhookConfig {
-    /// The timeout as a duration (validated at load).
-    pub fn timeout(&self) -> Duration {
-        crate::flow::duration::parse_duration(&self.timeout).unwrap_or(Duration::from_secs(5))
     }
 }
 
@@ -349,52 +407,14 @@ impl Config {
 
     /// Checks values serde cannot: addresses, numbers, URIs, uniqueness.
     fn check(&self) -> Result<(), String> {
-        for l in &self.sip.listen {
-            l.parse::<crate::sip::transport::Listen>()
-                .map_err(|e| format!("sip.listen: {e}"))?;
-        }
-        crate::flow::duration::parse_duration(&self.webhooks.timeout)
-            .map_err(|e| format!("webhooks.timeout '{}': {e}", self.webhooks.timeout))?;
-        if let Some(i) = &self.sip.options_interval {
-            crate::flow::duration::parse_duration(i)
-                .map_err(|e| format!("sip.options_interval '{i}': {e}"))?;
-        }
-        crate::flow::duration::parse_duration(&self.outbound.ring_timeout).map_err(|e| {
-            format!(
-                "outbound.ring_timeout '{}': {e}",
-                self.outbound.ring_timeout
-            )
-        })?;
-        for f in &self.outbound.failover {
-            let ok = f.len() == 3
-                && (f.parse::<u16>().is_ok_and(|c| (300..700).contains(&c))
-                    || (f.ends_with("xx") && matches!(&f[..1], "3" | "4" | "5" | "6")));
-            if !ok {
-                return Err(format!(
-                    "outbound.failover: '{f}' is not a status (503) or a class (5xx)"
-                ));
-            }
-        }
-        for (i, c) in self.carriers.iter().enumerate() {
-            sip_uri(&c.uri).map_err(|e| format!("carriers[{i}].uri: {e}"))?;
-            for a in &c.addresses {
-                cidr(a).map_err(|e| format!("carriers[{i}].addresses: {e}"))?;
-            }
-        }
         let mut sids = std::collections::HashSet::new();
         let mut numbers = std::collections::HashSet::new();
         for (i, t) in self.trunks.iter().enumerate() {
             if !sids.insert(&t.sid) {
                 return Err(format!("trunks[{i}]: sid '{}' is used twice", t.sid));
             }
-            for d in &t.destinations {
-                sip_uri(d.uri()).map_err(|e| format!("trunks[{i}].destinations: {e}"))?;
-            }
-            for a in &t.whitelisted_ips {
-                cidr(a).map_err(|e| format!("trunks[{i}].whitelisted_ips: {e}"))?;
-            }
             for (j, n) in t.numbers.iter().enumerate() {
-                if !is_e164(&n.number) {
+                if !crate::lang::number::is_e164(&n.number) {
                     return Err(format!(
                         "trunks[{i}].numbers[{j}]: '{}' is not an E.164 number",
                         n.number
@@ -416,26 +436,79 @@ impl Config {
 }
 
 /// Parses a SIP URI from the configuration.
-pub fn sip_uri(s: &str) -> Result<crate::sip::SipUri, String> {
-    match crate::sip::Uri::parse(s) {
-        Ok(crate::sip::Uri::Sip(u)) => Ok(u),
+pub fn parse_sip_uri(s: &str) -> Result<SipUri, String> {
+    match Uri::parse(s) {
+        Ok(Uri::Sip(u)) => Ok(u),
         Ok(_) => Err(format!("'{s}' is not a sip: or sips: URI")),
         Err(e) => Err(format!("'{s}': {e}")),
     }
 }
 
 /// Parses `10.0.0.0/8`, `2001:db8::/32` or a bare address (a /32 or /128).
-pub fn cidr(s: &str) -> Result<ipnet::IpNet, String> {
-    s.parse::<ipnet::IpNet>()
-        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+pub fn parse_cidr(s: &str) -> Result<IpNet, String> {
+    s.parse::<IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
         .map_err(|_| format!("'{s}' is not an address or CIDR block"))
 }
 
-/// `+` and 7 to 15 digits, the first not 0.
-pub fn is_e164(s: &str) -> bool {
-    s.strip_prefix('+').is_some_and(|d| {
-        (7..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()) && !d.starts_with('0')
-    })
+/// A string parsed with `parse`; its error becomes serde's, which carries the key's
+/// path and position.
+fn with<'de, D, T, E: Display>(d: D, parse: impl Fn(&str) -> Result<T, E>) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    let s = String::deserialize(d)?;
+    parse(s.trim()).map_err(|e| serde::de::Error::custom(format!("'{s}': {e}")))
+}
+
+fn parsed<'de, D: Deserializer<'de>, T: FromStr<Err: Display>>(d: D) -> Result<T, D::Error> {
+    with(d, str::parse::<T>)
+}
+
+fn list<'de, D: Deserializer<'de>, T: FromStr<Err: Display>>(d: D) -> Result<Vec<T>, D::Error> {
+    let items = Vec::<String>::deserialize(d)?;
+    items
+        .iter()
+        .map(|s| {
+            s.trim()
+                .parse::<T>()
+                .map_err(|e| serde::de::Error::custom(format!("'{s}': {e}")))
+        })
+        .collect()
+}
+
+fn optional<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Host>, D::Error> {
+    match Option::<String>::deserialize(d)? {
+        None => Ok(None),
+        Some(s) => Host::parse(s.trim()).map(Some).map_err(|e| {
+            serde::de::Error::custom(format!("'{s}' is not an address or host name: {e}"))
+        }),
+    }
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    with(d, parse_duration)
+}
+
+fn optional_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    match Option::<String>::deserialize(d)? {
+        None => Ok(None),
+        Some(s) => parse_duration(s.trim())
+            .map(Some)
+            .map_err(|e| serde::de::Error::custom(format!("'{s}': {e}"))),
+    }
+}
+
+fn sip_uri<'de, D: Deserializer<'de>>(d: D) -> Result<SipUri, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_sip_uri(s.trim()).map_err(serde::de::Error::custom)
+}
+
+fn cidrs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|s| parse_cidr(s.trim()).map_err(serde::de::Error::custom))
+        .collect()
 }
 
 #[cfg(test)]

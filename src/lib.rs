@@ -1,8 +1,19 @@
 //! callflow: a programmable call-flow engine that connects the phone network to
 //! voice-AI bots and contact-centre agents over SIP.
 //!
-//! Flow authors write YAML flows ([`flow`]); each compiles into a graph of
-//! [`applets`] that the engine runs on live calls.
+//! The layers, from the bottom up; each imports only the layers below it
+//! (`docs/architecture.md` draws them):
+//!
+//! | layer | what |
+//! |---|---|
+//! | [`sip`] | messages, transports, RFC 3261 transactions, dialogs, RFC 3263 resolution, digest |
+//! | [`lang`] | the flow language's kernel: positioned YAML, decoding, diagnostics, expressions, durations, headers, variables, numbers |
+//! | [`runtime`] | the contract the applets and the executor share: call control, HTTP, a directory of trunks and carriers, steps, leg outcomes, the call record |
+//! | [`call`] | the B2BUA: the caller's leg, far legs, the bridge, forking, the engine and the SIP stack |
+//! | [`applets`] | one file per applet behind the `Applet` trait, and the registry of kinds |
+//! | [`flow`] | compiling flow files into graphs, the executor, graph export, `simulate`, the loader |
+//! | [`config`], [`routing`], [`webhook`] | `callflow.yaml` typed at load; numbers, trunks, carriers, limits, health; the HTTP client |
+//! | [`server`] | `callflow serve`: start-up, reload, each new INVITE, calls to the PSTN, pings, records |
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -11,7 +22,9 @@ pub mod applets;
 pub mod call;
 pub mod config;
 pub mod flow;
+pub mod lang;
 pub mod routing;
+pub mod runtime;
 pub mod server;
 pub mod sip;
 pub mod webhook;

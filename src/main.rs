@@ -157,18 +157,18 @@ fn simulate(file: &Path, scenario: &Path, opts: &CompileOptions) -> anyhow::Resu
     };
     let mut call = ScriptedCall::new(&scenario.legs);
     let http = ScriptedHttp::new(&scenario);
-    let info = callflow::flow::vars::CallInfo {
+    let info = callflow::lang::vars::CallInfo {
         sid: "CAsimulated".into(),
         from: scenario.call.from.clone(),
         to: scenario.call.to.clone(),
         direction: "incoming".into(),
         ..Default::default()
     };
-    let routing = callflow::routing::Routing::simulated();
-    let settings = callflow::flow::executor::Settings::default();
+    let directory = callflow::flow::simulate::SimulatedDirectory;
+    let settings = callflow::runtime::Settings::default();
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
     let record = runtime.block_on(callflow::flow::executor::run(
-        &flow, &mut call, &http, &routing, &settings, info,
+        &flow, &mut call, &http, &directory, &settings, info,
     ));
     println!("path:");
     for s in &record.steps {

@@ -1,10 +1,12 @@
 //! The one HTTP client for every webhook: dynamic URLs, passthru and status
-//! callbacks (DESIGN.md §4). Pooled connections with keep-alive; every request
+//! callbacks. Pooled connections with keep-alive; every request
 //! carries `User-Agent: callflow/<version>` and its own timeout.
 
 use std::time::Duration;
 
-use crate::flow::executor::{Http, HttpResponse};
+use async_trait::async_trait;
+
+use crate::runtime::{Http, HttpError, HttpResponse};
 
 /// The User-Agent of every webhook request.
 pub const USER_AGENT: &str = concat!("callflow/", env!("CARGO_PKG_VERSION"));
@@ -20,36 +22,36 @@ pub struct WebhookClient {
 
 impl WebhookClient {
     /// A client with a pool of keep-alive connections.
-    pub fn new() -> Result<WebhookClient, String> {
+    pub fn new() -> Result<WebhookClient, reqwest::Error> {
         let client = reqwest::Client::builder()
             .user_agent(USER_AGENT)
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(64)
             .connect_timeout(Duration::from_secs(3))
             .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| e.to_string())?;
+            .build()?;
         Ok(WebhookClient { client })
     }
 }
 
-fn describe(e: &reqwest::Error) -> String {
+fn describe(e: &reqwest::Error) -> HttpError {
     if e.is_timeout() {
-        "timed out".into()
+        HttpError::Timeout
     } else if e.is_connect() {
-        format!("connection failed: {e}")
+        HttpError::Connect(e.to_string())
     } else {
-        e.to_string()
+        HttpError::Other(e.to_string())
     }
 }
 
+#[async_trait]
 impl Http for WebhookClient {
     async fn get(
         &self,
         url: &str,
         query: &[(String, String)],
         timeout: Duration,
-    ) -> Result<HttpResponse, String> {
+    ) -> Result<HttpResponse, HttpError> {
         let resp = self
             .client
             .get(url)
@@ -63,7 +65,7 @@ impl Http for WebhookClient {
         let mut resp = resp;
         while let Some(chunk) = resp.chunk().await.map_err(|e| describe(&e))? {
             if body.len() + chunk.len() > MAX_BODY {
-                return Err(format!("answer larger than {MAX_BODY} bytes"));
+                return Err(HttpError::TooLarge(MAX_BODY));
             }
             body.extend_from_slice(&chunk);
         }
@@ -85,7 +87,7 @@ impl Http for WebhookClient {
         url: &str,
         body: &serde_json::Value,
         timeout: Duration,
-    ) -> Result<u16, String> {
+    ) -> Result<u16, HttpError> {
         let resp = self
             .client
             .post(url)

@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use callflow::call::{LegEnd, LegOutcome, LegRequest};
+use callflow::runtime::{LegEnd, LegOutcome, LegRequest};
 use callflow::sip::{Message, Method, Name, Transport, Uri};
 use support::{TestCert, TestEngine, Ua, answer, handler, test_cert};
 use tokio::sync::mpsc;

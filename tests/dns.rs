@@ -7,10 +7,10 @@ use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use callflow::call::{Engine, LegOutcome, LegRequest};
+use callflow::call::{SipStack, StackConfig};
+use callflow::runtime::{LegOutcome, LegRequest};
 use callflow::sip::resolve::Resolver;
-use callflow::sip::transaction::TransactionLayer;
-use callflow::sip::transport::{TransportConfig, Transports};
+use callflow::sip::transport::TransportConfig;
 use callflow::sip::{Transport, Uri};
 use hickory_resolver::proto::op::{Message, ResponseCode};
 use hickory_resolver::proto::rr::rdata::{A, SRV};
@@ -18,7 +18,6 @@ use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
 use support::{Ua, answer, fast_timers, handler};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 type Zone = HashMap<(String, RecordType), Vec<RData>>;
 
@@ -67,21 +66,21 @@ async fn call_through(
     tls: Option<callflow::sip::transport::TlsConfig>,
     uri: &str,
     id: &str,
-) -> (mpsc::UnboundedReceiver<LegOutcome>, CancellationToken) {
-    let shutdown = CancellationToken::new();
-    let config = TransportConfig {
+) -> (mpsc::UnboundedReceiver<LegOutcome>, SipStack) {
+    let transport = TransportConfig {
         listen: vec!["udp://127.0.0.1:0".parse().unwrap()],
         tls,
         ..Default::default()
     };
-    let (transports, incoming) = Transports::bind(config, shutdown.clone()).await.unwrap();
-    let layer = TransactionLayer::new(transports.clone(), fast_timers(), None);
-    let (core_tx, core_rx) = mpsc::channel(64);
-    tokio::spawn(layer.clone().run(incoming, core_tx));
+    let config = StackConfig {
+        timers: fast_timers(),
+        resolver: Resolver::with_nameservers(&[dns]),
+        ..StackConfig::new(transport)
+    };
     let (report_tx, report) = mpsc::unbounded_channel();
     let uri = uri.to_string();
-    let engine = Engine::with_resolver(
-        layer,
+    let stack = SipStack::start(
+        config,
         handler(move |mut call| {
             let (report, uri) = (report_tx.clone(), uri.clone());
             async move {
@@ -98,9 +97,10 @@ async fn call_through(
                 call.hangup(480).await;
             }
         }),
-        Resolver::with_nameservers(&[dns]),
-    );
-    tokio::spawn(engine.clone().run(core_rx));
+    )
+    .await
+    .unwrap();
+    let transports = stack.transports.clone();
     let caller = Ua::new(Transport::Udp, "caller", None).await;
     let to = transports.local_addr(Transport::Udp).unwrap();
     caller
@@ -111,7 +111,7 @@ async fn call_through(
         let mut caller = caller;
         while caller.recv(30.0).await.is_some() {}
     });
-    (report, shutdown)
+    (report, stack)
 }
 
 #[tokio::test]
@@ -150,7 +150,7 @@ async fn srv_records_are_tried_in_priority_order_with_failover() {
     bot.send(&bot.response(&inv, 200, "b", Some(&answer(41000))), from)
         .await;
     assert_eq!(report.recv().await, Some(LegOutcome::Answered));
-    shutdown.cancel();
+    drop(shutdown);
 }
 
 #[tokio::test]
@@ -176,5 +176,5 @@ async fn tls_to_an_fqdn_destination_signed_by_a_test_ca() {
     bot.send(&bot.response(&inv, 200, "b", Some(&answer(41000))), from)
         .await;
     assert_eq!(report.recv().await, Some(LegOutcome::Answered));
-    shutdown.cancel();
+    drop(shutdown);
 }

@@ -57,7 +57,7 @@ fn assert_snippets_compile(file: &Path) -> usize {
 
 #[test]
 fn every_applet_page_snippet_compiles() {
-    for kind in applets::KINDS {
+    for kind in applets::kind_names() {
         let page = root().join("applets").join(format!("{kind}.md"));
         assert!(
             assert_snippets_compile(&page) >= 1,
@@ -90,7 +90,7 @@ fn applet_pages_name_every_key_and_outcome() {
         (
             "connect",
             &applets::connect::KEYS[..],
-            &applets::connect::OUTCOMES[..],
+            &applets::connect::outcome_names()[..],
         ),
         (
             "passthru",

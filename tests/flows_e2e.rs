@@ -293,21 +293,24 @@ async fn seed_handoff_with_refer_from_the_bot() {
 
 async fn passthru_branch(status: u16, body: &str, expect_agent: bool) {
     let mut w = world(HANDOFF, "127.0.0.1/32").await;
+    passthru_answered(&mut w, status, body, expect_agent).await;
+}
+
+async fn passthru_answered(w: &mut World, status: u16, body: &str, expect_agent: bool) {
     w.partner.answer("handoff", status, body);
     w.call("+918047112233", &format!("pt{status}")).await;
-    let (bot_inv, ok) = w.bot_answers().await;
+    let (bot_inv, _) = w.bot_answers().await;
     let bye = w.bot.in_dialog("BYE", &bot_inv, false, "bot1", 5, "botbye");
     w.bot.send(&bye, w.engine()).await;
     if expect_agent {
         w.agent_answers().await;
     } else {
-        // bye: the engine hangs up on the caller.
+        // The engine hangs up on the caller; no agent is called.
         let (b, from) = w.caller.expect_request("BYE").await;
         w.caller
             .send(&w.caller.response(&b, 200, "x", None), from)
             .await;
         assert!(w.agent.recv(0.2).await.is_none());
-        let _ = ok;
     }
 }
 
@@ -316,10 +319,47 @@ async fn passthru_200_routes_to_the_agent() {
     passthru_branch(200, r#"{"select":"sales"}"#, true).await;
 }
 
+/// Each named status has its own applet (an async passthru that leaves a mark on
+/// the partner), and a status the flow does not name takes `fail`.
+const BY_STATUS: &str = r#"
+flow: f
+start: bot
+applets:
+  bot:
+    connect: { to: sip:trunk_bot }
+    on: { completed: handoff, transfer: handoff, no_answer: bye }
+  handoff:
+    passthru: { url: WEBHOOK/handoff }
+    on: { ok: took_ok, "302": took_302, "404": took_404, fail: took_fail }
+  took_ok:
+    passthru: { url: WEBHOOK/took_ok }
+    next: bye
+  took_302:
+    passthru: { url: WEBHOOK/took_302 }
+    next: bye
+  took_404:
+    passthru: { url: WEBHOOK/took_404 }
+    next: bye
+  took_fail:
+    passthru: { url: WEBHOOK/took_fail }
+    next: bye
+  bye:
+    hangup: {}
+"#;
+
 #[tokio::test]
 async fn passthru_302_404_500_hang_up() {
-    for status in [302, 404, 500] {
-        passthru_branch(status, "", false).await;
+    for (status, branch) in [(302, "took_302"), (404, "took_404"), (500, "took_fail")] {
+        let mut w = world(BY_STATUS, "127.0.0.1/32").await;
+        passthru_answered(&mut w, status, "", false).await;
+        for mark in ["took_ok", "took_302", "took_404", "took_fail"] {
+            let expected = usize::from(mark == branch);
+            assert_eq!(
+                w.partner.asked(mark).len(),
+                expected,
+                "HTTP {status} should take {branch} only (asked {mark})"
+            );
+        }
     }
 }
 
@@ -531,6 +571,11 @@ async fn passthru_connection_refused_takes_fail() {
     let (bot_inv, _) = w.bot_answers().await;
     let bye = w.bot.in_dialog("BYE", &bot_inv, false, "bot1", 5, "b");
     w.bot.send(&bye, w.engine()).await;
+    // fail goes to sorry (a hangup): the agent, on ok's branch, is never invited.
+    assert!(
+        w.agent.recv(0.5).await.is_none(),
+        "a refused connection must not take ok"
+    );
     let (b, from) = w.caller.expect_request("BYE").await;
     w.caller
         .send(&w.caller.response(&b, 200, "x", None), from)

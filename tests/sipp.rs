@@ -12,7 +12,8 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use callflow::call::{LegOutcome, LegRequest};
+use callflow::call::Engine;
+use callflow::runtime::{LegOutcome, LegRequest};
 use callflow::sip::{Transport, Uri};
 use support::{TestEngine, handler};
 use tokio::process::Command;

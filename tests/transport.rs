@@ -5,7 +5,8 @@ mod support;
 
 use std::time::Duration;
 
-use callflow::call::{LegOutcome, LegRequest};
+use callflow::call::Engine;
+use callflow::runtime::{LegOutcome, LegRequest};
 use callflow::sip::{Transport, Uri};
 use support::{TestEngine, Ua, answer, handler, test_cert};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

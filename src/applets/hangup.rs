@@ -1,10 +1,16 @@
 //! Hangup: end the call. A BYE if the caller was answered, else a final response with
 //! `status` (default 480). No outcomes: the flow ends here.
 
-use super::DecodeContext;
-use crate::flow::decode::{self, MapReader};
-use crate::flow::diagnostic::Diagnostics;
-use crate::flow::yaml::Node;
+use async_trait::async_trait;
+
+use super::{Applet, Context, DecodeContext};
+use crate::lang::decode::{self, MapReader};
+use crate::lang::diagnostic::Diagnostics;
+use crate::lang::yaml::Node;
+use crate::runtime::Step;
+
+/// The kind's name in flow files.
+pub const NAME: &str = "hangup";
 
 /// The keys its body may hold.
 pub const KEYS: [&str; 1] = ["status"];
@@ -19,9 +25,18 @@ pub struct Hangup {
     pub status: u16,
 }
 
-impl Hangup {
+impl Default for Hangup {
+    fn default() -> Hangup {
+        Hangup {
+            status: DEFAULT_STATUS,
+        }
+    }
+}
+
+#[async_trait]
+impl Applet for Hangup {
     /// Decodes a hangup body (`{}` or nothing at all is fine).
-    pub fn decode(body: &Node, cx: DecodeContext<'_>, d: &mut Diagnostics) -> Option<Hangup> {
+    fn decode(body: &Node, cx: DecodeContext<'_>, d: &mut Diagnostics) -> Option<Hangup> {
         let what = format!("hangup applet '{}'", cx.applet);
         let mut m = MapReader::new(body, &what, d)?;
         let status = match m.take("status") {
@@ -31,5 +46,30 @@ impl Hangup {
         };
         m.finish(d, &KEYS, &what);
         Some(Hangup { status: status? })
+    }
+
+    fn check_outcome(_outcome: &str) -> Result<(), String> {
+        Err("hangup has no outcomes".into())
+    }
+
+    fn takes_transitions() -> Result<(), &'static str> {
+        Err("ends the flow and has no outcomes")
+    }
+
+    fn kind(&self) -> &'static str {
+        NAME
+    }
+
+    fn summary(&self) -> String {
+        format!("hangup {}", self.status)
+    }
+
+    fn waits(&self) -> bool {
+        false
+    }
+
+    async fn run(&self, cx: &mut Context<'_>) -> Step {
+        cx.call.hangup(self.status).await;
+        Step::Stop
     }
 }

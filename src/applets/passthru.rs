@@ -4,11 +4,17 @@
 
 use std::time::Duration;
 
-use super::DecodeContext;
-use crate::flow::decode::{self, MapReader};
-use crate::flow::diagnostic::{Diagnostics, did_you_mean};
-use crate::flow::expr::Template;
-use crate::flow::yaml::Node;
+use async_trait::async_trait;
+
+use super::{Applet, Context, DecodeContext};
+use crate::lang::decode::{self, MapReader};
+use crate::lang::diagnostic::{Diagnostics, did_you_mean};
+use crate::lang::expr::Template;
+use crate::lang::yaml::Node;
+use crate::runtime::Step;
+
+/// The kind's name in flow files.
+pub const NAME: &str = "passthru";
 
 /// The named outcomes; statuses from 300 to 599 may be named too.
 pub const OUTCOMES: [&str; 2] = ["ok", "fail"];
@@ -31,7 +37,7 @@ pub struct Passthru {
 }
 
 /// Checks an outcome name written under `on:`.
-pub fn check_outcome(outcome: &str) -> Result<(), String> {
+fn check_outcome(outcome: &str) -> Result<(), String> {
     if OUTCOMES.contains(&outcome) {
         return Ok(());
     }
@@ -48,14 +54,10 @@ pub fn check_outcome(outcome: &str) -> Result<(), String> {
     }
 }
 
-/// A status without a transition of its own takes `fail`.
-pub fn fallback(outcome: &str) -> Option<&'static str> {
-    outcome.parse::<u16>().is_ok().then_some("fail")
-}
-
-impl Passthru {
+#[async_trait]
+impl Applet for Passthru {
     /// Decodes a passthru body.
-    pub fn decode(body: &Node, cx: DecodeContext<'_>, d: &mut Diagnostics) -> Option<Passthru> {
+    fn decode(body: &Node, cx: DecodeContext<'_>, d: &mut Diagnostics) -> Option<Passthru> {
         let what = format!("passthru applet '{}'", cx.applet);
         let mut m = MapReader::new(body, &what, d)?;
         let errors_before = d.error_count();
@@ -83,54 +85,70 @@ impl Passthru {
         })
     }
 
+    fn check_outcome(outcome: &str) -> Result<(), String> {
+        check_outcome(outcome)
+    }
+
+    fn kind(&self) -> &'static str {
+        NAME
+    }
+
+    fn summary(&self) -> String {
+        format!("passthru {}", self.url.source)
+    }
+
+    fn waits(&self) -> bool {
+        !self.is_async
+    }
+
     /// The outcomes that end the flow when left without a transition.
-    pub fn expected_outcomes(&self) -> Vec<&'static str> {
+    fn expected_outcomes(&self) -> Vec<&'static str> {
         if self.is_async {
             vec!["ok"]
         } else {
             vec!["ok", "fail"]
         }
     }
-}
 
-/// Runs the applet: GET the webhook with the call's parameters; 2xx → `ok` with the
-/// body in `passthru.*`; another status → that status (the flow falls back to
-/// `fail` when it names no transition for it); timeout or connection error → `fail`.
-pub async fn run<C: crate::flow::executor::CallControl, H: crate::flow::executor::Http>(
-    p: &Passthru,
-    rt: &mut crate::flow::executor::Runtime<'_, C, H>,
-) -> crate::flow::executor::Step {
-    use crate::flow::executor::Step;
-    let mut scope = rt.vars.scope();
-    let url = match p.url.render(&mut scope) {
-        Ok(u) => u,
-        Err(e) => {
-            rt.step.notes.push(format!("url template failed: {e}"));
-            return Step::Outcome("fail".into());
-        }
-    };
-    let query = rt.webhook_params();
-    if p.is_async {
-        rt.http.spawn_get(&url, &query, p.timeout);
-        rt.step
-            .notes
-            .push(format!("{url} sent without waiting (async)"));
-        return Step::Outcome("ok".into());
+    /// A status without a transition of its own takes `fail`.
+    fn fallback(&self, outcome: &str) -> Option<&'static str> {
+        outcome.parse::<u16>().is_ok().then_some("fail")
     }
-    match rt.get(&url, query, p.timeout).await {
-        None => Step::Stop,
-        Some(Ok(r)) => {
-            rt.vars.set_passthru(r.status, &r.body);
-            if (200..300).contains(&r.status) {
-                Step::Outcome("ok".into())
-            } else {
-                Step::Outcome(r.status.to_string())
+
+    /// GET the webhook with the call's parameters; 2xx → `ok` with the body in
+    /// `passthru.*`; another status → that status (the flow falls back to `fail`
+    /// when it names no transition for it); timeout or connection error → `fail`.
+    async fn run(&self, cx: &mut Context<'_>) -> Step {
+        let url = match self.url.render(&mut cx.vars.scope()) {
+            Ok(u) => u,
+            Err(e) => {
+                cx.step.notes.push(format!("url template failed: {e}"));
+                return Step::outcome("fail");
             }
+        };
+        let query = cx.webhook_params();
+        if self.is_async {
+            cx.http.spawn_get(&url, &query, self.timeout);
+            cx.step
+                .notes
+                .push(format!("{url} sent without waiting (async)"));
+            return Step::outcome("ok");
         }
-        Some(Err(e)) => {
-            rt.vars.set_passthru(0, b"");
-            rt.step.notes.push(format!("{url}: {e}"));
-            Step::Outcome("fail".into())
+        match cx.get(&url, query, self.timeout).await {
+            None => Step::Stop,
+            Some(Ok(r)) => {
+                cx.vars.set_passthru(r.status, &r.body);
+                if (200..300).contains(&r.status) {
+                    Step::outcome("ok")
+                } else {
+                    Step::outcome(r.status.to_string())
+                }
+            }
+            Some(Err(e)) => {
+                cx.vars.set_passthru(0, b"");
+                cx.step.notes.push(format!("{url}: {e}"));
+                Step::outcome("fail")
+            }
         }
     }
 }

@@ -1,11 +1,17 @@
 //! Switchcase: evaluate a rhai expression over the call's variables and branch on its
 //! value. Outcomes: one per case, and `default` (required).
 
-use super::DecodeContext;
-use crate::flow::decode::{self, MapReader};
-use crate::flow::diagnostic::Diagnostics;
-use crate::flow::expr::Expr;
-use crate::flow::yaml::{Node, Pos};
+use async_trait::async_trait;
+
+use super::{Applet, Branch, Context, DecodeContext};
+use crate::lang::decode::{self, MapReader};
+use crate::lang::diagnostic::Diagnostics;
+use crate::lang::expr::Expr;
+use crate::lang::yaml::Node;
+use crate::runtime::Step;
+
+/// The kind's name in flow files.
+pub const NAME: &str = "switchcase";
 
 /// The keys its body may hold.
 pub const KEYS: [&str; 3] = ["value", "cases", "default"];
@@ -15,17 +21,6 @@ pub const DEFAULT_VALUE: &str = "passthru.select";
 
 /// The outcome taken when no case matches.
 pub const DEFAULT_OUTCOME: &str = "default";
-
-/// A transition written inside the applet's body: a case or the default.
-#[derive(Debug, Clone)]
-pub struct Branch {
-    /// The case value (or `default`), which is also the outcome's name.
-    pub outcome: String,
-    /// The applet it goes to.
-    pub target: String,
-    /// Where the target is written.
-    pub pos: Pos,
-}
 
 /// The parameters of a switchcase applet.
 #[derive(Debug, Clone)]
@@ -38,9 +33,10 @@ pub struct Switchcase {
     pub default: Branch,
 }
 
-impl Switchcase {
+#[async_trait]
+impl Applet for Switchcase {
     /// Decodes a switchcase body.
-    pub fn decode(body: &Node, cx: DecodeContext<'_>, d: &mut Diagnostics) -> Option<Switchcase> {
+    fn decode(body: &Node, cx: DecodeContext<'_>, d: &mut Diagnostics) -> Option<Switchcase> {
         let what = format!("switchcase applet '{}'", cx.applet);
         let mut m = MapReader::new(body, &what, d)?;
         let value = match m.take("value") {
@@ -56,6 +52,7 @@ impl Switchcase {
                 outcome: DEFAULT_OUTCOME.to_string(),
                 target: t.to_string(),
                 pos: v.pos,
+                described: DEFAULT_OUTCOME.to_string(),
             }),
             None => {
                 d.error(body.pos, format!("{what} has no 'default': it is required"));
@@ -70,9 +67,55 @@ impl Switchcase {
         })
     }
 
+    fn check_outcome(_outcome: &str) -> Result<(), String> {
+        Err("switchcase branches by its cases and default".into())
+    }
+
+    fn takes_transitions() -> Result<(), &'static str> {
+        Err("branches by its cases and default")
+    }
+
+    fn kind(&self) -> &'static str {
+        NAME
+    }
+
+    fn summary(&self) -> String {
+        format!("switchcase {}", self.value.source)
+    }
+
+    fn waits(&self) -> bool {
+        false
+    }
+
     /// Every branch, cases first, then the default.
-    pub fn branches(&self) -> impl Iterator<Item = &Branch> {
-        self.cases.iter().chain(std::iter::once(&self.default))
+    fn branches(&self) -> Vec<Branch> {
+        self.cases
+            .iter()
+            .chain(std::iter::once(&self.default))
+            .cloned()
+            .collect()
+    }
+
+    /// The case whose value equals the expression's, else `default` (also when the
+    /// expression fails on the live call; the trace says why).
+    async fn run(&self, cx: &mut Context<'_>) -> Step {
+        let mut scope = cx.vars.scope();
+        let value = match self.value.eval(&mut scope) {
+            Ok(v) if v.is_unit() => String::new(),
+            Ok(v) => v.to_string(),
+            Err(e) => {
+                cx.step.notes.push(format!(
+                    "value '{}' failed: {e}; taking default",
+                    self.value.source
+                ));
+                return Step::outcome(DEFAULT_OUTCOME);
+            }
+        };
+        cx.step.notes.push(format!("value = {value:?}"));
+        match self.cases.iter().find(|c| c.outcome == value) {
+            Some(c) => Step::outcome(c.outcome.clone()),
+            None => Step::outcome(DEFAULT_OUTCOME),
+        }
     }
 }
 
@@ -94,35 +137,10 @@ fn cases(node: &Node, d: &mut Diagnostics) -> Option<Vec<Branch>> {
                 outcome: value.to_string(),
                 target: t.to_string(),
                 pos: target.pos,
+                described: format!("case '{value}'"),
             }),
             None => ok = false,
         }
     }
     ok.then_some(out)
-}
-
-/// Runs the applet: the case whose value equals the expression's, else `default`
-/// (also when the expression fails on the live call; the trace says why).
-pub fn run<C: crate::flow::executor::CallControl, H: crate::flow::executor::Http>(
-    s: &Switchcase,
-    rt: &mut crate::flow::executor::Runtime<'_, C, H>,
-) -> crate::flow::executor::Step {
-    use crate::flow::executor::Step;
-    let mut scope = rt.vars.scope();
-    let value = match s.value.eval(&mut scope) {
-        Ok(v) if v.is_unit() => String::new(),
-        Ok(v) => v.to_string(),
-        Err(e) => {
-            rt.step.notes.push(format!(
-                "value '{}' failed: {e}; taking default",
-                s.value.source
-            ));
-            return Step::Outcome(DEFAULT_OUTCOME.into());
-        }
-    };
-    rt.step.notes.push(format!("value = {value:?}"));
-    match s.cases.iter().find(|c| c.outcome == value) {
-        Some(c) => Step::Outcome(c.outcome.clone()),
-        None => Step::Outcome(DEFAULT_OUTCOME.into()),
-    }
 }

@@ -2,9 +2,12 @@
 
 use std::time::Duration;
 
-use super::call::{Call, LegEnd, LegOutcome, LegRequest};
-use crate::flow::executor::CallControl;
+use async_trait::async_trait;
 
+use super::bridge::Call;
+use crate::runtime::{CallControl, LegEnd, LegOutcome, LegRequest};
+
+#[async_trait]
 impl CallControl for Call {
     async fn dial(&mut self, leg: LegRequest) -> LegOutcome {
         Call::dial(self, leg).await
@@ -27,10 +30,10 @@ impl CallControl for Call {
     }
 
     fn caller_gone(&self) -> bool {
-        Call::caller_gone(self)
+        self.caller.gone()
     }
 
     fn answered(&self) -> bool {
-        Call::answered(self)
+        self.caller.answered()
     }
 }

@@ -1,107 +1,60 @@
-//! The engine's core: the transaction user that gives each new INVITE its own call
-//! task, routes in-dialog requests, ACKs and CANCELs to the call they belong to, and
-//! answers what belongs to no call (OPTIONS 200, unknown dialogs 481, methods it does
-//! not take 405 or 501).
+//! The engine: the transaction user that gives each new INVITE its own call task,
+//! routes in-dialog requests, ACKs and CANCELs to the call they belong to (through
+//! the [`Core`]'s table), and answers what belongs to no call (OPTIONS 200, unknown
+//! dialogs 481, methods it does not take 405 or 501).
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use tokio::sync::mpsc;
 
-use super::call::{Call, CallInput};
+use super::CallInput;
+use super::bridge::Call;
+use super::core::{ALLOW, Core};
 use crate::sip::header::Name;
 use crate::sip::method::Method;
 use crate::sip::resolve::Resolver;
-use crate::sip::transaction::{Key, ServerTransaction, ToCore, TransactionLayer};
+use crate::sip::transaction::{ServerTransaction, ToCore, TransactionLayer};
 
 /// What runs a call: given the new call, drives it to its end.
 pub type CallHandler = Arc<dyn Fn(Call) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
-/// The methods callflow takes, for Allow headers.
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REFER, NOTIFY, UPDATE, INFO";
-
-/// Where messages for a call's dialogs and pending INVITE go.
-#[derive(Default)]
-pub(crate) struct Routes {
-    /// (Call-ID, our tag) of each dialog leg → its call.
-    dialogs: HashMap<(String, String), mpsc::Sender<CallInput>>,
-    /// The server-transaction key of each caller INVITE not yet answered → its call.
-    invites: HashMap<Key, mpsc::Sender<CallInput>>,
-}
-
-/// State shared by the core and every call.
+/// The engine: the shared core, the handler of new calls, and the drain switch.
 pub struct Engine {
-    /// The transaction layer.
-    pub layer: Arc<TransactionLayer>,
-    /// Resolves the URIs calls dial (RFC 3263).
-    pub resolver: Resolver,
-    routes: Mutex<Routes>,
+    /// What every call shares: the transaction layer, the resolver, the routes.
+    pub core: Arc<Core>,
     handler: CallHandler,
     /// Set on the first Ctrl-C: new calls get 503, calls in progress go on.
-    draining: std::sync::atomic::AtomicBool,
+    draining: AtomicBool,
     /// Calls whose handler is still running.
-    active: Arc<std::sync::atomic::AtomicUsize>,
-}
-
-fn lock(m: &Mutex<Routes>) -> MutexGuard<'_, Routes> {
-    // One map operation per critical section: a poisoned lock holds consistent maps.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
+    active: Arc<AtomicUsize>,
 }
 
 impl Engine {
-    /// A core over `layer` that hands each new call to `handler`.
+    /// An engine over `layer` that hands each new call to `handler`.
     pub fn new(layer: Arc<TransactionLayer>, handler: CallHandler) -> Arc<Engine> {
         Self::with_resolver(layer, handler, Resolver::system())
     }
 
-    /// A core that resolves with `resolver` (for example, given name servers).
+    /// An engine that resolves with `resolver` (for example, given name servers).
     pub fn with_resolver(
         layer: Arc<TransactionLayer>,
         handler: CallHandler,
         resolver: Resolver,
     ) -> Arc<Engine> {
         Arc::new(Engine {
-            layer,
-            resolver,
-            routes: Mutex::new(Routes::default()),
+            core: Arc::new(Core::new(layer, resolver)),
             handler,
-            draining: std::sync::atomic::AtomicBool::new(false),
-            active: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            draining: AtomicBool::new(false),
+            active: Arc::new(AtomicUsize::new(0)),
         })
-    }
-
-    /// Registers a dialog leg of a call.
-    pub(crate) fn add_dialog(&self, call_id: &str, local_tag: &str, tx: mpsc::Sender<CallInput>) {
-        lock(&self.routes)
-            .dialogs
-            .insert((call_id.to_string(), local_tag.to_string()), tx);
-    }
-
-    /// Forgets a dialog leg.
-    pub(crate) fn remove_dialog(&self, call_id: &str, local_tag: &str) {
-        lock(&self.routes)
-            .dialogs
-            .remove(&(call_id.to_string(), local_tag.to_string()));
-    }
-
-    /// Forgets a caller INVITE (answered, or the call ended).
-    pub(crate) fn remove_invite(&self, key: &Key) {
-        lock(&self.routes).invites.remove(key);
-    }
-
-    fn dialog(&self, call_id: &str, local_tag: &str) -> Option<mpsc::Sender<CallInput>> {
-        lock(&self.routes)
-            .dialogs
-            .get(&(call_id.to_string(), local_tag.to_string()))
-            .cloned()
     }
 
     /// How many calls have a live dialog or pending INVITE (for tests and metrics).
     pub fn active_routes(&self) -> usize {
-        let r = lock(&self.routes);
-        r.dialogs.len() + r.invites.len()
+        self.core.active_routes()
     }
 
     /// Handles what the transaction layer delivers, until it stops.
@@ -117,7 +70,7 @@ impl Engine {
                         .and_then(|to| to.tag().map(str::to_string))
                         .zip(inc.message.call_id().ok().map(str::to_string));
                     if let Some((tag, call_id)) = key
-                        && let Some(tx) = self.dialog(&call_id, &tag)
+                        && let Some(tx) = self.core.dialog(&call_id, &tag)
                     {
                         let _ = tx.send(CallInput::Ack(inc.message)).await;
                     }
@@ -130,7 +83,7 @@ impl Engine {
                         .and_then(|f| f.tag().map(str::to_string))
                         .zip(inc.message.call_id().ok().map(str::to_string));
                     if let Some((tag, call_id)) = key
-                        && let Some(tx) = self.dialog(&call_id, &tag)
+                        && let Some(tx) = self.core.dialog(&call_id, &tag)
                     {
                         let _ = tx.send(CallInput::StrayResponse(inc.message)).await;
                     }
@@ -138,7 +91,6 @@ impl Engine {
             }
         }
     }
-
     async fn request(self: &Arc<Self>, st: ServerTransaction) {
         let method = st
             .request
@@ -167,7 +119,7 @@ impl Engine {
             .and_then(|t| t.tag().map(str::to_string));
         if let Some(tag) = to_tag {
             let call_id = st.request.call_id().unwrap_or_default().to_string();
-            match self.dialog(&call_id, &tag) {
+            match self.core.dialog(&call_id, &tag) {
                 Some(tx) => {
                     let _ = tx.send(CallInput::Request(st)).await;
                 }
@@ -178,7 +130,7 @@ impl Engine {
         match method {
             Method::Invite => self.new_call(st),
             Method::Cancel => {
-                let target = lock(&self.routes).invites.get(&st.cancelled_key()).cloned();
+                let target = self.core.invite(&st.cancelled_key());
                 match target {
                     Some(tx) => {
                         let _ = tx.send(CallInput::Cancel(st)).await;
@@ -209,17 +161,16 @@ impl Engine {
 
     /// Stops taking new calls (they get 503 with Retry-After); calls in progress go on.
     pub fn drain(&self) {
-        self.draining
-            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.draining.store(true, Ordering::SeqCst);
     }
 
     /// How many calls are in progress.
     pub fn active_calls(&self) -> usize {
-        self.active.load(std::sync::atomic::Ordering::SeqCst)
+        self.active.load(Ordering::SeqCst)
     }
 
     fn new_call(self: &Arc<Self>, st: ServerTransaction) {
-        if self.draining.load(std::sync::atomic::Ordering::SeqCst) {
+        if self.draining.load(Ordering::SeqCst) {
             tokio::spawn(async move {
                 let mut resp = st.response(503, Some(&crate::sip::dialog::new_tag()));
                 resp.push_header(Name::RetryAfter, "30");
@@ -228,16 +179,14 @@ impl Engine {
             return;
         }
         let (tx, rx) = mpsc::channel(64);
-        lock(&self.routes)
-            .invites
-            .insert(st.key.clone(), tx.clone());
-        let call = Call::new(self.clone(), st, tx, rx);
+        self.core.add_invite(st.key.clone(), tx.clone());
+        let call = Call::new(self.core.clone(), st, tx, rx);
         let handler = self.handler.clone();
         let active = self.active.clone();
-        active.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        active.fetch_add(1, Ordering::SeqCst);
         tokio::spawn(async move {
             handler(call).await;
-            active.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            active.fetch_sub(1, Ordering::SeqCst);
         });
     }
 }

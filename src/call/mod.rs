@@ -1,13 +1,40 @@
-//! Calls: the B2BUA that bridges the caller's leg to one far leg at a time.
+//! Calls: the B2BUA. A call is the caller's leg ([`CallerLeg`], the UAS side), at
+//! most one far leg at a time ([`FarLeg`], the UAC side) and the bridge between them
+//! ([`Call`]), which implements the runtime contract's `CallControl`.
 //!
-//! `engine` is the core every message reaches after its transaction, `call` one call
-//! and its legs, `sdp` the codec filter applied to every offer and answer.
+//! `engine` is the transaction user every message reaches after its transaction;
+//! `core` what the engine and every leg share (layer, resolver, dialog routes, the
+//! "request on a dialog, await the final response" helper); `fork` parallel ringing;
+//! `sdp` the codec filter applied to every offer and answer.
 
-#[allow(clippy::module_inception)]
-pub mod call;
+pub mod bridge;
+pub mod caller;
 pub mod control;
+pub mod core;
 pub mod engine;
+pub mod far;
+pub mod fork;
 pub mod sdp;
+pub mod stack;
 
-pub use call::{Call, CallInput, LegEnd, LegOutcome, LegRequest};
+pub use bridge::Call;
+pub use caller::CallerLeg;
 pub use engine::{CallHandler, Engine};
+pub use far::FarLeg;
+pub use stack::{SipStack, StackConfig};
+
+use crate::sip::message::Message;
+use crate::sip::transaction::ServerTransaction;
+
+/// What the engine hands a call.
+#[derive(Debug)]
+pub enum CallInput {
+    /// An in-dialog request on one of the call's legs.
+    Request(ServerTransaction),
+    /// A CANCEL for the caller's INVITE.
+    Cancel(ServerTransaction),
+    /// An ACK for a 2xx we sent.
+    Ack(Message),
+    /// A 2xx retransmitted by a far leg after its transaction ended.
+    StrayResponse(Message),
+}

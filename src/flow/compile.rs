@@ -13,12 +13,12 @@ use petgraph::graph::DiGraph;
 use petgraph::stable_graph::{NodeIndex, StableDiGraph};
 use petgraph::visit::{EdgeRef, IntoEdgeReferences};
 
-use super::diagnostic::{Diagnostic, Diagnostics, did_you_mean};
-use super::expr::Template;
-use super::headers::DEFAULT_RESERVED_PREFIXES;
 use super::schema::{self, AppletDef, FlowDoc, Transition};
-use super::yaml::{self, Pos};
-use crate::applets::AppletKind;
+use crate::applets::AppletRef;
+use crate::lang::diagnostic::{Diagnostic, Diagnostics, did_you_mean};
+use crate::lang::expr::Template;
+use crate::lang::headers::DEFAULT_RESERVED_PREFIXES;
+use crate::lang::yaml::{self, Pos};
 
 /// Settings that change what a flow may say.
 #[derive(Debug, Clone)]
@@ -46,7 +46,7 @@ pub struct Applet {
     /// Where its id is written.
     pub pos: Pos,
     /// What it does.
-    pub kind: AppletKind,
+    pub kind: AppletRef,
 }
 
 /// A compiled flow: a graph of applets whose edges carry outcome labels.
@@ -94,6 +94,46 @@ impl Flow {
         edge_to(&Transition::On(outcome.to_string()))
             .or_else(|| fallback.and_then(|f| edge_to(&Transition::On(f.to_string()))))
             .or_else(|| edge_to(&Transition::Any))
+    }
+
+    /// A flow built as data rather than read from a file (the flow of a `pstn`
+    /// number): `applets` in order, the first being the start, each with its
+    /// transitions to applets named in the list.
+    pub fn from_applets(
+        id: &str,
+        applets: Vec<(&str, AppletRef, Vec<(Transition, &str)>)>,
+    ) -> Flow {
+        let mut graph = StableDiGraph::new();
+        let mut index = HashMap::new();
+        for (name, kind, _) in &applets {
+            let node = graph.add_node(Applet {
+                id: name.to_string(),
+                pos: Pos::new(1, 1),
+                kind: kind.clone(),
+            });
+            index.insert(name.to_string(), node);
+        }
+        for (name, _, edges) in &applets {
+            for (transition, target) in edges {
+                if let (Some(a), Some(b)) = (index.get(*name), index.get(*target)) {
+                    graph.add_edge(*a, *b, transition.clone());
+                }
+            }
+        }
+        let start = applets
+            .first()
+            .and_then(|(name, _, _)| index.get(*name).copied())
+            .unwrap_or_default();
+        Flow {
+            id: id.to_string(),
+            id_pos: Pos::new(1, 1),
+            file: "(built in)".into(),
+            description: None,
+            status_callback: None,
+            graph,
+            start,
+            index,
+        }
     }
 
     /// How many applets the flow has.
@@ -313,7 +353,7 @@ fn warn_unhandled_outcomes(graph: &StableDiGraph<Applet, Transition>, d: &mut Di
                 a.pos,
                 format!(
                     "{} applet '{}' has no transition for outcome {}: the flow hangs up there",
-                    a.kind.name(),
+                    a.kind.kind(),
                     a.id,
                     missing.join(", ")
                 ),

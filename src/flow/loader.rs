@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::compile::{CompileOptions, Flow, compile_str};
-use super::diagnostic::{Diagnostic, Diagnostics};
-use super::yaml::Pos;
+use crate::lang::diagnostic::{Diagnostic, Diagnostics};
+use crate::lang::yaml::Pos;
 
 /// Everything found under the given paths.
 #[derive(Debug, Default)]
@@ -25,7 +25,7 @@ impl Loaded {
     pub fn has_errors(&self) -> bool {
         self.diagnostics
             .iter()
-            .any(|d| d.severity == super::diagnostic::Severity::Error)
+            .any(|d| d.severity == crate::lang::diagnostic::Severity::Error)
     }
 }
 

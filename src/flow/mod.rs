@@ -5,20 +5,13 @@
 //! and directories. Every problem becomes a [`Diagnostic`] with file, line and column.
 
 pub mod compile;
-pub mod decode;
-pub mod diagnostic;
-pub mod duration;
 pub mod executor;
-pub mod expr;
 pub mod graph;
-pub mod headers;
 pub mod loader;
 pub mod schema;
 pub mod simulate;
-pub mod vars;
-pub mod yaml;
 
+pub use crate::lang::diagnostic::{Diagnostic, Severity};
 pub use compile::{Applet, CompileOptions, Compiled, Flow, compile_str};
-pub use diagnostic::{Diagnostic, Severity};
 pub use loader::{Loaded, load_file, load_paths};
 pub use schema::Transition;

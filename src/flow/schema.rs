@@ -2,11 +2,11 @@
 //! id, its one kind key, its transitions). Applet bodies are decoded by their own
 //! modules in `crate::applets`.
 
-use super::decode::{self, MapReader};
-use super::diagnostic::{Diagnostics, did_you_mean};
-use super::expr::Template;
-use super::yaml::{Node, Pos};
-use crate::applets::{self, AppletKind, DecodeContext};
+use crate::applets::{self, AppletRef, DecodeContext, Kind};
+use crate::lang::decode::{self, MapReader};
+use crate::lang::diagnostic::{Diagnostics, did_you_mean};
+use crate::lang::expr::Template;
+use crate::lang::yaml::{Node, Pos};
 
 const TOP_KEYS: [&str; 5] = ["flow", "description", "start", "status_callback", "applets"];
 
@@ -61,7 +61,7 @@ pub struct AppletDef {
     /// Where the id is written.
     pub pos: Pos,
     /// The kind and its parameters; `None` when the body had errors.
-    pub kind: Option<AppletKind>,
+    pub kind: Option<AppletRef>,
     /// Its transitions.
     pub edges: Vec<EdgeSpec>,
 }
@@ -217,7 +217,7 @@ fn applet_def(
     let Some(mut m) = MapReader::new(node, &what, d) else {
         return Some(def);
     };
-    let Some((kind_name, body)) = kind_entry(id, &mut m, d) else {
+    let Some((kind, body)) = kind_entry(id, &mut m, d) else {
         // Already reported; the transitions cannot be checked without a kind.
         m.take("on");
         m.take("next");
@@ -228,28 +228,25 @@ fn applet_def(
         reserved_prefixes: reserved,
     };
     let errors_before = d.error_count();
-    def.kind = AppletKind::decode(kind_name, body, cx, d);
+    def.kind = (kind.decode)(body, cx, d);
     if def.kind.is_none() && d.error_count() == errors_before {
         d.error(
             key.pos,
-            format!("{kind_name} applet '{id}' could not be compiled"),
+            format!("{} applet '{id}' could not be compiled", kind.name),
         );
     }
-    if let Some(AppletKind::Switchcase(s)) = &def.kind {
-        def.edges.extend(s.branches().map(|b| EdgeSpec {
-            transition: Transition::On(b.outcome.clone()),
-            target: b.target.clone(),
-            pos: b.pos,
-            described: if b.outcome == "default" {
-                "default".to_string()
-            } else {
-                format!("case '{}'", b.outcome)
-            },
-        }));
+    if let Some(applet) = &def.kind {
+        def.edges
+            .extend(applet.branches().into_iter().map(|b| EdgeSpec {
+                transition: Transition::On(b.outcome),
+                target: b.target,
+                pos: b.pos,
+                described: b.described,
+            }));
     }
-    def.edges.extend(transitions(id, kind_name, &mut m, d));
+    def.edges.extend(transitions(id, kind, &mut m, d));
     let mut allowed: Vec<&str> = TRANSITION_KEYS.to_vec();
-    allowed.extend(applets::KINDS);
+    allowed.extend(applets::kind_names());
     m.finish(d, &allowed, &what);
     Some(def)
 }
@@ -260,10 +257,10 @@ fn kind_entry<'a>(
     id: &str,
     m: &mut MapReader<'a>,
     d: &mut Diagnostics,
-) -> Option<(&'static str, &'a Node)> {
-    let found: Vec<(&'static str, &'a Node, &'a Node)> = applets::KINDS
+) -> Option<(&'static Kind, &'a Node)> {
+    let found: Vec<(&'static Kind, &'a Node, &'a Node)> = applets::KINDS
         .iter()
-        .filter_map(|k| m.take(k).map(|(key, body)| (*k, key, body)))
+        .filter_map(|k| m.take(k.name).map(|(key, body)| (k, key, body)))
         .collect();
     if let [first, second, ..] = found.as_slice() {
         let (first, second) = if first.1.pos <= second.1.pos {
@@ -275,7 +272,7 @@ fn kind_entry<'a>(
             second.1.pos,
             format!(
                 "applet '{id}' has more than one kind ('{}' and '{}'): give exactly one",
-                first.0, second.0
+                first.0.name, second.0.name
             ),
         );
         return None;
@@ -293,7 +290,7 @@ fn kind_entry<'a>(
             m.node.pos,
             format!(
                 "applet '{id}' has no kind: give one of {}",
-                applets::KINDS.join(", ")
+                applets::kind_names().join(", ")
             ),
         );
     }
@@ -302,8 +299,8 @@ fn kind_entry<'a>(
             key.pos,
             format!(
                 "unknown applet kind '{name}' in applet '{id}'{}; kinds are {}",
-                did_you_mean(name, applets::KINDS),
-                applets::KINDS.join(", ")
+                did_you_mean(name, applets::kind_names()),
+                applets::kind_names().join(", ")
             ),
         );
         m.take(name);
@@ -312,7 +309,7 @@ fn kind_entry<'a>(
 }
 
 /// Reads `on:` or `next:`.
-fn transitions(id: &str, kind: &str, m: &mut MapReader<'_>, d: &mut Diagnostics) -> Vec<EdgeSpec> {
+fn transitions(id: &str, kind: &Kind, m: &mut MapReader<'_>, d: &mut Diagnostics) -> Vec<EdgeSpec> {
     let on = m.take("on");
     let next = m.take("next");
     if let (Some(_), Some((k, _))) = (on, next) {
@@ -324,15 +321,13 @@ fn transitions(id: &str, kind: &str, m: &mut MapReader<'_>, d: &mut Diagnostics)
     }
     let written = on.or(next);
     if let Some((k, _)) = written
-        && !matches!(kind, "connect" | "passthru")
+        && let Err(why) = (kind.takes_transitions)()
     {
-        let why = if kind == "hangup" {
-            "ends the flow and has no outcomes"
-        } else {
-            "branches by its cases and default"
-        };
         let key = k.as_str().unwrap_or("on");
-        d.error(k.pos, format!("{kind} applet '{id}' {why}: remove '{key}'"));
+        d.error(
+            k.pos,
+            format!("{} applet '{id}' {why}: remove '{key}'", kind.name),
+        );
         return Vec::new();
     }
     if let Some((_, v)) = next {
@@ -354,12 +349,7 @@ fn transitions(id: &str, kind: &str, m: &mut MapReader<'_>, d: &mut Diagnostics)
     };
     let mut edges = Vec::new();
     for (outcome, key, target) in on.rest() {
-        let checked = if kind == "connect" {
-            applets::connect::check_outcome(outcome)
-        } else {
-            applets::passthru::check_outcome(outcome)
-        };
-        if let Err(why) = checked {
+        if let Err(why) = (kind.check_outcome)(outcome) {
             d.error(key.pos, format!("applet '{id}': {why}"));
             continue;
         }

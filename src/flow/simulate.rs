@@ -20,9 +20,14 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::executor::{CallControl, Http, HttpResponse, LegEnd, LegOutcome, LegRequest};
+use crate::runtime::{
+    CallControl, CarrierRoute, Channel, Directory, DirectoryError, Http, HttpError, HttpResponse,
+    LegEnd, LegError, LegOutcome, LegRequest, TrunkRoute,
+};
+use crate::sip::{Host, SipUri};
 
 /// A scenario file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -97,6 +102,7 @@ impl ScriptedCall {
     }
 }
 
+#[async_trait]
 impl CallControl for ScriptedCall {
     async fn dial(&mut self, leg: LegRequest) -> LegOutcome {
         let script = self.legs.pop_front().unwrap_or_else(|| "no_answer".into());
@@ -126,7 +132,7 @@ impl CallControl for ScriptedCall {
             }
             "busy" => LegOutcome::Rejected(486),
             "rejected" => LegOutcome::Rejected(rest.trim().parse().unwrap_or(480)),
-            "failed" => LegOutcome::Failed("scripted failure".into()),
+            "failed" => LegOutcome::Failed(LegError::Transport("scripted failure".into())),
             _ => LegOutcome::NoAnswer,
         }
     }
@@ -211,19 +217,22 @@ fn query_string(query: &[(String, String)]) -> String {
         .finish()
 }
 
+#[async_trait]
 impl Http for ScriptedHttp {
     async fn get(
         &self,
         url: &str,
         query: &[(String, String)],
         _t: Duration,
-    ) -> Result<HttpResponse, String> {
+    ) -> Result<HttpResponse, HttpError> {
         self.log(format!("GET {url}?{}", query_string(query)));
         let a = self
             .next(url)
-            .ok_or("connection refused (no scripted answer)")?;
-        if let Some(e) = a.error {
-            return Err(e);
+            .ok_or_else(|| HttpError::Connect("connection refused (no scripted answer)".into()))?;
+        match a.error.as_deref() {
+            Some("timeout") => return Err(HttpError::Timeout),
+            Some(e) => return Err(HttpError::Connect(e.to_string())),
+            None => {}
         }
         let body = match a.body {
             serde_json::Value::String(s) => s.into_bytes(),
@@ -248,19 +257,49 @@ impl Http for ScriptedHttp {
         url: &str,
         body: &serde_json::Value,
         _t: Duration,
-    ) -> Result<u16, String> {
+    ) -> Result<u16, HttpError> {
         self.log(format!("POST {url} {body}"));
         Ok(200)
+    }
+}
+
+/// Trunks and carriers for a simulation: any trunk sid has one destination
+/// `sip:<sid>.simulated`, and one carrier `sip:pstn.simulated` carries numbers.
+#[derive(Debug, Default)]
+pub struct SimulatedDirectory;
+
+impl Directory for SimulatedDirectory {
+    fn trunk(&self, sid: &str) -> Result<TrunkRoute, DirectoryError> {
+        let host = Host::Domain(format!("{sid}.simulated"));
+        Ok(TrunkRoute {
+            destinations: vec![SipUri::new(None, host, None)],
+            external_alias: None,
+        })
+    }
+
+    fn carriers(&self) -> Vec<CarrierRoute> {
+        vec![CarrierRoute {
+            name: "simulated".into(),
+            uri: SipUri::new(None, Host::Domain("pstn.simulated".into()), None),
+        }]
+    }
+
+    fn carrier_channel(&self, _name: &str) -> Option<Channel> {
+        Some(Box::new(()))
+    }
+
+    fn fails_over(&self, _status: u16) -> bool {
+        true
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flow::executor::{Settings, run};
-    use crate::flow::vars::CallInfo;
+    use crate::flow::executor::run;
     use crate::flow::{CompileOptions, compile_str};
-    use crate::routing::Routing;
+    use crate::lang::vars::CallInfo;
+    use crate::runtime::Settings;
 
     const FLOW: &str = "flow: f\nstart: bot\napplets:\n  bot:\n    connect: { to: \"sip:bot@10.0.0.1\" }\n    on: { completed: ask, no_answer: sorry, busy: busy, transfer: ask }\n  ask:\n    passthru: { url: \"https://p.example/h\" }\n    on: { ok: route, fail: sorry }\n  route:\n    switchcase: { cases: { sales: agent }, default: sorry }\n  agent:\n    connect: { to: \"sip:agent@10.0.0.2\" }\n    next: bye\n  busy:\n    hangup: { status: 486 }\n  sorry:\n    hangup: { status: 480 }\n  bye:\n    hangup: {}\n";
 
@@ -280,7 +319,7 @@ mod tests {
             &flow,
             &mut call,
             &http,
-            &Routing::default(),
+            &SimulatedDirectory,
             &Settings::default(),
             info,
         )
@@ -359,7 +398,7 @@ mod tests {
             &flow,
             &mut call,
             &http,
-            &Routing::default(),
+            &SimulatedDirectory,
             &Settings::default(),
             CallInfo::default(),
         )

@@ -1,4 +1,4 @@
-//! Channel and call-rate limits per trunk and per carrier (DESIGN.md §5): exact under
+//! Channel and call-rate limits per trunk and per carrier: exact under
 //! concurrency (atomic compare-and-swap for channels, a locked one-second window for
 //! calls per second), and kept outside the routing table so that a reload does not
 //! reset them.
@@ -7,6 +7,16 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
+
+/// The key of trunk `sid`'s counters.
+pub fn trunk_key(sid: &str) -> String {
+    format!("trunk:{sid}")
+}
+
+/// The key of carrier `name`'s counters.
+pub fn carrier_key(name: &str) -> String {
+    format!("carrier:{name}")
+}
 
 /// Counters of one trunk or carrier.
 #[derive(Debug)]

@@ -14,8 +14,12 @@ use std::sync::Arc;
 
 use ipnet::IpNet;
 
-use crate::config::{Config, DestinationConfig, NumberMode, cidr, sip_uri};
-use crate::flow::Flow;
+use crate::applets::connect::{Connect, Dial, Target};
+use crate::applets::{AppletRef, Hangup};
+use crate::config::{Config, DestinationConfig, NumberMode, OutboundConfig};
+use crate::flow::{Flow, Transition};
+use crate::lang::number::normalise;
+use crate::runtime::{CarrierRoute, Channel, Directory, DirectoryError, TrunkRoute};
 use crate::sip::SipUri;
 
 /// A PSTN carrier.
@@ -52,22 +56,14 @@ pub struct Trunk {
     pub credentials: Option<(String, String)>,
 }
 
-/// What an inbound number does.
-#[derive(Debug, Clone)]
-pub enum NumberTarget {
-    /// Runs this flow.
-    Flow(Arc<Flow>),
-    /// Goes straight to the trunk's destinations.
-    Pstn,
-}
-
 /// A number and its trunk.
 #[derive(Debug, Clone)]
 pub struct NumberRoute {
     /// The trunk that owns the number.
     pub trunk: Arc<Trunk>,
-    /// What a call to it does.
-    pub target: NumberTarget,
+    /// The flow a call to it runs: the number's own, or for a `pstn` number one
+    /// built at load time that connects to the trunk and hangs up.
+    pub flow: Arc<Flow>,
 }
 
 /// Where an inbound INVITE goes.
@@ -103,10 +99,37 @@ pub struct Routing {
     trunks: HashMap<String, Arc<Trunk>>,
     numbers: HashMap<String, NumberRoute>,
     flows: HashMap<String, Arc<Flow>>,
-    /// For `callflow simulate`: any trunk sid resolves to a stand-in trunk.
-    simulated: bool,
-    /// What the OPTIONS pings found.
+    /// Calls to the PSTN: ring timeout and failover statuses.
+    outbound: OutboundConfig,
+    /// What the OPTIONS pings found (kept across reloads).
     health: Arc<health::Health>,
+    /// Channel and rate counters (kept across reloads).
+    limits: Arc<limits::Limits>,
+}
+
+/// What outlives a reload: the pings' findings and the limits' counters.
+#[derive(Debug, Clone, Default)]
+pub struct Kept {
+    /// What the OPTIONS pings found.
+    pub health: Arc<health::Health>,
+    /// Channel and rate counters.
+    pub limits: Arc<limits::Limits>,
+}
+
+/// Why a routing table could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RoutingError {
+    /// A number names a flow that is not loaded.
+    #[error("number {number}: flow '{flow}' is not loaded")]
+    NoFlow {
+        /// The number.
+        number: String,
+        /// The flow it names.
+        flow: String,
+    },
+    /// A number in flow mode names no flow.
+    #[error("number {0}: mode flow needs 'flow'")]
+    FlowMissing(String),
 }
 
 impl Trunk {
@@ -118,124 +141,61 @@ impl Trunk {
             .iter()
             .map(|(p, w, u)| (*p, *w, u.clone()))
             .collect();
-        weighted_order(items)
+        crate::sip::srv::weighted_order(items)
     }
-}
-
-/// Orders `(priority, weight, item)`: lower priority first; within a priority, RFC
-/// 2782's weighted random selection (weight-0 entries first, then each pick with a
-/// chance proportional to its weight).
-pub fn weighted_order<T>(mut items: Vec<(u16, u16, T)>) -> Vec<T> {
-    items.sort_by_key(|i| i.0);
-    let mut out = Vec::with_capacity(items.len());
-    while !items.is_empty() {
-        let priority = items[0].0;
-        let end = items.iter().take_while(|i| i.0 == priority).count();
-        let mut group: Vec<_> = items.drain(..end).collect();
-        group.sort_by_key(|i| i.1 != 0);
-        while !group.is_empty() {
-            let total: u32 = group.iter().map(|i| u32::from(i.1)).sum();
-            let pick = if total == 0 {
-                0
-            } else {
-                rand::random_range(0..=total)
-            };
-            let mut running = 0;
-            let at = group
-                .iter()
-                .position(|i| {
-                    running += u32::from(i.1);
-                    running >= pick
-                })
-                .unwrap_or(0);
-            out.push(group.remove(at).2);
-        }
-    }
-    out
 }
 
 impl Routing {
     /// Builds the table; a number whose flow is not loaded is an error.
-    pub fn build(config: &Config, flows: Vec<Flow>) -> Result<Routing, String> {
-        Self::build_with_health(config, flows, Arc::default())
+    pub fn build(config: &Config, flows: Vec<Flow>) -> Result<Routing, RoutingError> {
+        Self::build_keeping(config, flows, Kept::default())
     }
 
-    /// Builds the table sharing `health` (kept across reloads).
-    pub fn build_with_health(
+    /// Builds the table, keeping the pings' findings and the limits' counters.
+    pub fn build_keeping(
         config: &Config,
         flows: Vec<Flow>,
-        health: Arc<health::Health>,
-    ) -> Result<Routing, String> {
+        kept: Kept,
+    ) -> Result<Routing, RoutingError> {
         let flows: HashMap<String, Arc<Flow>> = flows
             .into_iter()
             .map(|f| (f.id.clone(), Arc::new(f)))
             .collect();
-        let mut carriers = Vec::new();
-        for c in &config.carriers {
-            carriers.push(Carrier {
+        let mut carriers: Vec<Carrier> = config
+            .carriers
+            .iter()
+            .map(|c| Carrier {
                 name: c.name.clone(),
-                uri: sip_uri(&c.uri)?,
-                addresses: c
-                    .addresses
-                    .iter()
-                    .map(|a| cidr(a))
-                    .collect::<Result<_, _>>()?,
+                uri: c.uri.clone(),
+                addresses: c.addresses.clone(),
                 priority: c.priority,
                 max_channels: c.max_channels,
-            });
-        }
+            })
+            .collect();
         carriers.sort_by_key(|c| c.priority);
         let mut trunks = HashMap::new();
         let mut numbers = HashMap::new();
         for t in &config.trunks {
-            let trunk = Arc::new(Trunk {
-                sid: t.sid.clone(),
-                destinations: t
-                    .destinations
-                    .iter()
-                    .enumerate()
-                    .map(|(i, d)| {
-                        let (priority, weight) = match d {
-                            DestinationConfig::Uri(_) => (u16::try_from(i).unwrap_or(u16::MAX), 0),
-                            DestinationConfig::Weighted {
-                                priority, weight, ..
-                            } => (*priority, *weight),
-                        };
-                        sip_uri(d.uri()).map(|u| (priority, weight, u))
-                    })
-                    .collect::<Result<_, _>>()?,
-                whitelisted: t
-                    .whitelisted_ips
-                    .iter()
-                    .map(|a| cidr(a))
-                    .collect::<Result<_, _>>()?,
-                external_alias: t.external_alias.clone(),
-                max_channels: t.max_channels,
-                max_cps: t.max_cps,
-                credentials: t
-                    .credentials
-                    .as_ref()
-                    .map(|c| (c.username.clone(), c.password.clone())),
-            });
+            let trunk = Arc::new(trunk(t));
+            let pstn = Arc::new(pstn_flow(&t.sid));
             for n in &t.numbers {
-                let target = match (n.mode, &n.flow) {
-                    (NumberMode::Pstn, _) => NumberTarget::Pstn,
+                let flow = match (n.mode, &n.flow) {
+                    (NumberMode::Pstn, _) => pstn.clone(),
                     (NumberMode::Flow, Some(id)) => {
-                        NumberTarget::Flow(flows.get(id).cloned().ok_or_else(|| {
-                            format!("number {}: flow '{id}' is not loaded", n.number)
-                        })?)
+                        flows.get(id).cloned().ok_or_else(|| RoutingError::NoFlow {
+                            number: n.number.clone(),
+                            flow: id.clone(),
+                        })?
                     }
                     (NumberMode::Flow, None) => {
-                        return Err(format!("number {}: mode flow needs 'flow'", n.number));
+                        return Err(RoutingError::FlowMissing(n.number.clone()));
                     }
                 };
-                numbers.insert(
-                    n.number.clone(),
-                    NumberRoute {
-                        trunk: trunk.clone(),
-                        target,
-                    },
-                );
+                let route = NumberRoute {
+                    trunk: trunk.clone(),
+                    flow,
+                };
+                numbers.insert(n.number.clone(), route);
             }
             trunks.insert(t.sid.clone(), trunk);
         }
@@ -244,9 +204,28 @@ impl Routing {
             trunks,
             numbers,
             flows,
-            simulated: false,
-            health,
+            outbound: config.outbound.clone(),
+            health: kept.health,
+            limits: kept.limits,
         })
+    }
+
+    /// What a reload keeps from this table.
+    pub fn kept(&self) -> Kept {
+        Kept {
+            health: self.health.clone(),
+            limits: self.limits.clone(),
+        }
+    }
+
+    /// The channel and rate counters.
+    pub fn limits(&self) -> &limits::Limits {
+        &self.limits
+    }
+
+    /// Calls to the PSTN: ring timeout and failover statuses.
+    pub fn outbound(&self) -> &OutboundConfig {
+        &self.outbound
     }
 
     /// Classifies an INVITE from `source` to the Request-URI user `dialled`, with
@@ -310,50 +289,9 @@ impl Routing {
             .any(|c| c.addresses.iter().any(|n| n.contains(&source)))
     }
 
-    /// Routing for `callflow simulate`: every trunk sid names a stand-in trunk with
-    /// one destination `sip:<sid>.simulated`, and one stand-in carrier.
-    pub fn simulated() -> Routing {
-        let carrier = Carrier {
-            name: "simulated".into(),
-            uri: SipUri::new(
-                None,
-                crate::sip::Host::Domain("pstn.simulated".into()),
-                None,
-            ),
-            addresses: Vec::new(),
-            priority: 0,
-            max_channels: None,
-        };
-        Routing {
-            carriers: vec![carrier],
-            simulated: true,
-            ..Routing::default()
-        }
-    }
-
     /// A trunk by sid.
     pub fn trunk(&self, sid: &str) -> Option<Arc<Trunk>> {
-        match self.trunks.get(sid) {
-            Some(t) => Some(t.clone()),
-            None if self.simulated => Some(Arc::new(Trunk {
-                sid: sid.to_string(),
-                destinations: vec![(
-                    0,
-                    0,
-                    SipUri::new(
-                        None,
-                        crate::sip::Host::Domain(format!("{sid}.simulated")),
-                        None,
-                    ),
-                )],
-                whitelisted: Vec::new(),
-                external_alias: None,
-                max_channels: None,
-                max_cps: None,
-                credentials: None,
-            })),
-            None => None,
-        }
+        self.trunks.get(sid).cloned()
     }
 
     /// The carriers, by priority.
@@ -395,38 +333,102 @@ impl Routing {
     }
 }
 
-/// The number in a Request-URI user part, as E.164: visual separators removed, a
-/// leading `+` added when missing.
-pub fn normalise(user: &str) -> String {
-    let digits: String = user
+/// A trunk as routing keeps it, from its configuration.
+fn trunk(t: &crate::config::TrunkConfig) -> Trunk {
+    Trunk {
+        sid: t.sid.clone(),
+        destinations: t
+            .destinations
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let (priority, weight) = match d {
+                    DestinationConfig::Uri(_) => (u16::try_from(i).unwrap_or(u16::MAX), 0),
+                    DestinationConfig::Weighted {
+                        priority, weight, ..
+                    } => (*priority, *weight),
+                };
+                (priority, weight, d.uri().clone())
+            })
+            .collect(),
+        whitelisted: t.whitelisted_ips.clone(),
+        external_alias: t.external_alias.clone(),
+        max_channels: t.max_channels,
+        max_cps: t.max_cps,
+        credentials: t
+            .credentials
+            .as_ref()
+            .map(|c| (c.username.clone(), c.password.clone())),
+    }
+}
+
+/// The flow a `pstn` number runs, built once per trunk as data: connect to the
+/// trunk, then hang up.
+pub fn pstn_flow(trunk: &str) -> Flow {
+    let connect: AppletRef = Arc::new(Connect {
+        dial: Dial::To(vec![Target::Trunk(trunk.to_string())]),
+        ..Connect::default()
+    });
+    let bye: AppletRef = Arc::new(Hangup::default());
+    let id: String = trunk
+        .to_ascii_lowercase()
         .chars()
-        .filter(|c| !matches!(c, '-' | '.' | '(' | ')' | ' '))
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
         .collect();
-    match digits.strip_prefix('+') {
-        Some(_) => digits,
-        None => format!("+{digits}"),
+    Flow::from_applets(
+        &format!("pstn-{id}"),
+        vec![
+            ("trunk", connect, vec![(Transition::Any, "bye")]),
+            ("bye", bye, Vec::new()),
+        ],
+    )
+}
+
+impl Directory for Routing {
+    fn trunk(&self, sid: &str) -> Result<TrunkRoute, DirectoryError> {
+        let trunk = self
+            .trunk(sid)
+            .ok_or_else(|| DirectoryError::NoTrunk(sid.to_string()))?;
+        if trunk.destinations.is_empty() {
+            return Err(DirectoryError::NoDestinations(sid.to_string()));
+        }
+        Ok(TrunkRoute {
+            destinations: self.usable_destinations(&trunk),
+            external_alias: trunk.external_alias.clone(),
+        })
+    }
+
+    fn carriers(&self) -> Vec<CarrierRoute> {
+        self.usable_carriers()
+            .into_iter()
+            .map(|c| CarrierRoute {
+                name: c.name,
+                uri: c.uri,
+            })
+            .collect()
+    }
+
+    fn carrier_channel(&self, name: &str) -> Option<Channel> {
+        let max = self
+            .carriers
+            .iter()
+            .find(|c| c.name == name)
+            .and_then(|c| c.max_channels);
+        let permit = self
+            .limits
+            .acquire(&limits::carrier_key(name), max, None)
+            .ok()?;
+        Some(Box::new(permit))
+    }
+
+    fn fails_over(&self, status: u16) -> bool {
+        self.outbound.fails_over(status)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn priority_first_then_weight_shares() {
-        let mut heavy_first = 0;
-        for _ in 0..2000 {
-            let order = weighted_order(vec![
-                (20, 0, "backup"),
-                (10, 90, "heavy"),
-                (10, 10, "light"),
-            ]);
-            assert_eq!(order[2], "backup", "lower priority last");
-            heavy_first += usize::from(order[0] == "heavy");
-        }
-        // Expected 90 %; the bounds are far outside any plausible random swing.
-        assert!((1600..=1960).contains(&heavy_first), "{heavy_first}");
-    }
 
     #[test]
     fn cidr_edges_v4_and_v6() {

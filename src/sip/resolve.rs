@@ -152,7 +152,7 @@ impl Resolver {
             })
             .filter(|(_, _, target, _)| !target.is_empty())
             .collect();
-        crate::routing::weighted_order(
+        super::srv::weighted_order(
             records
                 .into_iter()
                 .map(|(p, w, host, port)| (p, w, (host, port)))

@@ -9,15 +9,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use callflow::call::{Call, CallHandler, Engine};
+use callflow::call::{Call, CallHandler, Engine, SipStack, StackConfig};
 use callflow::sip::message::frame;
-use callflow::sip::transaction::{Timers, TransactionLayer};
+use callflow::sip::resolve::Resolver;
+use callflow::sip::transaction::Timers;
 use callflow::sip::transport::{Listen, TlsConfig, TransportConfig, Transports};
 use callflow::sip::{Framing, Message, Name, Transport};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 /// An SDP offer with PCMA, PCMU, opus and DTMF.
 pub const OFFER: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 96 8 0 101\r\na=rtpmap:96 opus/48000/2\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n";
@@ -86,11 +86,11 @@ pub fn test_cert() -> TestCert {
     TestCert { dir, cert, key }
 }
 
-/// The engine under test, on loopback.
+/// The engine under test, on loopback, built by the same constructor as `serve`'s.
 pub struct TestEngine {
     pub transports: Arc<Transports>,
     pub engine: Arc<Engine>,
-    pub shutdown: CancellationToken,
+    pub stack: SipStack,
 }
 
 impl TestEngine {
@@ -102,6 +102,16 @@ impl TestEngine {
         handler: CallHandler,
         tls: Option<&TestCert>,
         idle_timeout: Duration,
+    ) -> TestEngine {
+        Self::start_full(handler, tls, idle_timeout, Resolver::system()).await
+    }
+
+    /// UDP and TCP (and TLS with a certificate) on loopback, fast timers, `resolver`.
+    pub async fn start_full(
+        handler: CallHandler,
+        tls: Option<&TestCert>,
+        idle_timeout: Duration,
+        resolver: Resolver,
     ) -> TestEngine {
         let mut listen: Vec<Listen> = ["udp://127.0.0.1:0", "tcp://127.0.0.1:0"]
             .iter()
@@ -115,34 +125,27 @@ impl TestEngine {
                 ca: Some(c.cert.clone()),
             }
         });
-        let config = TransportConfig {
+        let transport = TransportConfig {
             listen,
             tls: tls_config,
             idle_timeout,
             ..Default::default()
         };
-        let shutdown = CancellationToken::new();
-        let (transports, incoming) = Transports::bind(config, shutdown.clone()).await.unwrap();
-        let layer = TransactionLayer::new(transports.clone(), fast_timers(), None);
-        let (core_tx, core_rx) = mpsc::channel(1024);
-        tokio::spawn(layer.clone().run(incoming, core_tx));
-        let engine = Engine::new(layer, handler);
-        tokio::spawn(engine.clone().run(core_rx));
+        let config = StackConfig {
+            timers: fast_timers(),
+            resolver,
+            ..StackConfig::new(transport)
+        };
+        let stack = SipStack::start(config, handler).await.unwrap();
         TestEngine {
-            transports,
-            engine,
-            shutdown,
+            transports: stack.transports.clone(),
+            engine: stack.engine.clone(),
+            stack,
         }
     }
 
     pub fn addr(&self, t: Transport) -> SocketAddr {
         self.transports.local_addr(t).unwrap()
-    }
-}
-
-impl Drop for TestEngine {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
     }
 }
 

@@ -1,4 +1,4 @@
-//! The dynamic URL of a connect applet (DESIGN.md §4): GET the partner's URL, read
+//! The dynamic URL of a connect applet (`docs/architecture.md`, webhook contracts): GET the partner's URL, read
 //! whom to dial from its JSON, fall back to `fallback_url`, and with
 //! `fetch_after_attempt` ask again after each unanswered attempt.
 
@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::Connect;
-use super::run::{Attempt, Plan, dial_plan, failed, render_caller_id, render_headers};
-use crate::flow::executor::{CallControl, Http, Runtime, Step};
-use crate::flow::expr::Template;
+use super::dial::{Attempt, Plan, dial_plan, expand_all, failed, render_caller_id, render_headers};
+use super::{Connect, Outcome};
+use crate::applets::Context;
+use crate::lang::expr::Template;
+use crate::runtime::Step;
 use crate::sip::Uri;
 
 /// The answer of a dynamic URL. Unknown fields are ignored.
@@ -60,7 +61,7 @@ impl DynamicAnswer {
             if set > 1 {
                 return Err("destination holds more than one of trunk, numbers, uris".into());
             }
-            if let Some(n) = d.numbers.iter().find(|n| !crate::config::is_e164(n)) {
+            if let Some(n) = d.numbers.iter().find(|n| !crate::lang::number::is_e164(n)) {
                 return Err(format!("destination number '{n}' is not E.164"));
             }
             if let Some(u) = d
@@ -72,7 +73,7 @@ impl DynamicAnswer {
             }
         }
         if let Some(n) = &a.outgoing_phone_number
-            && !crate::config::is_e164(n)
+            && !crate::lang::number::is_e164(n)
         {
             return Err(format!("outgoing_phone_number '{n}' is not E.164"));
         }
@@ -95,41 +96,43 @@ pub fn custom_params(params: &str) -> Vec<(String, String)> {
 }
 
 /// Runs a dynamic connect.
-pub async fn run<C: CallControl, H: Http>(
+pub async fn run(
     c: &Connect,
     url: &Template,
     fallback: Option<&Template>,
-    rt: &mut Runtime<'_, C, H>,
+    cx: &mut Context<'_>,
 ) -> Step {
     let mut attempt = 1u32;
     let mut last: Option<Step> = None;
     loop {
-        let answer = match fetch(url, fallback, attempt, rt).await {
+        let answer = match fetch(url, fallback, attempt, cx).await {
             Fetched::CallerGone => return Step::Stop,
-            Fetched::Failed(why) => return failed(rt, why),
+            Fetched::Failed(why) => return failed(cx, why),
             Fetched::Answer(a) => a,
         };
         if answer.record == Some(true) {
-            rt.record.record = true;
-            rt.record.recording_channels = answer.recording_channels.clone();
+            cx.record.record = true;
+            cx.record.recording_channels = answer.recording_channels.clone();
         }
         if answer.is_empty() {
-            rt.step
+            cx.step
                 .notes
                 .push(format!("attempt {attempt}: no destination"));
             return last.unwrap_or_else(|| {
-                rt.vars.set_connect("not-dialed", 0, "");
-                Step::Outcome("not_dialed".into())
+                cx.vars.set_connect(Outcome::NotDialed.dial_status(), 0, "");
+                Outcome::NotDialed.into()
             });
         }
-        let plan = match plan_of(c, &answer, rt) {
+        let plan = match plan_of(c, &answer, cx) {
             Ok(p) => p,
-            Err(why) => return failed(rt, why),
+            Err(why) => return failed(cx, why),
         };
-        let step = dial_plan(&plan, rt).await;
-        let unanswered = matches!(&step, Step::Outcome(o) if o == "no_answer" || o == "busy");
+        let step = dial_plan(&plan, cx).await.step;
+        let unanswered = [Outcome::NoAnswer, Outcome::Busy]
+            .map(Step::from)
+            .contains(&step);
         if !(unanswered && answer.fetch_after_attempt)
-            || attempt > rt.settings.max_attempts_after_fetch
+            || attempt > cx.settings.max_attempts_after_fetch
         {
             return step;
         }
@@ -138,11 +141,7 @@ pub async fn run<C: CallControl, H: Http>(
     }
 }
 
-fn plan_of<C: CallControl, H: Http>(
-    c: &Connect,
-    answer: &DynamicAnswer,
-    rt: &Runtime<'_, C, H>,
-) -> Result<Plan, String> {
+fn plan_of(c: &Connect, answer: &DynamicAnswer, cx: &Context<'_>) -> Result<Plan, String> {
     let d = answer.destination.clone().unwrap_or_default();
     let targets: Vec<super::Target> = if let Some(t) = d.trunk {
         vec![super::Target::Trunk(t)]
@@ -151,7 +150,7 @@ fn plan_of<C: CallControl, H: Http>(
     } else {
         d.uris.into_iter().map(super::Target::Uri).collect()
     };
-    let mut attempts: Vec<Attempt> = super::run::expand_all(&targets, rt)?;
+    let mut attempts: Vec<Attempt> = expand_all(&targets, cx)?;
     let fork = answer.parallel_ringing.as_ref();
     let parallel = fork
         .and_then(|p| p.get("activate"))
@@ -171,11 +170,11 @@ fn plan_of<C: CallControl, H: Http>(
         .unwrap_or_default();
     let caller_id = match &answer.outgoing_phone_number {
         Some(n) => Some(n.clone()),
-        None => render_caller_id(c.caller_id.as_ref(), rt)?,
+        None => render_caller_id(c.caller_id.as_ref(), cx)?,
     };
     Ok(Plan {
         attempts,
-        headers: render_headers(c, rt, extra)?,
+        headers: render_headers(c, cx, extra)?,
         // Seconds from the network: at least one, at most the longest a flow may say.
         ring_timeout: answer
             .max_ringing_duration
@@ -190,7 +189,7 @@ fn plan_of<C: CallControl, H: Http>(
 
 /// A duration in seconds from a webhook, kept between 1 s and 24 h.
 fn bounded_secs(secs: u64) -> Duration {
-    Duration::from_secs(secs.max(1)).min(crate::flow::duration::MAX)
+    Duration::from_secs(secs.max(1)).min(crate::lang::duration::MAX)
 }
 
 enum Fetched {
@@ -200,27 +199,27 @@ enum Fetched {
 }
 
 /// Asks the dynamic URL, then the fallback; the reason names each failure.
-async fn fetch<C: CallControl, H: Http>(
+async fn fetch(
     url: &Template,
     fallback: Option<&Template>,
     attempt: u32,
-    rt: &mut Runtime<'_, C, H>,
+    cx: &mut Context<'_>,
 ) -> Fetched {
     let mut reasons = Vec::new();
     for (label, t) in
         std::iter::once(("dynamic_url", url)).chain(fallback.map(|f| ("fallback_url", f)))
     {
-        let target = match t.render(&mut rt.vars.scope()) {
+        let target = match t.render(&mut cx.vars.scope()) {
             Ok(u) => u,
             Err(e) => {
                 reasons.push(format!("{label}: template failed: {e}"));
                 continue;
             }
         };
-        let mut query = rt.webhook_params();
+        let mut query = cx.webhook_params();
         query.push(("Attempt".into(), attempt.to_string()));
-        let timeout = rt.settings.webhook_timeout;
-        match rt.get(&target, query, timeout).await {
+        let timeout = cx.settings.webhook_timeout;
+        match cx.get(&target, query, timeout).await {
             None => return Fetched::CallerGone,
             Some(Ok(r)) if (200..300).contains(&r.status) => match DynamicAnswer::parse(&r.body) {
                 Ok(a) => return Fetched::Answer(a),

@@ -2,29 +2,88 @@
 //! caller. Outcomes: `completed`, `no_answer`, `busy`, `failed`, `not_dialed`,
 //! `transfer` (`busy` and `failed` fall back to `no_answer` when not given).
 
+pub mod dial;
 pub mod dynamic;
-pub mod run;
-
-pub use run::run;
 
 use std::time::Duration;
 
-use super::DecodeContext;
-use crate::flow::decode::{self, MapReader};
-use crate::flow::diagnostic::{Diagnostics, did_you_mean};
-use crate::flow::expr::Template;
-use crate::flow::headers;
-use crate::flow::yaml::{Node, NodeKind};
+use async_trait::async_trait;
 
-/// Every outcome a connect applet can yield.
-pub const OUTCOMES: [&str; 6] = [
-    "completed",
-    "no_answer",
-    "busy",
-    "failed",
-    "not_dialed",
-    "transfer",
-];
+use super::{Applet, Context, DecodeContext};
+use crate::lang::decode::{self, MapReader};
+use crate::lang::diagnostic::{Diagnostics, did_you_mean};
+use crate::lang::expr::Template;
+use crate::lang::headers;
+use crate::lang::number::is_e164_digits;
+use crate::lang::yaml::{Node, NodeKind};
+use crate::runtime::Step;
+
+/// The kind's name in flow files.
+pub const NAME: &str = "connect";
+
+/// What a connect applet yields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A leg answered, then the far end hung up.
+    Completed,
+    /// Nobody answered: timeout, rejected, unreachable.
+    NoAnswer,
+    /// The far end was busy (486, 600).
+    Busy,
+    /// No leg could be placed (a template, the header limits, a webhook).
+    Failed,
+    /// The dynamic URL gave no destination.
+    NotDialed,
+    /// The far end sent REFER.
+    Transfer,
+}
+
+impl Outcome {
+    /// Every outcome, in the order the reference page lists them.
+    pub const ALL: [Outcome; 6] = [
+        Outcome::Completed,
+        Outcome::NoAnswer,
+        Outcome::Busy,
+        Outcome::Failed,
+        Outcome::NotDialed,
+        Outcome::Transfer,
+    ];
+
+    /// The name flows write under `on:`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Completed => "completed",
+            Outcome::NoAnswer => "no_answer",
+            Outcome::Busy => "busy",
+            Outcome::Failed => "failed",
+            Outcome::NotDialed => "not_dialed",
+            Outcome::Transfer => "transfer",
+        }
+    }
+
+    /// The value of `connect.status` and the webhooks' `DialCallStatus` (Exotel's
+    /// spelling, with hyphens).
+    pub fn dial_status(self) -> &'static str {
+        match self {
+            Outcome::Completed | Outcome::Transfer => "completed",
+            Outcome::NoAnswer => "no-answer",
+            Outcome::Busy => "busy",
+            Outcome::Failed => "failed",
+            Outcome::NotDialed => "not-dialed",
+        }
+    }
+}
+
+impl From<Outcome> for Step {
+    fn from(o: Outcome) -> Step {
+        Step::outcome(o.name())
+    }
+}
+
+/// Every outcome name a connect applet can yield.
+pub fn outcome_names() -> Vec<&'static str> {
+    Outcome::ALL.iter().map(|o| o.name()).collect()
+}
 
 /// The keys its body may hold.
 pub const KEYS: [&str; 8] = [
@@ -59,6 +118,20 @@ pub struct Connect {
     pub caller_id: Option<Template>,
     /// Ring every target of a list at once instead of in turn.
     pub parallel_ringing: bool,
+}
+
+impl Default for Connect {
+    /// Dials nobody, with the default timeouts: fill in `dial`.
+    fn default() -> Connect {
+        Connect {
+            dial: Dial::To(Vec::new()),
+            headers: Vec::new(),
+            ring_timeout: DEFAULT_RING_TIMEOUT,
+            max_duration: DEFAULT_MAX_DURATION,
+            caller_id: None,
+            parallel_ringing: false,
+        }
+    }
 }
 
 /// Where a connect applet finds whom to dial.
@@ -98,30 +171,10 @@ pub struct CustomHeader {
     pub value: Template,
 }
 
-/// Checks an outcome name written under `on:`.
-pub fn check_outcome(outcome: &str) -> Result<(), String> {
-    if OUTCOMES.contains(&outcome) {
-        Ok(())
-    } else {
-        Err(format!(
-            "connect has no outcome '{outcome}'{}; its outcomes are {}",
-            did_you_mean(outcome, OUTCOMES),
-            OUTCOMES.join(", ")
-        ))
-    }
-}
-
-/// `busy` and `failed` fall back to `no_answer`.
-pub fn fallback(outcome: &str) -> Option<&'static str> {
-    match outcome {
-        "busy" | "failed" => Some("no_answer"),
-        _ => None,
-    }
-}
-
-impl Connect {
+#[async_trait]
+impl Applet for Connect {
     /// Decodes a connect body.
-    pub fn decode(body: &Node, cx: DecodeContext<'_>, d: &mut Diagnostics) -> Option<Connect> {
+    fn decode(body: &Node, cx: DecodeContext<'_>, d: &mut Diagnostics) -> Option<Connect> {
         let what = format!("connect applet '{}'", cx.applet);
         let mut m = MapReader::new(body, &what, d)?;
         let errors_before = d.error_count();
@@ -181,22 +234,63 @@ impl Connect {
         })
     }
 
-    /// The outcomes that end the flow when left without a transition.
-    pub fn expected_outcomes(&self) -> Vec<&'static str> {
-        match self.dial {
-            Dial::To(_) => vec!["completed", "no_answer", "transfer"],
-            Dial::Dynamic { .. } => vec!["completed", "no_answer", "not_dialed", "transfer"],
+    fn check_outcome(outcome: &str) -> Result<(), String> {
+        let names = outcome_names();
+        if names.contains(&outcome) {
+            Ok(())
+        } else {
+            Err(format!(
+                "connect has no outcome '{outcome}'{}; its outcomes are {}",
+                did_you_mean(outcome, names.iter().copied()),
+                names.join(", ")
+            ))
         }
     }
 
+    fn kind(&self) -> &'static str {
+        NAME
+    }
+
     /// One line for graphs.
-    pub fn summary(&self) -> String {
+    fn summary(&self) -> String {
         match &self.dial {
             Dial::To(targets) => {
                 let list: Vec<String> = targets.iter().map(Target::to_string).collect();
                 format!("connect {}", list.join(", "))
             }
             Dial::Dynamic { url, .. } => format!("connect dynamic_url {}", url.source),
+        }
+    }
+
+    fn waits(&self) -> bool {
+        true
+    }
+
+    /// The outcomes that end the flow when left without a transition.
+    fn expected_outcomes(&self) -> Vec<&'static str> {
+        let mut out = vec![Outcome::Completed, Outcome::NoAnswer];
+        if matches!(self.dial, Dial::Dynamic { .. }) {
+            out.push(Outcome::NotDialed);
+        }
+        out.push(Outcome::Transfer);
+        out.into_iter().map(Outcome::name).collect()
+    }
+
+    /// `busy` and `failed` fall back to `no_answer`.
+    fn fallback(&self, outcome: &str) -> Option<&'static str> {
+        [Outcome::Busy, Outcome::Failed]
+            .iter()
+            .any(|o| o.name() == outcome)
+            .then_some(Outcome::NoAnswer.name())
+    }
+
+    async fn run(&self, cx: &mut Context<'_>) -> Step {
+        match &self.dial {
+            Dial::To(targets) => match dial::plan(self, targets, cx) {
+                Ok(plan) => dial::dial_plan(&plan, cx).await.step,
+                Err(why) => dial::failed(cx, why),
+            },
+            Dial::Dynamic { url, fallback } => dynamic::run(self, url, fallback.as_ref(), cx).await,
         }
     }
 }
@@ -270,12 +364,6 @@ pub fn parse_target(text: &str) -> Result<Target, String> {
     }
     check_sip_uri(&text[4..])?;
     Ok(Target::Uri(text.to_string()))
-}
-
-fn is_e164_digits(digits: &str) -> bool {
-    (7..=15).contains(&digits.len())
-        && digits.bytes().all(|b| b.is_ascii_digit())
-        && !digits.starts_with('0')
 }
 
 /// Checks what follows `sip:` or `sips:`: `[user@]host[:port][;params]`.

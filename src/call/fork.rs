@@ -13,12 +13,14 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use super::{Call, CallInput, LegOutcome, LegRequest, cancel_for};
-use crate::call::engine::Engine;
+use super::bridge::{Call, Ringing};
+use super::core::Core;
+use super::far::{self, cancel_for};
+use crate::runtime::{LegError, LegOutcome, LegRequest};
 use crate::sip::dialog::Dialog;
 use crate::sip::message::Message;
 use crate::sip::method::Method;
-use crate::sip::transaction::{ClientEvent, ClientTransaction, new_branch};
+use crate::sip::transaction::{ClientEvent, ClientTransaction, new_branch, until};
 use crate::sip::transport::Target;
 
 /// No leg has won yet.
@@ -45,7 +47,7 @@ struct Racer {
 impl Call {
     /// Rings every leg at once; bridges the first that answers.
     pub async fn dial_parallel(&mut self, legs: Vec<LegRequest>, ring: Duration) -> LegOutcome {
-        if self.caller_gone {
+        if self.caller.gone() {
             return LegOutcome::CallerGone;
         }
         let won = Arc::new(AtomicUsize::new(NONE));
@@ -54,23 +56,18 @@ impl Call {
         let (tx, mut rx) = mpsc::channel(64);
         let mut racers = Vec::new();
         for leg in &legs {
-            let Ok(targets) = self.engine.resolver.resolve(&leg.uri).await else {
+            let Ok(targets) = self.core.resolver.resolve(&leg.uri).await else {
                 continue;
             };
             let Some(target) = targets.into_iter().next() else {
                 continue;
             };
-            let invite = self.far_invite(leg, &target);
-            let call_id = invite.call_id().unwrap_or_default().to_string();
-            let from_tag = invite
-                .from_header()
-                .ok()
-                .and_then(|f| f.tag().map(str::to_string))
-                .unwrap_or_default();
-            self.engine.add_dialog(&call_id, &from_tag, self.tx.clone());
+            let invite = far::invite(&self.core, &self.caller, leg, &target);
+            let (call_id, from_tag) = far::dialog_key(&invite);
+            self.core.add_dialog(&call_id, &from_tag, self.tx.clone());
             let branch = new_branch();
             let ct = self
-                .engine
+                .core
                 .layer
                 .send_request(invite, target.clone(), Some(branch.clone()))
                 .await;
@@ -83,7 +80,7 @@ impl Call {
             let i = racers.len();
             let watcher = Watcher {
                 index: i,
-                engine: self.engine.clone(),
+                core: self.core.clone(),
                 won: won.clone(),
                 stop: stop_rx.clone(),
                 tx: tx.clone(),
@@ -94,13 +91,13 @@ impl Call {
         }
         drop(tx);
         if racers.is_empty() {
-            return LegOutcome::Failed("no leg could be placed".into());
+            return LegOutcome::Failed(LegError::NothingPlaced);
         }
         let outcome = self.race(&racers, &mut rx, &stop_tx, ring).await;
         let _ = stop_tx.send(true);
         for (i, r) in racers.iter().enumerate() {
             if outcome != LegOutcome::Answered || won.load(Ordering::SeqCst) != i {
-                self.engine.remove_dialog(&r.call_id, &r.from_tag);
+                self.core.remove_dialog(&r.call_id, &r.from_tag);
             }
         }
         tracing::info!(sid = %self.sid, legs = racers.len(), ?outcome, "parallel ringing");
@@ -118,14 +115,14 @@ impl Call {
         let (mut done, mut busy, mut relayed) = (0, false, false);
         let (mut timed_out, mut caller_left) = (false, false);
         loop {
-            let retransmit = self.pending_2xx.as_ref().map(|p| p.next);
+            let retransmit = self.caller.retransmit_at();
             tokio::select! {
                 ev = rx.recv() => match ev {
                     None => break,
                     Some(ForkEvent::Provisional(r)) => {
                         if !relayed && !timed_out && !caller_left {
                             relayed = true;
-                            self.relay_provisional(&r).await;
+                            self.caller.provisional(&r).await;
                         }
                     }
                     Some(ForkEvent::Won(i, resp)) => {
@@ -147,22 +144,15 @@ impl Call {
                     timed_out = true;
                     let _ = stop.send(true);
                 }
-                _ = crate::sip::transaction::until(retransmit) => self.retransmit_2xx().await,
+                _ = until(retransmit) => self.retransmit_2xx().await,
                 input = self.rx.recv() => match input {
                     None => break,
-                    Some(CallInput::Cancel(st)) => {
-                        st.reply(200, None).await;
-                        self.finish_caller(487).await;
-                        caller_left = true;
-                        let _ = stop.send(true);
+                    Some(input) => {
+                        if self.while_ringing(input).await == Ringing::Left {
+                            caller_left = true;
+                            let _ = stop.send(true);
+                        }
                     }
-                    Some(CallInput::Request(st)) if self.is_caller(&st.request) && st.request.method() == Some(&Method::Bye) => {
-                        st.reply(200, None).await;
-                        self.caller_left_dialog();
-                        caller_left = true;
-                        let _ = stop.send(true);
-                    }
-                    Some(other) => self.handle_idle(other).await,
                 },
             }
         }
@@ -179,7 +169,7 @@ impl Call {
 /// Watches one leg's client transaction.
 struct Watcher {
     index: usize,
-    engine: Arc<Engine>,
+    core: Arc<Core>,
     won: Arc<AtomicUsize>,
     stop: watch::Receiver<bool>,
     tx: mpsc::Sender<ForkEvent>,
@@ -239,7 +229,7 @@ impl Watcher {
     async fn cancel(&self, invite: &Message, target: &Target) {
         if let Some(cancel) = cancel_for(invite) {
             let _ct = self
-                .engine
+                .core
                 .layer
                 .send_request(cancel, target.clone(), Some(self.branch.clone()))
                 .await;
@@ -252,16 +242,11 @@ impl Watcher {
         let Ok(mut d) = Dialog::uac(invite, resp) else {
             return;
         };
-        let layer = &self.engine.layer;
-        layer
+        self.core
+            .layer
             .send_stateless(d.ack(d.local_cseq), target, None)
             .await;
         let bye = d.request(Method::Bye);
-        let mut ct = layer.send_request(bye, target.clone(), None).await;
-        while let Some(ClientEvent::Response(r)) = ct.events.recv().await {
-            if r.status().is_some_and(|s| s >= 200) {
-                break;
-            }
-        }
+        self.core.transact(bye, target.clone()).await;
     }
 }

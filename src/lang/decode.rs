@@ -218,7 +218,7 @@ pub fn url(node: &Node, what: &str, d: &mut Diagnostics) -> Option<Template> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flow::yaml;
+    use crate::lang::yaml;
 
     fn node(src: &str) -> Node {
         yaml::parse(src).unwrap().unwrap()

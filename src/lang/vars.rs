@@ -30,6 +30,9 @@ pub struct CallInfo {
     pub direction: String,
     /// Free text the partner attached to the call.
     pub custom_field: String,
+    /// The partner's trunk, on a partner's call to the PSTN (its
+    /// `X-Callflow-TrunkSid`).
+    pub trunk: Option<String>,
     /// The inbound INVITE's headers.
     pub headers: Vec<(String, String)>,
 }

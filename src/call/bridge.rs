@@ -1,0 +1,553 @@
+//! One call: the caller's leg bridged to at most one far leg at a time (a B2BUA).
+//!
+//! The call runs in one task and owns both legs: whoever drives it (the flow runtime,
+//! through [`crate::runtime::CallControl`]) calls [`Call::dial`], [`Call::wait`] and
+//! [`Call::hangup`]. The caller's leg outlives far legs; when a new far leg replaces
+//! an ended one, the caller's media is re-targeted with RFC 3725's flow: INVITE the
+//! new leg without SDP, re-INVITE the caller with the new leg's offer, ACK the new
+//! leg with the caller's answer.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::caller::CallerLeg;
+use super::core::Core;
+use super::far::{self, FarLeg, cancel_for};
+use super::{CallInput, sdp};
+use crate::runtime::{LegEnd, LegError, LegOutcome, LegRequest};
+use crate::sip::header::Name;
+use crate::sip::message::Message;
+use crate::sip::method::Method;
+use crate::sip::transaction::{ClientEvent, ServerTransaction, new_branch, until};
+use crate::sip::transport::Target;
+use crate::sip::typed::NameAddr;
+
+/// A call in progress: the bridge between the caller's leg and a far leg.
+pub struct Call {
+    pub(crate) core: Arc<Core>,
+    pub(crate) rx: mpsc::Receiver<CallInput>,
+    pub(crate) tx: mpsc::Sender<CallInput>,
+    /// The call's id, on every log line.
+    pub sid: String,
+    /// The caller's leg.
+    pub caller: CallerLeg,
+    /// The far leg, while one is bridged.
+    pub(crate) far: Option<FarLeg>,
+}
+
+/// What the caller did while a far leg rang.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ringing {
+    /// Nothing that matters.
+    Stays,
+    /// The caller cancelled or hung up.
+    Left,
+}
+
+impl Call {
+    /// A call for the INVITE in `invite`; the engine routes its messages to `tx`.
+    pub(crate) fn new(
+        core: Arc<Core>,
+        invite: ServerTransaction,
+        tx: mpsc::Sender<CallInput>,
+        rx: mpsc::Receiver<CallInput>,
+    ) -> Call {
+        Call {
+            sid: format!("CA{:016x}", rand::random::<u64>()),
+            caller: CallerLeg::new(core.clone(), invite),
+            core,
+            rx,
+            tx,
+            far: None,
+        }
+    }
+
+    /// The caller's INVITE.
+    pub fn request(&self) -> &Message {
+        self.caller.request()
+    }
+
+    /// Where the caller's INVITE came from.
+    pub fn source(&self) -> std::net::SocketAddr {
+        self.caller.source()
+    }
+
+    /// Checks the caller's SDP offer (488 or 400 when it is refused).
+    pub async fn accept_offer(&mut self) -> bool {
+        self.caller.accept_offer().await
+    }
+
+    /// Refuses a caller never answered (see [`CallerLeg::reject`]).
+    pub async fn reject(&mut self, status: u16, why: Option<&str>, headers: Vec<(Name, String)>) {
+        self.caller.reject(status, why, headers).await;
+    }
+
+    /// Ends the call: BYE to every answered leg, or a final `status` to a caller never
+    /// answered.
+    pub async fn hangup(&mut self, status: u16) {
+        self.bye_far().await;
+        if self.caller.gone() {
+            return;
+        }
+        if self.caller.answered() {
+            self.caller.bye().await;
+        } else {
+            self.caller.finish(status).await;
+        }
+    }
+
+    /// Places a far leg and, when it answers, bridges it to the caller.
+    pub async fn dial(&mut self, leg: LegRequest) -> LegOutcome {
+        if self.caller.gone() {
+            return LegOutcome::CallerGone;
+        }
+        let targets = match self.core.resolver.resolve(&leg.uri).await {
+            Ok(t) => t,
+            Err(e) => return LegOutcome::Failed(LegError::Resolve(e.to_string())),
+        };
+        let mut outcome = LegOutcome::Failed(LegError::NoAddress);
+        // RFC 3263 §4.3: a target that fails (transport error, no response) gives way
+        // to the next one.
+        for target in targets {
+            outcome = self.dial_target(&leg, target).await;
+            if !matches!(outcome, LegOutcome::Failed(_)) || self.caller.gone() {
+                break;
+            }
+        }
+        tracing::info!(sid = %self.sid, uri = %leg.uri, ?outcome, "far leg");
+        outcome
+    }
+
+    async fn dial_target(&mut self, leg: &LegRequest, target: Target) -> LegOutcome {
+        let invite = far::invite(&self.core, &self.caller, leg, &target);
+        let (call_id, from_tag) = far::dialog_key(&invite);
+        self.core.add_dialog(&call_id, &from_tag, self.tx.clone());
+        let outcome = self.ring(invite, target, leg.ring_timeout).await;
+        if outcome != LegOutcome::Answered {
+            self.core.remove_dialog(&call_id, &from_tag);
+        }
+        outcome
+    }
+
+    /// Sends the far leg's INVITE and follows it until it is answered, refused, or
+    /// given up (ring timeout, caller gone).
+    async fn ring(&mut self, invite: Message, target: Target, ring: Duration) -> LegOutcome {
+        let branch = new_branch();
+        let mut ct = self
+            .core
+            .layer
+            .send_request(invite, target.clone(), Some(branch.clone()))
+            .await;
+        let sent = ct.request.clone();
+        let t1x64 = self.core.layer.timers().t1x64();
+        let ring_deadline = Instant::now() + ring;
+        let (mut provisional, mut cancel_wanted, mut cancel_sent) = (false, false, false);
+        let mut give_up: Option<Instant> = None;
+        let mut caller_left = false;
+        let gave_up = |caller_left: bool, cancel_wanted: bool, otherwise: LegOutcome| {
+            if caller_left {
+                LegOutcome::CallerGone
+            } else if cancel_wanted {
+                LegOutcome::NoAnswer
+            } else {
+                otherwise
+            }
+        };
+        loop {
+            if cancel_wanted && provisional && !cancel_sent {
+                cancel_sent = true;
+                give_up = Some(Instant::now() + t1x64);
+                self.send_cancel(&sent, &target, &branch).await;
+            }
+            let retransmit = self.caller.retransmit_at();
+            tokio::select! {
+                ev = ct.events.recv() => match ev {
+                    None | Some(ClientEvent::Timeout) => {
+                        return gave_up(caller_left, cancel_wanted, LegOutcome::Failed(LegError::NoResponse));
+                    }
+                    Some(ClientEvent::TransportError(e)) => {
+                        return LegOutcome::Failed(LegError::Transport(e));
+                    }
+                    Some(ClientEvent::Response(r)) => {
+                        let status = r.status().unwrap_or(0);
+                        if status < 200 {
+                            provisional = true;
+                            if matches!(status, 180 | 183) && !cancel_wanted {
+                                self.caller.provisional(&r).await;
+                            }
+                        } else if status < 300 {
+                            return self.far_answered(&sent, &r, target, cancel_wanted, caller_left).await;
+                        } else {
+                            return gave_up(caller_left, cancel_wanted, LegOutcome::Rejected(status));
+                        }
+                    }
+                },
+                _ = tokio::time::sleep_until(ring_deadline), if !cancel_wanted => {
+                    cancel_wanted = true;
+                }
+                _ = until(give_up) => {
+                    return gave_up(caller_left, true, LegOutcome::NoAnswer);
+                }
+                _ = until(retransmit) => self.retransmit_2xx().await,
+                input = self.rx.recv() => match input {
+                    None => return LegOutcome::Failed(LegError::EngineStopped),
+                    Some(input) => {
+                        if self.while_ringing(input).await == Ringing::Left {
+                            caller_left = true;
+                            cancel_wanted = true;
+                        }
+                    }
+                },
+            }
+        }
+    }
+
+    /// Handles what the caller's side sends while a far leg rings: a CANCEL or a BYE
+    /// means the caller left; anything else is handled as when idle.
+    pub(crate) async fn while_ringing(&mut self, input: CallInput) -> Ringing {
+        match input {
+            CallInput::Cancel(st) => {
+                self.caller.cancelled(st).await;
+                Ringing::Left
+            }
+            CallInput::Request(st)
+                if self.caller.owns(&st.request) && st.request.method() == Some(&Method::Bye) =>
+            {
+                self.caller.bye_received(st).await;
+                Ringing::Left
+            }
+            other => {
+                self.handle_idle(other).await;
+                Ringing::Stays
+            }
+        }
+    }
+
+    pub(crate) async fn send_cancel(&self, invite: &Message, target: &Target, branch: &str) {
+        if let Some(cancel) = cancel_for(invite) {
+            // The CANCEL's own transaction; its response is not needed.
+            let _ct = self
+                .core
+                .layer
+                .send_request(cancel, target.clone(), Some(branch.to_string()))
+                .await;
+        }
+    }
+
+    /// A far leg's 2xx: bridge it (answer the caller, or re-target an answered
+    /// caller's media), or, when the call gave up on it meanwhile, ACK and BYE it.
+    pub(crate) async fn far_answered(
+        &mut self,
+        invite: &Message,
+        resp: &Message,
+        target: Target,
+        cancelled: bool,
+        caller_left: bool,
+    ) -> LegOutcome {
+        let Some(mut far) = FarLeg::answered(self.core.clone(), invite, resp, target) else {
+            return LegOutcome::Failed(LegError::BadAnswer);
+        };
+        if cancelled || caller_left {
+            far.ack(None).await;
+            far.bye().await;
+            return if caller_left {
+                LegOutcome::CallerGone
+            } else {
+                LegOutcome::NoAnswer
+            };
+        }
+        let far_sdp = (!resp.body.is_empty()).then(|| sdp::filter(&resp.body));
+        if !self.caller.answered() {
+            far.ack(None).await;
+            let body = match far_sdp {
+                Some(Ok(s)) => Some(Bytes::from(s)),
+                Some(Err(_)) => {
+                    far.bye().await;
+                    self.caller.finish(488).await;
+                    return LegOutcome::Failed(LegError::NoCodec);
+                }
+                None => None,
+            };
+            self.caller.answer(body, &self.tx).await;
+        } else {
+            // RFC 3725: the new leg's offer goes to the caller in a re-INVITE; the
+            // caller's answer goes back in the ACK.
+            let Some(Ok(offer)) = far_sdp else {
+                far.ack(None).await;
+                far.bye().await;
+                return LegOutcome::Failed(LegError::NoOffer);
+            };
+            match self.caller.reinvite(Bytes::from(offer)).await {
+                Some(answer) => far.ack(Some(answer)).await,
+                None => {
+                    far.ack(None).await;
+                    far.bye().await;
+                    return LegOutcome::Failed(LegError::ReinviteRefused);
+                }
+            }
+        }
+        far.dialog.refresh_target(resp);
+        self.far = Some(far);
+        LegOutcome::Answered
+    }
+
+    /// Retransmits the caller's 2xx; hangs up when its ACK never came.
+    pub(crate) async fn retransmit_2xx(&mut self) {
+        if !self.caller.retransmit_2xx().await {
+            tracing::info!(sid = %self.sid, "no ACK for the caller's 2xx; hanging up");
+            self.hangup(408).await;
+        }
+    }
+
+    /// Serves the call while nothing else does (a webhook is pending): answers what
+    /// arrives, and returns once the caller has hung up or cancelled.
+    pub async fn until_caller_gone(&mut self) {
+        while !self.caller.gone() {
+            let retransmit = self.caller.retransmit_at();
+            tokio::select! {
+                _ = until(retransmit) => self.retransmit_2xx().await,
+                input = self.rx.recv() => match input {
+                    None => return,
+                    Some(CallInput::Cancel(st)) if !self.caller.answered() => {
+                        self.caller.cancelled(st).await;
+                    }
+                    Some(other) => self.handle_idle(other).await,
+                },
+            }
+        }
+    }
+
+    /// Waits while the legs are bridged, until one of them ends.
+    pub async fn wait(&mut self, max_duration: Duration) -> LegEnd {
+        let deadline = Instant::now() + max_duration;
+        loop {
+            let retransmit = self.caller.retransmit_at();
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => {
+                    self.hangup(480).await;
+                    return LegEnd::MaxDuration;
+                }
+                _ = until(retransmit) => self.retransmit_2xx().await,
+                input = self.rx.recv() => {
+                    let Some(input) = input else { return LegEnd::CallerHangup };
+                    if let Some(end) = self.bridged_input(input).await {
+                        return end;
+                    }
+                }
+            }
+            if self.caller.gone() {
+                self.bye_far().await;
+                return LegEnd::CallerHangup;
+            }
+        }
+    }
+
+    async fn bridged_input(&mut self, input: CallInput) -> Option<LegEnd> {
+        let CallInput::Request(st) = input else {
+            self.handle_idle(input).await;
+            return None;
+        };
+        let method = st.request.method().cloned();
+        if self.caller.owns(&st.request) {
+            match method {
+                Some(Method::Bye) if !self.caller.cseq_in_order(&st.request) => {
+                    st.reply(500, None).await;
+                    None
+                }
+                Some(Method::Bye) => {
+                    self.caller.bye_received(st).await;
+                    self.bye_far().await;
+                    Some(LegEnd::CallerHangup)
+                }
+                _ => {
+                    self.relay_to_far(st).await;
+                    None
+                }
+            }
+        } else {
+            match method {
+                Some(Method::Bye) => {
+                    st.reply(200, None).await;
+                    self.drop_far();
+                    Some(LegEnd::FarHangup)
+                }
+                Some(Method::Refer) => Some(self.refer(st).await),
+                _ => {
+                    self.relay_to_caller(st).await;
+                    None
+                }
+            }
+        }
+    }
+
+    /// Handles what can arrive at any time: ACKs, stray 2xx, requests outside the
+    /// bridged flow.
+    pub(crate) async fn handle_idle(&mut self, input: CallInput) {
+        match input {
+            CallInput::Ack(_) => self.caller.acked(),
+            CallInput::StrayResponse(r) => {
+                if let Some(far) = &self.far
+                    && far.owns(&r)
+                {
+                    far.ack(None).await;
+                }
+            }
+            CallInput::Cancel(st) => st.reply(200, None).await,
+            CallInput::Request(st) => {
+                let is_bye = st.request.method() == Some(&Method::Bye);
+                if is_bye && self.caller.owns(&st.request) {
+                    self.caller.bye_received(st).await;
+                } else if is_bye {
+                    st.reply(200, None).await;
+                    self.drop_far();
+                } else if self.caller.owns(&st.request) && self.far.is_none() {
+                    self.caller.answer_locally(st).await;
+                } else {
+                    st.reply(491, None).await;
+                }
+            }
+        }
+    }
+
+    /// Relays an in-dialog request from the caller to the far leg and its final
+    /// response back (re-INVITE, UPDATE, INFO).
+    async fn relay_to_far(&mut self, st: ServerTransaction) {
+        if !self.caller.cseq_in_order(&st.request) {
+            st.reply(500, None).await;
+            return;
+        }
+        let Some(far) = self.far.as_mut() else {
+            return self.caller.answer_locally(st).await;
+        };
+        if is_target_refresh(&st.request) {
+            self.caller.refresh_target(&st.request);
+        }
+        let contact = self.core.contact(far.target.transport);
+        let method = st.request.method().cloned().unwrap_or(Method::Info);
+        let resp = far
+            .send(method.clone(), |req| {
+                copy_body(&st.request, req);
+                if method == Method::Invite {
+                    req.push_header(Name::Contact, contact);
+                }
+            })
+            .await;
+        self.answer_relayed(&st, resp).await;
+    }
+
+    /// Relays an in-dialog request from the far leg to the caller.
+    async fn relay_to_caller(&mut self, st: ServerTransaction) {
+        if let Some(far) = self.far.as_mut() {
+            if !far.dialog.accept_remote_cseq(&st.request) {
+                st.reply(500, None).await;
+                return;
+            }
+            if is_target_refresh(&st.request) {
+                far.dialog.refresh_target(&st.request);
+            }
+        }
+        let contact = self.core.contact(st.transport);
+        let method = st.request.method().cloned().unwrap_or(Method::Info);
+        let sent = self
+            .caller
+            .send(method.clone(), |req| {
+                copy_body(&st.request, req);
+                if method == Method::Invite {
+                    req.push_header(Name::Contact, contact);
+                }
+            })
+            .await;
+        match sent {
+            Some(resp) => self.answer_relayed(&st, resp).await,
+            None => st.reply(491, None).await,
+        }
+    }
+
+    /// Answers `st` with the final status (and SDP) the relayed request got, 408
+    /// when it got none.
+    async fn answer_relayed(&self, st: &ServerTransaction, resp: Option<Message>) {
+        let Some(r) = resp else {
+            st.reply(408, None).await;
+            return;
+        };
+        let status = r.status().unwrap_or(500);
+        let mut out = st.response(status, None);
+        if status < 300 {
+            out.push_header(Name::Contact, self.core.contact(st.transport));
+        }
+        copy_body(&r, &mut out);
+        st.respond(out).await;
+    }
+
+    /// REFER from the far leg (RFC 3515): 202, a NOTIFY with the progress, the far leg
+    /// released; the owner decides where the caller goes.
+    async fn refer(&mut self, st: ServerTransaction) -> LegEnd {
+        let refer_to = st
+            .request
+            .header(&Name::ReferTo)
+            .and_then(|v| NameAddr::parse(v).ok())
+            .map(|n| n.uri.to_string());
+        let Some(refer_to) = refer_to else {
+            st.reply(400, None).await;
+            return LegEnd::FarHangup;
+        };
+        let headers: Vec<(String, String)> = st
+            .request
+            .headers
+            .iter()
+            .filter(|h| h.name.as_str().to_ascii_lowercase().starts_with("x-"))
+            .map(|h| (h.name.as_str().to_string(), h.value.clone()))
+            .collect();
+        let mut resp = st.response(202, None);
+        resp.push_header(Name::Contact, self.core.contact(st.transport));
+        st.respond(resp).await;
+        if let Some(far) = self.far.as_mut() {
+            far.notify("SIP/2.0 100 Trying", "active;expires=60").await;
+            far.notify("SIP/2.0 200 OK", "terminated;reason=noresource")
+                .await;
+        }
+        self.bye_far().await;
+        LegEnd::Transfer { refer_to, headers }
+    }
+
+    /// The far leg hung up: forget it.
+    fn drop_far(&mut self) {
+        if let Some(far) = self.far.take() {
+            far.forget();
+        }
+    }
+
+    /// Hangs the far leg up, if one is bridged.
+    async fn bye_far(&mut self) {
+        if let Some(far) = self.far.take() {
+            far.bye().await;
+        }
+    }
+}
+
+/// Whether a request refreshes its dialog's remote target (RFC 3261 §12.2, RFC 3311).
+fn is_target_refresh(request: &Message) -> bool {
+    matches!(request.method(), Some(Method::Invite | Method::Update))
+}
+
+/// Copies a relayed message's body, an SDP one through the codec filter.
+fn copy_body(from: &Message, to: &mut Message) {
+    if from.body.is_empty() {
+        return;
+    }
+    let body = match from.content_type() {
+        Some(ct) if ct.eq_ignore_ascii_case("application/sdp") => match sdp::filter(&from.body) {
+            Ok(s) => Bytes::from(s),
+            Err(_) => return,
+        },
+        _ => from.body.clone(),
+    };
+    to.set_body(
+        from.content_type().unwrap_or("application/octet-stream"),
+        body,
+    );
+}

@@ -1,0 +1,327 @@
+//! The caller's leg: the UAS side of a call. It holds the caller's INVITE server
+//! transaction until the call is answered or refused, then the caller's dialog; it
+//! answers (retransmitting the 2xx until the ACK, RFC 3261 §13.3.1.4), refuses,
+//! re-INVITEs the caller when its media is re-targeted (RFC 3725) and hangs up.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::core::{ALLOW, Core};
+use super::{CallInput, sdp};
+use crate::sip::dialog::{Dialog, new_tag};
+use crate::sip::header::Name;
+use crate::sip::message::Message;
+use crate::sip::method::Method;
+use crate::sip::transaction::ServerTransaction;
+use crate::sip::transport::Target;
+
+/// A 2xx to the caller, retransmitted until its ACK (RFC 3261 §13.3.1.4).
+struct Pending2xx {
+    response: Message,
+    next: Instant,
+    interval: Duration,
+    give_up: Instant,
+}
+
+/// The caller's leg of a call.
+pub struct CallerLeg {
+    core: Arc<Core>,
+    /// The caller's INVITE and its server transaction.
+    invite: ServerTransaction,
+    /// Our tag towards the caller.
+    tag: String,
+    /// The caller's dialog, once answered.
+    dialog: Option<Dialog>,
+    /// The caller's SDP offer, filtered (from the INVITE).
+    offer: Option<Bytes>,
+    /// The last SDP we gave the caller.
+    answer: Option<Bytes>,
+    /// Our 2xx, until the caller ACKs it.
+    pending_2xx: Option<Pending2xx>,
+    /// Whether the caller has hung up, cancelled or been refused.
+    gone: bool,
+}
+
+impl CallerLeg {
+    /// The leg of the caller who sent `invite`.
+    pub(crate) fn new(core: Arc<Core>, invite: ServerTransaction) -> CallerLeg {
+        CallerLeg {
+            core,
+            invite,
+            tag: new_tag(),
+            dialog: None,
+            offer: None,
+            answer: None,
+            pending_2xx: None,
+            gone: false,
+        }
+    }
+
+    /// The caller's INVITE.
+    pub fn request(&self) -> &Message {
+        &self.invite.request
+    }
+
+    /// Where the caller's INVITE came from.
+    pub fn source(&self) -> std::net::SocketAddr {
+        self.invite.source
+    }
+
+    /// Whether the caller has been answered.
+    pub fn answered(&self) -> bool {
+        self.dialog.is_some()
+    }
+
+    /// Whether the caller has hung up or cancelled.
+    pub fn gone(&self) -> bool {
+        self.gone
+    }
+
+    /// The caller's filtered SDP offer, while it has not been answered.
+    pub(crate) fn offer(&self) -> Option<&Bytes> {
+        self.offer.as_ref().filter(|_| self.dialog.is_none())
+    }
+
+    /// Whether `m` belongs to the caller's side (its Call-ID).
+    pub(crate) fn owns(&self, m: &Message) -> bool {
+        m.call_id().ok() == self.invite.request.call_id().ok()
+    }
+
+    /// Where requests to the caller go when its dialog has no usable next hop.
+    fn fallback(&self) -> Target {
+        Target {
+            transport: self.invite.transport,
+            addr: self.invite.source,
+            server_name: None,
+        }
+    }
+
+    /// When the next 2xx retransmission is due, if one is pending.
+    pub(crate) fn retransmit_at(&self) -> Option<Instant> {
+        self.pending_2xx.as_ref().map(|p| p.next)
+    }
+
+    /// Checks the caller's SDP offer; answers 488 and returns false when no codec
+    /// callflow carries is left, 400 when the body is not SDP.
+    pub async fn accept_offer(&mut self) -> bool {
+        let body = &self.invite.request.body;
+        if body.is_empty() {
+            return true;
+        }
+        match sdp::filter(body) {
+            Ok(s) => {
+                self.offer = Some(Bytes::from(s));
+                true
+            }
+            Err(e) => {
+                let status = if e == sdp::SdpError::NoCodec {
+                    488
+                } else {
+                    400
+                };
+                tracing::info!(error = %e, status, "caller's offer refused");
+                self.finish(status).await;
+                false
+            }
+        }
+    }
+
+    /// Refuses a caller never answered with `status`, an optional explanation in
+    /// the reason phrase, and extra headers (Retry-After, WWW-Authenticate).
+    pub async fn reject(&mut self, status: u16, why: Option<&str>, headers: Vec<(Name, String)>) {
+        if self.gone || self.dialog.is_some() {
+            return;
+        }
+        self.gone = true;
+        let mut resp = self.invite.response(status, Some(&self.tag));
+        if let (Some(why), crate::sip::StartLine::Response { reason, .. }) = (why, &mut resp.start)
+        {
+            *reason = format!("{} ({why})", crate::sip::message::reason_phrase(status));
+        }
+        for (name, value) in headers {
+            resp.push_header(name, value);
+        }
+        self.invite.respond(resp).await;
+        self.core.remove_invite(&self.invite.key);
+    }
+
+    /// Ends a caller never answered with a final `status`.
+    pub(crate) async fn finish(&mut self, status: u16) {
+        self.gone = true;
+        self.invite.reply(status, Some(&self.tag)).await;
+        self.core.remove_invite(&self.invite.key);
+    }
+
+    /// The caller cancelled its INVITE: 200 to the CANCEL, 487 to the INVITE.
+    pub(crate) async fn cancelled(&mut self, cancel: ServerTransaction) {
+        cancel.reply(200, None).await;
+        self.finish(487).await;
+    }
+
+    /// Relays a far leg's 180 or 183 (with its early media) to a caller not yet
+    /// answered.
+    pub(crate) async fn provisional(&mut self, r: &Message) {
+        if self.gone || self.dialog.is_some() {
+            return;
+        }
+        let status = r.status().unwrap_or(180);
+        let mut resp = self.invite.response(status, Some(&self.tag));
+        resp.push_header(Name::Contact, self.core.contact(self.invite.transport));
+        if !r.body.is_empty()
+            && let Ok(s) = sdp::filter(&r.body)
+        {
+            resp.set_body("application/sdp", Bytes::from(s));
+        }
+        self.invite.respond(resp).await;
+    }
+
+    /// Answers the caller with `body`; its dialog's messages now reach `tx`.
+    pub(crate) async fn answer(&mut self, body: Option<Bytes>, tx: &mpsc::Sender<CallInput>) {
+        let mut resp = self.invite.response(200, Some(&self.tag));
+        resp.push_header(Name::Contact, self.core.contact(self.invite.transport));
+        resp.push_header(Name::Allow, ALLOW);
+        if let Some(b) = &body {
+            resp.set_body("application/sdp", b.clone());
+        }
+        self.answer = body;
+        self.invite.respond(resp.clone()).await;
+        if let Ok(d) = Dialog::uas(&self.invite.request, &self.tag) {
+            self.core.add_dialog(&d.id.call_id, &self.tag, tx.clone());
+            self.dialog = Some(d);
+        }
+        self.core.remove_invite(&self.invite.key);
+        if !self.invite.transport.is_reliable() {
+            let t = self.core.layer.timers();
+            self.pending_2xx = Some(Pending2xx {
+                response: resp,
+                next: Instant::now() + t.t1,
+                interval: t.t1,
+                give_up: Instant::now() + t.t1x64(),
+            });
+        }
+    }
+
+    /// The caller's ACK arrived: stop retransmitting the 2xx.
+    pub(crate) fn acked(&mut self) {
+        self.pending_2xx = None;
+    }
+
+    /// Retransmits the 2xx; false when its ACK never came (64·T1), and the caller
+    /// should be hung up.
+    pub(crate) async fn retransmit_2xx(&mut self) -> bool {
+        let t = self.core.layer.timers();
+        let Some(p) = &mut self.pending_2xx else {
+            return true;
+        };
+        if Instant::now() >= p.give_up {
+            self.pending_2xx = None;
+            return false;
+        }
+        p.interval = (p.interval * 2).min(t.t2);
+        p.next = Instant::now() + p.interval;
+        let resp = p.response.clone();
+        self.invite.respond(resp).await;
+        true
+    }
+
+    /// Sends a re-INVITE with `offer` to the caller; returns its answer.
+    pub(crate) async fn reinvite(&mut self, offer: Bytes) -> Option<Bytes> {
+        let contact = self.core.contact(self.invite.transport);
+        let fallback = self.fallback();
+        let dialog = self.dialog.as_mut()?;
+        let mut req = dialog.request(Method::Invite);
+        req.push_header(Name::Contact, contact);
+        req.set_body("application/sdp", offer);
+        let dialog = dialog.clone();
+        let r = self.core.request_on(&dialog, req, &fallback).await?;
+        if !r.status().is_some_and(|s| s < 300) {
+            return None;
+        }
+        let answer = sdp::filter(&r.body).ok().map(Bytes::from);
+        self.answer = answer.clone();
+        answer
+    }
+
+    /// Sends an in-dialog request built by `build` to the caller and waits for the
+    /// final response; the request is `None` when the caller has no dialog.
+    pub(crate) async fn send(
+        &mut self,
+        method: Method,
+        build: impl FnOnce(&mut Message),
+    ) -> Option<Option<Message>> {
+        let fallback = self.fallback();
+        let dialog = self.dialog.as_mut()?;
+        let mut req = dialog.request(method);
+        build(&mut req);
+        let dialog = dialog.clone();
+        Some(self.core.request_on(&dialog, req, &fallback).await)
+    }
+
+    /// Whether a request from the caller has a CSeq above the last (RFC 3261
+    /// §12.2.2); a request out of order is answered 500.
+    pub(crate) fn cseq_in_order(&mut self, request: &Message) -> bool {
+        self.dialog
+            .as_mut()
+            .is_none_or(|d| d.accept_remote_cseq(request))
+    }
+
+    /// Takes a target refresh (re-INVITE, UPDATE) from the caller.
+    pub(crate) fn refresh_target(&mut self, request: &Message) {
+        if let Some(d) = self.dialog.as_mut() {
+            d.refresh_target(request);
+        }
+    }
+
+    /// A request from the caller while no far leg is bridged: a re-INVITE is answered
+    /// with the last SDP we gave; UPDATE, INFO and OPTIONS 200; anything else 405.
+    pub(crate) async fn answer_locally(&mut self, st: ServerTransaction) {
+        if !self.cseq_in_order(&st.request) {
+            st.reply(500, None).await;
+            return;
+        }
+        let mut resp = st.response(200, None);
+        match st.request.method() {
+            Some(Method::Invite) => {
+                resp.push_header(Name::Contact, self.core.contact(st.transport));
+                if let Some(b) = &self.answer {
+                    resp.set_body("application/sdp", b.clone());
+                }
+            }
+            Some(Method::Update | Method::Info | Method::Options) => {}
+            _ => {
+                resp = st.response(405, None);
+                resp.push_header(Name::Allow, ALLOW);
+            }
+        }
+        st.respond(resp).await;
+    }
+
+    /// The caller left its dialog (BYE, or the call is over): forget its routes.
+    pub(crate) fn left(&mut self) {
+        self.gone = true;
+        self.pending_2xx = None;
+        if let Some(d) = &self.dialog {
+            self.core.remove_dialog(&d.id.call_id, &d.id.local_tag);
+        }
+        self.core.remove_invite(&self.invite.key);
+    }
+
+    /// The caller sent BYE on its dialog: 200, and the leg is gone.
+    pub(crate) async fn bye_received(&mut self, st: ServerTransaction) {
+        st.reply(200, None).await;
+        self.left();
+    }
+
+    /// Sends BYE to an answered caller.
+    pub(crate) async fn bye(&mut self) {
+        if self.dialog.is_none() {
+            return;
+        }
+        self.left();
+        let _ = self.send(Method::Bye, |_| {}).await;
+    }
+}

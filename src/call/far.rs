@@ -1,0 +1,176 @@
+//! A far leg: the UAC side of a call, towards a bot, an agent or a carrier. This file
+//! builds the leg's INVITE from the caller's, and holds the dialog once the far end
+//! answered: ACK, in-dialog requests, NOTIFY for a REFER, BYE.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::caller::CallerLeg;
+use super::core::{ALLOW, Core};
+use crate::runtime::LegRequest;
+use crate::sip::dialog::{Dialog, new_tag};
+use crate::sip::header::Name;
+use crate::sip::message::Message;
+use crate::sip::method::Method;
+use crate::sip::transport::Target;
+use crate::sip::typed::{CSeq, NameAddr};
+use crate::sip::uri::{Host, SipUri, Uri};
+
+/// An answered far leg.
+pub struct FarLeg {
+    core: Arc<Core>,
+    /// The leg's dialog.
+    pub(crate) dialog: Dialog,
+    /// Where its INVITE went (in-dialog requests go there when the dialog's next
+    /// hop does not resolve).
+    pub(crate) target: Target,
+}
+
+impl FarLeg {
+    /// The leg whose INVITE `invite` (as sent to `target`) got the 2xx `resp`;
+    /// `None` when the 2xx cannot start a dialog.
+    pub(crate) fn answered(
+        core: Arc<Core>,
+        invite: &Message,
+        resp: &Message,
+        target: Target,
+    ) -> Option<FarLeg> {
+        let dialog = Dialog::uac(invite, resp).ok()?;
+        Some(FarLeg {
+            core,
+            dialog,
+            target,
+        })
+    }
+
+    /// Whether `m` belongs to this leg's dialog.
+    pub(crate) fn owns(&self, m: &Message) -> bool {
+        m.call_id().ok() == Some(self.dialog.id.call_id.as_str())
+    }
+
+    /// ACKs the leg's 2xx, with the SDP answer when the leg made the offer.
+    pub(crate) async fn ack(&self, body: Option<Bytes>) {
+        let mut ack = self.dialog.ack(self.dialog.local_cseq);
+        if let Some(b) = body {
+            ack.set_body("application/sdp", b);
+        }
+        let target = self.core.dialog_target(&self.dialog, &self.target).await;
+        self.core.layer.send_stateless(ack, &target, None).await;
+    }
+
+    /// Sends an in-dialog request built by `build` and waits for its final response.
+    pub(crate) async fn send(
+        &mut self,
+        method: Method,
+        build: impl FnOnce(&mut Message),
+    ) -> Option<Message> {
+        let mut req = self.dialog.request(method);
+        build(&mut req);
+        self.core.request_on(&self.dialog, req, &self.target).await
+    }
+
+    /// A NOTIFY with a REFER's progress (RFC 3515).
+    pub(crate) async fn notify(&mut self, frag: &str, state: &str) {
+        let contact = self.core.contact(self.target.transport);
+        self.send(Method::Notify, |req| {
+            req.push_header(Name::Event, "refer");
+            req.push_header(Name::SubscriptionState, state);
+            req.push_header(Name::Contact, contact);
+            req.set_body(
+                "message/sipfrag;version=2.0",
+                Bytes::from(format!("{frag}\r\n")),
+            );
+        })
+        .await;
+    }
+
+    /// Stops routing the leg's messages to the call.
+    pub(crate) fn forget(&self) {
+        self.core
+            .remove_dialog(&self.dialog.id.call_id, &self.dialog.id.local_tag);
+    }
+
+    /// Hangs the leg up with BYE.
+    pub(crate) async fn bye(mut self) {
+        self.forget();
+        self.send(Method::Bye, |_| {}).await;
+    }
+}
+
+/// The INVITE of a far leg for `caller`: From carries the caller's number (or the
+/// leg's caller id), To the number the caller dialled (the DID) whatever user the
+/// Request-URI has, Max-Forwards the caller's decremented. A caller not yet answered
+/// gives its offer; one already answered is re-targeted (RFC 3725): the leg is
+/// invited without SDP and makes the offer.
+pub(crate) fn invite(
+    core: &Core,
+    caller: &CallerLeg,
+    leg: &LegRequest,
+    target: &Target,
+) -> Message {
+    let request = caller.request();
+    let caller_from = request.from_header().ok();
+    let user = leg
+        .caller_id
+        .clone()
+        .or_else(|| {
+            caller_from
+                .as_ref()
+                .and_then(|f| f.uri.user().map(str::to_string))
+        })
+        .unwrap_or_else(|| "anonymous".into());
+    let (host, _) = core
+        .layer
+        .local_host_port(target.transport)
+        .unwrap_or((Host::Domain("callflow.invalid".into()), 5060));
+    let mut from = NameAddr::new(Uri::Sip(SipUri::new(Some(&user), host, None)));
+    from.display = caller_from.and_then(|f| f.display);
+    from.set_tag(&new_tag());
+    let mut to_uri = leg.uri.clone();
+    to_uri.params.clear();
+    if let Some(did) = request
+        .to_header()
+        .ok()
+        .and_then(|t| t.uri.user().map(str::to_string))
+    {
+        to_uri.user = Some(did);
+    }
+    let mut m = Message::request(Method::Invite, Uri::Sip(leg.uri.clone()));
+    let hops = request.max_forwards().ok().flatten().unwrap_or(70);
+    m.push_header(Name::MaxForwards, hops.saturating_sub(1).to_string());
+    m.push_header(Name::From, from.to_string());
+    m.push_header(Name::To, NameAddr::new(Uri::Sip(to_uri)).to_string());
+    m.push_header(Name::CallId, format!("{:032x}", rand::random::<u128>()));
+    let cseq = CSeq {
+        seq: 1,
+        method: Method::Invite,
+    };
+    m.push_header(Name::CSeq, cseq.to_string());
+    m.push_header(Name::Contact, core.contact(target.transport));
+    m.push_header(Name::Allow, ALLOW);
+    for (name, value) in &leg.headers {
+        m.push_header(Name::parse(name), value.clone());
+    }
+    if let Some(offer) = caller.offer() {
+        m.set_body("application/sdp", offer.clone());
+    }
+    m
+}
+
+/// The dialog key (Call-ID, From tag) of a far leg's INVITE.
+pub(crate) fn dialog_key(invite: &Message) -> (String, String) {
+    let call_id = invite.call_id().unwrap_or_default().to_string();
+    let from_tag = invite
+        .from_header()
+        .ok()
+        .and_then(|f| f.tag().map(str::to_string))
+        .unwrap_or_default();
+    (call_id, from_tag)
+}
+
+/// The CANCEL for an INVITE we sent (RFC 3261 §9.1); it goes out with the INVITE's
+/// branch.
+pub(crate) fn cancel_for(invite: &Message) -> Option<Message> {
+    crate::sip::transaction::request_for_invite(invite, Method::Cancel, invite.header(&Name::To)?)
+}

@@ -1,0 +1,110 @@
+//! The call record: what a call did, applet by applet, logged (and later stored) when
+//! it ends.
+
+use serde::Serialize;
+
+/// One webhook request, for the trace.
+#[derive(Debug, Clone, Serialize)]
+pub struct WebhookTrace {
+    /// The URL (without the query).
+    pub url: String,
+    /// The HTTP status, if any came.
+    pub status: Option<u16>,
+    /// How long it took.
+    pub latency_ms: u64,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
+}
+
+/// One far leg, for the trace.
+#[derive(Debug, Clone, Serialize)]
+pub struct LegTrace {
+    /// The leg's sid.
+    pub leg_sid: String,
+    /// Whom it dialled.
+    pub to: String,
+    /// `answered`, `busy`, `no-answer`, `failed: …`, or the final SIP status.
+    pub result: String,
+    /// Seconds bridged.
+    pub duration_secs: u64,
+}
+
+/// One applet run, for the trace.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepTrace {
+    /// The applet's id.
+    pub applet: String,
+    /// Its kind.
+    pub kind: &'static str,
+    /// The outcome it yielded (`-` when the call ended inside it).
+    pub outcome: String,
+    /// Milliseconds from the call's start.
+    pub started_ms: u64,
+    /// How long it ran.
+    pub duration_ms: u64,
+    /// Webhooks it called.
+    pub webhooks: Vec<WebhookTrace>,
+    /// Legs it placed.
+    pub legs: Vec<LegTrace>,
+    /// Why it took the outcome it took, where that is not obvious.
+    pub notes: Vec<String>,
+}
+
+impl StepTrace {
+    /// An empty trace for applet `applet` of kind `kind`.
+    pub fn new(applet: &str, kind: &'static str) -> StepTrace {
+        StepTrace {
+            applet: applet.to_string(),
+            kind,
+            outcome: String::new(),
+            started_ms: 0,
+            duration_ms: 0,
+            webhooks: Vec::new(),
+            legs: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+}
+
+/// How a call ended, as the status callback and the record say it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CallStatus {
+    /// The flow ran to its end.
+    Completed,
+    /// The call could not be carried.
+    Failed,
+    /// The far end was busy.
+    Busy,
+    /// Nobody answered.
+    NoAnswer,
+    /// The caller hung up before being answered.
+    Canceled,
+}
+
+/// The record of a call, logged when it ends.
+#[derive(Debug, Clone, Serialize)]
+pub struct CallRecord {
+    /// The call's sid.
+    pub call_sid: String,
+    /// The flow's id.
+    pub flow_id: String,
+    /// Caller's number.
+    pub from: String,
+    /// Dialled number.
+    pub to: String,
+    /// Direction.
+    pub direction: String,
+    /// How the call ended.
+    pub status: CallStatus,
+    /// Seconds since the epoch when the call arrived.
+    pub created_unix: u64,
+    /// Seconds the call lasted.
+    pub duration_secs: u64,
+    /// Whether the flow asked for a recording (kept for the media side).
+    pub record: bool,
+    /// `mono` or `dual`, when recording.
+    pub recording_channels: Option<String>,
+    /// The applets, in order.
+    pub steps: Vec<StepTrace>,
+}

@@ -1,0 +1,181 @@
+//! Each new INVITE: who sent it decides what it is. From a carrier, an inbound call to
+//! one of the trunks' numbers, which runs the number's flow; from a trunk's
+//! whitelisted address (or with its digest credentials), the partner's call to the
+//! PSTN ([`super::outbound`]); anything else is refused. Channel and rate limits are
+//! taken before the call goes on.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tracing::Instrument;
+
+use super::{State, outbound, record};
+use crate::call::{Call, CallHandler};
+use crate::flow::executor;
+use crate::lang::number::normalise;
+use crate::lang::vars::CallInfo;
+use crate::routing::limits::{Limits, Permit, carrier_key, trunk_key};
+use crate::routing::{Inbound, Trunk};
+use crate::sip::Name;
+use crate::sip::digest::Verdict;
+
+/// The handler that routes each new call and runs it with the state that is current
+/// when the call arrives.
+pub fn handler(current: Arc<ArcSwap<State>>) -> CallHandler {
+    Arc::new(move |call| {
+        let state = current.load_full();
+        let span = tracing::info_span!("call", sid = %call.sid);
+        Box::pin(async move { handle(call, &state).await }.instrument(span))
+    })
+}
+
+/// Takes a channel of `key`, or refuses the caller with 503 and Retry-After.
+pub(super) async fn take(
+    call: &mut Call,
+    limits: &Limits,
+    key: &str,
+    channels: Option<u32>,
+    cps: Option<u32>,
+) -> Option<Permit> {
+    match limits.acquire(key, channels, cps) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            tracing::info!(sid = %call.sid, limit = %e, "over a limit: 503");
+            let retry = vec![(Name::RetryAfter, e.retry_after().to_string())];
+            call.reject(503, None, retry).await;
+            None
+        }
+    }
+}
+
+/// The user part of the caller's From.
+fn caller_number(call: &Call) -> String {
+    call.request()
+        .from_header()
+        .ok()
+        .and_then(|f| f.uri.user().map(str::to_string))
+        .unwrap_or_default()
+}
+
+async fn handle(mut call: Call, state: &State) {
+    let routing = &*state.routing;
+    let source = call.source();
+    let dialled = call
+        .request()
+        .request_uri()
+        .and_then(|u| u.user())
+        .unwrap_or("")
+        .to_string();
+    let caller = caller_number(&call);
+    let (number, route) = match routing.inbound(source.ip(), &dialled, &caller) {
+        Inbound::Forbidden(why) => {
+            if let Some(trunk) = authenticate(&mut call, state, &caller, &why).await {
+                let (caller, dialled) = (normalise(&caller), normalise(&dialled));
+                outbound::call(&mut call, state, &trunk, &caller, &dialled).await;
+            }
+            return;
+        }
+        Inbound::Outbound {
+            trunk,
+            caller,
+            dialled,
+        } => {
+            outbound::call(&mut call, state, &trunk, &caller, &dialled).await;
+            return;
+        }
+        Inbound::UnknownNumber(n) => {
+            tracing::info!(sid = %call.sid, number = %n, "unknown number: 404");
+            call.hangup(404).await;
+            return;
+        }
+        Inbound::Number { number, route } => (number, route),
+    };
+    let trunk = &route.trunk;
+    let limits = routing.limits();
+    let key = trunk_key(&trunk.sid);
+    let Some(_trunk_permit) =
+        take(&mut call, limits, &key, trunk.max_channels, trunk.max_cps).await
+    else {
+        return;
+    };
+    let _carrier_permit = match routing.carrier_of(source.ip()) {
+        Some(c) => {
+            let key = carrier_key(&c.name);
+            match take(&mut call, limits, &key, c.max_channels, None).await {
+                Some(p) => Some(p),
+                None => return,
+            }
+        }
+        None => None,
+    };
+    if !call.accept_offer().await {
+        return;
+    }
+    let info = call_info(&call, number, "incoming", None);
+    let flow = &route.flow;
+    let record = executor::run(flow, &mut call, &state.http, routing, &state.settings, info).await;
+    record::finish(flow, &record, &state.http, &state.settings).await;
+}
+
+/// A source that is neither a carrier nor whitelisted may still be a trunk that
+/// authenticates with digest credentials (RFC 3261 §22): the caller id names the
+/// trunk. Returns the trunk once the credentials are right; otherwise the caller has
+/// been answered (401 with a challenge, or 403 with why).
+async fn authenticate(
+    call: &mut Call,
+    state: &State,
+    caller: &str,
+    why: &str,
+) -> Option<Arc<Trunk>> {
+    let trunk = state
+        .routing
+        .trunk_for_caller(caller)
+        .filter(|t| t.credentials.is_some());
+    let Some((trunk, (user, pass))) = trunk.and_then(|t| t.credentials.clone().map(|c| (t, c)))
+    else {
+        tracing::warn!(sid = %call.sid, source = %call.source(), %why, "INVITE refused: 403");
+        call.reject(403, Some(why), Vec::new()).await;
+        return None;
+    };
+    match state.auth.check(call.request(), &user, &pass) {
+        Verdict::Ok => Some(trunk),
+        Verdict::Challenge(values) => {
+            let headers = values
+                .into_iter()
+                .map(|v| (Name::parse("WWW-Authenticate"), v))
+                .collect();
+            call.reject(401, None, headers).await;
+            None
+        }
+        Verdict::Refused(reason) => {
+            tracing::warn!(sid = %call.sid, trunk = %trunk.sid, %reason, "digest refused: 403");
+            call.reject(403, Some(&reason), Vec::new()).await;
+            None
+        }
+    }
+}
+
+/// The facts of a call the flow runtime reads: its sid, the caller's number, the
+/// number `to`, the direction, the partner's trunk and the INVITE's headers.
+pub(super) fn call_info(
+    call: &Call,
+    to: String,
+    direction: &str,
+    trunk: Option<String>,
+) -> CallInfo {
+    let req = call.request();
+    CallInfo {
+        sid: call.sid.clone(),
+        from: caller_number(call),
+        to,
+        direction: direction.into(),
+        custom_field: String::new(),
+        trunk,
+        headers: req
+            .headers
+            .iter()
+            .filter(|h| h.name != Name::Via)
+            .map(|h| (h.name.as_str().to_string(), h.value.clone()))
+            .collect(),
+    }
+}

@@ -1,0 +1,60 @@
+//! A partner's call to the PSTN, within its trunk's limits: through the carriers in
+//! priority order with connect's own dialling ([`crate::applets::connect::dial`]),
+//! the next carrier on no answer or a failover status (408, 5xx, 6xx by default);
+//! the partner hears a failure only when every carrier failed, with the status that
+//! ended the search.
+
+use super::inbound::{call_info, take};
+use super::{State, record};
+use crate::applets::Context;
+use crate::applets::connect::dial::{Plan, dial_plan, expand_all};
+use crate::applets::connect::{DEFAULT_MAX_DURATION, Target};
+use crate::call::Call;
+use crate::routing::Trunk;
+use crate::routing::limits::trunk_key;
+use crate::runtime::Step;
+
+/// The record's flow id for calls to the PSTN.
+pub const FLOW_ID: &str = "outbound";
+
+/// Carries the call from `caller` (a number of `trunk`) to `dialled`.
+pub async fn call(call: &mut Call, state: &State, trunk: &Trunk, caller: &str, dialled: &str) {
+    let routing = &*state.routing;
+    let key = trunk_key(&trunk.sid);
+    let limits = routing.limits();
+    let Some(_permit) = take(call, limits, &key, trunk.max_channels, trunk.max_cps).await else {
+        return;
+    };
+    if !call.accept_offer().await {
+        return;
+    }
+    let info = call_info(
+        call,
+        dialled.to_string(),
+        "outbound-dial",
+        Some(trunk.sid.clone()),
+    );
+    let (http, settings) = (&state.http, &state.settings);
+    let mut cx = Context::new(call, http, routing, settings, info, FLOW_ID);
+    cx.begin_step("carriers", crate::applets::connect::NAME);
+    let attempts = expand_all(&[Target::Number(dialled.to_string())], &cx).unwrap_or_default();
+    let plan = Plan {
+        attempts,
+        headers: Vec::new(),
+        ring_timeout: routing.outbound().ring_timeout,
+        max_duration: DEFAULT_MAX_DURATION,
+        caller_id: Some(caller.to_string()),
+        parallel: false,
+    };
+    let dialled = dial_plan(&plan, &mut cx).await;
+    cx.end_step(&dialled.step);
+    if let Step::Outcome(_) = &dialled.step {
+        let status = if cx.call.answered() {
+            480
+        } else {
+            dialled.last_status.unwrap_or(503)
+        };
+        cx.call.hangup(status).await;
+    }
+    record::log(&cx.finish());
+}

@@ -1,0 +1,96 @@
+//! What every new call uses: the routing table (with its flows), the webhook client,
+//! the runtime settings and the digest authenticator. Loaded at start, loaded again
+//! on reload and swapped whole; a call keeps the one it started with.
+
+use std::sync::Arc;
+
+use super::StartError;
+use crate::config::Config;
+use crate::flow::{CompileOptions, Flow, Loaded, load_paths};
+use crate::routing::{Kept, Routing};
+use crate::runtime::Settings;
+use crate::sip::digest::Authenticator;
+use crate::webhook::WebhookClient;
+
+/// What every call's handler shares.
+pub struct State {
+    /// Numbers, trunks, carriers, flows, health and limits.
+    pub routing: Arc<Routing>,
+    /// The webhook client.
+    pub http: WebhookClient,
+    /// Runtime settings.
+    pub settings: Settings,
+    /// Digest challenges for trunks with credentials (kept across reloads).
+    pub auth: Authenticator,
+}
+
+impl State {
+    /// The state of a fresh start.
+    pub fn first(config: &Config) -> Result<State, StartError> {
+        let http = WebhookClient::new().map_err(|e| StartError::Http(e.to_string()))?;
+        Self::build(
+            config,
+            http,
+            Authenticator::new("callflow"),
+            Kept::default(),
+        )
+    }
+
+    /// Loads the flows and builds the routing of `config`, keeping from `previous`
+    /// what outlives a reload: the HTTP client, the limits' counters, the digest
+    /// secret and what the pings found.
+    pub fn load(config: &Config, previous: &State) -> Result<State, StartError> {
+        Self::build(
+            config,
+            previous.http.clone(),
+            previous.auth.clone(),
+            previous.routing.kept(),
+        )
+    }
+
+    fn build(
+        config: &Config,
+        http: WebhookClient,
+        auth: Authenticator,
+        kept: Kept,
+    ) -> Result<State, StartError> {
+        let flows = load_flows(config)?;
+        let routing = Routing::build_keeping(config, flows, kept)?;
+        Ok(State {
+            routing: Arc::new(routing),
+            http,
+            settings: Settings {
+                webhook_timeout: config.webhooks.timeout,
+                max_attempts_after_fetch: config.webhooks.max_attempts_after_fetch,
+                reserved_prefixes: config.reserved_header_prefixes.clone(),
+            },
+            auth,
+        })
+    }
+}
+
+/// Loads every flow under the configured path; any error refuses the start.
+pub fn load_flows(config: &Config) -> Result<Vec<Flow>, StartError> {
+    let opts = CompileOptions {
+        reserved_header_prefixes: config.reserved_header_prefixes.clone(),
+    };
+    let Loaded {
+        flows, diagnostics, ..
+    } = load_paths(std::slice::from_ref(&config.flows), &opts);
+    for d in diagnostics
+        .iter()
+        .filter(|d| d.severity == crate::flow::Severity::Warning)
+    {
+        tracing::warn!("{d}");
+    }
+    let errors: Vec<String> = diagnostics
+        .iter()
+        .filter(|d| d.severity == crate::flow::Severity::Error)
+        .map(ToString::to_string)
+        .collect();
+    if errors.is_empty() {
+        Ok(flows)
+    } else {
+        Err(StartError::Flows(errors.join("\n")))
+    }
+}
