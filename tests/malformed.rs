@@ -6,7 +6,6 @@ mod support;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use callflow::call::Engine;
 use callflow::runtime::{LegOutcome, LegRequest};
 use callflow::sip::transport::Stats;
 use callflow::sip::{Transport, Uri};

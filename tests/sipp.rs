@@ -12,7 +12,6 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use callflow::call::Engine;
 use callflow::runtime::{LegOutcome, LegRequest};
 use callflow::sip::{Transport, Uri};
 use support::{TestEngine, handler};

@@ -5,7 +5,6 @@ mod support;
 
 use std::time::Duration;
 
-use callflow::call::Engine;
 use callflow::runtime::{LegOutcome, LegRequest};
 use callflow::sip::{Transport, Uri};
 use support::{TestEngine, Ua, answer, handler, test_cert};

@@ -238,7 +238,7 @@ impl CallerLeg {
         req.set_body("application/sdp", offer);
         let dialog = dialog.clone();
         let r = self.core.request_on(&dialog, req, &fallback).await?;
-        if !r.status().is_some_and(|s| s < 300) {
+        if r.status().is_none_or(|s| s >= 300) {
             return None;
         }
         let answer = sdp::filter(&r.body).ok().map(Bytes::from);

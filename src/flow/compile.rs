@@ -49,6 +49,10 @@ pub struct Applet {
     pub kind: AppletRef,
 }
 
+/// An applet of a flow built as data: its id, the applet, and its transitions to
+/// other applets by id.
+pub type BuiltApplet<'a> = (&'a str, AppletRef, Vec<(Transition, &'a str)>);
+
 /// A compiled flow: a graph of applets whose edges carry outcome labels.
 #[derive(Debug, Clone)]
 pub struct Flow {
@@ -99,10 +103,7 @@ impl Flow {
     /// A flow built as data rather than read from a file (the flow of a `pstn`
     /// number): `applets` in order, the first being the start, each with its
     /// transitions to applets named in the list.
-    pub fn from_applets(
-        id: &str,
-        applets: Vec<(&str, AppletRef, Vec<(Transition, &str)>)>,
-    ) -> Flow {
+    pub fn from_applets(id: &str, applets: Vec<BuiltApplet<'_>>) -> Flow {
         let mut graph = StableDiGraph::new();
         let mut index = HashMap::new();
         for (name, kind, _) in &applets {

@@ -9,12 +9,12 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use tracing::Instrument;
 
+use super::admission::{call_info, caller_number, take};
 use super::{State, outbound, record};
 use crate::call::{Call, CallHandler};
 use crate::flow::executor;
 use crate::lang::number::normalise;
-use crate::lang::vars::CallInfo;
-use crate::routing::limits::{Limits, Permit, carrier_key, trunk_key};
+use crate::routing::limits::{carrier_key, trunk_key};
 use crate::routing::{Inbound, Trunk};
 use crate::sip::Name;
 use crate::sip::digest::Verdict;
@@ -27,34 +27,6 @@ pub fn handler(current: Arc<ArcSwap<State>>) -> CallHandler {
         let span = tracing::info_span!("call", sid = %call.sid);
         Box::pin(async move { handle(call, &state).await }.instrument(span))
     })
-}
-
-/// Takes a channel of `key`, or refuses the caller with 503 and Retry-After.
-pub(super) async fn take(
-    call: &mut Call,
-    limits: &Limits,
-    key: &str,
-    channels: Option<u32>,
-    cps: Option<u32>,
-) -> Option<Permit> {
-    match limits.acquire(key, channels, cps) {
-        Ok(p) => Some(p),
-        Err(e) => {
-            tracing::info!(sid = %call.sid, limit = %e, "over a limit: 503");
-            let retry = vec![(Name::RetryAfter, e.retry_after().to_string())];
-            call.reject(503, None, retry).await;
-            None
-        }
-    }
-}
-
-/// The user part of the caller's From.
-fn caller_number(call: &Call) -> String {
-    call.request()
-        .from_header()
-        .ok()
-        .and_then(|f| f.uri.user().map(str::to_string))
-        .unwrap_or_default()
 }
 
 async fn handle(mut call: Call, state: &State) {
@@ -152,30 +124,5 @@ async fn authenticate(
             call.reject(403, Some(&reason), Vec::new()).await;
             None
         }
-    }
-}
-
-/// The facts of a call the flow runtime reads: its sid, the caller's number, the
-/// number `to`, the direction, the partner's trunk and the INVITE's headers.
-pub(super) fn call_info(
-    call: &Call,
-    to: String,
-    direction: &str,
-    trunk: Option<String>,
-) -> CallInfo {
-    let req = call.request();
-    CallInfo {
-        sid: call.sid.clone(),
-        from: caller_number(call),
-        to,
-        direction: direction.into(),
-        custom_field: String::new(),
-        trunk,
-        headers: req
-            .headers
-            .iter()
-            .filter(|h| h.name != Name::Via)
-            .map(|h| (h.name.as_str().to_string(), h.value.clone()))
-            .collect(),
     }
 }

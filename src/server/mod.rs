@@ -2,10 +2,11 @@
 //! put together, with live reload and a graceful shutdown.
 //!
 //! `state` is what every new call uses (swapped whole on reload), `inbound` routes
-//! and authenticates each new INVITE, `outbound` carries a partner's call to the
+//! and authenticates each new INVITE, `admission` takes its channels, `outbound` carries a partner's call to the
 //! PSTN, `pinger` sends the OPTIONS pings, `record` logs the call record and sends
 //! the status callback.
 
+pub mod admission;
 pub mod inbound;
 pub mod outbound;
 pub mod pinger;

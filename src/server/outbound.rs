@@ -4,7 +4,7 @@
 //! the partner hears a failure only when every carrier failed, with the status that
 //! ended the search.
 
-use super::inbound::{call_info, take};
+use super::admission::{call_info, take};
 use super::{State, record};
 use crate::applets::Context;
 use crate::applets::connect::dial::{Plan, dial_plan, expand_all};

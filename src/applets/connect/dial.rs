@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Connect, Outcome, Target, parse_target};
+use super::params::{Connect, Outcome, Target, parse_target};
 use crate::applets::Context;
 use crate::lang::expr::Template;
 use crate::lang::headers;

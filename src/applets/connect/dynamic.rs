@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::dial::{Attempt, Plan, dial_plan, expand_all, failed, render_caller_id, render_headers};
-use super::{Connect, Outcome};
+use super::params::{Connect, Outcome, Target};
 use crate::applets::Context;
 use crate::lang::expr::Template;
 use crate::runtime::Step;
@@ -143,12 +143,12 @@ pub async fn run(
 
 fn plan_of(c: &Connect, answer: &DynamicAnswer, cx: &Context<'_>) -> Result<Plan, String> {
     let d = answer.destination.clone().unwrap_or_default();
-    let targets: Vec<super::Target> = if let Some(t) = d.trunk {
-        vec![super::Target::Trunk(t)]
+    let targets: Vec<Target> = if let Some(t) = d.trunk {
+        vec![Target::Trunk(t)]
     } else if !d.numbers.is_empty() {
-        d.numbers.into_iter().map(super::Target::Number).collect()
+        d.numbers.into_iter().map(Target::Number).collect()
     } else {
-        d.uris.into_iter().map(super::Target::Uri).collect()
+        d.uris.into_iter().map(Target::Uri).collect()
     };
     let mut attempts: Vec<Attempt> = expand_all(&targets, cx)?;
     let fork = answer.parallel_ringing.as_ref();

@@ -1,0 +1,55 @@
+//! Admitting a new call: taking its channels (503 with Retry-After when a limit is
+//! reached) and gathering the facts the flow runtime reads.
+
+use crate::call::Call;
+use crate::lang::vars::CallInfo;
+use crate::routing::limits::{Limits, Permit};
+use crate::sip::Name;
+
+/// Takes a channel of `key`, or refuses the caller with 503 and Retry-After.
+pub async fn take(
+    call: &mut Call,
+    limits: &Limits,
+    key: &str,
+    channels: Option<u32>,
+    cps: Option<u32>,
+) -> Option<Permit> {
+    match limits.acquire(key, channels, cps) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            tracing::info!(sid = %call.sid, limit = %e, "over a limit: 503");
+            let retry = vec![(Name::RetryAfter, e.retry_after().to_string())];
+            call.reject(503, None, retry).await;
+            None
+        }
+    }
+}
+
+/// The user part of the caller's From.
+pub fn caller_number(call: &Call) -> String {
+    call.request()
+        .from_header()
+        .ok()
+        .and_then(|f| f.uri.user().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// The facts of a call the flow runtime reads: its sid, the caller's number, the
+/// number `to`, the direction, the partner's trunk and the INVITE's headers.
+pub fn call_info(call: &Call, to: String, direction: &str, trunk: Option<String>) -> CallInfo {
+    let req = call.request();
+    CallInfo {
+        sid: call.sid.clone(),
+        from: caller_number(call),
+        to,
+        direction: direction.into(),
+        custom_field: String::new(),
+        trunk,
+        headers: req
+            .headers
+            .iter()
+            .filter(|h| h.name != Name::Via)
+            .map(|h| (h.name.as_str().to_string(), h.value.clone()))
+            .collect(),
+    }
+}
