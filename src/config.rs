@@ -1,5 +1,5 @@
 //! `callflow.yaml`: every key optional; the defaults run on one machine with no other
-//! service (`docs/architecture.md` lists every key).
+//! service (README.md lists every key; docs/architecture.md §6).
 //!
 //! Values are parsed into their types once, when the file is loaded: durations,
 //! addresses, URIs, CIDR blocks, numbers and failover statuses. A bad value refuses

@@ -2,7 +2,7 @@
 //! voice-AI bots and contact-centre agents over SIP.
 //!
 //! The layers, from the bottom up; each imports only the layers below it
-//! (`docs/architecture.md` draws them):
+//! (docs/architecture.md §2 draws them):
 //!
 //! | layer | what |
 //! |---|---|

@@ -1,4 +1,4 @@
-//! One test per compiler rule of DESIGN.md §3: a bad flow, the exact message, and the
+//! One test per compiler rule of docs/architecture.md §3: a bad flow, the exact message, and the
 //! exact line and column.
 
 use callflow::flow::{CompileOptions, compile_str};

@@ -4,91 +4,14 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use axum::extract::{Query, State};
-use axum::http::StatusCode;
-use axum::routing::get;
 use callflow::config::Config;
 use callflow::server::Server;
 use callflow::sip::{Message, Name, Transport};
-use support::{Ua, answer, fast_timers};
-
-/// Requests the partner got: path and query.
-type Asked = Arc<Mutex<Vec<(String, HashMap<String, String>)>>>;
-
-/// What the partner's webhook answers, per path, and what it was asked.
-#[derive(Clone, Default)]
-struct Partner {
-    answers: Arc<Mutex<HashMap<String, (u16, String)>>>,
-    asked: Asked,
-    delays: Arc<Mutex<HashMap<String, u64>>>,
-    posted: Arc<Mutex<Vec<serde_json::Value>>>,
-}
-
-impl Partner {
-    fn answer(&self, path: &str, status: u16, body: &str) {
-        self.answers
-            .lock()
-            .unwrap()
-            .insert(path.into(), (status, body.into()));
-    }
-
-    fn delay(&self, path: &str, ms: u64) {
-        self.delays.lock().unwrap().insert(path.into(), ms);
-    }
-
-    fn asked(&self, path: &str) -> Vec<HashMap<String, String>> {
-        self.asked
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(p, _)| p == path)
-            .map(|(_, q)| q.clone())
-            .collect()
-    }
-}
-
-async fn webhook(
-    State(p): State<Partner>,
-    axum::extract::Path(path): axum::extract::Path<String>,
-    Query(q): Query<HashMap<String, String>>,
-) -> (StatusCode, String) {
-    p.asked.lock().unwrap().push((path.clone(), q));
-    let delay = p.delays.lock().unwrap().get(&path).copied();
-    if let Some(ms) = delay {
-        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
-    }
-    let (status, body) = p
-        .answers
-        .lock()
-        .unwrap()
-        .get(&path)
-        .cloned()
-        .unwrap_or((404, String::new()));
-    (StatusCode::from_u16(status).unwrap(), body)
-}
-
-async fn posted(
-    State(p): State<Partner>,
-    axum::Json(v): axum::Json<serde_json::Value>,
-) -> StatusCode {
-    p.posted.lock().unwrap().push(v);
-    StatusCode::OK
-}
-
-async fn partner() -> (Partner, SocketAddr) {
-    let p = Partner::default();
-    let app = axum::Router::new()
-        .route("/{path}", get(webhook).post(posted))
-        .with_state(p.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (p, addr)
-}
+use support::partner::{Partner, partner};
+use support::{Ua, answer, serve};
 
 struct World {
     server: Server,
@@ -128,19 +51,12 @@ async fn world_cfg(flow: &str, template: &str) -> World {
     let bot = Ua::new(Transport::Udp, "bot", None).await;
     let agent = Ua::new(Transport::Udp, "agent", None).await;
     let caller = Ua::new(Transport::Udp, "caller", None).await;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("flows")).unwrap();
     let place = |text: &str| {
         text.replace("WEBHOOK", &format!("http://{http}"))
             .replace("BOT", &bot.addr.to_string())
             .replace("AGENT", &agent.addr.to_string())
     };
-    std::fs::write(dir.path().join("flows/f.yaml"), place(flow)).unwrap();
-    let config = place(template);
-    let path = dir.path().join("callflow.yaml");
-    std::fs::write(&path, config).unwrap();
-    let config = Config::load(&path).unwrap();
-    let server = Server::start(&config, fast_timers()).await.unwrap();
+    let (server, dir) = serve(&place(template), &[("f", &place(flow))]).await;
     World {
         server,
         caller,

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use callflow::config::Config;
 use callflow::server::Server;
 use callflow::sip::{Message, Name, Transport};
-use support::{Ua, answer, fast_timers};
+use support::{Ua, answer, fast_timers, serve};
 
 const CONFIG: &str = r#"
 sip: { listen: ["udp://127.0.0.1:0"], options_interval: null }
@@ -38,19 +38,13 @@ async fn setup(whitelist: &str, limits: &str) -> Setup {
         carriers.push(Ua::new(Transport::Udp, name, None).await);
     }
     let partner = Ua::new(Transport::Udp, "sbc", None).await;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("flows")).unwrap();
     let text = CONFIG
         .replace("CARRIER_A", &carriers[0].addr.to_string())
         .replace("CARRIER_B", &carriers[1].addr.to_string())
         .replace("CARRIER_C", &carriers[2].addr.to_string())
         .replace("WHITELIST", whitelist)
         .replace("LIMITS", limits);
-    let path = dir.path().join("callflow.yaml");
-    std::fs::write(&path, text).unwrap();
-    let server = Server::start(&Config::load(&path).unwrap(), fast_timers())
-        .await
-        .unwrap();
+    let (server, dir) = serve(&text, &[]).await;
     Setup {
         server,
         partner,
@@ -349,16 +343,10 @@ async fn answering_carrier() -> SocketAddr {
 async fn a_thousand_simultaneous_invites_against_a_limit_of_100_connect_exactly_100() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let carrier = answering_carrier().await;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("flows")).unwrap();
     let config = format!(
         "sip: {{ listen: [\"udp://127.0.0.1:0\", \"tcp://127.0.0.1:0\"], options_interval: null }}\nflows: flows\ncarriers:\n  - {{ name: a, uri: \"sip:{carrier}\", addresses: [10.1.0.1/32] }}\ntrunks:\n  - sid: partner\n    whitelisted_ips: [127.0.0.1/32]\n    numbers: [{{ number: \"+918047112233\", mode: pstn }}]\n    max_channels: 100\n"
     );
-    let path = dir.path().join("callflow.yaml");
-    std::fs::write(&path, config).unwrap();
-    let server = Server::start(&Config::load(&path).unwrap(), fast_timers())
-        .await
-        .unwrap();
+    let (server, _dir) = serve(&config, &[]).await;
     let engine = server.transports.local_addr(Transport::Tcp).unwrap();
     let mut tcp = tokio::net::TcpStream::connect(engine).await.unwrap();
     let me = tcp.local_addr().unwrap();

@@ -1,5 +1,5 @@
 //! The SIP message layer against RFC 3261's syntax, and against each gap of rsip 0.4
-//! listed in DESIGN.md §5.
+//! listed in docs/architecture.md §5.
 
 use callflow::sip::message::{MAX_HEADERS, frame};
 use callflow::sip::{Framing, Host, Message, Method, Name, ParseError, Transport, Uri};

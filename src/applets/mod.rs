@@ -259,8 +259,7 @@ impl<'a> Context<'a> {
         self.record
     }
 
-    /// The parameters every webhook request carries (`docs/architecture.md`, webhook
-    /// contracts).
+    /// The parameters every webhook request carries (docs/architecture.md §4).
     pub fn webhook_params(&self) -> Vec<(String, String)> {
         let connect = |k: &str| {
             self.vars

@@ -1,4 +1,4 @@
-//! The SDP filter of the B2BUA (DESIGN.md §5): offers and answers pass between the
+//! The SDP filter of the B2BUA (docs/architecture.md §5): offers and answers pass between the
 //! legs with audio restricted to PCMA, PCMU and telephone-event. Other media streams
 //! are disabled (port 0), keeping the m-line order that RFC 3264 requires.
 

@@ -1,4 +1,4 @@
-//! The flow language: YAML flow files compiled into graphs of applets (DESIGN.md §3).
+//! The flow language: YAML flow files compiled into graphs of applets (docs/architecture.md §3).
 //!
 //! `yaml` reads a file into positioned nodes, `schema` and `crate::applets` decode
 //! them, `compile` builds and checks the graph, `graph` draws it, `loader` reads files

@@ -29,7 +29,7 @@ pub fn engine() -> &'static Engine {
         e.set_max_map_size(10_000);
         e.disable_symbol("eval");
         // rhai reserves `call` (for function pointers), but the call's variables are
-        // named `call.*` in DESIGN.md §3: read the word as a plain identifier.
+        // named `call.*` in docs/architecture.md §3: read the word as a plain identifier.
         #[allow(deprecated)] // volatile, not deprecated
         e.on_parse_token(|token, _, _| match token {
             rhai::Token::Reserved(s) if s.as_str() == "call" => rhai::Token::Identifier(s),

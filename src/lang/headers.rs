@@ -1,4 +1,4 @@
-//! The rules for custom `X-` headers on the legs callflow places (DESIGN.md §3, §4).
+//! The rules for custom `X-` headers on the legs callflow places (docs/architecture.md §3, §4).
 //!
 //! The same checks run when a flow compiles (for static values) and on a live call
 //! (for values that come from templates or webhooks), so that a header that breaks a

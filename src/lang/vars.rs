@@ -1,4 +1,4 @@
-//! The call's variables that expressions read (DESIGN.md §3): `call.*`, `connect.*`,
+//! The call's variables that expressions read (docs/architecture.md §3): `call.*`, `connect.*`,
 //! `passthru.*`, `refer.*`.
 
 use rhai::{Dynamic, Map, Scope};

@@ -1,5 +1,5 @@
 //! Which destinations and carriers answer: OPTIONS pings mark them up or down, and
-//! routing tries the ones that are up (DESIGN.md §5). Kept outside the routing table,
+//! routing tries the ones that are up (docs/architecture.md §5). Kept outside the routing table,
 //! so a reload does not forget what the pings found.
 
 use std::collections::HashSet;

@@ -1,5 +1,5 @@
 //! Routing data: numbers to flows or trunks, trunks and their destinations, carriers
-//! and the addresses they call from (DESIGN.md §1, §5, §6).
+//! and the addresses they call from (docs/architecture.md §1, §5, §6).
 //!
 //! One immutable [`Routing`] is built from the configuration and the loaded flows; a
 //! call keeps the `Arc` it started with, so a later reload cannot change a call in

@@ -5,7 +5,7 @@
 //! SIP URI type and the language kernel's header prefixes. The live SIP engine implements [`CallControl`], `callflow simulate`
 //! and the unit tests implement it with scripted legs; the reqwest client implements
 //! [`Http`]; the routing table implements [`Directory`]. One executor, two worlds.
-//! See `docs/architecture.md` for where it sits.
+//! See docs/architecture.md §2 for where it sits.
 
 pub mod leg;
 pub mod record;

@@ -33,7 +33,7 @@ pub async fn finish(flow: &Flow, record: &CallRecord, http: &dyn Http, settings:
     }
 }
 
-/// The status callback body (the webhook contracts in `docs/architecture.md`).
+/// The status callback body (docs/architecture.md §4).
 pub fn status_callback(r: &CallRecord) -> serde_json::Value {
     let legs: Vec<serde_json::Value> = r
         .steps

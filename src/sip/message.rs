@@ -1,7 +1,7 @@
 //! SIP requests and responses: parsing from bytes, typed access to the headers the
 //! engine reads, building and serialising.
 //!
-//! The parser covers what rsip 0.4 does not (DESIGN.md §5): compact header names,
+//! The parser covers what rsip 0.4 does not (docs/architecture.md §5): compact header names,
 //! folded header lines, white space before the colon, extension methods, tel URIs,
 //! IPv6 references, Content-Length checked against the body, and display names
 //! unquoted. It never panics: anything malformed is a [`ParseError`].

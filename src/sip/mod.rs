@@ -1,4 +1,4 @@
-//! The SIP layer (DESIGN.md §5): messages, transports, transactions and dialogs.
+//! The SIP layer (docs/architecture.md §5): messages, transports, transactions and dialogs.
 //!
 //! `message` parses and builds messages; `uri`, `header`, `method` and `typed` give
 //! typed access to what the engine reads. Nothing here panics on input: malformed

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod partner;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -147,6 +149,27 @@ impl TestEngine {
     pub fn addr(&self, t: Transport) -> SocketAddr {
         self.transports.local_addr(t).unwrap()
     }
+}
+
+/// `callflow serve` as an operator runs it: `config` written as `callflow.yaml` in a
+/// temporary directory with `flows` (id, text) under `flows/`, and the engine started
+/// on it with fast timers. Keep the directory while the server runs.
+pub async fn serve(
+    config: &str,
+    flows: &[(&str, &str)],
+) -> (callflow::server::Server, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("flows")).unwrap();
+    for (id, text) in flows {
+        std::fs::write(dir.path().join(format!("flows/{id}.yaml")), text).unwrap();
+    }
+    let path = dir.path().join("callflow.yaml");
+    std::fs::write(&path, config).unwrap();
+    let config = callflow::config::Config::load(&path).unwrap();
+    let server = callflow::server::Server::start(&config, fast_timers())
+        .await
+        .unwrap();
+    (server, dir)
 }
 
 /// A handler from an async closure.

@@ -1,4 +1,4 @@
-//! The dynamic URL of a connect applet (`docs/architecture.md`, webhook contracts): GET the partner's URL, read
+//! The dynamic URL of a connect applet (docs/architecture.md §4): GET the partner's URL, read
 //! whom to dial from its JSON, fall back to `fallback_url`, and with
 //! `fetch_after_attempt` ask again after each unanswered attempt.
 

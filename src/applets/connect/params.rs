@@ -382,7 +382,7 @@ fn caller_id(node: &Node, d: &mut Diagnostics) -> Option<Template> {
     Some(t)
 }
 
-/// `headers:` maps `X-` names to values; every limit of DESIGN.md §3 is checked here
+/// `headers:` maps `X-` names to values; every limit of docs/architecture.md §3 is checked here
 /// for what is known when the flow loads.
 fn custom_headers(node: &Node, cx: DecodeContext<'_>, d: &mut Diagnostics) -> Vec<CustomHeader> {
     let what = format!("applet '{}'", cx.applet);
