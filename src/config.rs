@@ -373,12 +373,11 @@ impl Config {
                     file: path.to_path_buf(),
                     line,
                     col,
-                    message: e
-                        .to_string()
-                        .split(" at line ")
-                        .next()
-                        .unwrap_or("")
-                        .to_string(),
+                    message: name_key(
+                        e.to_string().split(" at line ").next().unwrap_or(""),
+                        text,
+                        line,
+                    ),
                 }
             })?
         };
@@ -432,6 +431,40 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+/// serde names only the map that holds a value it could not convert (`sip: '…' is
+/// not …`); a value callflow refused (its message starts with the quoted value) gets
+/// its own key added: the key written before that value, on the first line from the
+/// error's position that holds it (`sip.listen: …`).
+fn name_key(message: &str, text: &str, line: usize) -> String {
+    let Some((path, rest)) = message.split_once(": ") else {
+        return message.to_string();
+    };
+    let Some(value) = rest
+        .strip_prefix('\'')
+        .and_then(|r| r.split_once('\''))
+        .map(|(v, _)| v)
+        .filter(|v| !v.is_empty())
+    else {
+        return message.to_string();
+    };
+    let is_key_char = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    let key = text
+        .lines()
+        .skip(line.saturating_sub(1))
+        .find_map(|row| row.find(value).map(|at| &row[..at]))
+        .and_then(|before| before.rsplit_once(':'))
+        .map(|(k, _)| {
+            k.trim_end()
+                .rsplit(|c: char| !is_key_char(c))
+                .next()
+                .unwrap_or("")
+        });
+    match key {
+        Some(k) if !k.is_empty() && !path.ends_with(k) => format!("{path}.{k}: {rest}"),
+        _ => message.to_string(),
     }
 }
 
@@ -562,5 +595,53 @@ reserved_header_prefixes: [X-Callflow-]
             e.to_string(),
             "c.yaml: error: trunks[0].numbers[0]: '12' is not an E.164 number"
         );
+    }
+
+    #[test]
+    fn bad_values_are_refused_at_load_with_the_key() {
+        let cases = [
+            (
+                "sip:\n  advertised_address: \"not a host!\"\n",
+                "sip.advertised_address",
+                2,
+            ),
+            (
+                "sip:\n  options_interval: soon\n",
+                "sip.options_interval",
+                2,
+            ),
+            ("sip:\n  listen: [\"udp://nowhere\"]\n", "sip.listen", 2),
+            ("webhooks:\n  timeout: 5 parsecs\n", "webhooks.timeout", 2),
+            ("outbound:\n  failover: [\"7xx\"]\n", "outbound.failover", 2),
+            (
+                "carriers:\n  - name: a\n    uri: \"http://x\"\n",
+                "carriers[0].uri",
+                2,
+            ),
+            (
+                "trunks:\n  - sid: t\n    whitelisted_ips: [\"10.0.0.300\"]\n",
+                "trunks[0].whitelisted_ips",
+                2,
+            ),
+        ];
+        for (text, key, line) in cases {
+            let e = Config::parse(text, Path::new("c.yaml"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with(&format!("c.yaml:{line}:")) && e.contains(key),
+                "{text:?} gave {e}"
+            );
+        }
+        let c = Config::parse(
+            "sip: { advertised_address: 203.0.113.5, options_interval: null }\noutbound: { ring_timeout: 20s, failover: [\"486\", \"5xx\"] }\n",
+            Path::new("c.yaml"),
+        )
+        .unwrap();
+        assert_eq!(c.sip.advertised_address, Host::parse("203.0.113.5").ok());
+        assert_eq!(c.sip.options_interval, None);
+        assert_eq!(c.outbound.ring_timeout, Duration::from_secs(20));
+        assert!(c.outbound.fails_over(486) && c.outbound.fails_over(503));
+        assert!(!c.outbound.fails_over(408));
     }
 }
