@@ -48,10 +48,6 @@ impl Applet for Hangup {
         Some(Hangup { status: status? })
     }
 
-    fn check_outcome(_outcome: &str) -> Result<(), String> {
-        Err("hangup has no outcomes".into())
-    }
-
     fn takes_transitions() -> Result<(), &'static str> {
         Err("ends the flow and has no outcomes")
     }

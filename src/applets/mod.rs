@@ -79,10 +79,14 @@ pub trait Applet: std::fmt::Debug + Send + Sync {
     where
         Self: Sized;
 
-    /// Checks an outcome name written under `on:` (the message says why not).
-    fn check_outcome(outcome: &str) -> Result<(), String>
+    /// Checks an outcome name written under `on:` (the message says why not). Only
+    /// asked of applets that take transitions.
+    fn check_outcome(_outcome: &str) -> Result<(), String>
     where
-        Self: Sized;
+        Self: Sized,
+    {
+        Err("this applet has no outcomes".into())
+    }
 
     /// Whether `on:` and `next:` may be written at all; `Err` says why not (the
     /// applet ends the flow, or branches in its own body).

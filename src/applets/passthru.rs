@@ -36,24 +36,6 @@ pub struct Passthru {
     pub is_async: bool,
 }
 
-/// Checks an outcome name written under `on:`.
-fn check_outcome(outcome: &str) -> Result<(), String> {
-    if OUTCOMES.contains(&outcome) {
-        return Ok(());
-    }
-    match outcome.parse::<u16>() {
-        Ok(200..=299) => Err(format!(
-            "passthru outcome '{outcome}' is never taken: every 2xx status takes 'ok'"
-        )),
-        Ok(300..=599) if outcome.len() == 3 => Ok(()),
-        _ => Err(format!(
-            "passthru has no outcome '{outcome}'{}; its outcomes are ok, fail and \
-             HTTP statuses from 300 to 599 such as \"302\"",
-            did_you_mean(outcome, OUTCOMES)
-        )),
-    }
-}
-
 #[async_trait]
 impl Applet for Passthru {
     /// Decodes a passthru body.
@@ -85,8 +67,23 @@ impl Applet for Passthru {
         })
     }
 
+    /// Checks an outcome name written under `on:`: ok, fail, or a status from 300
+    /// to 599.
     fn check_outcome(outcome: &str) -> Result<(), String> {
-        check_outcome(outcome)
+        if OUTCOMES.contains(&outcome) {
+            return Ok(());
+        }
+        match outcome.parse::<u16>() {
+            Ok(200..=299) => Err(format!(
+                "passthru outcome '{outcome}' is never taken: every 2xx status takes 'ok'"
+            )),
+            Ok(300..=599) if outcome.len() == 3 => Ok(()),
+            _ => Err(format!(
+                "passthru has no outcome '{outcome}'{}; its outcomes are ok, fail and \
+                 HTTP statuses from 300 to 599 such as \"302\"",
+                did_you_mean(outcome, OUTCOMES)
+            )),
+        }
     }
 
     fn kind(&self) -> &'static str {
@@ -159,14 +156,14 @@ mod tests {
 
     #[test]
     fn outcomes() {
-        assert!(check_outcome("ok").is_ok());
-        assert!(check_outcome("302").is_ok());
-        assert!(check_outcome("404").is_ok());
-        assert!(check_outcome("200").is_err());
-        assert!(check_outcome("99").is_err());
-        assert!(check_outcome("0302").is_err());
+        assert!(Passthru::check_outcome("ok").is_ok());
+        assert!(Passthru::check_outcome("302").is_ok());
+        assert!(Passthru::check_outcome("404").is_ok());
+        assert!(Passthru::check_outcome("200").is_err());
+        assert!(Passthru::check_outcome("99").is_err());
+        assert!(Passthru::check_outcome("0302").is_err());
         assert!(
-            check_outcome("okay")
+            Passthru::check_outcome("okay")
                 .unwrap_err()
                 .contains("did you mean 'ok'")
         );

@@ -67,10 +67,6 @@ impl Applet for Switchcase {
         })
     }
 
-    fn check_outcome(_outcome: &str) -> Result<(), String> {
-        Err("switchcase branches by its cases and default".into())
-    }
-
     fn takes_transitions() -> Result<(), &'static str> {
         Err("branches by its cases and default")
     }

@@ -294,11 +294,6 @@ impl Routing {
         self.trunks.get(sid).cloned()
     }
 
-    /// The carriers, by priority.
-    pub fn carriers(&self) -> &[Carrier] {
-        &self.carriers
-    }
-
     /// The carriers to try, by priority, those found down by pings left out (unless
     /// all are).
     pub fn usable_carriers(&self) -> Vec<Carrier> {

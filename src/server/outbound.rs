@@ -37,7 +37,13 @@ pub async fn call(call: &mut Call, state: &State, trunk: &Trunk, caller: &str, d
     let (http, settings) = (&state.http, &state.settings);
     let mut cx = Context::new(call, http, routing, settings, info, FLOW_ID);
     cx.begin_step("carriers", crate::applets::connect::NAME);
-    let attempts = expand_all(&[Target::Number(dialled.to_string())], &cx).unwrap_or_default();
+    let attempts = match expand_all(&[Target::Number(dialled.to_string())], &cx) {
+        Ok(a) => a,
+        Err(why) => {
+            cx.step.notes.push(why);
+            Vec::new()
+        }
+    };
     let plan = Plan {
         attempts,
         headers: Vec::new(),

@@ -284,18 +284,14 @@ async fn dial_parallel(plan: &Plan, cx: &mut Context<'_>) -> Dialled {
         LegOutcome::NoAnswer => Some(408),
         _ => None,
     };
-    let dialed = plan
-        .attempts
-        .iter()
-        .map(|a| a.dialed.as_str())
-        .collect::<Vec<_>>()
-        .join(",");
+    let dialed: Vec<&str> = plan.attempts.iter().map(|a| a.dialed.as_str()).collect();
     let trace = LegTrace {
         leg_sid: sids.join(","),
-        to: dialed.replace(',', ", "),
+        to: dialed.join(", "),
         result: describe(&outcome),
         duration_secs: 0,
     };
+    let dialed = dialed.join(",");
     let carrier = plan.attempts.iter().any(|a| a.carrier.is_some());
     let step = match settle(outcome, trace, &dialed, carrier, plan, cx).await {
         Next::Done(step) => step,
