@@ -25,8 +25,11 @@ pub struct Config {
     /// SIP listeners, TLS, advertised address.
     pub sip: SipConfig,
     /// The HTTP API.
-    pub api: ApiConfig,
-    /// Where state is kept (not used yet).
+    #[serde(default)]
+    pub api: Option<ApiConfig>,
+    /// Where accounts and what the API creates are kept: `sqlite://FILE` or
+    /// `postgres://…` (absent in a file: no store).
+    #[serde(default)]
     pub store: Option<String>,
     /// The directory (or file) of flows, relative to the configuration file.
     pub flows: PathBuf,
@@ -118,8 +121,8 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             sip: SipConfig::default(),
-            api: ApiConfig::default(),
-            store: None,
+            api: Some(ApiConfig::default()),
+            store: Some("sqlite://callflow.db".into()),
             flows: PathBuf::from("flows"),
             carriers: Vec::new(),
             trunks: Vec::new(),
@@ -189,12 +192,26 @@ pub struct ApiConfig {
     /// Listening address of the HTTP API.
     #[serde(deserialize_with = "parsed")]
     pub listen: SocketAddr,
+    /// The operator's token for `/v2/accounts` and `/v2/carriers` (else the
+    /// `CALLFLOW_ADMIN_TOKEN` environment variable; neither: those answer 404).
+    pub admin_token: Option<String>,
+}
+
+impl ApiConfig {
+    /// The admin token: the file's, else `CALLFLOW_ADMIN_TOKEN`'s, never empty.
+    pub fn admin_token(&self) -> Option<String> {
+        self.admin_token
+            .clone()
+            .or_else(|| std::env::var("CALLFLOW_ADMIN_TOKEN").ok())
+            .filter(|t| !t.is_empty())
+    }
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            admin_token: None,
         }
     }
 }
@@ -394,6 +411,22 @@ impl Config {
             }
         };
         join(&mut self.flows);
+        if let Some(path) = self
+            .store
+            .as_deref()
+            .and_then(|s| s.strip_prefix("sqlite://"))
+        {
+            let (file, query) = path
+                .split_once('?')
+                .map_or((path, None), |(f, q)| (f, Some(q)));
+            if Path::new(file).is_relative() && !file.starts_with(':') {
+                let joined = base.join(file).display().to_string();
+                self.store = Some(match query {
+                    Some(q) => format!("sqlite://{joined}?{q}"),
+                    None => format!("sqlite://{joined}"),
+                });
+            }
+        }
         if let Some(tls) = &mut self.sip.tls {
             for p in [&mut tls.cert, &mut tls.key, &mut tls.ca]
                 .into_iter()

@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod applets;
 pub mod call;
 pub mod config;
@@ -27,4 +28,5 @@ pub mod routing;
 pub mod runtime;
 pub mod server;
 pub mod sip;
+pub mod store;
 pub mod webhook;

@@ -1,4 +1,4 @@
-//! The `callflow` command: check and draw flows; serve calls (not yet available).
+//! The `callflow` command: check, draw and simulate flows; serve calls; create accounts.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -38,6 +38,15 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Manage accounts in the store (the operator's side of the management API).
+    Account {
+        #[command(subcommand)]
+        action: AccountAction,
+        /// The configuration file naming the store (default: ./callflow.yaml, else
+        /// sqlite://callflow.db).
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+    },
     /// Run a flow against scripted outcomes and print the path taken.
     Simulate {
         /// The flow file.
@@ -45,6 +54,15 @@ enum Command {
         /// The scenario file.
         #[arg(long)]
         scenario: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum AccountAction {
+    /// Create an account; prints its sid, API key and token (the token only now).
+    Create {
+        /// The account's name.
+        name: String,
     },
 }
 
@@ -56,14 +74,15 @@ enum GraphFormat {
 
 /// SIGHUP: reads the configuration and the flows again; an invalid one is refused
 /// with its diagnostics logged, and the running one stays.
-fn reload(server: &callflow::server::Server, path: Option<&Path>) {
+async fn reload(server: &callflow::server::Server, path: Option<&Path>) {
     let config = match path {
         Some(p) => callflow::config::Config::load(p),
         None => Ok(callflow::config::Config::default()),
     };
-    let result = config
-        .map_err(callflow::server::StartError::from)
-        .and_then(|c| server.reload(&c));
+    let result = match config {
+        Ok(c) => server.reload(&c).await,
+        Err(e) => Err(callflow::server::StartError::from(e)),
+    };
     if let Err(e) = result {
         for line in e.to_string().lines() {
             tracing::error!("{line}");
@@ -119,7 +138,7 @@ fn serve(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
                     r.context("waiting for Ctrl-C")?;
                     break;
                 }
-                _ = hangup.recv() => reload(&server, path.as_deref()),
+                _ = hangup.recv() => reload(&server, path.as_deref()).await,
             }
         }
         eprintln!("callflow: no new calls; waiting for calls in progress (Ctrl-C again ends them)");
@@ -131,6 +150,32 @@ fn serve(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         eprintln!("callflow: stopped");
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// `callflow account create NAME`: the account's credentials as JSON on stdout.
+fn account(action: AccountAction, config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let AccountAction::Create { name } = action;
+    if name.trim().is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
+        eprintln!("callflow: an account name is 1 to 64 printable characters");
+        return Ok(ExitCode::from(2));
+    }
+    let path = callflow::server::config_path(config);
+    let cfg = match &path {
+        Some(p) => callflow::config::Config::load(p).map_err(|e| anyhow::anyhow!("{e}"))?,
+        None => callflow::config::Config::default(),
+    };
+    let url = cfg
+        .store
+        .clone()
+        .unwrap_or_else(|| callflow::server::DEFAULT_STORE.to_string());
+    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    let account = runtime.block_on(async {
+        let store = callflow::store::Store::open(&url).await?;
+        store.create_account(name.trim()).await
+    });
+    let account = account.with_context(|| format!("creating the account in {url}"))?;
+    println!("{}", serde_json::to_string_pretty(&account)?);
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Runs a flow against a scenario's scripted legs and webhooks; prints the path.
@@ -253,6 +298,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve { config } => serve(config),
+        Command::Account { action, config } => account(action, config),
         Command::Simulate { file, scenario } => simulate(&file, &scenario, &opts),
     }
 }

@@ -810,6 +810,7 @@ async fn reload_during_a_live_call_drops_nothing() {
     .unwrap();
     w.server
         .reload(&Config::load(&dir.join("callflow.yaml")).unwrap())
+        .await
         .unwrap();
     // A new call gets the new flow.
     w.call("+918047112233", "after").await;
@@ -831,6 +832,7 @@ async fn reload_during_a_live_call_drops_nothing() {
     let err = w
         .server
         .reload(&Config::load(&dir.join("callflow.yaml")).unwrap())
+        .await
         .unwrap_err();
     assert!(
         err.to_string()

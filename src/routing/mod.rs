@@ -19,6 +19,10 @@ use crate::applets::{AppletRef, Hangup};
 use crate::config::{Config, DestinationConfig, NumberMode, OutboundConfig};
 use crate::flow::{Flow, Transition};
 use crate::lang::number::normalise;
+use crate::sip::digest::DigestSecret;
+
+/// The realm of the digest challenges trunks answer.
+pub const DIGEST_REALM: &str = "callflow";
 use crate::runtime::{CarrierRoute, Channel, Directory, DirectoryError, TrunkRoute};
 use crate::sip::SipUri;
 
@@ -53,7 +57,7 @@ pub struct Trunk {
     /// Most new calls per second.
     pub max_cps: Option<u32>,
     /// Digest username and password, when the trunk may authenticate.
-    pub credentials: Option<(String, String)>,
+    pub credentials: Vec<DigestSecret>,
 }
 
 /// A number and its trunk.
@@ -157,6 +161,19 @@ impl Routing {
         flows: Vec<Flow>,
         kept: Kept,
     ) -> Result<Routing, RoutingError> {
+        Self::build_with(config, Vec::new(), flows, kept)
+    }
+
+    /// Builds the table from the configuration's trunks and `stored` ones (from the
+    /// management API's store). A number configured in the file wins over the same
+    /// number in the store; a stored number whose flow is not loaded is left out, with
+    /// a warning, rather than refusing the whole table.
+    pub fn build_with(
+        config: &Config,
+        stored: Vec<TrunkSpec>,
+        flows: Vec<Flow>,
+        kept: Kept,
+    ) -> Result<Routing, RoutingError> {
         let flows: HashMap<String, Arc<Flow>> = flows
             .into_iter()
             .map(|f| (f.id.clone(), Arc::new(f)))
@@ -175,29 +192,44 @@ impl Routing {
         carriers.sort_by_key(|c| c.priority);
         let mut trunks = HashMap::new();
         let mut numbers = HashMap::new();
-        for t in &config.trunks {
-            let trunk = Arc::new(trunk(t));
-            let pstn = Arc::new(pstn_flow(&t.sid));
-            for n in &t.numbers {
+        let specs = config.trunks.iter().map(TrunkSpec::from_config);
+        for spec in specs.chain(stored) {
+            if trunks.contains_key(&spec.trunk.sid) {
+                tracing::warn!(trunk = %spec.trunk.sid, "trunk sid defined twice; the first stays");
+                continue;
+            }
+            let trunk = Arc::new(spec.trunk);
+            let pstn = Arc::new(pstn_flow(&trunk.sid));
+            for n in spec.numbers {
                 let flow = match (n.mode, &n.flow) {
-                    (NumberMode::Pstn, _) => pstn.clone(),
-                    (NumberMode::Flow, Some(id)) => {
-                        flows.get(id).cloned().ok_or_else(|| RoutingError::NoFlow {
-                            number: n.number.clone(),
-                            flow: id.clone(),
-                        })?
-                    }
-                    (NumberMode::Flow, None) => {
-                        return Err(RoutingError::FlowMissing(n.number.clone()));
-                    }
+                    (NumberMode::Pstn, _) => Some(pstn.clone()),
+                    (NumberMode::Flow, Some(id)) => flows.get(id).cloned(),
+                    (NumberMode::Flow, None) => None,
                 };
+                let Some(flow) = flow else {
+                    if spec.from_file {
+                        return Err(match n.flow {
+                            Some(flow) => RoutingError::NoFlow {
+                                number: n.number,
+                                flow,
+                            },
+                            None => RoutingError::FlowMissing(n.number),
+                        });
+                    }
+                    tracing::warn!(number = %n.number, flow = ?n.flow, "stored number's flow is not loaded; left out");
+                    continue;
+                };
+                if numbers.contains_key(&n.number) {
+                    tracing::warn!(number = %n.number, "number of two trunks; the first stays");
+                    continue;
+                }
                 let route = NumberRoute {
                     trunk: trunk.clone(),
                     flow,
                 };
-                numbers.insert(n.number.clone(), route);
+                numbers.insert(n.number, route);
             }
-            trunks.insert(t.sid.clone(), trunk);
+            trunks.insert(trunk.sid.clone(), trunk);
         }
         Ok(Routing {
             carriers,
@@ -328,6 +360,47 @@ impl Routing {
     }
 }
 
+/// A number of a trunk, as the file or the store gives it.
+#[derive(Debug, Clone)]
+pub struct NumberSpec {
+    /// E.164.
+    pub number: String,
+    /// A flow, or straight to the trunk.
+    pub mode: NumberMode,
+    /// The flow, in flow mode.
+    pub flow: Option<String>,
+}
+
+/// A trunk and its numbers, from the configuration file or the store.
+#[derive(Debug, Clone)]
+pub struct TrunkSpec {
+    /// The trunk.
+    pub trunk: Trunk,
+    /// Its numbers.
+    pub numbers: Vec<NumberSpec>,
+    /// Whether it comes from `callflow.yaml` (an error in it refuses the table).
+    pub from_file: bool,
+}
+
+impl TrunkSpec {
+    /// A trunk of `callflow.yaml`.
+    pub fn from_config(t: &crate::config::TrunkConfig) -> TrunkSpec {
+        TrunkSpec {
+            trunk: trunk(t),
+            numbers: t
+                .numbers
+                .iter()
+                .map(|n| NumberSpec {
+                    number: n.number.clone(),
+                    mode: n.mode,
+                    flow: n.flow.clone(),
+                })
+                .collect(),
+            from_file: true,
+        }
+    }
+}
+
 /// A trunk as routing keeps it, from its configuration.
 fn trunk(t: &crate::config::TrunkConfig) -> Trunk {
     Trunk {
@@ -352,8 +425,9 @@ fn trunk(t: &crate::config::TrunkConfig) -> Trunk {
         max_cps: t.max_cps,
         credentials: t
             .credentials
-            .as_ref()
-            .map(|c| (c.username.clone(), c.password.clone())),
+            .iter()
+            .map(|c| DigestSecret::from_password(&c.username, DIGEST_REALM, &c.password))
+            .collect(),
     }
 }
 

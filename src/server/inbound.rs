@@ -102,14 +102,13 @@ async fn authenticate(
     let trunk = state
         .routing
         .trunk_for_caller(caller)
-        .filter(|t| t.credentials.is_some());
-    let Some((trunk, (user, pass))) = trunk.and_then(|t| t.credentials.clone().map(|c| (t, c)))
-    else {
+        .filter(|t| !t.credentials.is_empty());
+    let Some(trunk) = trunk else {
         tracing::warn!(sid = %call.sid, source = %call.source(), %why, "INVITE refused: 403");
         call.reject(403, Some(why), Vec::new()).await;
         return None;
     };
-    match state.auth.check(call.request(), &user, &pass) {
+    match state.auth.check_secrets(call.request(), &trunk.credentials) {
         Verdict::Ok => Some(trunk),
         Verdict::Challenge(values) => {
             let headers = values

@@ -8,22 +8,24 @@
 
 pub mod admission;
 pub mod inbound;
+pub mod live;
 pub mod outbound;
 pub mod pinger;
 pub mod record;
 pub mod state;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-
-use arc_swap::ArcSwap;
 
 use crate::call::{Engine, SipStack, StackConfig};
 use crate::config::Config;
 use crate::routing::Routing;
 use crate::sip::transaction::Timers;
 use crate::sip::transport::{TlsConfig, TransportConfig, Transports};
+use crate::store::{Store, StoreError};
+pub use live::Live;
 pub use state::{State, load_flows};
 
 /// Why the engine would not start, or a reload was refused.
@@ -44,7 +46,16 @@ pub enum StartError {
     /// The HTTP client.
     #[error("webhook client: {0}")]
     Http(String),
+    /// The store could not be opened or read.
+    #[error("{0}")]
+    Store(StoreError),
+    /// The HTTP API could not listen.
+    #[error("HTTP API: {0}")]
+    Api(std::io::Error),
 }
+
+/// Where the store is when the configuration names none but the API needs one.
+pub const DEFAULT_STORE: &str = "sqlite://callflow.db";
 
 /// A running engine.
 pub struct Server {
@@ -52,16 +63,29 @@ pub struct Server {
     pub transports: Arc<Transports>,
     /// The engine.
     pub engine: Arc<Engine>,
-    /// What new calls use: routing, flows, settings. Swapped whole on reload; a call
-    /// keeps the one it started with.
-    current: Arc<ArcSwap<State>>,
+    /// What new calls use (routing, flows, settings) and what it is built from.
+    /// Swapped whole on reload and on API changes; a call keeps the one it started
+    /// with.
+    live: Arc<Live>,
+    /// Where the HTTP API listens, when it is on.
+    pub api_addr: Option<SocketAddr>,
     stack: SipStack,
 }
 
 impl Server {
     /// Starts the engine on `config`.
     pub async fn start(config: &Config, timers: Timers) -> Result<Server, StartError> {
-        let current = Arc::new(ArcSwap::from_pointee(State::first(config)?));
+        let store = match (&config.store, &config.api) {
+            (Some(url), _) => Some(Store::open(url).await.map_err(StartError::Store)?),
+            (None, Some(_)) => Some(
+                Store::open(DEFAULT_STORE)
+                    .await
+                    .map_err(StartError::Store)?,
+            ),
+            (None, None) => None,
+        };
+        let mut live = Live::start(config, store).await?;
+        let current = live.current.clone();
         let transport = TransportConfig {
             listen: config.sip.listen.clone(),
             tls: config.sip.tls.as_ref().map(|t| TlsConfig {
@@ -88,25 +112,41 @@ impl Server {
         for l in stack.transports.local_addrs() {
             tracing::info!(transport = %l.transport, addr = %l.addr, "listening");
         }
+        live.transports = Some(stack.transports.clone());
+        let live = Arc::new(live);
+        let api_addr = match (&config.api, &live.store) {
+            (Some(api), Some(store)) => {
+                let api = crate::api::Api::new(store.clone(), live.clone(), api.admin_token())
+                    .serve_on(api_addr_of(config), stack.shutdown.clone());
+                Some(api.await.map_err(StartError::Api)?)
+            }
+            _ => None,
+        };
         Ok(Server {
             transports: stack.transports.clone(),
             engine: stack.engine.clone(),
-            current,
+            live,
+            api_addr,
             stack,
         })
     }
 
     /// The routing table new calls use.
     pub fn routing(&self) -> Arc<Routing> {
-        self.current.load().routing.clone()
+        self.live.current.load().routing.clone()
     }
 
-    /// Loads `config` and its flows again for new calls; calls in progress keep what
-    /// they started with. An invalid configuration is refused and the old one stays.
-    /// Listening addresses and TLS files are not changed by a reload.
-    pub fn reload(&self, config: &Config) -> Result<(), StartError> {
-        let state = State::load(config, &self.current.load())?;
-        self.current.store(Arc::new(state));
+    /// The store, when one is configured.
+    pub fn store(&self) -> Option<&Store> {
+        self.live.store.as_ref()
+    }
+
+    /// Loads `config`, its flows and the store's trunks again for new calls; calls in
+    /// progress keep what they started with. An invalid configuration is refused and
+    /// the old one stays. Listening addresses, TLS files, the store and the API's
+    /// address are not changed by a reload.
+    pub async fn reload(&self, config: &Config) -> Result<(), StartError> {
+        self.live.reload(config).await?;
         tracing::info!("configuration and flows reloaded");
         Ok(())
     }
@@ -131,6 +171,14 @@ impl Server {
         }
         self.stack.shutdown.cancel();
     }
+}
+
+/// The API's listening address from `config`.
+fn api_addr_of(config: &Config) -> SocketAddr {
+    config
+        .api
+        .as_ref()
+        .map_or(SocketAddr::from(([127, 0, 0, 1], 8080)), |a| a.listen)
 }
 
 /// Where `serve` finds its configuration: `--config`, else `./callflow.yaml` if

@@ -1,4 +1,5 @@
-//! What every new call uses: the routing table (with its flows), the webhook client,
+//! What every new call uses: the routing table (with its flows, from the file and the
+//! store), the webhook client,
 //! the runtime settings and the digest authenticator. Loaded at start, loaded again
 //! on reload and swapped whole; a call keeps the one it started with.
 
@@ -7,7 +8,7 @@ use std::sync::Arc;
 use super::StartError;
 use crate::config::Config;
 use crate::flow::{CompileOptions, Flow, Loaded, load_paths};
-use crate::routing::{Kept, Routing};
+use crate::routing::{Kept, Routing, TrunkSpec};
 use crate::runtime::Settings;
 use crate::sip::digest::Authenticator;
 use crate::webhook::WebhookClient;
@@ -25,23 +26,24 @@ pub struct State {
 }
 
 impl State {
-    /// The state of a fresh start.
-    pub fn first(config: &Config) -> Result<State, StartError> {
+    /// The state of a fresh start, with the `stored` trunks.
+    pub fn first(config: &Config, stored: Vec<TrunkSpec>) -> Result<State, StartError> {
         let http = WebhookClient::new().map_err(|e| StartError::Http(e.to_string()))?;
-        Self::build(
-            config,
-            http,
-            Authenticator::new("callflow"),
-            Kept::default(),
-        )
+        let auth = Authenticator::new(crate::routing::DIGEST_REALM);
+        Self::build(config, stored, http, auth, Kept::default())
     }
 
     /// Loads the flows and builds the routing of `config`, keeping from `previous`
     /// what outlives a reload: the HTTP client, the limits' counters, the digest
     /// secret and what the pings found.
-    pub fn load(config: &Config, previous: &State) -> Result<State, StartError> {
+    pub fn load(
+        config: &Config,
+        previous: &State,
+        stored: Vec<TrunkSpec>,
+    ) -> Result<State, StartError> {
         Self::build(
             config,
+            stored,
             previous.http.clone(),
             previous.auth.clone(),
             previous.routing.kept(),
@@ -50,12 +52,13 @@ impl State {
 
     fn build(
         config: &Config,
+        stored: Vec<TrunkSpec>,
         http: WebhookClient,
         auth: Authenticator,
         kept: Kept,
     ) -> Result<State, StartError> {
         let flows = load_flows(config)?;
-        let routing = Routing::build_keeping(config, flows, kept)?;
+        let routing = Routing::build_with(config, stored, flows, kept)?;
         Ok(State {
             routing: Arc::new(routing),
             http,

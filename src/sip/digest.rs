@@ -41,6 +41,37 @@ impl Algorithm {
     }
 }
 
+/// What verifying a user's digest answers needs, without the password: the user name
+/// and HA1 (`H(user:realm:password)`) for each algorithm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DigestSecret {
+    /// The user name.
+    pub username: String,
+    /// MD5(user:realm:password), hex.
+    pub ha1_md5: String,
+    /// SHA-256(user:realm:password), hex.
+    pub ha1_sha256: String,
+}
+
+impl DigestSecret {
+    /// The secret of `username` with `password` in `realm`.
+    pub fn from_password(username: &str, realm: &str, password: &str) -> DigestSecret {
+        let a1 = format!("{username}:{realm}:{password}");
+        DigestSecret {
+            username: username.to_string(),
+            ha1_md5: Algorithm::Md5.hash(&a1),
+            ha1_sha256: Algorithm::Sha256.hash(&a1),
+        }
+    }
+
+    fn ha1(&self, algorithm: Algorithm) -> &str {
+        match algorithm {
+            Algorithm::Md5 => &self.ha1_md5,
+            Algorithm::Sha256 => &self.ha1_sha256,
+        }
+    }
+}
+
 /// What checking a request's credentials gives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -105,8 +136,19 @@ impl Authenticator {
             .collect()
     }
 
+    /// The realm challenges name.
+    pub fn realm(&self) -> &str {
+        &self.realm
+    }
+
     /// Checks `request`'s Authorization against `username` and `password`.
     pub fn check(&self, request: &Message, username: &str, password: &str) -> Verdict {
+        let secret = DigestSecret::from_password(username, &self.realm, password);
+        self.check_secrets(request, std::slice::from_ref(&secret))
+    }
+
+    /// Checks `request`'s Authorization against the secret of the user it names.
+    pub fn check_secrets(&self, request: &Message, secrets: &[DigestSecret]) -> Verdict {
         let Some(value) = request.header(&Name::parse("Authorization")) else {
             return Verdict::Challenge(self.challenge(false));
         };
@@ -123,9 +165,12 @@ impl Authenticator {
             a if a.eq_ignore_ascii_case("MD5") => Algorithm::Md5,
             other => return Verdict::Refused(format!("unsupported algorithm {other}")),
         };
-        if get("username") != Some(username) || get("realm") != Some(self.realm.as_str()) {
+        let secret = secrets
+            .iter()
+            .find(|s| get("username") == Some(s.username.as_str()));
+        let Some(secret) = secret.filter(|_| get("realm") == Some(self.realm.as_str())) else {
             return Verdict::Refused("unknown username or realm".into());
-        }
+        };
         let (Some(nonce), Some(uri), Some(response)) = (get("nonce"), get("uri"), get("response"))
         else {
             return Verdict::Refused("incomplete Authorization".into());
@@ -137,7 +182,7 @@ impl Authenticator {
             .method()
             .map(|m| m.as_str().to_string())
             .unwrap_or_default();
-        let ha1 = algorithm.hash(&format!("{username}:{}:{password}", self.realm));
+        let ha1 = secret.ha1(algorithm);
         let ha2 = algorithm.hash(&format!("{method}:{uri}"));
         let expected = match get("qop") {
             Some(qop) if qop.eq_ignore_ascii_case("auth") => {

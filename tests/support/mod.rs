@@ -207,12 +207,17 @@ pub struct Ua {
 
 impl Ua {
     pub async fn new(transport: Transport, user: &str, cert: Option<&TestCert>) -> Ua {
+        Self::new_at(transport, user, cert, "127.0.0.1").await
+    }
+
+    /// A UA bound to loopback address `ip` (127.0.0.2 … stand for other hosts).
+    pub async fn new_at(transport: Transport, user: &str, cert: Option<&TestCert>, ip: &str) -> Ua {
         let (inbox_tx, inbox) = mpsc::channel(256);
         let drop_next = Arc::new(Mutex::new(Vec::new()));
         let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let (wire, addr) = match transport {
             Transport::Udp => {
-                let s = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+                let s = Arc::new(UdpSocket::bind(format!("{ip}:0")).await.unwrap());
                 let addr = s.local_addr().unwrap();
                 let (s2, tx, dn) = (s.clone(), inbox_tx.clone(), drop_next.clone());
                 tokio::spawn(async move {
@@ -229,7 +234,7 @@ impl Ua {
                 (Wire::Udp(s), addr)
             }
             Transport::Tcp | Transport::Tls => {
-                let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let listener = TcpListener::bind(format!("{ip}:0")).await.unwrap();
                 let addr = listener.local_addr().unwrap();
                 let writers = Arc::new(Mutex::new(HashMap::new()));
                 let tls = (transport == Transport::Tls)

@@ -1,0 +1,256 @@
+//! The HTTP API (axum), in the same process as the SIP engine: the management plane in
+//! Exotel's v2 shapes (`/v2/accounts`, `/v2/accounts/{sid}/trunks…`), and `/health`,
+//! `/ready`. Every answer is JSON in the envelope of [`envelope`]; request bodies are
+//! capped at 1 MiB; each account may make 200 requests a minute. What the API changes
+//! is in the store and, within the request, in the routing new calls use.
+
+pub mod envelope;
+pub mod trunks;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::Response;
+use axum::routing::{get, post};
+use base64::Engine as _;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::store::Store;
+pub use envelope::ApiError;
+use envelope::{fail, ok};
+
+/// Largest request body taken.
+pub const MAX_BODY: usize = 1024 * 1024;
+
+/// Requests an account may make in a minute.
+pub const RATE_PER_MINUTE: u32 = 200;
+
+/// What the API needs of the running engine.
+#[async_trait]
+pub trait Live: Send + Sync {
+    /// Rebuilds the routing new calls use from the file and the store.
+    async fn refresh(&self) -> Result<(), String>;
+    /// Whether a flow with this id is loaded.
+    fn has_flow(&self, id: &str) -> bool;
+    /// Whether `callflow.yaml` maps this number.
+    fn number_in_file(&self, number: &str) -> bool;
+    /// Whether SIP is listening and flows are loaded.
+    fn sip_ready(&self) -> bool;
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct Api {
+    /// The store.
+    pub store: Store,
+    /// The engine.
+    pub live: Arc<dyn Live>,
+    /// The operator's token; `None`: the admin endpoints answer 404.
+    pub admin_token: Option<String>,
+    /// Requests per account in the current minute.
+    rate: Arc<Mutex<HashMap<String, (Instant, u32)>>>,
+}
+
+impl Api {
+    /// The API over `store` and `live`.
+    pub fn new(store: Store, live: Arc<dyn Live>, admin_token: Option<String>) -> Api {
+        Api {
+            store,
+            live,
+            admin_token,
+            rate: Arc::default(),
+        }
+    }
+
+    /// Checks HTTP Basic `key:token` against account `sid` and its rate.
+    pub async fn account(&self, headers: &HeaderMap, sid: &str) -> Result<(), ApiError> {
+        let (key, token) = basic(headers).ok_or_else(ApiError::unauthorized)?;
+        if !self.store.authenticate(sid, &key, &token).await? {
+            return Err(ApiError::unauthorized());
+        }
+        self.count(sid)
+    }
+
+    fn count(&self, sid: &str) -> Result<(), ApiError> {
+        let mut rate = self.rate.lock().unwrap_or_else(PoisonError::into_inner);
+        let slot = rate.entry(sid.to_string()).or_insert((Instant::now(), 0));
+        if slot.0.elapsed() >= Duration::from_secs(60) {
+            *slot = (Instant::now(), 0);
+        }
+        slot.1 += 1;
+        if slot.1 > RATE_PER_MINUTE {
+            return Err(ApiError {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                code: 1012,
+                message: "Too many requests".into(),
+                description: format!("at most {RATE_PER_MINUTE} requests a minute per account"),
+            });
+        }
+        Ok(())
+    }
+
+    /// Routing is rebuilt after a change; a failure is logged, the change stays.
+    pub async fn changed(&self) {
+        if let Err(e) = self.live.refresh().await {
+            tracing::warn!(error = %e, "routing not rebuilt after an API change");
+        }
+    }
+}
+
+/// The `key:token` of an `Authorization: Basic` header.
+fn basic(headers: &HeaderMap) -> Option<(String, String)> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, b64) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    let (k, t) = text.split_once(':')?;
+    Some((k.to_string(), t.to_string()))
+}
+
+/// A JSON body: 415 unless the content type is JSON, 1007 unless it parses to an
+/// object.
+pub fn json_body(
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<serde_json::Map<String, Value>, ApiError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !ct.to_ascii_lowercase().starts_with("application/json") {
+        return Err(ApiError::content_type());
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(ApiError::bad_body("the body must be a JSON object")),
+        Err(e) => Err(ApiError::bad_body(&format!("not JSON: {e}"))),
+    }
+}
+
+/// The answer for `result` to a request with `method`.
+pub fn answer(method: &Method, result: Result<(StatusCode, Value), ApiError>) -> Response {
+    match result {
+        Ok((status, data)) => ok(method, status, data),
+        Err(e) => fail(method, &e),
+    }
+}
+
+/// The router.
+pub fn router(api: Api) -> Router {
+    Router::new()
+        .route(
+            "/health",
+            get(|| async { axum::Json(json!({ "status": "ok" })) }),
+        )
+        .route("/ready", get(ready))
+        .route("/v2/accounts", post(create_account))
+        .merge(trunks::routes())
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(api)
+}
+
+async fn not_found(method: Method) -> Response {
+    fail(&method, &ApiError::not_found("this resource"))
+}
+
+async fn ready(State(api): State<Api>) -> (StatusCode, axum::Json<Value>) {
+    let (sip, store) = (api.live.sip_ready(), api.store.ping().await);
+    let status = if sip && store {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(json!({ "sip": sip, "store": store })))
+}
+
+async fn create_account(
+    State(api): State<Api>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(admin) = &api.admin_token else {
+        return fail(&method, &ApiError::not_found("this resource"));
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let same = given.len() == admin.len()
+        && given
+            .bytes()
+            .zip(admin.bytes())
+            .fold(0u8, |a, (x, y)| a | (x ^ y))
+            == 0;
+    if !same {
+        return fail(&method, &ApiError::unauthorized());
+    }
+    let result = async {
+        let body = json_body(&headers, &body)?;
+        let name = body
+            .get("name")
+            .and_then(Value::as_str)
+            .filter(|n| !n.trim().is_empty())
+            .ok_or_else(|| ApiError::missing("name"))?;
+        if name.len() > 64 || name.chars().any(char::is_control) {
+            return Err(ApiError::invalid(
+                "name",
+                "must be at most 64 printable characters",
+            ));
+        }
+        let account = api.store.create_account(name).await?;
+        Ok((
+            StatusCode::OK,
+            serde_json::to_value(account).unwrap_or(Value::Null),
+        ))
+    }
+    .await;
+    answer(&method, result)
+}
+
+impl Api {
+    /// Serves the API on `addr` until `stop`; the bound address once listening.
+    pub async fn serve_on(
+        self,
+        addr: SocketAddr,
+        stop: CancellationToken,
+    ) -> std::io::Result<SocketAddr> {
+        serve(addr, self, stop).await
+    }
+}
+
+/// Serves the API on `addr` until `stop`; the bound address is returned once
+/// listening.
+pub async fn serve(
+    addr: SocketAddr,
+    api: Api,
+    stop: CancellationToken,
+) -> std::io::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    tracing::info!(addr = %local, "HTTP API listening");
+    tokio::spawn(async move {
+        let served = axum::serve(listener, router(api))
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await;
+        if let Err(e) = served {
+            tracing::warn!(error = %e, "HTTP API stopped");
+        }
+    });
+    Ok(local)
+}

@@ -1,0 +1,576 @@
+//! `/v2/accounts/{account_sid}/trunks…`: trunks, and their phone numbers, whitelisted
+//! IPs, destination URIs, settings and digest credentials, in Exotel's shapes. Each
+//! request authenticates as the account in its path; another account's trunk answers
+//! as one that does not exist.
+
+use std::net::IpAddr;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::Response;
+use axum::routing::{delete, get, put};
+use serde_json::{Map, Value, json};
+
+use super::{Api, ApiError, answer, json_body};
+use crate::config::parse_sip_uri;
+use crate::lang::number::is_e164;
+use crate::routing::DIGEST_REALM;
+use crate::sip::digest::DigestSecret;
+use crate::store::trunks::Child;
+use crate::store::{StoredTrunk, TrunkRow};
+
+type Body = Map<String, Value>;
+
+/// The trunk routes.
+pub fn routes() -> Router<Api> {
+    let t = "/v2/accounts/{account}/trunks";
+    Router::new()
+        .route(t, get(list).post(create))
+        .route(&format!("{t}/{{trunk}}"), get(one).delete(remove))
+        .route(
+            &format!("{t}/{{trunk}}/{{list}}"),
+            get(children).post(add_child),
+        )
+        .route(
+            &format!("{t}/{{trunk}}/{{list}}/{{id}}"),
+            delete(remove_child),
+        )
+        .route(
+            &format!("{t}/{{trunk}}/phone-numbers/{{id}}"),
+            put(update_number).delete(remove_number),
+        )
+}
+
+/// Authenticates, then runs `f` and answers in the envelope.
+async fn run<F, Fut>(
+    api: &Api,
+    method: &Method,
+    headers: &HeaderMap,
+    account: &str,
+    f: F,
+) -> Response
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<(StatusCode, Value), ApiError>>,
+{
+    let result = match api.account(headers, account).await {
+        Ok(()) => f().await,
+        Err(e) => Err(e),
+    };
+    answer(method, result)
+}
+
+/// Trunk `sid` of `account`, or 404.
+async fn owned(api: &Api, account: &str, sid: &str) -> Result<TrunkRow, ApiError> {
+    api.store
+        .trunk(account, sid)
+        .await?
+        .ok_or_else(|| ApiError::not_found(&format!("trunk {sid}")))
+}
+
+fn str_field<'a>(body: &'a Body, name: &str) -> Result<Option<&'a str>, ApiError> {
+    match body.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.as_str())),
+        Some(_) => Err(ApiError::invalid(name, "must be a string")),
+    }
+}
+
+fn required<'a>(body: &'a Body, name: &str) -> Result<&'a str, ApiError> {
+    str_field(body, name)?
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ApiError::missing(name))
+}
+
+/// An integer given as a number or a string, within `range`.
+fn int_field(v: &Value, name: &str, range: std::ops::RangeInclusive<i64>) -> Result<i64, ApiError> {
+    let n = match v {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    };
+    n.filter(|n| range.contains(n)).ok_or_else(|| {
+        ApiError::invalid(
+            name,
+            &format!(
+                "must be an integer from {} to {}",
+                range.start(),
+                range.end()
+            ),
+        )
+    })
+}
+
+/// Checks a free-text field for control characters and length.
+fn plain(name: &str, v: &str, max: usize) -> Result<(), ApiError> {
+    if v.len() > max || v.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            name,
+            &format!("must be at most {max} printable characters"),
+        ));
+    }
+    Ok(())
+}
+
+#[derive(serde::Deserialize)]
+struct Page {
+    page_size: Option<i64>,
+    page: Option<i64>,
+}
+
+async fn list(
+    State(api): State<Api>,
+    method: Method,
+    headers: HeaderMap,
+    Path(account): Path<String>,
+    Query(page): Query<Page>,
+) -> Response {
+    run(&api, &method, &headers, &account, || async {
+        let size = page.page_size.unwrap_or(50).clamp(1, 500);
+        let number = page.page.unwrap_or(0).max(0);
+        let mut trunks = api.store.trunks(&account, number * size, size + 1).await?;
+        let more = trunks.len() as i64 > size;
+        trunks.truncate(usize::try_from(size).unwrap_or(50));
+        let base = format!("/v2/accounts/{account}/trunks?page_size={size}");
+        let meta = json!({
+            "page": number,
+            "page_size": size,
+            "first_page_uri": format!("{base}&page=0"),
+            "prev_page_uri": (number > 0).then(|| format!("{base}&page={}", number - 1)),
+            "next_page_uri": more.then(|| format!("{base}&page={}", number + 1)),
+        });
+        Ok((
+            StatusCode::OK,
+            json!({ "metadata": meta, "trunks": trunks }),
+        ))
+    })
+    .await
+}
+
+async fn create(
+    State(api): State<Api>,
+    method: Method,
+    headers: HeaderMap,
+    Path(account): Path<String>,
+    body: Bytes,
+) -> Response {
+    run(&api, &method, &headers, &account, || async {
+        let body = json_body(&headers, &body)?;
+        let name = required(&body, "trunk_name")?;
+        if name.len() > 16 || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(ApiError::invalid(
+                "trunk_name",
+                "must be at most 16 letters, digits or '_'",
+            ));
+        }
+        let nso = str_field(&body, "nso_code")?;
+        let domain = str_field(&body, "domain_name")?;
+        for (n, v) in [("nso_code", nso), ("domain_name", domain)] {
+            plain(n, v.unwrap_or(""), 253)?;
+        }
+        let trunk = api.store.create_trunk(&account, name, nso, domain).await?;
+        api.changed().await;
+        Ok((StatusCode::OK, json!(trunk)))
+    })
+    .await
+}
+
+async fn one(
+    State(api): State<Api>,
+    method: Method,
+    headers: HeaderMap,
+    Path((account, trunk)): Path<(String, String)>,
+) -> Response {
+    run(&api, &method, &headers, &account, || async {
+        Ok((StatusCode::OK, json!(owned(&api, &account, &trunk).await?)))
+    })
+    .await
+}
+
+async fn remove(
+    State(api): State<Api>,
+    method: Method,
+    headers: HeaderMap,
+    Path((account, trunk)): Path<(String, String)>,
+) -> Response {
+    run(&api, &method, &headers, &account, || async {
+        owned(&api, &account, &trunk).await?;
+        api.store.delete_trunk(&account, &trunk).await?;
+        api.changed().await;
+        Ok((
+            StatusCode::OK,
+            json!({ "trunk_sid": trunk, "deleted": true }),
+        ))
+    })
+    .await
+}
+
+/// The list a path segment names.
+fn child(list: &str) -> Result<Child, ApiError> {
+    match list {
+        "phone-numbers" => Ok(Child::Numbers),
+        "whitelisted-ips" => Ok(Child::WhitelistedIps),
+        "destination-uris" => Ok(Child::Destinations),
+        "credentials" => Ok(Child::Credentials),
+        _ => Err(ApiError::not_found(&format!("'{list}'"))),
+    }
+}
+
+async fn children(
+    State(api): State<Api>,
+    method: Method,
+    headers: HeaderMap,
+    Path((account, trunk, list)): Path<(String, String, String)>,
+) -> Response {
+    run(&api, &method, &headers, &account, || async {
+        let row = owned(&api, &account, &trunk).await?;
+        let data = match list.as_str() {
+            "settings" => settings_of(&row),
+            other => match child(other)? {
+                Child::Numbers => json!(api.store.numbers(&trunk).await?),
+                Child::WhitelistedIps => json!(api.store.ips(&trunk).await?),
+                Child::Destinations => json!(api.store.destinations(&trunk).await?),
+                Child::Credentials => json!(api.store.credentials(&trunk).await?),
+            },
+        };
+        Ok((StatusCode::OK, data))
+    })
+    .await
+}
+
+async fn add_child(
+    State(api): State<Api>,
+    method: Method,
+    headers: HeaderMap,
+    Path((account, trunk, list)): Path<(String, String, String)>,
+    body: Bytes,
+) -> Response {
+    run(&api, &method, &headers, &account, || async {
+        let row = owned(&api, &account, &trunk).await?;
+        let body = json_body(&headers, &body)?;
+        let out = match list.as_str() {
+            "settings" => settings(&api, &row, &body).await?,
+            other => match child(other)? {
+                Child::Numbers => add_number(&api, &trunk, &body).await?,
+                Child::WhitelistedIps => add_ip(&api, &trunk, &body).await?,
+                Child::Destinations => add_destinations(&api, &trunk, &body).await?,
+                Child::Credentials => add_credential(&api, &trunk, &body).await?,
+            },
+        };
+        api.changed().await;
+        Ok(out)
+    })
+    .await
+}
+
+async fn remove_child(
+    State(api): State<Api>,
+    method: Method,
+    headers: HeaderMap,
+    Path((account, trunk, list, id)): Path<(String, String, String, String)>,
+) -> Response {
+    run(&api, &method, &headers, &account, || async {
+        owned(&api, &account, &trunk).await?;
+        if !api.store.delete_child(child(&list)?, &trunk, &id).await? {
+            return Err(ApiError::not_found(&id));
+        }
+        api.changed().await;
+        Ok((StatusCode::OK, json!({ "id": id, "deleted": true })))
+    })
+    .await
+}
+
+async fn remove_number(
+    state: State<Api>,
+    method: Method,
+    headers: HeaderMap,
+    Path((account, trunk, id)): Path<(String, String, String)>,
+) -> Response {
+    let path = Path((account, trunk, "phone-numbers".to_string(), id));
+    remove_child(state, method, headers, path).await
+}
+
+/// A number's mode and flow from `body`.
+fn number_target<'a>(api: &Api, body: &'a Body) -> Result<(&'a str, Option<&'a str>), ApiError> {
+    let mode = str_field(body, "mode")?.unwrap_or("flow");
+    let flow = str_field(body, "flow_id")?;
+    match (mode, flow) {
+        ("pstn", _) => Ok(("pstn", None)),
+        ("flow", None) => Err(ApiError::missing("flow_id")),
+        ("flow", Some(f)) if !api.live.has_flow(f) => Err(ApiError::invalid(
+            "flow_id",
+            &format!("names no loaded flow ('{f}')"),
+        )),
+        ("flow", Some(f)) => Ok(("flow", Some(f))),
+        _ => Err(ApiError::invalid("mode", "must be 'flow' or 'pstn'")),
+    }
+}
+
+async fn add_number(api: &Api, trunk: &str, body: &Body) -> Result<(StatusCode, Value), ApiError> {
+    let number = required(body, "phone_number")?;
+    if !is_e164(number) {
+        return Err(ApiError::invalid(
+            "phone_number",
+            "must be an E.164 number such as +918047112233",
+        ));
+    }
+    if api.live.number_in_file(number) {
+        return Err(ApiError::from_file(&format!("phone number {number}")));
+    }
+    let (mode, flow) = number_target(api, body)?;
+    let row = api.store.add_number(trunk, number, mode, flow).await?;
+    Ok((StatusCode::OK, json!(row)))
+}
+
+async fn update_number(
+    State(api): State<Api>,
+    method: Method,
+    headers: HeaderMap,
+    Path((account, trunk, id)): Path<(String, String, String)>,
+    body: Bytes,
+) -> Response {
+    run(&api, &method, &headers, &account, || async {
+        owned(&api, &account, &trunk).await?;
+        let body = json_body(&headers, &body)?;
+        let (mode, flow) = number_target(&api, &body)?;
+        if !api.store.update_number(&trunk, &id, mode, flow).await? {
+            return Err(ApiError::not_found(&id));
+        }
+        api.changed().await;
+        Ok((
+            StatusCode::OK,
+            json!({ "id": id, "mode": mode, "flow_id": flow }),
+        ))
+    })
+    .await
+}
+
+async fn add_ip(api: &Api, trunk: &str, body: &Body) -> Result<(StatusCode, Value), ApiError> {
+    let ip: IpAddr = required(body, "ip")?
+        .parse()
+        .map_err(|_| ApiError::invalid("ip", "must be an IPv4 or IPv6 address"))?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    let mask = match body.get("mask") {
+        None | Some(Value::Null) => max,
+        Some(v) => int_field(v, "mask", 0..=max)?,
+    };
+    let row = api.store.add_ip(trunk, &ip.to_string(), mask).await?;
+    Ok((StatusCode::OK, json!(row)))
+}
+
+/// One destination from the API's `host:port;transport=tcp|tls` (a `sip:` prefix is
+/// allowed), as the SIP URI stored.
+fn destination_uri(text: &str) -> Result<String, String> {
+    let uri = if text.starts_with("sip:") || text.starts_with("sips:") {
+        text.to_string()
+    } else {
+        format!("sip:{text}")
+    };
+    let parsed = parse_sip_uri(&uri)?;
+    let transport = parsed
+        .params
+        .iter()
+        .find(|p| p.name.eq_ignore_ascii_case("transport"))
+        .and_then(|p| p.value.as_deref())
+        .map(str::to_ascii_lowercase);
+    match transport.as_deref() {
+        Some("tcp" | "tls") => Ok(uri),
+        _ => Err("must say ;transport=tcp or ;transport=tls".into()),
+    }
+}
+
+async fn add_destinations(
+    api: &Api,
+    trunk: &str,
+    body: &Body,
+) -> Result<(StatusCode, Value), ApiError> {
+    let items = match body.get("destinations") {
+        Some(Value::Array(a)) if !a.is_empty() => a,
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "destinations",
+                "must be a non-empty list",
+            ));
+        }
+        None => return Err(ApiError::missing("destinations")),
+    };
+    let mut results = Vec::new();
+    let mut failed = 0;
+    for (i, item) in items.iter().enumerate() {
+        let one = async {
+            let obj = item
+                .as_object()
+                .ok_or_else(|| "must be an object".to_string())?;
+            let text = obj
+                .get("destination")
+                .and_then(Value::as_str)
+                .ok_or("needs 'destination'")?;
+            let uri = destination_uri(text)?;
+            let num = |k: &str| {
+                obj.get(k).map_or(Ok(0), |v| {
+                    int_field(v, k, 0..=65535).map_err(|e| e.description)
+                })
+            };
+            let (priority, weight) = (num("priority")?, num("weight")?);
+            api.store
+                .add_destination(trunk, &uri, priority, weight)
+                .await
+                .map_err(|e| e.to_string())
+        }
+        .await;
+        results.push(match one {
+            Ok(row) => json!({ "status": "success", "code": 200, "data": row }),
+            Err(why) => {
+                failed += 1;
+                json!({ "status": "failure", "code": 400, "error_data": { "code": 1002, "message": "Invalid parameter", "description": format!("destinations[{i}]: {why}") } })
+            }
+        });
+    }
+    let status = match failed {
+        0 => StatusCode::OK,
+        n if n == items.len() => {
+            return Err(ApiError::invalid("destinations", &results_text(&results)));
+        }
+        _ => StatusCode::MULTI_STATUS,
+    };
+    Ok((status, Value::Array(results)))
+}
+
+fn results_text(results: &[Value]) -> String {
+    results
+        .iter()
+        .filter_map(|r| r["error_data"]["description"].as_str())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn settings_of(row: &TrunkRow) -> Value {
+    json!([
+        { "name": "trunk_external_alias", "value": row.trunk_external_alias },
+        { "name": "max_channels", "value": row.max_channels },
+        { "name": "max_cps", "value": row.max_cps },
+    ])
+}
+
+async fn settings(api: &Api, row: &TrunkRow, body: &Body) -> Result<(StatusCode, Value), ApiError> {
+    let Some(Value::Array(items)) = body.get("settings") else {
+        return Err(ApiError::missing("settings"));
+    };
+    let (mut alias, mut channels, mut cps) = (None, None, None);
+    for item in items {
+        let name = item
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ApiError::missing("settings[].name"))?;
+        let value = item
+            .get("value")
+            .ok_or_else(|| ApiError::missing("settings[].value"))?;
+        match name {
+            "trunk_external_alias" => {
+                let v = value.as_str().filter(|v| is_e164(v));
+                alias = Some(v.ok_or_else(|| {
+                    ApiError::invalid("trunk_external_alias", "must be an E.164 number")
+                })?);
+            }
+            "max_channels" => channels = Some(int_field(value, "max_channels", 1..=1_000_000)?),
+            "max_cps" => cps = Some(int_field(value, "max_cps", 1..=100_000)?),
+            other => {
+                return Err(ApiError::invalid(
+                    "settings[].name",
+                    &format!(
+                        "'{other}' is not a setting (trunk_external_alias, max_channels, max_cps)"
+                    ),
+                ));
+            }
+        }
+    }
+    api.store
+        .set_trunk_settings(&row.trunk_sid, alias, channels, cps)
+        .await?;
+    let row = api.store.trunk(&row.account_sid, &row.trunk_sid).await?;
+    Ok((StatusCode::OK, row.map_or(Value::Null, |r| settings_of(&r))))
+}
+
+async fn add_credential(
+    api: &Api,
+    trunk: &str,
+    body: &Body,
+) -> Result<(StatusCode, Value), ApiError> {
+    let user = required(body, "user_name")?;
+    let password = required(body, "password")?;
+    let friendly = str_field(body, "friendly_name")?;
+    plain("user_name", user, 64)?;
+    plain("friendly_name", friendly.unwrap_or(""), 64)?;
+    if user.contains([':', '"', '\\']) {
+        return Err(ApiError::invalid(
+            "user_name",
+            "may not hold ':', '\"' or '\\'",
+        ));
+    }
+    let secret = DigestSecret::from_password(user, DIGEST_REALM, password);
+    let row = api
+        .store
+        .add_credential(trunk, user, friendly, &secret.ha1_md5, &secret.ha1_sha256)
+        .await?;
+    Ok((StatusCode::OK, json!(row)))
+}
+
+/// A stored trunk as routing takes it.
+pub fn routing_spec(t: &StoredTrunk) -> crate::routing::TrunkSpec {
+    use crate::config::NumberMode;
+    use crate::routing::{NumberSpec, Trunk, TrunkSpec};
+    let destinations = t
+        .destinations
+        .iter()
+        .filter_map(|d| {
+            let uri = parse_sip_uri(&d.destination).ok()?;
+            let p = u16::try_from(d.priority).unwrap_or(u16::MAX);
+            Some((p, u16::try_from(d.weight).unwrap_or(0), uri))
+        })
+        .collect();
+    let whitelisted = t
+        .ips
+        .iter()
+        .filter_map(|i| {
+            let ip: IpAddr = i.ip.parse().ok()?;
+            ipnet::IpNet::new(ip, u8::try_from(i.mask).ok()?).ok()
+        })
+        .collect();
+    let credentials = t
+        .credentials
+        .iter()
+        .map(|c| DigestSecret {
+            username: c.user_name.clone(),
+            ha1_md5: c.ha1_md5.clone(),
+            ha1_sha256: c.ha1_sha256.clone(),
+        })
+        .collect();
+    let limit = |v: Option<i64>| v.and_then(|n| u32::try_from(n).ok());
+    TrunkSpec {
+        trunk: Trunk {
+            sid: t.trunk.trunk_sid.clone(),
+            destinations,
+            whitelisted,
+            external_alias: t.trunk.trunk_external_alias.clone(),
+            max_channels: limit(t.trunk.max_channels),
+            max_cps: limit(t.trunk.max_cps),
+            credentials,
+        },
+        numbers: t
+            .numbers
+            .iter()
+            .map(|n| NumberSpec {
+                number: n.phone_number.clone(),
+                mode: if n.mode == "pstn" {
+                    NumberMode::Pstn
+                } else {
+                    NumberMode::Flow
+                },
+                flow: n.flow_id.clone(),
+            })
+            .collect(),
+        from_file: false,
+    }
+}

@@ -1,0 +1,80 @@
+//! The store's migrations: plain SQL that SQLite and PostgreSQL both take, applied in
+//! order, each in a transaction with its version recorded.
+
+use sqlx::AnyPool;
+
+/// The migrations, in order; a store records how many it has applied.
+const MIGRATIONS: &[&str] = &["CREATE TABLE accounts (
+        sid TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        api_key TEXT NOT NULL UNIQUE,
+        token_hash TEXT NOT NULL,
+        created BIGINT NOT NULL
+    );
+    CREATE TABLE trunks (
+        sid TEXT PRIMARY KEY,
+        account_sid TEXT NOT NULL REFERENCES accounts(sid),
+        name TEXT NOT NULL,
+        nso_code TEXT,
+        domain_name TEXT,
+        external_alias TEXT,
+        max_channels BIGINT,
+        max_cps BIGINT,
+        created BIGINT NOT NULL
+    );
+    CREATE TABLE numbers (
+        id TEXT PRIMARY KEY,
+        trunk_sid TEXT NOT NULL REFERENCES trunks(sid) ON DELETE CASCADE,
+        number TEXT NOT NULL UNIQUE,
+        mode TEXT NOT NULL,
+        flow_id TEXT,
+        created BIGINT NOT NULL
+    );
+    CREATE TABLE whitelisted_ips (
+        id TEXT PRIMARY KEY,
+        trunk_sid TEXT NOT NULL REFERENCES trunks(sid) ON DELETE CASCADE,
+        ip TEXT NOT NULL,
+        mask BIGINT NOT NULL,
+        created BIGINT NOT NULL
+    );
+    CREATE TABLE destinations (
+        id TEXT PRIMARY KEY,
+        trunk_sid TEXT NOT NULL REFERENCES trunks(sid) ON DELETE CASCADE,
+        uri TEXT NOT NULL,
+        priority BIGINT NOT NULL,
+        weight BIGINT NOT NULL,
+        created BIGINT NOT NULL
+    );
+    CREATE TABLE credentials (
+        id TEXT PRIMARY KEY,
+        trunk_sid TEXT NOT NULL REFERENCES trunks(sid) ON DELETE CASCADE,
+        user_name TEXT NOT NULL,
+        friendly_name TEXT,
+        ha1_md5 TEXT NOT NULL,
+        ha1_sha256 TEXT NOT NULL,
+        created BIGINT NOT NULL
+    )"];
+
+/// Applies the migrations this store has not applied yet.
+pub async fn migrate(pool: &AnyPool) -> Result<(), sqlx::Error> {
+    sqlx::query("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
+        .execute(pool)
+        .await?;
+    let applied: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM schema_version")
+        .fetch_one(pool)
+        .await?;
+    let applied = usize::try_from(applied.unwrap_or(0)).unwrap_or(0);
+    for (i, migration) in MIGRATIONS.iter().enumerate().skip(applied) {
+        let mut tx = pool.begin().await?;
+        for statement in migration.split(';').filter(|s| !s.trim().is_empty()) {
+            sqlx::query(statement).execute(&mut *tx).await?;
+        }
+        let version = i64::try_from(i + 1).unwrap_or(i64::MAX);
+        sqlx::query("INSERT INTO schema_version (version) VALUES ($1)")
+            .bind(version)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,511 @@
+//! The management API end to end, against the running engine: HTTP requests with
+//! reqwest, SIP calls with the test UA, on SQLite and (when CALLFLOW_TEST_POSTGRES names
+//! a database, as `.ci/run` does) PostgreSQL.
+
+mod support;
+
+use std::net::SocketAddr;
+
+use callflow::server::Server;
+use callflow::sip::{Name, Transport};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use support::Ua;
+use support::partner::{Partner, partner};
+
+const ADMIN: &str = "admin-secret-for-tests";
+
+/// A flow that asks the partner's dynamic URL whom to dial.
+const FLOW: &str = "flow: f\nstart: c\napplets:\n  c:\n    connect: { dynamic_url: WEBHOOK/route }\n    next: bye\n  bye:\n    hangup: {}\n";
+
+/// The engine with the API on, a store at `store`, the PSTN's carrier at `carrier`
+/// (on 127.0.0.2, whose INVITEs are inbound calls), and no trunk in the file.
+fn config(store: &str, carrier: SocketAddr) -> String {
+    format!(
+        "sip: {{ listen: [\"udp://127.0.0.1:0\", \"tcp://127.0.0.1:0\"], options_interval: null }}\napi: {{ listen: \"127.0.0.1:0\", admin_token: {ADMIN} }}\nstore: \"{store}\"\nflows: flows\ncarriers:\n  - {{ name: pstn, uri: \"sip:{carrier}\", addresses: [127.0.0.2/32] }}\n"
+    )
+}
+
+/// Where no carrier listens.
+fn nowhere() -> SocketAddr {
+    "127.0.0.2:9".parse().unwrap()
+}
+
+/// A running engine and what a test needs to talk to it.
+struct Node {
+    server: Server,
+    http: reqwest::Client,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn start(config_text: &str, partner_addr: SocketAddr) -> Node {
+    let flow = FLOW.replace("WEBHOOK", &format!("http://{partner_addr}"));
+    let (server, dir) = support::serve(config_text, &[("f", &flow)]).await;
+    let base = format!("http://{}", server.api_addr.expect("API on"));
+    Node {
+        server,
+        http: reqwest::Client::new(),
+        base,
+        _dir: dir,
+    }
+}
+
+/// An account's credentials.
+#[derive(Clone)]
+struct Account {
+    sid: String,
+    key: String,
+    token: String,
+}
+
+impl Node {
+    fn sip(&self) -> SocketAddr {
+        self.server.transports.local_addr(Transport::Udp).unwrap()
+    }
+
+    async fn account(&self, name: &str) -> Account {
+        let r = self
+            .http
+            .post(format!("{}/v2/accounts", self.base))
+            .bearer_auth(ADMIN)
+            .json(&json!({ "name": name }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let v: Value = r.json().await.unwrap();
+        let d = &v["response"]["data"];
+        Account {
+            sid: d["account_sid"].as_str().unwrap().into(),
+            key: d["api_key"].as_str().unwrap().into(),
+            token: d["api_token"].as_str().unwrap().into(),
+        }
+    }
+
+    /// `method` on `path` under the account, with a JSON body; status and envelope.
+    async fn call(
+        &self,
+        a: &Account,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let url = format!("{}/v2/accounts/{}{path}", self.base, a.sid);
+        let mut req = self
+            .http
+            .request(method.parse().unwrap(), url)
+            .basic_auth(&a.key, Some(&a.token));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status();
+        (status, r.json().await.unwrap())
+    }
+}
+
+/// The seed's onboarding in order, then calls routed by what it created: an inbound
+/// call from the PSTN to the DID (flow mode, dynamic URL naming the trunk, the TCP
+/// destination, the alias as Request-URI user) and the partner's outbound call from
+/// the whitelisted address. Then a restart: everything is still there.
+async fn onboarding_then_calls_then_restart(store: &str) {
+    let (partner, partner_addr): (Partner, SocketAddr) = partner().await;
+    let mut carrier = Ua::new_at(Transport::Udp, "carrier", None, "127.0.0.2").await;
+    let text = config(store, carrier.addr);
+    let node = start(&text, partner_addr).await;
+    let acct = node.account("acme").await;
+    let did = format!("+9180{:08}", rand::random::<u32>() % 100_000_000);
+    let alias = format!("+9122{:08}", rand::random::<u32>() % 100_000_000);
+
+    // 1. Create the trunk.
+    let (s, v) = node
+        .call(&acct, "POST", "/trunks", Some(json!({ "trunk_name": "acme_bot", "nso_code": "ANY-ANY", "domain_name": "acme.example.com" })))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["response"]["status"], "success");
+    let trunk = v["response"]["data"]["trunk_sid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(trunk.starts_with("TK") && trunk.len() == 34);
+    // 2. Map the DID in flow mode.
+    let (s, v) = node
+        .call(
+            &acct,
+            "POST",
+            &format!("/trunks/{trunk}/phone-numbers"),
+            Some(json!({ "phone_number": did, "mode": "flow", "flow_id": "f" })),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    // 3. Whitelist the partner's SBC.
+    let (s, v) = node
+        .call(
+            &acct,
+            "POST",
+            &format!("/trunks/{trunk}/whitelisted-ips"),
+            Some(json!({ "ip": "127.0.0.1", "mask": 32 })),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    // 4. Add the bot's TCP destination.
+    let mut bot = Ua::new(Transport::Tcp, "bot", None).await;
+    let dest = format!("{};transport=tcp", bot.addr);
+    let (s, v) = node
+        .call(
+            &acct,
+            "POST",
+            &format!("/trunks/{trunk}/destination-uris"),
+            Some(json!({ "destinations": [{ "destination": dest, "priority": 1, "weight": 10 }] })),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    // 5. Set the external alias.
+    let (s, v) = node
+        .call(
+            &acct,
+            "POST",
+            &format!("/trunks/{trunk}/settings"),
+            Some(json!({ "settings": [{ "name": "trunk_external_alias", "value": alias }] })),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+
+    // A call from the PSTN to the DID, without a restart.
+    partner.answer(
+        "route",
+        200,
+        &json!({ "destination": { "trunk": trunk } }).to_string(),
+    );
+    let mut caller = Ua::new_at(Transport::Udp, "caller", None, "127.0.0.2").await;
+    let invite = caller.invite(&format!("sip:{did}@{}", node.sip()), "api-in");
+    caller.send(&invite, node.sip()).await;
+    let (inv, from) = bot.expect_request("INVITE").await;
+    assert_eq!(inv.request_uri().unwrap().user(), Some(alias.as_str()));
+    assert_eq!(
+        inv.header(&Name::parse("X-Callflow-TrunkSid")),
+        Some(trunk.as_str())
+    );
+    bot.send(&bot.response(&inv, 486, "b1", None), from).await;
+    let fin = caller.expect_final("INVITE").await;
+    assert!(fin.status().unwrap() >= 400);
+
+    // The partner's outbound call from the whitelisted address reaches the carrier.
+    let mut sbc = Ua::new(Transport::Udp, "sbc", None).await;
+    let mut out = sbc.invite(&format!("sip:+919999999999@{}", node.sip()), "api-out");
+    out.set_header(Name::From, format!("<sip:{did}@{}>;tag=o1", sbc.addr));
+    sbc.send(&out, node.sip()).await;
+    let (inv, from) = carrier.expect_request("INVITE").await;
+    assert_eq!(inv.request_uri().unwrap().user(), Some("+919999999999"));
+    assert_eq!(inv.from_header().unwrap().uri.user(), Some(did.as_str()));
+    carrier
+        .send(&carrier.response(&inv, 486, "c1", None), from)
+        .await;
+    assert_eq!(sbc.expect_final("INVITE").await.status(), Some(486));
+
+    // A restart: everything the API created is still there and still routes.
+    drop(node);
+    let node = start(&text, partner_addr).await;
+    let (s, v) = node
+        .call(
+            &acct,
+            "GET",
+            &format!("/trunks/{trunk}/phone-numbers"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["response"]["data"][0]["phone_number"], did.as_str());
+    let (_, v) = node
+        .call(&acct, "GET", &format!("/trunks/{trunk}/settings"), None)
+        .await;
+    assert_eq!(v["response"]["data"][0]["value"], alias.as_str());
+    let invite = caller.invite(&format!("sip:{did}@{}", node.sip()), "api-in2");
+    caller.send(&invite, node.sip()).await;
+    let (inv, from) = bot.expect_request("INVITE").await;
+    assert_eq!(inv.request_uri().unwrap().user(), Some(alias.as_str()));
+    bot.send(&bot.response(&inv, 486, "b2", None), from).await;
+}
+
+#[tokio::test]
+async fn onboarding_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("callflow.db").display());
+    onboarding_then_calls_then_restart(&store).await;
+}
+
+#[tokio::test]
+async fn onboarding_on_postgresql() {
+    let Ok(url) = std::env::var("CALLFLOW_TEST_POSTGRES") else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must set CALLFLOW_TEST_POSTGRES (.ci/run starts PostgreSQL)"
+        );
+        eprintln!("CALLFLOW_TEST_POSTGRES is not set: the PostgreSQL run is skipped here");
+        return;
+    };
+    onboarding_then_calls_then_restart(&url).await;
+}
+
+/// A node on a fresh SQLite store with one account.
+async fn sqlite_node() -> (Node, Account, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("c.db").display());
+    let (_, addr) = partner().await;
+    let node = start(&config(&store, nowhere()), addr).await;
+    let acct = node.account("one").await;
+    (node, acct, dir)
+}
+
+fn code(v: &Value) -> u64 {
+    v["response"]["error_data"]["code"].as_u64().unwrap_or(0)
+}
+
+#[tokio::test]
+async fn every_error_code_in_the_envelope() {
+    let (node, a, _d) = sqlite_node().await;
+    let (s, v) = node.call(&a, "GET", "/trunks/TKnothere", None).await;
+    assert_eq!((s, code(&v)), (StatusCode::NOT_FOUND, 1000));
+    assert_eq!(v["response"]["status"], "failure");
+    let (s, v) = node.call(&a, "POST", "/trunks", Some(json!({}))).await;
+    assert_eq!((s, code(&v)), (StatusCode::BAD_REQUEST, 1001));
+    let (s, v) = node
+        .call(
+            &a,
+            "POST",
+            "/trunks",
+            Some(json!({ "trunk_name": "has space" })),
+        )
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::BAD_REQUEST, 1002));
+    assert!(
+        v["response"]["error_data"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("trunk_name")
+    );
+    let (_, v) = node
+        .call(&a, "POST", "/trunks", Some(json!({ "trunk_name": "t1" })))
+        .await;
+    let t = v["response"]["data"]["trunk_sid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let url = format!(
+        "{}/v2/accounts/{}/trunks/{t}/phone-numbers",
+        node.base, a.sid
+    );
+    let r = node
+        .http
+        .post(&url)
+        .basic_auth(&a.key, Some(&a.token))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(code(&r.json().await.unwrap()), 1007);
+    let r = node
+        .http
+        .post(&url)
+        .basic_auth(&a.key, Some(&a.token))
+        .header("content-type", "text/plain")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(code(&r.json().await.unwrap()), 1011);
+    let number = json!({ "phone_number": "+918047000001", "mode": "pstn" });
+    let (s, _) = node
+        .call(
+            &a,
+            "POST",
+            &format!("/trunks/{t}/phone-numbers"),
+            Some(number.clone()),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, v) = node
+        .call(
+            &a,
+            "POST",
+            &format!("/trunks/{t}/phone-numbers"),
+            Some(number),
+        )
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::CONFLICT, 1008));
+    let (s, v) = node
+        .call(
+            &a,
+            "POST",
+            &format!("/trunks/{t}/phone-numbers"),
+            Some(json!({ "phone_number": "+918047000002", "mode": "flow", "flow_id": "nope" })),
+        )
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::BAD_REQUEST, 1002));
+    // Partly valid destinations: 207 with a result per item.
+    let (s, v) = node
+        .call(
+            &a,
+            "POST",
+            &format!("/trunks/{t}/destination-uris"),
+            Some(json!({ "destinations": [
+            { "destination": "10.0.0.9:5061;transport=tls" },
+            { "destination": "10.0.0.9:5060;transport=udp" }
+        ] })),
+        )
+        .await;
+    assert_eq!(s, StatusCode::MULTI_STATUS, "{v}");
+    assert_eq!(v["response"]["data"][0]["status"], "success");
+    assert_eq!(v["response"]["data"][1]["status"], "failure");
+    // Credentials are stored as hashes only.
+    let (s, v) = node
+        .call(
+            &a,
+            "POST",
+            &format!("/trunks/{t}/credentials"),
+            Some(json!({ "user_name": "sbc", "password": "pw", "friendly_name": "main" })),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(!v.to_string().contains("\"pw\""));
+    let (_, v) = node
+        .call(&a, "GET", &format!("/trunks/{t}/credentials"), None)
+        .await;
+    assert_eq!(v["response"]["data"][0]["user_name"], "sbc");
+    assert!(v["response"]["data"][0].get("ha1_md5").is_none());
+}
+
+#[tokio::test]
+async fn accounts_see_only_their_own_and_credentials_are_checked() {
+    let (node, a, _d) = sqlite_node().await;
+    let b = node.account("two").await;
+    let (_, v) = node
+        .call(&a, "POST", "/trunks", Some(json!({ "trunk_name": "mine" })))
+        .await;
+    let t = v["response"]["data"]["trunk_sid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for (method, path) in [
+        ("GET", format!("/trunks/{t}")),
+        ("DELETE", format!("/trunks/{t}")),
+        ("GET", format!("/trunks/{t}/phone-numbers")),
+    ] {
+        let (s, v) = node.call(&b, method, &path, None).await;
+        assert_eq!(
+            (s, code(&v)),
+            (StatusCode::NOT_FOUND, 1000),
+            "{method} {path}"
+        );
+    }
+    let (s, v) = node
+        .call(
+            &b,
+            "POST",
+            &format!("/trunks/{t}/whitelisted-ips"),
+            Some(json!({ "ip": "10.0.0.1" })),
+        )
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::NOT_FOUND, 1000));
+    let (_, v) = node.call(&b, "GET", "/trunks", None).await;
+    assert_eq!(v["response"]["data"]["trunks"], json!([]));
+    // Wrong token, another account's key, no credentials: 401 with code 1010.
+    let wrong = Account {
+        token: "x".into(),
+        ..a.clone()
+    };
+    let crossed = Account {
+        sid: a.sid.clone(),
+        ..b.clone()
+    };
+    for who in [wrong, crossed] {
+        let (s, v) = node.call(&who, "GET", "/trunks", None).await;
+        assert_eq!((s, code(&v)), (StatusCode::UNAUTHORIZED, 1010));
+    }
+    let r = node
+        .http
+        .get(format!("{}/v2/accounts/{}/trunks", node.base, a.sid))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // The admin endpoint wants the admin token.
+    let r = node
+        .http
+        .post(format!("{}/v2/accounts", node.base))
+        .bearer_auth("nope")
+        .json(&json!({ "name": "x" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // The owner still sees and deletes its trunk.
+    let (s, _) = node.call(&a, "DELETE", &format!("/trunks/{t}"), None).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = node.call(&a, "GET", &format!("/trunks/{t}"), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn rate_limit_is_200_a_minute_per_account() {
+    let (node, a, _d) = sqlite_node().await;
+    let b = node.account("other").await;
+    let mut last = StatusCode::OK;
+    for _ in 0..200 {
+        last = node.call(&a, "GET", "/trunks", None).await.0;
+    }
+    assert_eq!(last, StatusCode::OK);
+    let url = format!("{}/v2/accounts/{}/trunks", node.base, a.sid);
+    let r = node
+        .http
+        .get(url)
+        .basic_auth(&a.key, Some(&a.token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.headers().get("retry-after").is_some());
+    assert_eq!(
+        node.call(&b, "GET", "/trunks", None).await.0,
+        StatusCode::OK,
+        "other accounts are not limited"
+    );
+}
+
+#[tokio::test]
+async fn without_an_admin_token_account_creation_is_absent_and_health_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("c.db").display());
+    let text = config(&store, nowhere()).replace(&format!(", admin_token: {ADMIN}"), "");
+    let (_, addr) = partner().await;
+    let node = start(&text, addr).await;
+    let r = node
+        .http
+        .post(format!("{}/v2/accounts", node.base))
+        .bearer_auth(ADMIN)
+        .json(&json!({ "name": "x" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let r = node
+        .http
+        .get(format!("{}/health", node.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = node
+        .http
+        .get(format!("{}/ready", node.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v, json!({ "sip": true, "store": true }));
+}
