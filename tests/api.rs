@@ -509,3 +509,164 @@ async fn without_an_admin_token_account_creation_is_absent_and_health_answers() 
     let v: Value = r.json().await.unwrap();
     assert_eq!(v, json!({ "sip": true, "store": true }));
 }
+
+/// PUTs `yaml` as flow `id` of account `a`.
+async fn put_flow(node: &Node, a: &Account, id: &str, yaml: &str) -> (StatusCode, Value) {
+    let url = format!("{}/v2/accounts/{}/flows/{id}", node.base, a.sid);
+    let r = node
+        .http
+        .put(url)
+        .basic_auth(&a.key, Some(&a.token))
+        .header("content-type", "application/yaml")
+        .body(yaml.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    (status, r.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn flows_over_http_compile_version_route_and_stay_private() {
+    let (node, a, _d) = sqlite_node().await;
+    let b = node.account("other").await;
+    // A flow with an error: its diagnostics, and nothing stored.
+    let bad = "flow: mine\nstart: c\napplets:\n  c:\n    connect: { to: sip:bot@127.0.0.1 }\n    on: { completed: sory }\n  sorry:\n    hangup: {}\n";
+    let (s, v) = put_flow(&node, &a, "mine", bad).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let d = &v["response"]["data"]["diagnostics"][0];
+    assert_eq!(
+        (d["line"].as_u64(), d["column"].as_u64()),
+        (Some(6), Some(22)),
+        "{d}"
+    );
+    assert!(
+        d["message"]
+            .as_str()
+            .unwrap()
+            .contains("did you mean 'sorry'")
+    );
+    assert_eq!(
+        node.call(&a, "GET", "/flows/mine", None).await.0,
+        StatusCode::NOT_FOUND
+    );
+    // Two good versions; the second routes calls at once.
+    let mut first = Ua::new(Transport::Udp, "first", None).await;
+    let mut second = Ua::new(Transport::Udp, "second", None).await;
+    let good = |to: SocketAddr| {
+        format!(
+            "flow: mine\nstart: c\napplets:\n  c:\n    connect: {{ to: \"sip:bot@{to}\" }}\n    next: bye\n  bye:\n    hangup: {{}}\n"
+        )
+    };
+    let (s, v) = put_flow(&node, &a, "mine", &good(first.addr)).await;
+    assert_eq!(
+        (s, v["response"]["data"]["version"].as_i64()),
+        (StatusCode::OK, Some(1)),
+        "{v}"
+    );
+    let (_, v) = node
+        .call(&a, "POST", "/trunks", Some(json!({ "trunk_name": "t" })))
+        .await;
+    let t = v["response"]["data"]["trunk_sid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let did = format!("+9181{:08}", rand::random::<u32>() % 100_000_000);
+    let (s, v) = node
+        .call(
+            &a,
+            "POST",
+            &format!("/trunks/{t}/phone-numbers"),
+            Some(json!({ "phone_number": did, "mode": "flow", "flow_id": "mine" })),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let mut caller = Ua::new_at(Transport::Udp, "caller", None, "127.0.0.2").await;
+    caller
+        .send(
+            &caller.invite(&format!("sip:{did}@{}", node.sip()), "v1"),
+            node.sip(),
+        )
+        .await;
+    let (inv, from) = first.expect_request("INVITE").await;
+    first
+        .send(&first.response(&inv, 486, "f1", None), from)
+        .await;
+    caller.expect_final("INVITE").await;
+    let (s, v) = put_flow(&node, &a, "mine", &good(second.addr)).await;
+    assert_eq!(
+        (s, v["response"]["data"]["version"].as_i64()),
+        (StatusCode::OK, Some(2))
+    );
+    caller
+        .send(
+            &caller.invite(&format!("sip:{did}@{}", node.sip()), "v2"),
+            node.sip(),
+        )
+        .await;
+    let (inv, from) = second.expect_request("INVITE").await;
+    second
+        .send(&second.response(&inv, 486, "s1", None), from)
+        .await;
+    caller.expect_final("INVITE").await;
+    let (_, v) = node.call(&a, "GET", "/flows/mine", None).await;
+    assert_eq!(v["response"]["data"]["version"], 2);
+    assert!(
+        v["response"]["data"]["yaml"]
+            .as_str()
+            .unwrap()
+            .contains(&second.addr.to_string())
+    );
+    let (_, v) = node.call(&a, "GET", "/flows", None).await;
+    assert_eq!(
+        v["response"]["data"]["flows"],
+        json!([{ "flow_id": "mine", "version": 2 }])
+    );
+    // Another account sees nothing and cannot use it.
+    assert_eq!(
+        node.call(&b, "GET", "/flows/mine", None).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let (_, v) = node
+        .call(&b, "POST", "/trunks", Some(json!({ "trunk_name": "tb" })))
+        .await;
+    let tb = v["response"]["data"]["trunk_sid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (s, v) = node
+        .call(
+            &b,
+            "POST",
+            &format!("/trunks/{tb}/phone-numbers"),
+            Some(json!({ "phone_number": "+918100000009", "mode": "flow", "flow_id": "mine" })),
+        )
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::BAD_REQUEST, 1002));
+    // In use: 409; once the number is gone, deleted.
+    let (s, v) = node.call(&a, "DELETE", "/flows/mine", None).await;
+    assert_eq!((s, code(&v)), (StatusCode::CONFLICT, 1008));
+    let (_, v) = node
+        .call(&a, "GET", &format!("/trunks/{t}/phone-numbers"), None)
+        .await;
+    let id = v["response"]["data"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        node.call(
+            &a,
+            "DELETE",
+            &format!("/trunks/{t}/phone-numbers/{id}"),
+            None
+        )
+        .await
+        .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        node.call(&a, "DELETE", "/flows/mine", None).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        node.call(&a, "GET", "/flows/mine", None).await.0,
+        StatusCode::NOT_FOUND
+    );
+}

@@ -1,10 +1,12 @@
 //! The HTTP API (axum), in the same process as the SIP engine: the management plane in
-//! Exotel's v2 shapes (`/v2/accounts`, `/v2/accounts/{sid}/trunks…`), and `/health`,
+//! Exotel's v2 shapes (`/v2/accounts`, `/v2/accounts/{sid}/trunks…`), accounts' flows
+//! (`/v2/accounts/{sid}/flows/{flow_id}`), and `/health`,
 //! `/ready`. Every answer is JSON in the envelope of [`envelope`]; request bodies are
 //! capped at 1 MiB; each account may make 200 requests a minute. What the API changes
 //! is in the store and, within the request, in the routing new calls use.
 
 pub mod envelope;
+pub mod flows;
 pub mod trunks;
 
 use std::collections::HashMap;
@@ -38,12 +40,15 @@ pub const RATE_PER_MINUTE: u32 = 200;
 pub trait Live: Send + Sync {
     /// Rebuilds the routing new calls use from the file and the store.
     async fn refresh(&self) -> Result<(), String>;
-    /// Whether a flow with this id is loaded.
-    fn has_flow(&self, id: &str) -> bool;
+    /// Whether `account` may point a number at flow `id`: one of its own, or one of
+    /// the file's.
+    fn has_flow(&self, account: &str, id: &str) -> bool;
     /// Whether `callflow.yaml` maps this number.
     fn number_in_file(&self, number: &str) -> bool;
     /// Whether SIP is listening and flows are loaded.
     fn sip_ready(&self) -> bool;
+    /// How flows are compiled (the reserved header prefixes).
+    fn compile_options(&self) -> crate::flow::CompileOptions;
 }
 
 /// What every handler shares.
@@ -158,6 +163,7 @@ pub fn router(api: Api) -> Router {
         .route("/ready", get(ready))
         .route("/v2/accounts", post(create_account))
         .merge(trunks::routes())
+        .merge(flows::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(api)

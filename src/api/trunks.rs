@@ -253,7 +253,7 @@ async fn add_child(
         let out = match list.as_str() {
             "settings" => settings(&api, &row, &body).await?,
             other => match child(other)? {
-                Child::Numbers => add_number(&api, &trunk, &body).await?,
+                Child::Numbers => add_number(&api, &row, &body).await?,
                 Child::WhitelistedIps => add_ip(&api, &trunk, &body).await?,
                 Child::Destinations => add_destinations(&api, &trunk, &body).await?,
                 Child::Credentials => add_credential(&api, &trunk, &body).await?,
@@ -293,13 +293,17 @@ async fn remove_number(
 }
 
 /// A number's mode and flow from `body`.
-fn number_target<'a>(api: &Api, body: &'a Body) -> Result<(&'a str, Option<&'a str>), ApiError> {
+fn number_target<'a>(
+    api: &Api,
+    account: &str,
+    body: &'a Body,
+) -> Result<(&'a str, Option<&'a str>), ApiError> {
     let mode = str_field(body, "mode")?.unwrap_or("flow");
     let flow = str_field(body, "flow_id")?;
     match (mode, flow) {
         ("pstn", _) => Ok(("pstn", None)),
         ("flow", None) => Err(ApiError::missing("flow_id")),
-        ("flow", Some(f)) if !api.live.has_flow(f) => Err(ApiError::invalid(
+        ("flow", Some(f)) if !api.live.has_flow(account, f) => Err(ApiError::invalid(
             "flow_id",
             &format!("names no loaded flow ('{f}')"),
         )),
@@ -308,7 +312,11 @@ fn number_target<'a>(api: &Api, body: &'a Body) -> Result<(&'a str, Option<&'a s
     }
 }
 
-async fn add_number(api: &Api, trunk: &str, body: &Body) -> Result<(StatusCode, Value), ApiError> {
+async fn add_number(
+    api: &Api,
+    trunk: &TrunkRow,
+    body: &Body,
+) -> Result<(StatusCode, Value), ApiError> {
     let number = required(body, "phone_number")?;
     if !is_e164(number) {
         return Err(ApiError::invalid(
@@ -319,8 +327,11 @@ async fn add_number(api: &Api, trunk: &str, body: &Body) -> Result<(StatusCode, 
     if api.live.number_in_file(number) {
         return Err(ApiError::from_file(&format!("phone number {number}")));
     }
-    let (mode, flow) = number_target(api, body)?;
-    let row = api.store.add_number(trunk, number, mode, flow).await?;
+    let (mode, flow) = number_target(api, &trunk.account_sid, body)?;
+    let row = api
+        .store
+        .add_number(&trunk.trunk_sid, number, mode, flow)
+        .await?;
     Ok((StatusCode::OK, json!(row)))
 }
 
@@ -334,7 +345,7 @@ async fn update_number(
     run(&api, &method, &headers, &account, || async {
         owned(&api, &account, &trunk).await?;
         let body = json_body(&headers, &body)?;
-        let (mode, flow) = number_target(&api, &body)?;
+        let (mode, flow) = number_target(&api, &account, &body)?;
         if !api.store.update_number(&trunk, &id, mode, flow).await? {
             return Err(ApiError::not_found(&id));
         }
@@ -517,8 +528,10 @@ async fn add_credential(
     Ok((StatusCode::OK, json!(row)))
 }
 
-/// A stored trunk as routing takes it.
-pub fn routing_spec(t: &StoredTrunk) -> crate::routing::TrunkSpec {
+/// A stored trunk as routing takes it; `own_flow` says whether a routing id names
+/// one of the stored flows (a number's flow is the account's own when it has one by
+/// that id, else the file's).
+pub fn routing_spec(t: &StoredTrunk, own_flow: &dyn Fn(&str) -> bool) -> crate::routing::TrunkSpec {
     use crate::config::NumberMode;
     use crate::routing::{NumberSpec, Trunk, TrunkSpec};
     let destinations = t
@@ -568,7 +581,10 @@ pub fn routing_spec(t: &StoredTrunk) -> crate::routing::TrunkSpec {
                 } else {
                     NumberMode::Flow
                 },
-                flow: n.flow_id.clone(),
+                flow: n.flow_id.as_ref().map(|f| {
+                    let own = crate::store::flows::routing_id(&t.trunk.account_sid, f);
+                    if own_flow(&own) { own } else { f.clone() }
+                }),
             })
             .collect(),
         from_file: false,

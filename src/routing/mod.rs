@@ -273,26 +273,33 @@ impl Routing {
                 None => Inbound::UnknownNumber(number),
             };
         }
-        let Some(trunk) = self
-            .trunks
-            .values()
-            .find(|t| t.whitelisted.iter().any(|n| n.contains(&source)))
-        else {
+        let allows = |t: &Trunk| t.whitelisted.iter().any(|n| n.contains(&source));
+        if !self.trunks.values().any(|t| allows(t)) {
             return Inbound::Forbidden(format!(
                 "{source} is neither a carrier nor a whitelisted trunk address"
             ));
-        };
+        }
+        // Several trunks may allow the same address (partners behind one SBC): the
+        // caller id picks the trunk, and must be one of that trunk's numbers.
         let caller = normalise(caller);
-        let owns = self
+        let Some(trunk) = self
             .numbers
             .get(&caller)
-            .is_some_and(|r| r.trunk.sid == trunk.sid);
-        if !owns {
+            .map(|r| &r.trunk)
+            .filter(|t| allows(t))
+        else {
+            let mut sids: Vec<&str> = self
+                .trunks
+                .values()
+                .filter(|t| allows(t))
+                .map(|t| t.sid.as_str())
+                .collect();
+            sids.sort_unstable();
             return Inbound::Forbidden(format!(
                 "caller id {caller} is not a number of trunk {}",
-                trunk.sid
+                sids.join(", ")
             ));
-        }
+        };
         Inbound::Outbound {
             trunk: trunk.clone(),
             caller,
@@ -519,5 +526,27 @@ mod tests {
         assert_eq!(class("203.0.113.12"), "403");
         assert_eq!(class("2001:db8::1"), "out");
         assert_eq!(class("2001:db8::2"), "403");
+    }
+
+    #[test]
+    fn trunks_sharing_an_address_are_told_apart_by_caller_id() {
+        let config = Config::parse(
+            "trunks:\n  - sid: a\n    whitelisted_ips: [10.0.0.1]\n    numbers: [{ number: \"+918047112233\", mode: pstn }]\n  - sid: b\n    whitelisted_ips: [10.0.0.1]\n    numbers: [{ number: \"+918047112234\", mode: pstn }]\n",
+            std::path::Path::new("c.yaml"),
+        )
+        .unwrap();
+        let r = Routing::build(&config, Vec::new()).unwrap();
+        let trunk =
+            |caller: &str| match r.inbound("10.0.0.1".parse().unwrap(), "+919999999999", caller) {
+                Inbound::Outbound { trunk, .. } => trunk.sid.clone(),
+                Inbound::Forbidden(why) => why,
+                _ => "other".into(),
+            };
+        assert_eq!(trunk("+918047112233"), "a");
+        assert_eq!(trunk("+918047112234"), "b");
+        assert_eq!(
+            trunk("+918047112235"),
+            "caller id +918047112235 is not a number of trunk a, b"
+        );
     }
 }

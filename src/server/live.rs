@@ -10,6 +10,7 @@ use async_trait::async_trait;
 
 use super::{StartError, State};
 use crate::config::Config;
+use crate::flow::{CompileOptions, Flow, compile_str};
 use crate::routing::TrunkSpec;
 use crate::sip::transport::Transports;
 use crate::store::Store;
@@ -31,7 +32,7 @@ pub struct Live {
 impl Live {
     /// The state of a fresh start: `config` and what `store` holds.
     pub async fn start(config: &Config, store: Option<Store>) -> Result<Live, StartError> {
-        let stored = stored(store.as_ref()).await?;
+        let stored = stored(store.as_ref(), config).await?;
         let state = State::first(config, stored)?;
         Ok(Live {
             config: ArcSwap::from_pointee(config.clone()),
@@ -46,7 +47,7 @@ impl Live {
     /// refused and the current state stays.
     pub async fn reload(&self, config: &Config) -> Result<(), StartError> {
         let _one_at_a_time = self.rebuild.lock().await;
-        let stored = stored(self.store.as_ref()).await?;
+        let stored = stored(self.store.as_ref(), config).await?;
         let state = State::load(config, &self.current.load(), stored)?;
         self.current.store(Arc::new(state));
         self.config.store(Arc::new(config.clone()));
@@ -54,16 +55,42 @@ impl Live {
     }
 }
 
-/// The store's trunks as routing takes them.
-async fn stored(store: Option<&Store>) -> Result<Vec<TrunkSpec>, StartError> {
+/// What the store adds to the file: trunks and accounts' flows.
+#[derive(Debug, Default)]
+pub struct Stored {
+    /// Trunks as routing takes them.
+    pub trunks: Vec<TrunkSpec>,
+    /// Accounts' flows (latest versions), known to routing as `AC…/flow_id`.
+    pub flows: Vec<Flow>,
+}
+
+/// The store's trunks and flows as routing takes them. A stored flow that no longer
+/// compiles (its rules changed) is left out with a warning.
+async fn stored(store: Option<&Store>, config: &Config) -> Result<Stored, StartError> {
     let Some(store) = store else {
-        return Ok(Vec::new());
+        return Ok(Stored::default());
     };
+    let opts = CompileOptions {
+        reserved_header_prefixes: config.reserved_header_prefixes.clone(),
+    };
+    let mut flows = Vec::new();
+    for f in store.flows(None).await.map_err(StartError::Store)? {
+        let key = crate::store::flows::routing_id(&f.account_sid, &f.flow_id);
+        match compile_str(format!("{key}.yaml").into(), &f.yaml, &opts).flow {
+            Some(mut flow) => {
+                flow.id = key;
+                flows.push(flow);
+            }
+            None => tracing::warn!(flow = %key, "stored flow no longer compiles; left out"),
+        }
+    }
+    let ids: std::collections::HashSet<&str> = flows.iter().map(|f| f.id.as_str()).collect();
     let trunks = store.all_trunks().await.map_err(StartError::Store)?;
-    Ok(trunks
+    let trunks = trunks
         .iter()
-        .map(crate::api::trunks::routing_spec)
-        .collect())
+        .map(|t| crate::api::trunks::routing_spec(t, &|id| ids.contains(id)))
+        .collect();
+    Ok(Stored { trunks, flows })
 }
 
 #[async_trait]
@@ -73,8 +100,10 @@ impl crate::api::Live for Live {
         self.reload(&config).await.map_err(|e| e.to_string())
     }
 
-    fn has_flow(&self, id: &str) -> bool {
-        self.current.load().routing.flow(id).is_some()
+    fn has_flow(&self, account: &str, id: &str) -> bool {
+        let routing = self.current.load().routing.clone();
+        let own = crate::store::flows::routing_id(account, id);
+        routing.flow(&own).is_some() || (routing.flow(id).is_some() && !id.contains('/'))
     }
 
     fn number_in_file(&self, number: &str) -> bool {
@@ -83,6 +112,12 @@ impl crate::api::Live for Live {
             .trunks
             .iter()
             .any(|t| t.numbers.iter().any(|n| n.number == number))
+    }
+
+    fn compile_options(&self) -> CompileOptions {
+        CompileOptions {
+            reserved_header_prefixes: self.config.load().reserved_header_prefixes.clone(),
+        }
     }
 
     fn sip_ready(&self) -> bool {

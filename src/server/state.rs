@@ -6,9 +6,10 @@
 use std::sync::Arc;
 
 use super::StartError;
+use super::live::Stored;
 use crate::config::Config;
 use crate::flow::{CompileOptions, Flow, Loaded, load_paths};
-use crate::routing::{Kept, Routing, TrunkSpec};
+use crate::routing::{Kept, Routing};
 use crate::runtime::Settings;
 use crate::sip::digest::Authenticator;
 use crate::webhook::WebhookClient;
@@ -27,7 +28,7 @@ pub struct State {
 
 impl State {
     /// The state of a fresh start, with the `stored` trunks.
-    pub fn first(config: &Config, stored: Vec<TrunkSpec>) -> Result<State, StartError> {
+    pub fn first(config: &Config, stored: Stored) -> Result<State, StartError> {
         let http = WebhookClient::new().map_err(|e| StartError::Http(e.to_string()))?;
         let auth = Authenticator::new(crate::routing::DIGEST_REALM);
         Self::build(config, stored, http, auth, Kept::default())
@@ -36,11 +37,7 @@ impl State {
     /// Loads the flows and builds the routing of `config`, keeping from `previous`
     /// what outlives a reload: the HTTP client, the limits' counters, the digest
     /// secret and what the pings found.
-    pub fn load(
-        config: &Config,
-        previous: &State,
-        stored: Vec<TrunkSpec>,
-    ) -> Result<State, StartError> {
+    pub fn load(config: &Config, previous: &State, stored: Stored) -> Result<State, StartError> {
         Self::build(
             config,
             stored,
@@ -52,13 +49,14 @@ impl State {
 
     fn build(
         config: &Config,
-        stored: Vec<TrunkSpec>,
+        stored: Stored,
         http: WebhookClient,
         auth: Authenticator,
         kept: Kept,
     ) -> Result<State, StartError> {
-        let flows = load_flows(config)?;
-        let routing = Routing::build_with(config, stored, flows, kept)?;
+        let mut flows = load_flows(config)?;
+        flows.extend(stored.flows);
+        let routing = Routing::build_with(config, stored.trunks, flows, kept)?;
         Ok(State {
             routing: Arc::new(routing),
             http,

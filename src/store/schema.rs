@@ -4,7 +4,8 @@
 use sqlx::AnyPool;
 
 /// The migrations, in order; a store records how many it has applied.
-const MIGRATIONS: &[&str] = &["CREATE TABLE accounts (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE accounts (
         sid TEXT PRIMARY KEY,
         name TEXT NOT NULL,
         api_key TEXT NOT NULL UNIQUE,
@@ -53,7 +54,17 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE accounts (
         ha1_md5 TEXT NOT NULL,
         ha1_sha256 TEXT NOT NULL,
         created BIGINT NOT NULL
-    )"];
+    )",
+    "CREATE TABLE flows (
+        account_sid TEXT NOT NULL REFERENCES accounts(sid),
+        flow_id TEXT NOT NULL,
+        version BIGINT NOT NULL,
+        yaml TEXT NOT NULL,
+        deleted BIGINT NOT NULL,
+        created BIGINT NOT NULL,
+        PRIMARY KEY (account_sid, flow_id, version)
+    )",
+];
 
 /// Applies the migrations this store has not applied yet.
 pub async fn migrate(pool: &AnyPool) -> Result<(), sqlx::Error> {

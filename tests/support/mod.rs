@@ -158,6 +158,11 @@ pub async fn serve(
     config: &str,
     flows: &[(&str, &str)],
 ) -> (callflow::server::Server, tempfile::TempDir) {
+    // RUST_LOG=callflow=info shows the engine's log in a failing test's output.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("flows")).unwrap();
     for (id, text) in flows {
