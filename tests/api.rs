@@ -670,3 +670,110 @@ async fn flows_over_http_compile_version_route_and_stay_private() {
         StatusCode::NOT_FOUND
     );
 }
+
+#[tokio::test]
+async fn carriers_under_the_admin_token_carry_calls_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("c.db").display());
+    let (_, addr) = partner().await;
+    let mut file_carrier = Ua::new_at(Transport::Udp, "file-carrier", None, "127.0.0.2").await;
+    let node = start(&config(&store, file_carrier.addr), addr).await;
+    let admin = |req: reqwest::RequestBuilder| req.bearer_auth(ADMIN);
+    let mut api_carrier = Ua::new_at(Transport::Udp, "api-carrier", None, "127.0.0.3").await;
+    let body = json!({ "name": "backup", "uri": format!("sip:{}", api_carrier.addr), "addresses": ["127.0.0.3/32"], "priority": 5, "max_channels": 10 });
+    let r = admin(node.http.post(format!("{}/v2/carriers", node.base)))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // The file's carrier cannot be changed over HTTP.
+    let r = admin(node.http.post(format!("{}/v2/carriers", node.base)))
+        .json(&json!({ "name": "pstn", "uri": "sip:10.0.0.1" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    let r = admin(node.http.delete(format!("{}/v2/carriers/pstn", node.base)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    let v: Value = admin(node.http.get(format!("{}/v2/carriers", node.base)))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let sources: Vec<(&str, &str)> = v["response"]["data"]["carriers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["name"].as_str().unwrap(), c["source"].as_str().unwrap()))
+        .collect();
+    assert_eq!(sources, [("pstn", "file"), ("backup", "api")]);
+    // Without the admin token: 401; accounts' credentials do not open it either.
+    let r = node
+        .http
+        .get(format!("{}/v2/carriers", node.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // A partner's call fails over from the file's carrier (503) to the API's.
+    let a = node.account("p").await;
+    let (_, v) = node
+        .call(&a, "POST", "/trunks", Some(json!({ "trunk_name": "t" })))
+        .await;
+    let t = v["response"]["data"]["trunk_sid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    node.call(
+        &a,
+        "POST",
+        &format!("/trunks/{t}/phone-numbers"),
+        Some(json!({ "phone_number": "+918047000111", "mode": "pstn" })),
+    )
+    .await;
+    node.call(
+        &a,
+        "POST",
+        &format!("/trunks/{t}/whitelisted-ips"),
+        Some(json!({ "ip": "127.0.0.1" })),
+    )
+    .await;
+    let mut sbc = Ua::new(Transport::Udp, "sbc", None).await;
+    let mut out = sbc.invite(&format!("sip:+919999999999@{}", node.sip()), "carrier-api");
+    out.set_header(
+        Name::From,
+        format!("<sip:+918047000111@{}>;tag=o2", sbc.addr),
+    );
+    sbc.send(&out, node.sip()).await;
+    let (inv, from) = file_carrier.expect_request("INVITE").await;
+    file_carrier
+        .send(&file_carrier.response(&inv, 503, "f", None), from)
+        .await;
+    let (inv, from) = api_carrier.expect_request("INVITE").await;
+    assert_eq!(inv.request_uri().unwrap().user(), Some("+919999999999"));
+    api_carrier
+        .send(&api_carrier.response(&inv, 486, "a", None), from)
+        .await;
+    assert_eq!(sbc.expect_final("INVITE").await.status(), Some(486));
+    // Deleted: the next call has only the file's carrier.
+    let r = admin(
+        node.http
+            .delete(format!("{}/v2/carriers/backup", node.base)),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        node.server
+            .routing()
+            .carrier_of("127.0.0.3".parse().unwrap())
+            .is_none()
+    );
+}

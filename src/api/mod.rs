@@ -5,6 +5,7 @@
 //! capped at 1 MiB; each account may make 200 requests a minute. What the API changes
 //! is in the store and, within the request, in the routing new calls use.
 
+pub mod carriers;
 pub mod envelope;
 pub mod flows;
 pub mod trunks;
@@ -47,6 +48,10 @@ pub trait Live: Send + Sync {
     fn number_in_file(&self, number: &str) -> bool;
     /// Whether SIP is listening and flows are loaded.
     fn sip_ready(&self) -> bool;
+    /// Whether `callflow.yaml` defines carrier `name`.
+    fn file_carrier(&self, name: &str) -> bool;
+    /// The file's carriers, as the API lists them.
+    fn file_carriers(&self) -> Vec<Value>;
     /// How flows are compiled (the reserved header prefixes).
     fn compile_options(&self) -> crate::flow::CompileOptions;
 }
@@ -82,6 +87,30 @@ impl Api {
             return Err(ApiError::unauthorized());
         }
         self.count(sid)
+    }
+
+    /// Checks the operator's `Authorization: Bearer` token; without a configured token
+    /// the admin endpoints do not exist (404).
+    pub fn admin(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        let Some(admin) = &self.admin_token else {
+            return Err(ApiError::not_found("this resource"));
+        };
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        let same = given.len() == admin.len()
+            && given
+                .bytes()
+                .zip(admin.bytes())
+                .fold(0u8, |a, (x, y)| a | (x ^ y))
+                == 0;
+        if same {
+            Ok(())
+        } else {
+            Err(ApiError::unauthorized())
+        }
     }
 
     fn count(&self, sid: &str) -> Result<(), ApiError> {
@@ -164,6 +193,7 @@ pub fn router(api: Api) -> Router {
         .route("/v2/accounts", post(create_account))
         .merge(trunks::routes())
         .merge(flows::routes())
+        .merge(carriers::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(api)

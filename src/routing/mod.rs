@@ -161,7 +161,7 @@ impl Routing {
         flows: Vec<Flow>,
         kept: Kept,
     ) -> Result<Routing, RoutingError> {
-        Self::build_with(config, Vec::new(), flows, kept)
+        Self::build_with(config, Extra::default(), flows, kept)
     }
 
     /// Builds the table from the configuration's trunks and `stored` ones (from the
@@ -170,7 +170,7 @@ impl Routing {
     /// a warning, rather than refusing the whole table.
     pub fn build_with(
         config: &Config,
-        stored: Vec<TrunkSpec>,
+        stored: Extra,
         flows: Vec<Flow>,
         kept: Kept,
     ) -> Result<Routing, RoutingError> {
@@ -189,11 +189,18 @@ impl Routing {
                 max_channels: c.max_channels,
             })
             .collect();
+        for c in stored.carriers {
+            if carriers.iter().any(|f: &Carrier| f.name == c.name) {
+                tracing::warn!(carrier = %c.name, "carrier defined in the file and the store; the file's stays");
+                continue;
+            }
+            carriers.push(c);
+        }
         carriers.sort_by_key(|c| c.priority);
         let mut trunks = HashMap::new();
         let mut numbers = HashMap::new();
         let specs = config.trunks.iter().map(TrunkSpec::from_config);
-        for spec in specs.chain(stored) {
+        for spec in specs.chain(stored.trunks) {
             if trunks.contains_key(&spec.trunk.sid) {
                 tracing::warn!(trunk = %spec.trunk.sid, "trunk sid defined twice; the first stays");
                 continue;
@@ -365,6 +372,15 @@ impl Routing {
     pub fn flow(&self, id: &str) -> Option<Arc<Flow>> {
         self.flows.get(id).cloned()
     }
+}
+
+/// What the store adds to the file's trunks and carriers.
+#[derive(Debug, Clone, Default)]
+pub struct Extra {
+    /// Trunks created over the API.
+    pub trunks: Vec<TrunkSpec>,
+    /// Carriers created over the API.
+    pub carriers: Vec<Carrier>,
 }
 
 /// A number of a trunk, as the file or the store gives it.

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use super::{StartError, State};
 use crate::config::Config;
 use crate::flow::{CompileOptions, Flow, compile_str};
-use crate::routing::TrunkSpec;
+use crate::routing::{Carrier, TrunkSpec};
 use crate::sip::transport::Transports;
 use crate::store::Store;
 
@@ -62,6 +62,8 @@ pub struct Stored {
     pub trunks: Vec<TrunkSpec>,
     /// Accounts' flows (latest versions), known to routing as `AC…/flow_id`.
     pub flows: Vec<Flow>,
+    /// The operator's carriers created over the API.
+    pub carriers: Vec<Carrier>,
 }
 
 /// The store's trunks and flows as routing takes them. A stored flow that no longer
@@ -90,7 +92,18 @@ async fn stored(store: Option<&Store>, config: &Config) -> Result<Stored, StartE
         .iter()
         .map(|t| crate::api::trunks::routing_spec(t, &|id| ids.contains(id)))
         .collect();
-    Ok(Stored { trunks, flows })
+    let carriers = store
+        .carriers()
+        .await
+        .map_err(StartError::Store)?
+        .iter()
+        .filter_map(crate::api::carriers::routing_carrier)
+        .collect();
+    Ok(Stored {
+        trunks,
+        flows,
+        carriers,
+    })
 }
 
 #[async_trait]
@@ -112,6 +125,28 @@ impl crate::api::Live for Live {
             .trunks
             .iter()
             .any(|t| t.numbers.iter().any(|n| n.number == number))
+    }
+
+    fn file_carrier(&self, name: &str) -> bool {
+        self.config.load().carriers.iter().any(|c| c.name == name)
+    }
+
+    fn file_carriers(&self) -> Vec<serde_json::Value> {
+        let config = self.config.load();
+        config
+            .carriers
+            .iter()
+            .map(|c| {
+                serde_json::json!({
+                    "name": c.name,
+                    "uri": c.uri.to_string(),
+                    "addresses": c.addresses.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                    "priority": c.priority,
+                    "max_channels": c.max_channels,
+                    "source": "file",
+                })
+            })
+            .collect()
     }
 
     fn compile_options(&self) -> CompileOptions {

@@ -9,7 +9,7 @@ use super::StartError;
 use super::live::Stored;
 use crate::config::Config;
 use crate::flow::{CompileOptions, Flow, Loaded, load_paths};
-use crate::routing::{Kept, Routing};
+use crate::routing::{Extra, Kept, Routing};
 use crate::runtime::Settings;
 use crate::sip::digest::Authenticator;
 use crate::webhook::WebhookClient;
@@ -56,7 +56,11 @@ impl State {
     ) -> Result<State, StartError> {
         let mut flows = load_flows(config)?;
         flows.extend(stored.flows);
-        let routing = Routing::build_with(config, stored.trunks, flows, kept)?;
+        let extra = Extra {
+            trunks: stored.trunks,
+            carriers: stored.carriers,
+        };
+        let routing = Routing::build_with(config, extra, flows, kept)?;
         Ok(State {
             routing: Arc::new(routing),
             http,

@@ -5,6 +5,7 @@
 //! migrations. Every write that touches more than one row is a transaction.
 
 pub mod accounts;
+pub mod carriers;
 pub mod flows;
 pub mod schema;
 pub mod trunks;

@@ -64,6 +64,14 @@ const MIGRATIONS: &[&str] = &[
         created BIGINT NOT NULL,
         PRIMARY KEY (account_sid, flow_id, version)
     )",
+    "CREATE TABLE carriers (
+        name TEXT PRIMARY KEY,
+        uri TEXT NOT NULL,
+        addresses TEXT NOT NULL,
+        priority BIGINT NOT NULL,
+        max_channels BIGINT,
+        created BIGINT NOT NULL
+    )",
 ];
 
 /// Applies the migrations this store has not applied yet.
