@@ -24,6 +24,7 @@ pub mod call;
 pub mod config;
 pub mod flow;
 pub mod lang;
+pub mod metrics;
 pub mod routing;
 pub mod runtime;
 pub mod server;

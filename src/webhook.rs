@@ -52,6 +52,62 @@ impl Http for WebhookClient {
         query: &[(String, String)],
         timeout: Duration,
     ) -> Result<HttpResponse, HttpError> {
+        let started = std::time::Instant::now();
+        let result = self.fetch(url, query, timeout).await;
+        observe(started, result.is_err());
+        result
+    }
+
+    fn spawn_get(&self, url: &str, query: &[(String, String)], timeout: Duration) {
+        let request = self.client.get(url).query(query).timeout(timeout);
+        let url = url.to_string();
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let result = request.send().await;
+            observe(started, result.is_err());
+            if let Err(e) = result {
+                tracing::info!(%url, error = %describe(&e), "async webhook failed");
+            }
+        });
+    }
+
+    async fn post_json(
+        &self,
+        url: &str,
+        body: &serde_json::Value,
+        timeout: Duration,
+    ) -> Result<u16, HttpError> {
+        let started = std::time::Instant::now();
+        let result = self
+            .client
+            .post(url)
+            .json(body)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| describe(&e));
+        observe(started, result.is_err());
+        Ok(result?.status().as_u16())
+    }
+}
+
+/// Records a webhook request's latency and whether it failed.
+fn observe(started: std::time::Instant, failed: bool) {
+    let m = crate::metrics::global();
+    m.webhook_latency.observe(started.elapsed().as_secs_f64());
+    if failed {
+        m.webhook_failures.inc();
+    }
+}
+
+impl WebhookClient {
+    /// GET with the answer's body read, at most [`MAX_BODY`] bytes.
+    async fn fetch(
+        &self,
+        url: &str,
+        query: &[(String, String)],
+        timeout: Duration,
+    ) -> Result<HttpResponse, HttpError> {
         let resp = self
             .client
             .get(url)
@@ -70,32 +126,5 @@ impl Http for WebhookClient {
             body.extend_from_slice(&chunk);
         }
         Ok(HttpResponse { status, body })
-    }
-
-    fn spawn_get(&self, url: &str, query: &[(String, String)], timeout: Duration) {
-        let request = self.client.get(url).query(query).timeout(timeout);
-        let url = url.to_string();
-        tokio::spawn(async move {
-            if let Err(e) = request.send().await {
-                tracing::info!(%url, error = %describe(&e), "async webhook failed");
-            }
-        });
-    }
-
-    async fn post_json(
-        &self,
-        url: &str,
-        body: &serde_json::Value,
-        timeout: Duration,
-    ) -> Result<u16, HttpError> {
-        let resp = self
-            .client
-            .post(url)
-            .json(body)
-            .timeout(timeout)
-            .send()
-            .await
-            .map_err(|e| describe(&e))?;
-        Ok(resp.status().as_u16())
     }
 }

@@ -777,3 +777,111 @@ async fn carriers_under_the_admin_token_carry_calls_at_once() {
             .is_none()
     );
 }
+
+/// The value of the sample `name{labels}` in a Prometheus text exposition.
+fn sample(text: &str, name_and_labels: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(name_and_labels) && l[name_and_labels.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_count_messages_refusals_and_calls() {
+    let (node, a, _d) = sqlite_node().await;
+    // One call that ends: a pstn number to a trunk whose destination refuses it.
+    let mut bot = Ua::new(Transport::Tcp, "bot", None).await;
+    let (_, v) = node
+        .call(&a, "POST", "/trunks", Some(json!({ "trunk_name": "m" })))
+        .await;
+    let t = v["response"]["data"]["trunk_sid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    node.call(
+        &a,
+        "POST",
+        &format!("/trunks/{t}/phone-numbers"),
+        Some(json!({ "phone_number": "+918047000222", "mode": "pstn" })),
+    )
+    .await;
+    let dest =
+        json!({ "destinations": [{ "destination": format!("{};transport=tcp", bot.addr) }] });
+    node.call(
+        &a,
+        "POST",
+        &format!("/trunks/{t}/destination-uris"),
+        Some(dest),
+    )
+    .await;
+    let mut caller = Ua::new_at(Transport::Udp, "caller", None, "127.0.0.2").await;
+    caller
+        .send(
+            &caller.invite(&format!("sip:+918047000222@{}", node.sip()), "m0"),
+            node.sip(),
+        )
+        .await;
+    let (inv, from) = bot.expect_request("INVITE").await;
+    bot.send(&bot.response(&inv, 486, "b", None), from).await;
+    caller.expect_final("INVITE").await;
+    let mut stranger = Ua::new_at(Transport::Udp, "stranger", None, "127.0.0.4").await;
+    stranger
+        .send(
+            &stranger.invite(&format!("sip:+919999999999@{}", node.sip()), "m1"),
+            node.sip(),
+        )
+        .await;
+    assert_eq!(stranger.expect_final("INVITE").await.status(), Some(403));
+    let mut pstn = Ua::new_at(Transport::Udp, "pstn", None, "127.0.0.2").await;
+    pstn.send(
+        &pstn.invite(&format!("sip:+910000000000@{}", node.sip()), "m2"),
+        node.sip(),
+    )
+    .await;
+    assert_eq!(pstn.expect_final("INVITE").await.status(), Some(404));
+    let r = node
+        .http
+        .get(format!("{}/metrics", node.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = r.text().await.unwrap();
+    let at_least = |name: &str, min: f64| {
+        let v = sample(&text, name).unwrap_or_else(|| panic!("{name} missing in:\n{text}"));
+        assert!(v >= min, "{name} = {v}");
+    };
+    at_least(
+        "callflow_sip_requests_total{direction=\"in\",kind=\"INVITE\"}",
+        2.0,
+    );
+    at_least(
+        "callflow_sip_responses_total{direction=\"out\",kind=\"4xx\"}",
+        2.0,
+    );
+    at_least(
+        "callflow_rejected_invites_total{reason=\"not_whitelisted\"}",
+        1.0,
+    );
+    at_least(
+        "callflow_rejected_invites_total{reason=\"unknown_number\"}",
+        1.0,
+    );
+    at_least("callflow_active_calls", 0.0);
+    at_least("callflow_transactions_alive", 0.0);
+    assert!(text.contains("# TYPE callflow_webhook_latency_seconds histogram"));
+    assert!(
+        text.contains("callflow_calls_total{direction=\"incoming\",status="),
+        "{text}"
+    );
+    assert!(
+        text.contains("callflow_channels_in_use{limit=\"trunk:"),
+        "{text}"
+    );
+}

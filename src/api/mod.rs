@@ -20,7 +20,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine as _;
 use serde_json::{Value, json};
@@ -52,6 +52,9 @@ pub trait Live: Send + Sync {
     fn file_carrier(&self, name: &str) -> bool;
     /// The file's carriers, as the API lists them.
     fn file_carriers(&self) -> Vec<Value>;
+    /// Sets the metrics read at scrape time (active calls, SIP messages, channels,
+    /// transactions).
+    fn observe(&self);
     /// How flows are compiled (the reserved header prefixes).
     fn compile_options(&self) -> crate::flow::CompileOptions;
 }
@@ -190,6 +193,7 @@ pub fn router(api: Api) -> Router {
             get(|| async { axum::Json(json!({ "status": "ok" })) }),
         )
         .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
         .route("/v2/accounts", post(create_account))
         .merge(trunks::routes())
         .merge(flows::routes())
@@ -201,6 +205,19 @@ pub fn router(api: Api) -> Router {
 
 async fn not_found(method: Method) -> Response {
     fail(&method, &ApiError::not_found("this resource"))
+}
+
+async fn metrics(State(api): State<Api>) -> Response {
+    api.live.observe();
+    let text = crate::metrics::global().encode();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
 }
 
 async fn ready(State(api): State<Api>) -> (StatusCode, axum::Json<Value>) {

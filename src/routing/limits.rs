@@ -115,6 +115,17 @@ impl Limits {
         Ok(permit)
     }
 
+    /// Every key with its calls in progress (for metrics).
+    pub fn snapshot(&self) -> Vec<(String, u32)> {
+        let slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut out: Vec<(String, u32)> = slots
+            .iter()
+            .map(|(k, s)| (k.clone(), s.active.load(Ordering::Relaxed)))
+            .collect();
+        out.sort();
+        out
+    }
+
     /// Calls in progress on `key`.
     pub fn active(&self, key: &str) -> u32 {
         self.slot(key).active.load(Ordering::SeqCst)

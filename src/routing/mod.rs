@@ -93,7 +93,26 @@ pub enum Inbound {
         dialled: String,
     },
     /// Not allowed: 403, with why.
-    Forbidden(String),
+    Forbidden(Refusal, String),
+}
+
+/// Why an INVITE is not allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Its source is neither a carrier's nor a trunk's.
+    NotWhitelisted,
+    /// Its caller id is not a number of a trunk that allows its source.
+    CallerId,
+}
+
+impl Refusal {
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::NotWhitelisted => "not_whitelisted",
+            Refusal::CallerId => "caller_id",
+        }
+    }
 }
 
 /// The routing table.
@@ -282,9 +301,10 @@ impl Routing {
         }
         let allows = |t: &Trunk| t.whitelisted.iter().any(|n| n.contains(&source));
         if !self.trunks.values().any(|t| allows(t)) {
-            return Inbound::Forbidden(format!(
-                "{source} is neither a carrier nor a whitelisted trunk address"
-            ));
+            return Inbound::Forbidden(
+                Refusal::NotWhitelisted,
+                format!("{source} is neither a carrier nor a whitelisted trunk address"),
+            );
         }
         // Several trunks may allow the same address (partners behind one SBC): the
         // caller id picks the trunk, and must be one of that trunk's numbers.
@@ -302,10 +322,13 @@ impl Routing {
                 .map(|t| t.sid.as_str())
                 .collect();
             sids.sort_unstable();
-            return Inbound::Forbidden(format!(
-                "caller id {caller} is not a number of trunk {}",
-                sids.join(", ")
-            ));
+            return Inbound::Forbidden(
+                Refusal::CallerId,
+                format!(
+                    "caller id {caller} is not a number of trunk {}",
+                    sids.join(", ")
+                ),
+            );
         };
         Inbound::Outbound {
             trunk: trunk.clone(),
@@ -533,7 +556,7 @@ mod tests {
         let class =
             |ip: &str| match r.inbound(ip.parse().unwrap(), "+919999999999", "+918047112233") {
                 Inbound::Outbound { .. } => "out",
-                Inbound::Forbidden(_) => "403",
+                Inbound::Forbidden(..) => "403",
                 _ => "other",
             };
         assert_eq!(class("203.0.113.7"), "403");
@@ -555,7 +578,7 @@ mod tests {
         let trunk =
             |caller: &str| match r.inbound("10.0.0.1".parse().unwrap(), "+919999999999", caller) {
                 Inbound::Outbound { trunk, .. } => trunk.sid.clone(),
-                Inbound::Forbidden(why) => why,
+                Inbound::Forbidden(_, why) => why,
                 _ => "other".into(),
             };
         assert_eq!(trunk("+918047112233"), "a");

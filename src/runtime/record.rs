@@ -82,6 +82,19 @@ pub enum CallStatus {
     Canceled,
 }
 
+impl CallStatus {
+    /// As the status callback says it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallStatus::Completed => "completed",
+            CallStatus::Failed => "failed",
+            CallStatus::Busy => "busy",
+            CallStatus::NoAnswer => "no-answer",
+            CallStatus::Canceled => "canceled",
+        }
+    }
+}
+
 /// The record of a call, logged when it ends.
 #[derive(Debug, Clone, Serialize)]
 pub struct CallRecord {

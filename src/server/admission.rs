@@ -18,6 +18,7 @@ pub async fn take(
         Ok(p) => Some(p),
         Err(e) => {
             tracing::info!(sid = %call.sid, limit = %e, "over a limit: 503");
+            crate::metrics::global().reject("limit");
             let retry = vec![(Name::RetryAfter, e.retry_after().to_string())];
             call.reject(503, None, retry).await;
             None

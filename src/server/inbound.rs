@@ -15,7 +15,7 @@ use crate::call::{Call, CallHandler};
 use crate::flow::executor;
 use crate::lang::number::normalise;
 use crate::routing::limits::{carrier_key, trunk_key};
-use crate::routing::{Inbound, Trunk};
+use crate::routing::{Inbound, Refusal, Trunk};
 use crate::sip::Name;
 use crate::sip::digest::Verdict;
 
@@ -40,8 +40,8 @@ async fn handle(mut call: Call, state: &State) {
         .to_string();
     let caller = caller_number(&call);
     let (number, route) = match routing.inbound(source.ip(), &dialled, &caller) {
-        Inbound::Forbidden(why) => {
-            if let Some(trunk) = authenticate(&mut call, state, &caller, &why).await {
+        Inbound::Forbidden(refusal, why) => {
+            if let Some(trunk) = authenticate(&mut call, state, &caller, refusal, &why).await {
                 let (caller, dialled) = (normalise(&caller), normalise(&dialled));
                 outbound::call(&mut call, state, &trunk, &caller, &dialled).await;
             }
@@ -57,6 +57,7 @@ async fn handle(mut call: Call, state: &State) {
         }
         Inbound::UnknownNumber(n) => {
             tracing::info!(sid = %call.sid, number = %n, "unknown number: 404");
+            crate::metrics::global().reject("unknown_number");
             call.hangup(404).await;
             return;
         }
@@ -97,14 +98,17 @@ async fn authenticate(
     call: &mut Call,
     state: &State,
     caller: &str,
+    refusal: Refusal,
     why: &str,
 ) -> Option<Arc<Trunk>> {
+    let metrics = crate::metrics::global();
     let trunk = state
         .routing
         .trunk_for_caller(caller)
         .filter(|t| !t.credentials.is_empty());
     let Some(trunk) = trunk else {
         tracing::warn!(sid = %call.sid, source = %call.source(), %why, "INVITE refused: 403");
+        metrics.reject(refusal.as_str());
         call.reject(403, Some(why), Vec::new()).await;
         return None;
     };
@@ -115,11 +119,13 @@ async fn authenticate(
                 .into_iter()
                 .map(|v| (Name::parse("WWW-Authenticate"), v))
                 .collect();
+            metrics.reject("auth_challenged");
             call.reject(401, None, headers).await;
             None
         }
         Verdict::Refused(reason) => {
             tracing::warn!(sid = %call.sid, trunk = %trunk.sid, %reason, "digest refused: 403");
+            metrics.reject("auth");
             call.reject(403, Some(&reason), Vec::new()).await;
             None
         }

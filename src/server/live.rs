@@ -9,10 +9,12 @@ use arc_swap::ArcSwap;
 use async_trait::async_trait;
 
 use super::{StartError, State};
+use crate::call::Engine;
 use crate::config::Config;
 use crate::flow::{CompileOptions, Flow, compile_str};
+use crate::metrics::{LimitLabels, SipLabels};
 use crate::routing::{Carrier, TrunkSpec};
-use crate::sip::transport::Transports;
+use crate::sip::transport::{COUNTED_METHODS, Transports};
 use crate::store::Store;
 
 /// The current state and what it is built from.
@@ -27,6 +29,8 @@ pub struct Live {
     pub(crate) store: Option<Store>,
     /// The SIP transports (for readiness).
     pub(crate) transports: Option<Arc<Transports>>,
+    /// The engine (for metrics).
+    pub(crate) engine: Option<Arc<Engine>>,
 }
 
 impl Live {
@@ -40,6 +44,7 @@ impl Live {
             current: Arc::new(ArcSwap::from_pointee(state)),
             store,
             transports: None,
+            engine: None,
         })
     }
 
@@ -147,6 +152,48 @@ impl crate::api::Live for Live {
                 })
             })
             .collect()
+    }
+
+    fn observe(&self) {
+        let m = crate::metrics::global();
+        if let Some(engine) = &self.engine {
+            m.active_calls
+                .set(i64::try_from(engine.active_calls()).unwrap_or(i64::MAX));
+            let alive = engine.core.layer.alive();
+            m.transactions.set(i64::try_from(alive).unwrap_or(i64::MAX));
+        }
+        if let Some(t) = &self.transports {
+            let counts = &t.stats.messages;
+            for (d, direction) in ["in", "out"].iter().enumerate() {
+                for (i, method) in COUNTED_METHODS.iter().enumerate() {
+                    let labels = SipLabels {
+                        direction: direction.to_string(),
+                        kind: method.to_string(),
+                    };
+                    let n = counts.requests[d][i].load(std::sync::atomic::Ordering::Relaxed);
+                    m.sip_requests
+                        .get_or_create(&labels)
+                        .inner()
+                        .store(n, std::sync::atomic::Ordering::Relaxed);
+                }
+                for class in 0..6 {
+                    let labels = SipLabels {
+                        direction: direction.to_string(),
+                        kind: format!("{}xx", class + 1),
+                    };
+                    let n = counts.responses[d][class].load(std::sync::atomic::Ordering::Relaxed);
+                    m.sip_responses
+                        .get_or_create(&labels)
+                        .inner()
+                        .store(n, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        }
+        for (limit, active) in self.current.load().routing.limits().snapshot() {
+            m.channels
+                .get_or_create(&LimitLabels { limit })
+                .set(i64::from(active));
+        }
     }
 
     fn compile_options(&self) -> CompileOptions {

@@ -113,6 +113,7 @@ impl Server {
             tracing::info!(transport = %l.transport, addr = %l.addr, "listening");
         }
         live.transports = Some(stack.transports.clone());
+        live.engine = Some(stack.engine.clone());
         let live = Arc::new(live);
         let api_addr = match (&config.api, &live.store) {
             (Some(api), Some(store)) => {

@@ -8,8 +8,15 @@ use crate::flow::Flow;
 use crate::lang::vars::Vars;
 use crate::runtime::{CallRecord, Http, Settings};
 
-/// Logs the call record.
+/// Logs the call record and counts the call.
 pub fn log(record: &CallRecord) {
+    crate::metrics::global()
+        .calls
+        .get_or_create(&crate::metrics::CallLabels {
+            direction: record.direction.clone(),
+            status: record.status.as_str().to_string(),
+        })
+        .inc();
     match serde_json::to_string(record) {
         Ok(json) => {
             tracing::info!(target: "callflow::record", sid = %record.call_sid, record = %json, "call ended")

@@ -169,7 +169,7 @@ pub(crate) struct ClientContext {
 impl ClientContext {
     /// Sends `message` to the target; a failure is reported to the user.
     pub(crate) async fn send(&self, message: &Message) -> bool {
-        match self.transports.send(&self.target, message.to_bytes()).await {
+        match self.transports.send_message(&self.target, message).await {
             Ok(()) => true,
             Err(e) => {
                 self.report(ClientEvent::TransportError(e.to_string()))
@@ -284,6 +284,11 @@ impl TransactionLayer {
             client: Mutex::new(HashMap::new()),
             advertised,
         })
+    }
+
+    /// How many server and client transactions are alive.
+    pub fn alive(&self) -> usize {
+        lock(&self.server).len() + lock(&self.client).len()
     }
 
     /// The transports underneath.
@@ -467,7 +472,7 @@ impl TransactionLayer {
             request.remove_header(&Name::Via);
             request.prepend_header(Name::Via, via.to_string());
         }
-        if let Err(e) = self.transports.send(target, request.to_bytes()).await {
+        if let Err(e) = self.transports.send_message(target, &request).await {
             tracing::debug!(error = %e, "stateless send failed");
         }
     }

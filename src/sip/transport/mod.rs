@@ -84,6 +84,42 @@ pub struct Stats {
     pub malformed_answered: AtomicU64,
     /// Stream connections closed because their bytes could not be framed.
     pub framing_errors: AtomicU64,
+    /// Requests by method and responses by class, received and sent.
+    pub messages: MessageCounts,
+}
+
+/// The methods counted one by one; any other is counted as `OTHER`.
+pub const COUNTED_METHODS: [&str; 12] = [
+    "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REFER", "NOTIFY", "UPDATE", "INFO", "PRACK",
+    "REGISTER", "OTHER",
+];
+
+/// Requests by method and responses by status class (1xx to 6xx), each received
+/// (index 0) and sent (index 1).
+#[derive(Debug, Default)]
+pub struct MessageCounts {
+    /// `[direction][method]`, methods as in [`COUNTED_METHODS`].
+    pub requests: [[AtomicU64; 12]; 2],
+    /// `[direction][class - 1]`.
+    pub responses: [[AtomicU64; 6]; 2],
+}
+
+impl MessageCounts {
+    /// Counts `m`, received when `sent` is false.
+    pub fn count(&self, m: &Message, sent: bool) {
+        let d = usize::from(sent);
+        if let Some(status) = m.status() {
+            let class = usize::from(status / 100).clamp(1, 6) - 1;
+            self.responses[d][class].fetch_add(1, Ordering::Relaxed);
+        } else if let Some(method) = m.method() {
+            let name = method.as_str();
+            let i = COUNTED_METHODS
+                .iter()
+                .position(|x| *x == name)
+                .unwrap_or(COUNTED_METHODS.len() - 1);
+            self.requests[d][i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 impl Stats {
@@ -232,6 +268,17 @@ impl Transports {
             .map(|l| l.addr)
     }
 
+    /// Sends a message to a target, counting it.
+    pub async fn send_message(
+        self: &Arc<Self>,
+        target: &Target,
+        message: &Message,
+    ) -> Result<(), TransportError> {
+        self.send(target, message.to_bytes()).await?;
+        self.stats.messages.count(message, true);
+        Ok(())
+    }
+
     /// Sends bytes to a target.
     pub async fn send(
         self: &Arc<Self>,
@@ -286,7 +333,7 @@ impl Transports {
                 TransportError::Connect(unspecified(), "no address in Via".into())
             })?,
         };
-        self.send(&target, response.to_bytes()).await
+        self.send_message(&target, response).await
     }
 
     /// Hands a parsed message to the layer above, answering 400 to a request that
@@ -322,6 +369,7 @@ impl Transports {
             stamp_received(&mut message, source);
         }
         self.stats.received.fetch_add(1, Ordering::Relaxed);
+        self.stats.messages.count(&message, false);
         let _ = self
             .incoming
             .send(Incoming {
