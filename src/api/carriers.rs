@@ -2,24 +2,59 @@
 //! max_channels), under the admin token. The file's carriers are listed with
 //! `"source": "file"`; changing one over HTTP answers 409.
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Response;
-use axum::routing::{delete, get};
+use axum::routing::{delete, get, post};
 use serde_json::{Value, json};
 
+use super::spec::{Auth, Body, Endpoint, Route};
 use super::{Api, ApiError, answer, json_body};
 use crate::config::{parse_cidr, parse_sip_uri};
 use crate::routing::Carrier;
 use crate::store::carriers::CarrierRow;
 
-/// The carrier routes.
-pub fn routes() -> Router<Api> {
-    Router::new()
-        .route("/v2/carriers", get(list).post(create))
-        .route("/v2/carriers/{name}", delete(remove))
+/// The carrier endpoints and their handlers.
+pub fn routes() -> Vec<Route> {
+    let ep = |method, path, summary, body| Endpoint {
+        method,
+        path,
+        summary,
+        auth: Auth::Admin,
+        body,
+    };
+    let fields: &'static [(&str, &str, bool)] = &[
+        ("name", "string", true),
+        ("uri", "string", true),
+        ("addresses", "array", false),
+        ("priority", "integer", false),
+        ("max_channels", "integer", false),
+    ];
+    vec![
+        (
+            ep(
+                "get",
+                "/v2/carriers",
+                "List carriers (the file's and the API's)",
+                Body::Empty,
+            ),
+            get(list),
+        ),
+        (
+            ep("post", "/v2/carriers", "Add a carrier", Body::Json(fields)),
+            post(create),
+        ),
+        (
+            ep(
+                "delete",
+                "/v2/carriers/{name}",
+                "Remove a carrier added over the API",
+                Body::Empty,
+            ),
+            delete(remove),
+        ),
+    ]
 }
 
 /// A stored carrier as routing takes it (one that no longer parses is left out).

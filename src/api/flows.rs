@@ -4,27 +4,68 @@
 //! version, and calls in progress keep the version they started with. DELETE answers
 //! 409 while a number of the account points at the flow.
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{delete, get, put};
 use serde_json::{Value, json};
 
 use super::envelope::envelope;
+use super::spec::{Auth, Body, Endpoint, Route};
 use super::{Api, ApiError, answer};
 use crate::flow::{Severity, compile_str};
 use crate::lang::diagnostic::Diagnostic;
 
-/// The flow routes.
-pub fn routes() -> Router<Api> {
-    Router::new()
-        .route("/v2/accounts/{account}/flows", get(list))
-        .route(
-            "/v2/accounts/{account}/flows/{flow}",
-            get(one).put(put).delete(remove),
-        )
+const FLOW: &str = "/v2/accounts/{account}/flows/{flow}";
+
+/// The flow endpoints and their handlers.
+pub fn routes() -> Vec<Route> {
+    let ep = |method, path, summary, body| Endpoint {
+        method,
+        path,
+        summary,
+        auth: Auth::Account,
+        body,
+    };
+    vec![
+        (
+            ep(
+                "get",
+                "/v2/accounts/{account}/flows",
+                "List the account's flows and their versions",
+                Body::Empty,
+            ),
+            get(list),
+        ),
+        (
+            ep(
+                "get",
+                FLOW,
+                "Get a flow's latest YAML and version",
+                Body::Empty,
+            ),
+            get(one),
+        ),
+        (
+            ep(
+                "put",
+                FLOW,
+                "Upload a new version of a flow (422 with diagnostics when it does not compile)",
+                Body::Yaml,
+            ),
+            put(put_flow),
+        ),
+        (
+            ep(
+                "delete",
+                FLOW,
+                "Delete a flow (409 while a number points at it)",
+                Body::Empty,
+            ),
+            delete(remove),
+        ),
+    ]
 }
 
 /// A diagnostic as JSON.
@@ -46,7 +87,7 @@ fn valid_id(id: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
-async fn put(
+async fn put_flow(
     State(api): State<Api>,
     method: Method,
     headers: HeaderMap,

@@ -8,6 +8,7 @@
 pub mod carriers;
 pub mod envelope;
 pub mod flows;
+pub mod spec;
 pub mod trunks;
 
 use std::collections::HashMap;
@@ -185,19 +186,77 @@ pub fn answer(method: &Method, result: Result<(StatusCode, Value), ApiError>) ->
     }
 }
 
+/// Every endpoint with its handler.
+pub fn routes() -> Vec<spec::Route> {
+    use spec::{Auth, Body, Endpoint};
+    let ep = |method, path, summary, auth, body| Endpoint {
+        method,
+        path,
+        summary,
+        auth,
+        body,
+    };
+    let mut r: Vec<spec::Route> = vec![
+        (
+            ep(
+                "get",
+                "/health",
+                "The process is up",
+                Auth::Open,
+                Body::Empty,
+            ),
+            get(health),
+        ),
+        (
+            ep(
+                "get",
+                "/ready",
+                "SIP bound, store reachable, flows loaded",
+                Auth::Open,
+                Body::Empty,
+            ),
+            get(ready),
+        ),
+        (
+            ep(
+                "get",
+                "/metrics",
+                "Metrics in Prometheus text format",
+                Auth::Open,
+                Body::Empty,
+            ),
+            get(metrics),
+        ),
+        (
+            ep(
+                "get",
+                "/openapi.json",
+                "This document",
+                Auth::Open,
+                Body::Empty,
+            ),
+            get(openapi),
+        ),
+        (
+            ep(
+                "post",
+                "/v2/accounts",
+                "Create an account; its api_token is shown only here",
+                Auth::Admin,
+                Body::Json(&[("name", "string", true)]),
+            ),
+            post(create_account),
+        ),
+    ];
+    r.extend(trunks::routes());
+    r.extend(flows::routes());
+    r.extend(carriers::routes());
+    r
+}
+
 /// The router.
 pub fn router(api: Api) -> Router {
-    Router::new()
-        .route(
-            "/health",
-            get(|| async { axum::Json(json!({ "status": "ok" })) }),
-        )
-        .route("/ready", get(ready))
-        .route("/metrics", get(metrics))
-        .route("/v2/accounts", post(create_account))
-        .merge(trunks::routes())
-        .merge(flows::routes())
-        .merge(carriers::routes())
+    spec::router(routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(api)
@@ -205,6 +264,19 @@ pub fn router(api: Api) -> Router {
 
 async fn not_found(method: Method) -> Response {
     fail(&method, &ApiError::not_found("this resource"))
+}
+
+async fn health() -> axum::Json<Value> {
+    axum::Json(json!({ "status": "ok" }))
+}
+
+async fn openapi() -> axum::Json<Value> {
+    static DOC: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    let doc = DOC.get_or_init(|| {
+        let endpoints: Vec<spec::Endpoint> = routes().into_iter().map(|(e, _)| e).collect();
+        spec::openapi(&endpoints)
+    });
+    axum::Json(doc.clone())
 }
 
 async fn metrics(State(api): State<Api>) -> Response {

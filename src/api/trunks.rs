@@ -5,14 +5,14 @@
 
 use std::net::IpAddr;
 
-use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{MatchedPath, Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Response;
-use axum::routing::{delete, get, put};
+use axum::routing::{delete, get, post, put};
 use serde_json::{Map, Value, json};
 
+use super::spec::{Auth, Body, Endpoint, Route};
 use super::{Api, ApiError, answer, json_body};
 use crate::config::parse_sip_uri;
 use crate::lang::number::is_e164;
@@ -21,26 +21,164 @@ use crate::sip::digest::DigestSecret;
 use crate::store::trunks::Child;
 use crate::store::{StoredTrunk, TrunkRow};
 
-type Body = Map<String, Value>;
+type Fields = Map<String, Value>;
 
-/// The trunk routes.
-pub fn routes() -> Router<Api> {
-    let t = "/v2/accounts/{account}/trunks";
-    Router::new()
-        .route(t, get(list).post(create))
-        .route(&format!("{t}/{{trunk}}"), get(one).delete(remove))
-        .route(
-            &format!("{t}/{{trunk}}/{{list}}"),
-            get(children).post(add_child),
-        )
-        .route(
-            &format!("{t}/{{trunk}}/{{list}}/{{id}}"),
-            delete(remove_child),
-        )
-        .route(
-            &format!("{t}/{{trunk}}/phone-numbers/{{id}}"),
-            put(update_number).delete(remove_number),
-        )
+const TRUNKS: &str = "/v2/accounts/{account}/trunks";
+
+/// The endpoint `method path` of this module.
+const fn ep(
+    method: &'static str,
+    path: &'static str,
+    summary: &'static str,
+    body: Body,
+) -> Endpoint {
+    Endpoint {
+        method,
+        path,
+        summary,
+        auth: Auth::Account,
+        body,
+    }
+}
+
+/// The lists that hang off a trunk, each with its body.
+const LISTS: [(&str, &str, Body); 4] = [
+    (
+        "/v2/accounts/{account}/trunks/{trunk}/phone-numbers",
+        "Map a phone number (E.164) to the trunk, in flow or pstn mode",
+        Body::Json(&[
+            ("phone_number", "string", true),
+            ("mode", "string", false),
+            ("flow_id", "string", false),
+        ]),
+    ),
+    (
+        "/v2/accounts/{account}/trunks/{trunk}/whitelisted-ips",
+        "Allow an address (IPv4 or IPv6, with a mask) to send the partner's calls",
+        Body::Json(&[("ip", "string", true), ("mask", "integer", false)]),
+    ),
+    (
+        "/v2/accounts/{account}/trunks/{trunk}/destination-uris",
+        "Add destinations host:port;transport=tcp|tls (207 when only some are valid)",
+        Body::Json(&[("destinations", "array", true)]),
+    ),
+    (
+        "/v2/accounts/{account}/trunks/{trunk}/credentials",
+        "Add digest credentials (stored as HA1 hashes)",
+        Body::Json(&[
+            ("user_name", "string", true),
+            ("password", "string", true),
+            ("friendly_name", "string", false),
+        ]),
+    ),
+];
+
+/// The trunk endpoints and their handlers.
+pub fn routes() -> Vec<Route> {
+    let mut r: Vec<Route> = vec![
+        (
+            ep(
+                "get",
+                TRUNKS,
+                "List the account's trunks (page_size, page)",
+                Body::Empty,
+            ),
+            get(list),
+        ),
+        (
+            ep(
+                "post",
+                TRUNKS,
+                "Create a trunk",
+                Body::Json(&[
+                    ("trunk_name", "string", true),
+                    ("nso_code", "string", false),
+                    ("domain_name", "string", false),
+                ]),
+            ),
+            post(create),
+        ),
+        (
+            ep(
+                "get",
+                "/v2/accounts/{account}/trunks/{trunk}",
+                "Get a trunk",
+                Body::Empty,
+            ),
+            get(one),
+        ),
+        (
+            ep(
+                "delete",
+                "/v2/accounts/{account}/trunks/{trunk}",
+                "Delete a trunk and what hangs off it",
+                Body::Empty,
+            ),
+            delete(remove),
+        ),
+        (
+            ep(
+                "get",
+                "/v2/accounts/{account}/trunks/{trunk}/settings",
+                "Get the trunk's settings",
+                Body::Empty,
+            ),
+            get(children),
+        ),
+        (
+            ep(
+                "post",
+                "/v2/accounts/{account}/trunks/{trunk}/settings",
+                "Set trunk_external_alias, max_channels, max_cps",
+                Body::Json(&[("settings", "array", true)]),
+            ),
+            post(add_child),
+        ),
+        (
+            ep(
+                "put",
+                "/v2/accounts/{account}/trunks/{trunk}/phone-numbers/{id}",
+                "Change a number's mode and flow",
+                Body::Json(&[("mode", "string", false), ("flow_id", "string", false)]),
+            ),
+            put(update_number),
+        ),
+    ];
+    for (path, summary, body) in LISTS {
+        r.push((ep("get", path, "List them", Body::Empty), get(children)));
+        r.push((ep("post", path, summary, body), post(add_child)));
+    }
+    for (path, item) in [
+        (
+            "/v2/accounts/{account}/trunks/{trunk}/phone-numbers/{id}",
+            "Remove a phone number",
+        ),
+        (
+            "/v2/accounts/{account}/trunks/{trunk}/whitelisted-ips/{id}",
+            "Remove an allowed address",
+        ),
+        (
+            "/v2/accounts/{account}/trunks/{trunk}/destination-uris/{id}",
+            "Remove a destination",
+        ),
+        (
+            "/v2/accounts/{account}/trunks/{trunk}/credentials/{id}",
+            "Remove credentials",
+        ),
+    ] {
+        r.push((ep("delete", path, item, Body::Empty), delete(remove_child)));
+    }
+    r
+}
+
+/// The list a matched path names: the segment after `{trunk}`.
+fn list_of(path: &MatchedPath) -> String {
+    path.as_str()
+        .split("/{trunk}/")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or("")
+        .to_string()
 }
 
 /// Authenticates, then runs `f` and answers in the envelope.
@@ -70,7 +208,7 @@ async fn owned(api: &Api, account: &str, sid: &str) -> Result<TrunkRow, ApiError
         .ok_or_else(|| ApiError::not_found(&format!("trunk {sid}")))
 }
 
-fn str_field<'a>(body: &'a Body, name: &str) -> Result<Option<&'a str>, ApiError> {
+fn str_field<'a>(body: &'a Fields, name: &str) -> Result<Option<&'a str>, ApiError> {
     match body.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.as_str())),
@@ -78,7 +216,7 @@ fn str_field<'a>(body: &'a Body, name: &str) -> Result<Option<&'a str>, ApiError
     }
 }
 
-fn required<'a>(body: &'a Body, name: &str) -> Result<&'a str, ApiError> {
+fn required<'a>(body: &'a Fields, name: &str) -> Result<&'a str, ApiError> {
     str_field(body, name)?
         .filter(|s| !s.is_empty())
         .ok_or_else(|| ApiError::missing(name))
@@ -222,8 +360,10 @@ async fn children(
     State(api): State<Api>,
     method: Method,
     headers: HeaderMap,
-    Path((account, trunk, list)): Path<(String, String, String)>,
+    Path((account, trunk)): Path<(String, String)>,
+    matched: MatchedPath,
 ) -> Response {
+    let list = list_of(&matched);
     run(&api, &method, &headers, &account, || async {
         let row = owned(&api, &account, &trunk).await?;
         let data = match list.as_str() {
@@ -244,9 +384,11 @@ async fn add_child(
     State(api): State<Api>,
     method: Method,
     headers: HeaderMap,
-    Path((account, trunk, list)): Path<(String, String, String)>,
+    Path((account, trunk)): Path<(String, String)>,
+    matched: MatchedPath,
     body: Bytes,
 ) -> Response {
+    let list = list_of(&matched);
     run(&api, &method, &headers, &account, || async {
         let row = owned(&api, &account, &trunk).await?;
         let body = json_body(&headers, &body)?;
@@ -269,8 +411,10 @@ async fn remove_child(
     State(api): State<Api>,
     method: Method,
     headers: HeaderMap,
-    Path((account, trunk, list, id)): Path<(String, String, String, String)>,
+    Path((account, trunk, id)): Path<(String, String, String)>,
+    matched: MatchedPath,
 ) -> Response {
+    let list = list_of(&matched);
     run(&api, &method, &headers, &account, || async {
         owned(&api, &account, &trunk).await?;
         if !api.store.delete_child(child(&list)?, &trunk, &id).await? {
@@ -282,21 +426,11 @@ async fn remove_child(
     .await
 }
 
-async fn remove_number(
-    state: State<Api>,
-    method: Method,
-    headers: HeaderMap,
-    Path((account, trunk, id)): Path<(String, String, String)>,
-) -> Response {
-    let path = Path((account, trunk, "phone-numbers".to_string(), id));
-    remove_child(state, method, headers, path).await
-}
-
 /// A number's mode and flow from `body`.
 fn number_target<'a>(
     api: &Api,
     account: &str,
-    body: &'a Body,
+    body: &'a Fields,
 ) -> Result<(&'a str, Option<&'a str>), ApiError> {
     let mode = str_field(body, "mode")?.unwrap_or("flow");
     let flow = str_field(body, "flow_id")?;
@@ -315,7 +449,7 @@ fn number_target<'a>(
 async fn add_number(
     api: &Api,
     trunk: &TrunkRow,
-    body: &Body,
+    body: &Fields,
 ) -> Result<(StatusCode, Value), ApiError> {
     let number = required(body, "phone_number")?;
     if !is_e164(number) {
@@ -358,7 +492,7 @@ async fn update_number(
     .await
 }
 
-async fn add_ip(api: &Api, trunk: &str, body: &Body) -> Result<(StatusCode, Value), ApiError> {
+async fn add_ip(api: &Api, trunk: &str, body: &Fields) -> Result<(StatusCode, Value), ApiError> {
     let ip: IpAddr = required(body, "ip")?
         .parse()
         .map_err(|_| ApiError::invalid("ip", "must be an IPv4 or IPv6 address"))?;
@@ -395,7 +529,7 @@ fn destination_uri(text: &str) -> Result<String, String> {
 async fn add_destinations(
     api: &Api,
     trunk: &str,
-    body: &Body,
+    body: &Fields,
 ) -> Result<(StatusCode, Value), ApiError> {
     let items = match body.get("destinations") {
         Some(Value::Array(a)) if !a.is_empty() => a,
@@ -465,7 +599,11 @@ fn settings_of(row: &TrunkRow) -> Value {
     ])
 }
 
-async fn settings(api: &Api, row: &TrunkRow, body: &Body) -> Result<(StatusCode, Value), ApiError> {
+async fn settings(
+    api: &Api,
+    row: &TrunkRow,
+    body: &Fields,
+) -> Result<(StatusCode, Value), ApiError> {
     let Some(Value::Array(items)) = body.get("settings") else {
         return Err(ApiError::missing("settings"));
     };
@@ -507,7 +645,7 @@ async fn settings(api: &Api, row: &TrunkRow, body: &Body) -> Result<(StatusCode,
 async fn add_credential(
     api: &Api,
     trunk: &str,
-    body: &Body,
+    body: &Fields,
 ) -> Result<(StatusCode, Value), ApiError> {
     let user = required(body, "user_name")?;
     let password = required(body, "password")?;
