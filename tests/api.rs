@@ -912,7 +912,7 @@ async fn openapi_describes_every_route_the_api_serves() {
     // open, 200) but never the router's fallback.
     let mut n = 0;
     for (path, ops) in doc["paths"].as_object().unwrap() {
-        let url = format!("{}{}", node.base, path.replace('{', "").replace('}', ""));
+        let url = format!("{}{}", node.base, path.replace(['{', '}'], ""));
         for (method, op) in ops.as_object().unwrap() {
             let r = node
                 .http
