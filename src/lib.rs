@@ -12,8 +12,9 @@
 //! | [`call`] | the B2BUA: the caller's leg, far legs, the bridge, forking, the engine and the SIP stack |
 //! | [`applets`] | one file per applet behind the `Applet` trait, and the registry of kinds |
 //! | [`flow`] | compiling flow files into graphs, the executor, graph export, `simulate`, the loader |
-//! | [`config`], [`routing`], [`webhook`] | `callflow.yaml` typed at load; numbers, trunks, carriers, limits, health; the HTTP client |
-//! | [`server`] | `callflow serve`: start-up, reload, each new INVITE, calls to the PSTN, pings, records |
+//! | [`config`], [`routing`], [`webhook`], [`store`], [`metrics`] | `callflow.yaml` typed at load; numbers, trunks, carriers, limits, health; the HTTP client; SQLite or PostgreSQL; Prometheus metrics |
+//! | [`api`] | the HTTP API: accounts, trunks, flows, carriers, health, metrics, OpenAPI |
+//! | [`server`] | `callflow serve`: start-up, reload and API changes, each new INVITE, calls to the PSTN, pings, records |
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
