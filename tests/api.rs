@@ -10,7 +10,7 @@ use callflow::server::Server;
 use callflow::sip::{Name, Transport};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::Ua;
+use support::{Ua, digest_answer};
 use support::partner::{Partner, partner};
 
 const ADMIN: &str = "admin-secret-for-tests";
@@ -930,4 +930,73 @@ async fn openapi_describes_every_route_the_api_serves() {
         }
     }
     assert!(n >= 25, "{n} operations");
+}
+
+#[tokio::test]
+async fn credentials_created_over_http_authenticate_a_partners_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("c.db").display());
+    let (_, addr) = partner().await;
+    let mut carrier = Ua::new_at(Transport::Udp, "carrier", None, "127.0.0.2").await;
+    let node = start(&config(&store, carrier.addr), addr).await;
+    let a = node.account("digest").await;
+    let (_, v) = node
+        .call(&a, "POST", "/trunks", Some(json!({ "trunk_name": "d" })))
+        .await;
+    let t = v["response"]["data"]["trunk_sid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    node.call(
+        &a,
+        "POST",
+        &format!("/trunks/{t}/phone-numbers"),
+        Some(json!({ "phone_number": "+918047000333", "mode": "pstn" })),
+    )
+    .await;
+    node.call(
+        &a,
+        "POST",
+        &format!("/trunks/{t}/credentials"),
+        Some(json!({ "user_name": "sbc", "password": "s3cret" })),
+    )
+    .await;
+    // No whitelisted address: the first INVITE is challenged, the answer lets it through.
+    let mut sbc = Ua::new(Transport::Udp, "sbc", None).await;
+    let mut invite = sbc.invite(&format!("sip:+919999999999@{}", node.sip()), "dg1");
+    invite.set_header(
+        Name::From,
+        format!("<sip:+918047000333@{}>;tag=d1", sbc.addr),
+    );
+    sbc.send(&invite, node.sip()).await;
+    let r = sbc.expect_final("INVITE").await;
+    assert_eq!(r.status(), Some(401));
+    let challenge = r
+        .header(&Name::parse("WWW-Authenticate"))
+        .unwrap()
+        .to_string();
+    let uri = invite.request_uri().unwrap().to_string();
+    for (password, call_id, reaches) in [("wrong", "dg2", false), ("s3cret", "dg3", true)] {
+        let mut again = invite.clone();
+        again.set_header(Name::CallId, call_id);
+        let via = invite
+            .header(&Name::Via)
+            .unwrap()
+            .replace(";branch=z9hG4bK", &format!(";branch=z9hG4bK{call_id}"));
+        again.set_header(Name::Via, via);
+        again.push_header(
+            Name::parse("Authorization"),
+            digest_answer(&challenge, "SHA-256", &uri, "sbc", password),
+        );
+        sbc.send(&again, node.sip()).await;
+        if reaches {
+            let (inv, from) = carrier.expect_request("INVITE").await;
+            carrier
+                .send(&carrier.response(&inv, 486, "c", None), from)
+                .await;
+            assert_eq!(sbc.expect_final("INVITE").await.status(), Some(486));
+        } else {
+            assert_eq!(sbc.expect_final("INVITE").await.status(), Some(403));
+        }
+    }
 }

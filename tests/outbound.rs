@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use callflow::config::Config;
 use callflow::server::Server;
 use callflow::sip::{Message, Name, Transport};
-use support::{Ua, answer, fast_timers, serve};
+use support::{Ua, answer, digest_answer, fast_timers, serve};
 
 const CONFIG: &str = r#"
 sip: { listen: ["udp://127.0.0.1:0"], options_interval: null }
@@ -206,37 +206,6 @@ async fn trunk_calls_per_second_limit() {
     let mut codes: Vec<u16> = finals.iter().map(|f| f.1).collect();
     codes.sort();
     assert_eq!(codes, [486, 503]);
-}
-
-fn digest_answer(challenge: &str, alg: &str, uri: &str, user: &str, pass: &str) -> String {
-    use sha2::Digest;
-    let h = |s: String| -> String {
-        if alg == "SHA-256" {
-            hex::encode(sha2::Sha256::digest(s.as_bytes()))
-        } else {
-            hex::encode(md5::Md5::digest(s.as_bytes()))
-        }
-    };
-    let nonce = challenge
-        .split("nonce=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap();
-    let realm = challenge
-        .split("realm=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap();
-    let ha1 = h(format!("{user}:{realm}:{pass}"));
-    let ha2 = h(format!("INVITE:{uri}"));
-    let resp = h(format!("{ha1}:{nonce}:00000001:0a4f113b:auth:{ha2}"));
-    format!(
-        "Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{resp}\", algorithm={alg}, qop=auth, nc=00000001, cnonce=\"0a4f113b\""
-    )
 }
 
 #[tokio::test]

@@ -532,3 +532,36 @@ where
     });
     tx
 }
+
+/// The Authorization value answering `challenge` (a WWW-Authenticate value) for an
+/// INVITE to `uri` with `alg` (`SHA-256` or `MD5`), qop=auth, nc 1.
+pub fn digest_answer(challenge: &str, alg: &str, uri: &str, user: &str, pass: &str) -> String {
+    use sha2::Digest;
+    let h = |s: String| -> String {
+        if alg == "SHA-256" {
+            hex::encode(sha2::Sha256::digest(s.as_bytes()))
+        } else {
+            hex::encode(md5::Md5::digest(s.as_bytes()))
+        }
+    };
+    let nonce = challenge
+        .split("nonce=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let realm = challenge
+        .split("realm=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let ha1 = h(format!("{user}:{realm}:{pass}"));
+    let ha2 = h(format!("INVITE:{uri}"));
+    let resp = h(format!("{ha1}:{nonce}:00000001:0a4f113b:auth:{ha2}"));
+    format!(
+        "Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{resp}\", algorithm={alg}, qop=auth, nc=00000001, cnonce=\"0a4f113b\""
+    )
+}
