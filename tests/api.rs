@@ -10,8 +10,8 @@ use callflow::server::Server;
 use callflow::sip::{Name, Transport};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::{Ua, digest_answer};
 use support::partner::{Partner, partner};
+use support::{Ua, digest_answer};
 
 const ADMIN: &str = "admin-secret-for-tests";
 
@@ -999,4 +999,57 @@ async fn credentials_created_over_http_authenticate_a_partners_call() {
             assert_eq!(sbc.expect_final("INVITE").await.status(), Some(403));
         }
     }
+}
+
+#[tokio::test]
+async fn the_files_trunks_are_listed_as_such_and_their_numbers_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("c.db").display());
+    let (_, addr) = partner().await;
+    let text = format!(
+        "{}trunks:\n  - sid: file_trunk\n    destinations: [\"sip:127.0.0.1:5999\"]\n    numbers: [{{ number: \"+918047000444\", mode: pstn }}]\n",
+        config(&store, nowhere())
+    );
+    let node = start(&text, addr).await;
+    let a = node.account("f").await;
+    let (_, v) = node
+        .call(&a, "POST", "/trunks", Some(json!({ "trunk_name": "mine" })))
+        .await;
+    let t = v["response"]["data"]["trunk_sid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (s, v) = node
+        .call(
+            &a,
+            "POST",
+            &format!("/trunks/{t}/phone-numbers"),
+            Some(json!({ "phone_number": "+918047000444", "mode": "pstn" })),
+        )
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::CONFLICT, 1008));
+    assert!(
+        v["response"]["error_data"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("callflow.yaml")
+    );
+    let v: Value = node
+        .http
+        .get(format!("{}/v2/trunks", node.base))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let list = v["response"]["data"]["trunks"].as_array().unwrap();
+    assert_eq!(list[0]["trunk_sid"], "file_trunk");
+    assert_eq!(list[0]["source"], "file");
+    assert_eq!(list[1]["trunk_sid"], t.as_str());
+    assert_eq!(list[1]["source"], "api");
+    // Accounts do not see the file's trunks.
+    let (_, v) = node.call(&a, "GET", "/trunks", None).await;
+    assert_eq!(v["response"]["data"]["trunks"].as_array().unwrap().len(), 1);
 }

@@ -53,6 +53,8 @@ pub trait Live: Send + Sync {
     fn file_carrier(&self, name: &str) -> bool;
     /// The file's carriers, as the API lists them.
     fn file_carriers(&self) -> Vec<Value>;
+    /// The file's trunks, as the API lists them.
+    fn file_trunks(&self) -> Vec<Value>;
     /// Sets the metrics read at scrape time (active calls, SIP messages, channels,
     /// transactions).
     fn observe(&self);

@@ -148,6 +148,18 @@ pub fn routes() -> Vec<Route> {
         r.push((ep("get", path, "List them", Body::Empty), get(children)));
         r.push((ep("post", path, summary, body), post(add_child)));
     }
+    r.push((
+        Endpoint {
+            auth: Auth::Admin,
+            ..ep(
+                "get",
+                "/v2/trunks",
+                "Every trunk: the file's (source file) and the accounts' (source api)",
+                Body::Empty,
+            )
+        },
+        get(all_trunks),
+    ));
     for (path, item) in [
         (
             "/v2/accounts/{account}/trunks/{trunk}/phone-numbers/{id}",
@@ -169,6 +181,27 @@ pub fn routes() -> Vec<Route> {
         r.push((ep("delete", path, item, Body::Empty), delete(remove_child)));
     }
     r
+}
+
+/// `GET /v2/trunks`, the operator's view of every trunk.
+async fn all_trunks(State(api): State<Api>, method: Method, headers: HeaderMap) -> Response {
+    let result = async {
+        api.admin(&headers)?;
+        let mut all = api.live.file_trunks();
+        for t in api.store.all_trunks().await? {
+            all.push(json!({
+                "trunk_sid": t.trunk.trunk_sid,
+                "account_sid": t.trunk.account_sid,
+                "trunk_name": t.trunk.trunk_name,
+                "phone_numbers": t.numbers.iter().map(|n| n.phone_number.clone()).collect::<Vec<_>>(),
+                "destinations": t.destinations.iter().map(|d| d.destination.clone()).collect::<Vec<_>>(),
+                "source": "api",
+            }));
+        }
+        Ok((StatusCode::OK, json!({ "trunks": all })))
+    }
+    .await;
+    answer(&method, result)
 }
 
 /// The list a matched path names: the segment after `{trunk}`.

@@ -196,6 +196,22 @@ impl crate::api::Live for Live {
         }
     }
 
+    fn file_trunks(&self) -> Vec<serde_json::Value> {
+        let config = self.config.load();
+        config
+            .trunks
+            .iter()
+            .map(|t| {
+                serde_json::json!({
+                    "trunk_sid": t.sid,
+                    "phone_numbers": t.numbers.iter().map(|n| n.number.clone()).collect::<Vec<_>>(),
+                    "destinations": t.destinations.iter().map(|d| d.uri().to_string()).collect::<Vec<_>>(),
+                    "source": "file",
+                })
+            })
+            .collect()
+    }
+
     fn compile_options(&self) -> CompileOptions {
         CompileOptions {
             reserved_header_prefixes: self.config.load().reserved_header_prefixes.clone(),
