@@ -224,7 +224,7 @@ async fn sipp_seed_handoff_caller_bot_agent() {
         .unwrap();
     run_caller(
         &server,
-        "uac_handoff.xml",
+        file("uac_handoff.xml"),
         "+918047112233",
         vec![("bot", bot), ("agent", agent)],
     )
@@ -235,7 +235,7 @@ async fn sipp_seed_handoff_caller_bot_agent() {
 /// far ends in `far` are up; asserts that the caller and every far end succeeded.
 async fn run_caller(
     server: &callflow::server::Server,
-    scenario: &str,
+    scenario: Vec<String>,
     number: &str,
     far: Vec<(&str, tokio::process::Child)>,
 ) {
@@ -246,7 +246,7 @@ async fn run_caller(
         .unwrap()
         .to_string();
     let caller = sipp(
-        &file(scenario),
+        &scenario,
         free_port(),
         Transport::Udp,
         &["-s".into(), number.into(), target],
@@ -301,5 +301,89 @@ async fn sipp_outbound_carrier_failover() {
             sipp(&args, port, Transport::Udp, &[]).spawn().unwrap(),
         ));
     }
-    run_caller(&server, "uac_outbound.xml", "+919999999999", carriers).await;
+    run_caller(&server, file("uac_outbound.xml"), "+919999999999", carriers).await;
+}
+
+/// Issue 9's onboarding done over HTTP, then a SIPp call routed by what it created,
+/// without a restart: a trunk, a flow uploaded for it, a DID mapped to the flow, a TCP
+/// destination where SIPp answers, and the external alias as Request-URI user.
+#[tokio::test]
+async fn sipp_call_routed_by_what_the_api_created() {
+    if !sipp_present() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("c.db").display());
+    let config = format!(
+        "sip: {{ listen: [\"udp://127.0.0.1:0\"], options_interval: null }}\napi: {{ listen: \"127.0.0.1:0\", admin_token: t0ken }}\nstore: \"{store}\"\nflows: flows\ncarriers:\n  - {{ name: pstn, uri: \"sip:127.0.0.1:9\", addresses: [127.0.0.1/32] }}\n"
+    );
+    let (server, _dir) = support::serve(&config, &[]).await;
+    let base = format!("http://{}", server.api_addr.unwrap());
+    let http = reqwest::Client::new();
+    let post = |url: String, body: serde_json::Value| http.post(url).json(&body);
+    let v: serde_json::Value = post(
+        format!("{base}/v2/accounts"),
+        serde_json::json!({ "name": "sipp" }),
+    )
+    .bearer_auth("t0ken")
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let d = &v["response"]["data"];
+    let (sid, key, token) = (
+        d["account_sid"].as_str().unwrap().to_string(),
+        d["api_key"].as_str().unwrap().to_string(),
+        d["api_token"].as_str().unwrap().to_string(),
+    );
+    let api = format!("{base}/v2/accounts/{sid}");
+    let call = |path: &str, body: serde_json::Value| {
+        post(format!("{api}{path}"), body).basic_auth(&key, Some(&token))
+    };
+    let v: serde_json::Value = call("/trunks", serde_json::json!({ "trunk_name": "sipp_bot" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let trunk = v["response"]["data"]["trunk_sid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let flow = format!(
+        "flow: to-bot\nstart: bot\napplets:\n  bot:\n    connect: {{ to: \"sip:{trunk}\" }}\n    next: bye\n  bye:\n    hangup: {{}}\n"
+    );
+    let r = http
+        .put(format!("{api}/flows/to-bot"))
+        .basic_auth(&key, Some(&token))
+        .body(flow)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let bot_port = free_port();
+    for (path, body) in [
+        (
+            format!("/trunks/{trunk}/phone-numbers"),
+            serde_json::json!({ "phone_number": "+918047112255", "mode": "flow", "flow_id": "to-bot" }),
+        ),
+        (
+            format!("/trunks/{trunk}/destination-uris"),
+            serde_json::json!({ "destinations": [{ "destination": format!("127.0.0.1:{bot_port};transport=tcp") }] }),
+        ),
+        (
+            format!("/trunks/{trunk}/settings"),
+            serde_json::json!({ "settings": [{ "name": "trunk_external_alias", "value": "+918047112200" }] }),
+        ),
+    ] {
+        let r = call(&path, body).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+    }
+    let bot = sipp(&builtin("uas"), bot_port, Transport::Tcp, &[])
+        .spawn()
+        .unwrap();
+    run_caller(&server, builtin("uac"), "+918047112255", vec![("bot", bot)]).await;
 }
