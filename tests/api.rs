@@ -1053,3 +1053,52 @@ async fn the_files_trunks_are_listed_as_such_and_their_numbers_refused() {
     let (_, v) = node.call(&a, "GET", "/trunks", None).await;
     assert_eq!(v["response"]["data"]["trunks"].as_array().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn what_axum_refuses_is_in_the_envelope_too() {
+    let (node, a, _d) = sqlite_node().await;
+    let (_, v) = node
+        .call(&a, "POST", "/trunks", Some(json!({ "trunk_name": "big" })))
+        .await;
+    let t = v["response"]["data"]["trunk_sid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let huge = format!("{{\"phone_number\":\"{}\"}}", "9".repeat(2 * 1024 * 1024));
+    let url = format!(
+        "{}/v2/accounts/{}/trunks/{t}/phone-numbers",
+        node.base, a.sid
+    );
+    let r = node
+        .http
+        .post(&url)
+        .basic_auth(&a.key, Some(&a.token))
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!((v["http_code"].as_u64(), code(&v)), (Some(413), 1007));
+    let r = node
+        .http
+        .patch(format!("{}/v2/accounts/{}/trunks", node.base, a.sid))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(code(&r.json().await.unwrap()), 1000);
+    let r = node
+        .http
+        .get(format!(
+            "{}/v2/accounts/{}/trunks?page_size=lots",
+            node.base, a.sid
+        ))
+        .basic_auth(&a.key, Some(&a.token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(code(&r.json().await.unwrap()), 1007);
+}

@@ -260,8 +260,39 @@ pub fn routes() -> Vec<spec::Route> {
 pub fn router(api: Api) -> Router {
     spec::router(routes())
         .fallback(not_found)
+        .layer(axum::middleware::from_fn(enveloped))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(api)
+}
+
+/// Puts what axum itself answers (a body over the limit, a malformed query or path,
+/// a method the path does not take) into the envelope like every other error.
+async fn enveloped(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let method = request.method().clone();
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| {
+            ct.starts_with("application/json") || ct.starts_with("text/plain; version=0.0.4")
+        });
+    if status.as_u16() < 400 || is_json {
+        return response;
+    }
+    let mut e = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::bad_body(&format!("the body is larger than {MAX_BODY} bytes"))
+        }
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::not_found("this method on this resource"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::content_type(),
+        StatusCode::NOT_FOUND => ApiError::not_found("this resource"),
+        s if s.is_server_error() => ApiError::internal(format!("HTTP {s}")),
+        _ => ApiError::bad_body("the request's path or query is malformed"),
+    };
+    e.status = status;
+    fail(&method, &e)
 }
 
 async fn not_found(method: Method) -> Response {

@@ -57,7 +57,7 @@ impl Call {
         rx: mpsc::Receiver<CallInput>,
     ) -> Call {
         Call {
-            sid: format!("CA{:016x}", rand::random::<u64>()),
+            sid: format!("CA{:032x}", rand::random::<u128>()),
             caller: CallerLeg::new(core.clone(), invite),
             core,
             rx,
