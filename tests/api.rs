@@ -1102,3 +1102,38 @@ async fn what_axum_refuses_is_in_the_envelope_too() {
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert_eq!(code(&r.json().await.unwrap()), 1007);
 }
+
+#[tokio::test]
+async fn the_operator_sees_every_flow_with_its_source() {
+    let (node, a, _d) = sqlite_node().await;
+    let own = "flow: own\nstart: b\napplets:\n  b:\n    hangup: {}\n";
+    assert_eq!(put_flow(&node, &a, "own", own).await.0, StatusCode::OK);
+    let v: Value = node
+        .http
+        .get(format!("{}/v2/flows", node.base))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let flows = v["response"]["data"]["flows"].as_array().unwrap();
+    assert!(
+        flows
+            .iter()
+            .any(|f| f["flow_id"] == "f" && f["source"] == "file"),
+        "{v}"
+    );
+    assert!(
+        flows.iter().any(|f| f["flow_id"] == "own"
+            && f["source"] == "api"
+            && f["account_sid"] == a.sid.as_str()),
+        "{v}"
+    );
+    assert!(
+        !flows
+            .iter()
+            .any(|f| f["flow_id"].as_str().unwrap().contains('/'))
+    );
+}

@@ -65,6 +65,18 @@ pub fn routes() -> Vec<Route> {
             ),
             delete(remove),
         ),
+        (
+            Endpoint {
+                auth: Auth::Admin,
+                ..ep(
+                    "get",
+                    "/v2/flows",
+                    "Every flow: the flows directory's (source file) and the accounts' (source api)",
+                    Body::Empty,
+                )
+            },
+            get(all_flows),
+        ),
     ]
 }
 
@@ -191,6 +203,20 @@ async fn list(
             .map(|f| json!({ "flow_id": f.flow_id, "version": f.version }))
             .collect();
         Ok((StatusCode::OK, json!({ "flows": flows })))
+    }
+    .await;
+    answer(&method, result)
+}
+
+/// `GET /v2/flows`, the operator's view of every flow.
+async fn all_flows(State(api): State<Api>, method: Method, headers: HeaderMap) -> Response {
+    let result = async {
+        api.admin(&headers)?;
+        let mut all = api.live.file_flows();
+        for f in api.store.flows(None).await? {
+            all.push(json!({ "flow_id": f.flow_id, "account_sid": f.account_sid, "version": f.version, "source": "api" }));
+        }
+        Ok((StatusCode::OK, json!({ "flows": all })))
     }
     .await;
     answer(&method, result)

@@ -55,6 +55,8 @@ pub trait Live: Send + Sync {
     fn file_carriers(&self) -> Vec<Value>;
     /// The file's trunks, as the API lists them.
     fn file_trunks(&self) -> Vec<Value>;
+    /// The flows loaded from the `flows` directory, as the API lists them.
+    fn file_flows(&self) -> Vec<Value>;
     /// Sets the metrics read at scrape time (active calls, SIP messages, channels,
     /// transactions).
     fn observe(&self);

@@ -395,6 +395,13 @@ impl Routing {
     pub fn flow(&self, id: &str) -> Option<Arc<Flow>> {
         self.flows.get(id).cloned()
     }
+
+    /// Every loaded flow, by id.
+    pub fn flows(&self) -> Vec<Arc<Flow>> {
+        let mut all: Vec<Arc<Flow>> = self.flows.values().cloned().collect();
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        all
+    }
 }
 
 /// What the store adds to the file's trunks and carriers.

@@ -212,6 +212,16 @@ impl crate::api::Live for Live {
             .collect()
     }
 
+    fn file_flows(&self) -> Vec<serde_json::Value> {
+        let routing = self.current.load().routing.clone();
+        routing
+            .flows()
+            .iter()
+            .filter(|f| !f.id.contains('/'))
+            .map(|f| serde_json::json!({ "flow_id": f.id, "file": &*f.file, "source": "file" }))
+            .collect()
+    }
+
     fn compile_options(&self) -> CompileOptions {
         CompileOptions {
             reserved_header_prefixes: self.config.load().reserved_header_prefixes.clone(),
