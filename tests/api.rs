@@ -237,34 +237,88 @@ async fn onboarding_on_sqlite() {
 
 #[tokio::test]
 async fn onboarding_on_postgresql() {
-    let Ok(url) = std::env::var("CALLFLOW_TEST_POSTGRES") else {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI must set CALLFLOW_TEST_POSTGRES (.ci/run starts PostgreSQL)"
-        );
-        eprintln!("CALLFLOW_TEST_POSTGRES is not set: the PostgreSQL run is skipped here");
-        return;
-    };
-    onboarding_then_calls_then_restart(&url).await;
+    if let Some(url) = postgres() {
+        onboarding_then_calls_then_restart(&url).await;
+    }
 }
 
 /// A node on a fresh SQLite store with one account.
 async fn sqlite_node() -> (Node, Account, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store = format!("sqlite://{}", dir.path().join("c.db").display());
-    let (_, addr) = partner().await;
-    let node = start(&config(&store, nowhere()), addr).await;
-    let acct = node.account("one").await;
+    let (node, acct) = node_on(&store).await;
     (node, acct, dir)
+}
+
+/// A node on `store` with one new account.
+async fn node_on(store: &str) -> (Node, Account) {
+    let (_, addr) = partner().await;
+    let node = start(&config(store, nowhere()), addr).await;
+    let acct = node.account("one").await;
+    (node, acct)
+}
+
+/// The PostgreSQL database the tests may use: `CALLFLOW_TEST_POSTGRES`, which CI
+/// must set.
+fn postgres() -> Option<String> {
+    match std::env::var("CALLFLOW_TEST_POSTGRES") {
+        Ok(url) => Some(url),
+        Err(_) => {
+            assert!(
+                std::env::var("CI").is_err(),
+                "CI must set CALLFLOW_TEST_POSTGRES (.ci/run starts PostgreSQL)"
+            );
+            eprintln!("CALLFLOW_TEST_POSTGRES is not set: the PostgreSQL run is skipped here");
+            None
+        }
+    }
+}
+
+/// A temporary SQLite store's URL (keep the directory).
+fn sqlite_store() -> (String, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    (
+        format!("sqlite://{}", dir.path().join("c.db").display()),
+        dir,
+    )
+}
+
+/// A number no other test (or earlier run on the same database) uses.
+fn fresh_number() -> String {
+    format!("+9170{:09}", rand::random::<u32>() % 1_000_000_000)
+}
+
+/// Runs the test body `$body` (an async fn taking the store URL) on SQLite and on
+/// PostgreSQL.
+macro_rules! on_both_stores {
+    ($sqlite:ident, $postgres:ident, $body:ident) => {
+        #[tokio::test]
+        async fn $sqlite() {
+            let (store, _dir) = sqlite_store();
+            $body(&store).await;
+        }
+
+        #[tokio::test]
+        async fn $postgres() {
+            if let Some(url) = postgres() {
+                $body(&url).await;
+            }
+        }
+    };
 }
 
 fn code(v: &Value) -> u64 {
     v["response"]["error_data"]["code"].as_u64().unwrap_or(0)
 }
 
-#[tokio::test]
-async fn every_error_code_in_the_envelope() {
-    let (node, a, _d) = sqlite_node().await;
+on_both_stores!(
+    error_codes_on_sqlite,
+    error_codes_on_postgresql,
+    every_error_code_in_the_envelope
+);
+
+async fn every_error_code_in_the_envelope(store: &str) {
+    let (node, a) = node_on(store).await;
     let (s, v) = node.call(&a, "GET", "/trunks/TKnothere", None).await;
     assert_eq!((s, code(&v)), (StatusCode::NOT_FOUND, 1000));
     assert_eq!(v["response"]["status"], "failure");
@@ -318,7 +372,7 @@ async fn every_error_code_in_the_envelope() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert_eq!(code(&r.json().await.unwrap()), 1011);
-    let number = json!({ "phone_number": "+918047000001", "mode": "pstn" });
+    let number = json!({ "phone_number": fresh_number(), "mode": "pstn" });
     let (s, _) = node
         .call(
             &a,
@@ -379,9 +433,14 @@ async fn every_error_code_in_the_envelope() {
     assert!(v["response"]["data"][0].get("ha1_md5").is_none());
 }
 
-#[tokio::test]
-async fn accounts_see_only_their_own_and_credentials_are_checked() {
-    let (node, a, _d) = sqlite_node().await;
+on_both_stores!(
+    isolation_on_sqlite,
+    isolation_on_postgresql,
+    accounts_see_only_their_own_and_credentials_are_checked
+);
+
+async fn accounts_see_only_their_own_and_credentials_are_checked(store: &str) {
+    let (node, a) = node_on(store).await;
     let b = node.account("two").await;
     let (_, v) = node
         .call(&a, "POST", "/trunks", Some(json!({ "trunk_name": "mine" })))
@@ -526,9 +585,14 @@ async fn put_flow(node: &Node, a: &Account, id: &str, yaml: &str) -> (StatusCode
     (status, r.json().await.unwrap())
 }
 
-#[tokio::test]
-async fn flows_over_http_compile_version_route_and_stay_private() {
-    let (node, a, _d) = sqlite_node().await;
+on_both_stores!(
+    flows_on_sqlite,
+    flows_on_postgresql,
+    flows_over_http_compile_version_route_and_stay_private
+);
+
+async fn flows_over_http_compile_version_route_and_stay_private(store: &str) {
+    let (node, a) = node_on(store).await;
     let b = node.account("other").await;
     // A flow with an error: its diagnostics, and nothing stored.
     let bad = "flow: mine\nstart: c\napplets:\n  c:\n    connect: { to: sip:bot@127.0.0.1 }\n    on: { completed: sory }\n  sorry:\n    hangup: {}\n";
@@ -671,16 +735,21 @@ async fn flows_over_http_compile_version_route_and_stay_private() {
     );
 }
 
-#[tokio::test]
-async fn carriers_under_the_admin_token_carry_calls_at_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = format!("sqlite://{}", dir.path().join("c.db").display());
+on_both_stores!(
+    carriers_on_sqlite,
+    carriers_on_postgresql,
+    carriers_under_the_admin_token_carry_calls_at_once
+);
+
+async fn carriers_under_the_admin_token_carry_calls_at_once(store: &str) {
+    let n = fresh_number();
     let (_, addr) = partner().await;
     let mut file_carrier = Ua::new_at(Transport::Udp, "file-carrier", None, "127.0.0.2").await;
     let node = start(&config(&store, file_carrier.addr), addr).await;
     let admin = |req: reqwest::RequestBuilder| req.bearer_auth(ADMIN);
     let mut api_carrier = Ua::new_at(Transport::Udp, "api-carrier", None, "127.0.0.3").await;
-    let body = json!({ "name": "backup", "uri": format!("sip:{}", api_carrier.addr), "addresses": ["127.0.0.3/32"], "priority": 5, "max_channels": 10 });
+    let backup = format!("backup{:08x}", rand::random::<u32>());
+    let body = json!({ "name": backup, "uri": format!("sip:{}", api_carrier.addr), "addresses": ["127.0.0.3/32"], "priority": 5, "max_channels": 10 });
     let r = admin(node.http.post(format!("{}/v2/carriers", node.base)))
         .json(&body)
         .send()
@@ -712,7 +781,7 @@ async fn carriers_under_the_admin_token_carry_calls_at_once() {
         .iter()
         .map(|c| (c["name"].as_str().unwrap(), c["source"].as_str().unwrap()))
         .collect();
-    assert_eq!(sources, [("pstn", "file"), ("backup", "api")]);
+    assert_eq!(sources, [("pstn", "file"), (backup.as_str(), "api")]);
     // Without the admin token: 401; accounts' credentials do not open it either.
     let r = node
         .http
@@ -734,7 +803,7 @@ async fn carriers_under_the_admin_token_carry_calls_at_once() {
         &a,
         "POST",
         &format!("/trunks/{t}/phone-numbers"),
-        Some(json!({ "phone_number": "+918047000111", "mode": "pstn" })),
+        Some(json!({ "phone_number": n, "mode": "pstn" })),
     )
     .await;
     node.call(
@@ -746,10 +815,7 @@ async fn carriers_under_the_admin_token_carry_calls_at_once() {
     .await;
     let mut sbc = Ua::new(Transport::Udp, "sbc", None).await;
     let mut out = sbc.invite(&format!("sip:+919999999999@{}", node.sip()), "carrier-api");
-    out.set_header(
-        Name::From,
-        format!("<sip:+918047000111@{}>;tag=o2", sbc.addr),
-    );
+    out.set_header(Name::From, format!("<sip:{n}@{}>;tag=o2", sbc.addr));
     sbc.send(&out, node.sip()).await;
     let (inv, from) = file_carrier.expect_request("INVITE").await;
     file_carrier
@@ -764,7 +830,7 @@ async fn carriers_under_the_admin_token_carry_calls_at_once() {
     // Deleted: the next call has only the file's carrier.
     let r = admin(
         node.http
-            .delete(format!("{}/v2/carriers/backup", node.base)),
+            .delete(format!("{}/v2/carriers/{backup}", node.base)),
     )
     .send()
     .await
@@ -932,10 +998,14 @@ async fn openapi_describes_every_route_the_api_serves() {
     assert!(n >= 25, "{n} operations");
 }
 
-#[tokio::test]
-async fn credentials_created_over_http_authenticate_a_partners_call() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = format!("sqlite://{}", dir.path().join("c.db").display());
+on_both_stores!(
+    credentials_on_sqlite,
+    credentials_on_postgresql,
+    credentials_created_over_http_authenticate_a_partners_call
+);
+
+async fn credentials_created_over_http_authenticate_a_partners_call(store: &str) {
+    let n = fresh_number();
     let (_, addr) = partner().await;
     let mut carrier = Ua::new_at(Transport::Udp, "carrier", None, "127.0.0.2").await;
     let node = start(&config(&store, carrier.addr), addr).await;
@@ -951,7 +1021,7 @@ async fn credentials_created_over_http_authenticate_a_partners_call() {
         &a,
         "POST",
         &format!("/trunks/{t}/phone-numbers"),
-        Some(json!({ "phone_number": "+918047000333", "mode": "pstn" })),
+        Some(json!({ "phone_number": n, "mode": "pstn" })),
     )
     .await;
     node.call(
@@ -964,10 +1034,7 @@ async fn credentials_created_over_http_authenticate_a_partners_call() {
     // No whitelisted address: the first INVITE is challenged, the answer lets it through.
     let mut sbc = Ua::new(Transport::Udp, "sbc", None).await;
     let mut invite = sbc.invite(&format!("sip:+919999999999@{}", node.sip()), "dg1");
-    invite.set_header(
-        Name::From,
-        format!("<sip:+918047000333@{}>;tag=d1", sbc.addr),
-    );
+    invite.set_header(Name::From, format!("<sip:{n}@{}>;tag=d1", sbc.addr));
     sbc.send(&invite, node.sip()).await;
     let r = sbc.expect_final("INVITE").await;
     assert_eq!(r.status(), Some(401));

@@ -52,13 +52,14 @@ impl Store {
     /// Opens (creating a SQLite file when missing) and migrates the store at `url`.
     pub async fn open(url: &str) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
+        let postgres = url.starts_with("postgres://") || url.starts_with("postgresql://");
         let url = if let Some(path) = url.strip_prefix("sqlite://") {
             if path.contains('?') {
                 url.to_string()
             } else {
                 format!("sqlite://{path}?mode=rwc")
             }
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        } else if postgres {
             url.to_string()
         } else {
             return Err(StoreError::Url(url.to_string()));
@@ -68,7 +69,7 @@ impl Store {
             .connect(&url)
             .await?;
         let store = Store { pool };
-        schema::migrate(&store.pool).await?;
+        schema::migrate(&store.pool, postgres).await?;
         Ok(store)
     }
 

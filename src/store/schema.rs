@@ -74,26 +74,48 @@ const MIGRATIONS: &[&str] = &[
     )",
 ];
 
-/// Applies the migrations this store has not applied yet.
-pub async fn migrate(pool: &AnyPool) -> Result<(), sqlx::Error> {
-    sqlx::query("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
-        .execute(pool)
-        .await?;
-    let applied: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM schema_version")
-        .fetch_one(pool)
-        .await?;
-    let applied = usize::try_from(applied.unwrap_or(0)).unwrap_or(0);
-    for (i, migration) in MIGRATIONS.iter().enumerate().skip(applied) {
-        let mut tx = pool.begin().await?;
-        for statement in migration.split(';').filter(|s| !s.trim().is_empty()) {
-            sqlx::query(statement).execute(&mut *tx).await?;
-        }
-        let version = i64::try_from(i + 1).unwrap_or(i64::MAX);
-        sqlx::query("INSERT INTO schema_version (version) VALUES ($1)")
-            .bind(version)
-            .execute(&mut *tx)
+/// An arbitrary key for PostgreSQL's advisory lock that serialises migrations.
+const MIGRATION_LOCK: i64 = 0x63_61_6c_6c_66_6c_6f_77; // "callflow"
+
+/// Applies the migrations this store has not applied yet. On PostgreSQL several
+/// nodes (or tests) may start at once: an advisory lock lets one migrate at a time.
+pub async fn migrate(pool: &AnyPool, postgres: bool) -> Result<(), sqlx::Error> {
+    use sqlx::Connection;
+    let mut conn = pool.acquire().await?;
+    if postgres {
+        sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(MIGRATION_LOCK)
+            .execute(&mut *conn)
             .await?;
-        tx.commit().await?;
     }
-    Ok(())
+    let result = async {
+        sqlx::query("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
+            .execute(&mut *conn)
+            .await?;
+        let applied: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM schema_version")
+            .fetch_one(&mut *conn)
+            .await?;
+        let applied = usize::try_from(applied.unwrap_or(0)).unwrap_or(0);
+        for (i, migration) in MIGRATIONS.iter().enumerate().skip(applied) {
+            let mut tx = conn.begin().await?;
+            for statement in migration.split(';').filter(|s| !s.trim().is_empty()) {
+                sqlx::query(statement).execute(&mut *tx).await?;
+            }
+            let version = i64::try_from(i + 1).unwrap_or(i64::MAX);
+            sqlx::query("INSERT INTO schema_version (version) VALUES ($1)")
+                .bind(version)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        }
+        Ok::<(), sqlx::Error>(())
+    }
+    .await;
+    if postgres {
+        sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(MIGRATION_LOCK)
+            .execute(&mut *conn)
+            .await?;
+    }
+    result
 }
