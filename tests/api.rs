@@ -745,7 +745,7 @@ async fn carriers_under_the_admin_token_carry_calls_at_once(store: &str) {
     let n = fresh_number();
     let (_, addr) = partner().await;
     let mut file_carrier = Ua::new_at(Transport::Udp, "file-carrier", None, "127.0.0.2").await;
-    let node = start(&config(&store, file_carrier.addr), addr).await;
+    let node = start(&config(store, file_carrier.addr), addr).await;
     let admin = |req: reqwest::RequestBuilder| req.bearer_auth(ADMIN);
     let mut api_carrier = Ua::new_at(Transport::Udp, "api-carrier", None, "127.0.0.3").await;
     let backup = format!("backup{:08x}", rand::random::<u32>());
@@ -1008,7 +1008,7 @@ async fn credentials_created_over_http_authenticate_a_partners_call(store: &str)
     let n = fresh_number();
     let (_, addr) = partner().await;
     let mut carrier = Ua::new_at(Transport::Udp, "carrier", None, "127.0.0.2").await;
-    let node = start(&config(&store, carrier.addr), addr).await;
+    let node = start(&config(store, carrier.addr), addr).await;
     let a = node.account("digest").await;
     let (_, v) = node
         .call(&a, "POST", "/trunks", Some(json!({ "trunk_name": "d" })))
