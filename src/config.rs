@@ -29,8 +29,8 @@ pub struct Config {
     pub api: Option<ApiConfig>,
     /// Where accounts and what the API creates are kept: `sqlite://FILE` or
     /// `postgres://…` (absent in a file: no store).
-    #[serde(default)]
-    pub store: Option<String>,
+    #[serde(default, deserialize_with = "store_key")]
+    pub store: Option<StoreConfig>,
     /// The directory (or file) of flows, relative to the configuration file.
     pub flows: PathBuf,
     /// PSTN carriers.
@@ -122,7 +122,10 @@ impl Default for Config {
         Config {
             sip: SipConfig::default(),
             api: Some(ApiConfig::default()),
-            store: Some("sqlite://callflow.db".into()),
+            store: Some(StoreConfig {
+                url: "sqlite://callflow.db".into(),
+                retention: DEFAULT_RETENTION,
+            }),
             flows: PathBuf::from("flows"),
             carriers: Vec::new(),
             trunks: Vec::new(),
@@ -411,20 +414,18 @@ impl Config {
             }
         };
         join(&mut self.flows);
-        if let Some(path) = self
-            .store
-            .as_deref()
-            .and_then(|s| s.strip_prefix("sqlite://"))
+        if let Some(store) = &mut self.store
+            && let Some(path) = store.url.strip_prefix("sqlite://")
         {
             let (file, query) = path
                 .split_once('?')
                 .map_or((path, None), |(f, q)| (f, Some(q)));
             if Path::new(file).is_relative() && !file.starts_with(':') {
                 let joined = base.join(file).display().to_string();
-                self.store = Some(match query {
+                store.url = match query {
                     Some(q) => format!("sqlite://{joined}?{q}"),
                     None => format!("sqlite://{joined}"),
-                });
+                };
             }
         }
         if let Some(tls) = &mut self.sip.tls {
@@ -499,6 +500,58 @@ fn name_key(message: &str, text: &str, line: usize) -> String {
         Some(k) if !k.is_empty() && !path.ends_with(k) => format!("{path}.{k}: {rest}"),
         _ => message.to_string(),
     }
+}
+
+/// How long call records are kept when the configuration does not say: 90 days.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(90 * 86_400);
+
+/// `store:`: a URL, or `{ url, retention }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// `sqlite://FILE` or `postgres://…`.
+    pub url: String,
+    /// Call records older than this are deleted (`90d`, `12h`, …).
+    pub retention: Duration,
+}
+
+fn store_key<'de, D: Deserializer<'de>>(d: D) -> Result<Option<StoreConfig>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Url(String),
+        Full {
+            url: String,
+            retention: Option<String>,
+        },
+    }
+    let Some(raw) = Option::<Raw>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let (url, retention) = match raw {
+        Raw::Url(url) => (url, None),
+        Raw::Full { url, retention } => (url, retention),
+    };
+    let retention = match retention {
+        None => DEFAULT_RETENTION,
+        Some(r) => {
+            parse_retention(&r).map_err(|e| serde::de::Error::custom(format!("'{r}': {e}")))?
+        }
+    };
+    Ok(Some(StoreConfig { url, retention }))
+}
+
+/// `90d`, or a duration such as `12h`; at least a second.
+fn parse_retention(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if let Some(days) = s.strip_suffix('d') {
+        return days
+            .parse::<u64>()
+            .ok()
+            .filter(|d| (1..=36_500).contains(d))
+            .map(|d| Duration::from_secs(d * 86_400))
+            .ok_or_else(|| "days must be from 1 to 36500".to_string());
+    }
+    parse_duration(s)
 }
 
 /// Parses a SIP URI from the configuration.

@@ -166,7 +166,7 @@ fn account(action: AccountAction, config: Option<PathBuf>) -> anyhow::Result<Exi
     };
     let url = cfg
         .store
-        .clone()
+        .map(|s| s.url)
         .unwrap_or_else(|| callflow::server::DEFAULT_STORE.to_string());
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
     let account = runtime.block_on(async {

@@ -1204,3 +1204,269 @@ async fn the_operator_sees_every_flow_with_its_source() {
             .any(|f| f["flow_id"].as_str().unwrap().contains('/'))
     );
 }
+
+/// A flow that connects to trunk `trunk` and posts its status callback to the partner.
+fn callback_flow(trunk: &str, partner: SocketAddr) -> String {
+    format!(
+        "flow: cb\nstart: c\nstatus_callback: http://{partner}/status\napplets:\n  c:\n    connect: {{ to: \"sip:{trunk}\" }}\n    next: bye\n  bye:\n    hangup: {{}}\n"
+    )
+}
+
+/// GETs `path` under `/v1/Accounts/{sid}` as account `a`.
+async fn v1(node: &Node, a: &Account, path: &str) -> (StatusCode, Value) {
+    let r = node
+        .http
+        .get(format!("{}/v1/Accounts/{}{path}", node.base, a.sid))
+        .basic_auth(&a.key, Some(&a.token))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    (status, r.json().await.unwrap())
+}
+
+async fn call_records_with_trace_and_callback_attempts(store: &str) {
+    let (partner, paddr) = partner().await;
+    let node = start(&config(store, nowhere()), paddr).await;
+    let a = node.account("rec").await;
+    let b = node.account("other").await;
+    let mut bot = Ua::new(Transport::Tcp, "bot", None).await;
+    let (_, v) = node
+        .call(&a, "POST", "/trunks", Some(json!({ "trunk_name": "r" })))
+        .await;
+    let t = v["response"]["data"]["trunk_sid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        put_flow(&node, &a, "cb", &callback_flow(&t, paddr)).await.0,
+        StatusCode::OK
+    );
+    let did = fresh_number();
+    node.call(
+        &a,
+        "POST",
+        &format!("/trunks/{t}/phone-numbers"),
+        Some(json!({ "phone_number": did, "mode": "flow", "flow_id": "cb" })),
+    )
+    .await;
+    let dest =
+        json!({ "destinations": [{ "destination": format!("{};transport=tcp", bot.addr) }] });
+    node.call(
+        &a,
+        "POST",
+        &format!("/trunks/{t}/destination-uris"),
+        Some(dest),
+    )
+    .await;
+    // The callback endpoint fails twice, then answers.
+    partner.post_statuses.lock().unwrap().extend([503, 500]);
+    let mut caller = Ua::new_at(Transport::Udp, "caller", None, "127.0.0.2").await;
+    caller
+        .send(
+            &caller.invite(&format!("sip:{did}@{}", node.sip()), "rec1"),
+            node.sip(),
+        )
+        .await;
+    let (inv, from) = bot.expect_request("INVITE").await;
+    let sid = inv
+        .header(&Name::parse("X-Callflow-CallSid"))
+        .unwrap()
+        .to_string();
+    bot.send(&bot.response(&inv, 486, "b", None), from).await;
+    caller.expect_final("INVITE").await;
+    // The record is there at once; the callback's three attempts follow.
+    let mut call = Value::Null;
+    for _ in 0..50 {
+        let (s, v) = v1(&node, &a, &format!("/Calls/{sid}.json")).await;
+        if s == StatusCode::OK
+            && v["Call"]["Trace"]["callbacks"]
+                .as_array()
+                .is_some_and(|c| c.len() == 3)
+        {
+            call = v["Call"].clone();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(call["Sid"], sid.as_str(), "{call}");
+    assert_eq!(call["AccountSid"], a.sid.as_str());
+    assert_eq!(call["To"], did.as_str());
+    assert_eq!(call["Direction"], "incoming");
+    assert_eq!(call["Trace"]["steps"][0]["applet"], "c");
+    assert_eq!(call["Trace"]["steps"][0]["legs"][0]["result"], "486");
+    let statuses: Vec<u64> = call["Trace"]["callbacks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(statuses, [503, 500, 200]);
+    assert_eq!(partner.posted.lock().unwrap().len(), 3);
+    // Another account: as absent as a call that never was.
+    let (s, v) = v1(&node, &b, &format!("/Calls/{sid}")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(v["RestException"]["Status"], 404);
+    let (_, v) = v1(&node, &b, "/Calls.json").await;
+    assert_eq!(v["Calls"], json!([]));
+}
+
+on_both_stores!(
+    call_records_on_sqlite,
+    call_records_on_postgresql,
+    call_records_with_trace_and_callback_attempts
+);
+
+/// A synthetic record of account `account`.
+fn record(
+    account: &str,
+    n: u64,
+    created: u64,
+    status: callflow::runtime::CallStatus,
+) -> callflow::runtime::CallRecord {
+    callflow::runtime::CallRecord {
+        call_sid: format!("CA{:032x}", rand::random::<u128>()),
+        account_sid: Some(account.to_string()),
+        flow_id: "f".into(),
+        from: format!("+91980000{:04}", n % 10_000),
+        to: "+918047112233".into(),
+        direction: if n.is_multiple_of(2) {
+            "incoming"
+        } else {
+            "outbound-dial"
+        }
+        .into(),
+        status,
+        created_unix: created,
+        duration_secs: 1,
+        record: false,
+        recording_channels: None,
+        steps: Vec::new(),
+        callbacks: Vec::new(),
+    }
+}
+
+async fn filters_and_a_cursor_that_stays_put(store_url: &str) {
+    use callflow::runtime::CallStatus;
+    let (node, a) = node_on(store_url).await;
+    let store = callflow::store::Store::open(store_url).await.unwrap();
+    let base = 1_700_000_000u64;
+    let total = 2_000u64;
+    for n in 0..total {
+        let status = if n.is_multiple_of(4) {
+            CallStatus::Busy
+        } else {
+            CallStatus::Completed
+        };
+        // Several calls share a second, so the cursor must break ties by sid.
+        store
+            .insert_call(&record(&a.sid, n, base + n / 3, status))
+            .await
+            .unwrap();
+    }
+    // Page through everything while newer calls keep arriving.
+    let mut seen = std::collections::HashSet::new();
+    let mut next = "/Calls.json?PageSize=100".to_string();
+    let mut last_created = u64::MAX;
+    let mut pages = 0;
+    loop {
+        let (s, v) = v1(&node, &a, &next).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        for c in v["Calls"].as_array().unwrap() {
+            let created = c["Trace"]["created_unix"].as_u64().unwrap();
+            assert!(created <= last_created, "newest first");
+            last_created = created;
+            assert!(
+                seen.insert(c["Sid"].as_str().unwrap().to_string()),
+                "no call twice"
+            );
+        }
+        store
+            .insert_call(&record(&a.sid, 9, base + total, CallStatus::Completed))
+            .await
+            .unwrap();
+        pages += 1;
+        match v["Metadata"]["NextPageUri"].as_str() {
+            Some(uri) => next = format!("/Calls.json{}", uri.split_once("/Calls.json").unwrap().1),
+            None => break,
+        }
+    }
+    assert_eq!(
+        seen.len() as u64,
+        total,
+        "every call exactly once, none of those that arrived meanwhile"
+    );
+    assert_eq!(pages, 20);
+    // Filters.
+    let count = |v: &Value| v["Calls"].as_array().unwrap().len();
+    let (_, v) = v1(&node, &a, "/Calls.json?PageSize=100&Status=busy").await;
+    assert_eq!(count(&v), 100);
+    assert!(
+        v["Calls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["Status"] == "busy")
+    );
+    let from = callflow::api::calls::datetime(1_700_000_000 + 10);
+    let to = callflow::api::calls::datetime(1_700_000_000 + 19);
+    let (_, v) = v1(
+        &node,
+        &a,
+        &format!("/Calls.json?PageSize=100&DateCreated=gte:{from};lte:{to}"),
+    )
+    .await;
+    assert_eq!(count(&v), 30, "ten seconds of three calls each");
+    let (_, v) = v1(
+        &node,
+        &a,
+        "/Calls.json?PageSize=100&From=%2B919800000004&Direction=incoming",
+    )
+    .await;
+    assert_eq!(count(&v), 1);
+    let (s, v) = v1(&node, &a, "/Calls.json?PageSize=1000").await;
+    assert_eq!(
+        (s, v["RestException"]["Status"].as_u64()),
+        (StatusCode::BAD_REQUEST, Some(400))
+    );
+}
+
+on_both_stores!(
+    call_list_on_sqlite,
+    call_list_on_postgresql,
+    filters_and_a_cursor_that_stays_put
+);
+
+#[tokio::test]
+async fn records_past_the_retention_are_deleted_by_the_engine() {
+    let (store_url, _dir) = sqlite_store();
+    let text = config(&store_url, nowhere()).replace(
+        &format!("store: \"{store_url}\""),
+        &format!("store: {{ url: \"{store_url}\", retention: 2s }}"),
+    );
+    let (_, paddr) = partner().await;
+    let node = start(&text, paddr).await;
+    let a = node.account("ret").await;
+    let store = callflow::store::Store::open(&store_url).await.unwrap();
+    let now = callflow::store::now() as u64;
+    let old = record(
+        &a.sid,
+        1,
+        now - 100,
+        callflow::runtime::CallStatus::Completed,
+    );
+    store.insert_call(&old).await.unwrap();
+    assert_eq!(
+        v1(&node, &a, &format!("/Calls/{}", old.call_sid)).await.0,
+        StatusCode::OK
+    );
+    let mut gone = false;
+    for _ in 0..50 {
+        if v1(&node, &a, &format!("/Calls/{}", old.call_sid)).await.0 == StatusCode::NOT_FOUND {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(gone, "a record older than the retention is deleted");
+}

@@ -5,6 +5,7 @@
 //! capped at 1 MiB; each account may make 200 requests a minute. What the API changes
 //! is in the store and, within the request, in the routing new calls use.
 
+pub mod calls;
 pub mod carriers;
 pub mod envelope;
 pub mod flows;
@@ -255,6 +256,7 @@ pub fn routes() -> Vec<spec::Route> {
     r.extend(trunks::routes());
     r.extend(flows::routes());
     r.extend(carriers::routes());
+    r.extend(calls::routes());
     r
 }
 

@@ -741,6 +741,7 @@ pub fn routing_spec(t: &StoredTrunk, own_flow: &dyn Fn(&str) -> bool) -> crate::
             max_channels: limit(t.trunk.max_channels),
             max_cps: limit(t.trunk.max_cps),
             credentials,
+            account: Some(t.trunk.account_sid.clone()),
         },
         numbers: t
             .numbers

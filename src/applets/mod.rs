@@ -200,6 +200,7 @@ impl<'a> Context<'a> {
     ) -> Context<'a> {
         let record = CallRecord {
             call_sid: info.sid.clone(),
+            account_sid: info.account.clone(),
             flow_id: flow_id.to_string(),
             from: info.from.clone(),
             to: info.to.clone(),
@@ -210,6 +211,7 @@ impl<'a> Context<'a> {
             record: false,
             recording_channels: None,
             steps: Vec::new(),
+            callbacks: Vec::new(),
         };
         Context {
             call,

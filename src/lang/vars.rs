@@ -33,6 +33,8 @@ pub struct CallInfo {
     /// The partner's trunk, on a partner's call to the PSTN (its
     /// `X-Callflow-TrunkSid`).
     pub trunk: Option<String>,
+    /// The account the call belongs to (its trunk's), if any.
+    pub account: Option<String>,
     /// The inbound INVITE's headers.
     pub headers: Vec<(String, String)>,
 }

@@ -56,8 +56,10 @@ pub struct Trunk {
     pub max_channels: Option<u32>,
     /// Most new calls per second.
     pub max_cps: Option<u32>,
-    /// Digest username and password, when the trunk may authenticate.
+    /// Digest secrets, when the trunk may authenticate.
     pub credentials: Vec<DigestSecret>,
+    /// The account that owns it (`None` for the file's trunks).
+    pub account: Option<String>,
 }
 
 /// A number and its trunk.
@@ -481,6 +483,7 @@ fn trunk(t: &crate::config::TrunkConfig) -> Trunk {
             .iter()
             .map(|c| DigestSecret::from_password(&c.username, DIGEST_REALM, &c.password))
             .collect(),
+        account: None,
     }
 }
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 pub use leg::{LegEnd, LegError, LegOutcome, LegRequest};
-pub use record::{CallRecord, CallStatus, LegTrace, StepTrace, WebhookTrace};
+pub use record::{CallRecord, CallStatus, CallbackAttempt, LegTrace, StepTrace, WebhookTrace};
 
 use crate::sip::SipUri;
 

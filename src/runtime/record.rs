@@ -100,6 +100,8 @@ impl CallStatus {
 pub struct CallRecord {
     /// The call's sid.
     pub call_sid: String,
+    /// The account the call belongs to (its trunk's), if any.
+    pub account_sid: Option<String>,
     /// The flow's id.
     pub flow_id: String,
     /// Caller's number.
@@ -120,4 +122,19 @@ pub struct CallRecord {
     pub recording_channels: Option<String>,
     /// The applets, in order.
     pub steps: Vec<StepTrace>,
+    /// Each status callback attempt: (HTTP status or 0, error), in order.
+    pub callbacks: Vec<CallbackAttempt>,
+}
+
+/// One attempt to deliver the status callback.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct CallbackAttempt {
+    /// The URL.
+    pub url: String,
+    /// The HTTP status, when one came.
+    pub status: Option<u16>,
+    /// Why it failed, when it did.
+    pub error: Option<String>,
+    /// Seconds since the epoch when it was made.
+    pub at_unix: u64,
 }

@@ -36,8 +36,15 @@ pub fn caller_number(call: &Call) -> String {
 }
 
 /// The facts of a call the flow runtime reads: its sid, the caller's number, the
-/// number `to`, the direction, the partner's trunk and the INVITE's headers.
-pub fn call_info(call: &Call, to: String, direction: &str, trunk: Option<String>) -> CallInfo {
+/// number `to`, the direction, the partner's trunk, the owning account and the
+/// INVITE's headers.
+pub fn call_info(
+    call: &Call,
+    to: String,
+    direction: &str,
+    trunk: Option<String>,
+    account: Option<String>,
+) -> CallInfo {
     let req = call.request();
     CallInfo {
         sid: call.sid.clone(),
@@ -46,6 +53,7 @@ pub fn call_info(call: &Call, to: String, direction: &str, trunk: Option<String>
         direction: direction.into(),
         custom_field: String::new(),
         trunk,
+        account,
         headers: req
             .headers
             .iter()

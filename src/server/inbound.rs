@@ -84,10 +84,10 @@ async fn handle(mut call: Call, state: &State) {
     if !call.accept_offer().await {
         return;
     }
-    let info = call_info(&call, number, "incoming", None);
+    let info = call_info(&call, number, "incoming", None, trunk.account.clone());
     let flow = &route.flow;
     let record = executor::run(flow, &mut call, &state.http, routing, &state.settings, info).await;
-    record::finish(flow, &record, &state.http, &state.settings).await;
+    record::finish(state, Some(flow), record).await;
 }
 
 /// A source that is neither a carrier nor whitelisted may still be a trunk that

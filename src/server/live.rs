@@ -37,7 +37,7 @@ impl Live {
     /// The state of a fresh start: `config` and what `store` holds.
     pub async fn start(config: &Config, store: Option<Store>) -> Result<Live, StartError> {
         let stored = stored(store.as_ref(), config).await?;
-        let state = State::first(config, stored)?;
+        let state = State::first(config, stored, store.clone())?;
         Ok(Live {
             config: ArcSwap::from_pointee(config.clone()),
             rebuild: tokio::sync::Mutex::new(()),

@@ -76,7 +76,7 @@ impl Server {
     /// Starts the engine on `config`.
     pub async fn start(config: &Config, timers: Timers) -> Result<Server, StartError> {
         let store = match (&config.store, &config.api) {
-            (Some(url), _) => Some(Store::open(url).await.map_err(StartError::Store)?),
+            (Some(s), _) => Some(Store::open(&s.url).await.map_err(StartError::Store)?),
             (None, Some(_)) => Some(
                 Store::open(DEFAULT_STORE)
                     .await
@@ -111,6 +111,14 @@ impl Server {
         }
         for l in stack.transports.local_addrs() {
             tracing::info!(transport = %l.transport, addr = %l.addr, "listening");
+        }
+        if let Some(store) = &live.store {
+            let retention = config
+                .store
+                .as_ref()
+                .map_or(crate::config::DEFAULT_RETENTION, |s| s.retention);
+            let stop = stack.shutdown.clone();
+            tokio::spawn(prune(store.clone(), retention, stop));
         }
         live.transports = Some(stack.transports.clone());
         live.engine = Some(stack.engine.clone());
@@ -171,6 +179,25 @@ impl Server {
             }
         }
         self.stack.shutdown.cancel();
+    }
+}
+
+/// Deletes call records older than `retention`, at start and then every hour (more
+/// often when the retention is shorter), until `stop`.
+async fn prune(store: Store, retention: Duration, stop: tokio_util::sync::CancellationToken) {
+    let every = retention.min(Duration::from_secs(3600));
+    loop {
+        let keep = i64::try_from(retention.as_secs()).unwrap_or(i64::MAX);
+        let before = crate::store::now().saturating_sub(keep);
+        match store.prune_calls(before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "call records past their retention deleted"),
+            Err(e) => tracing::warn!(error = %e, "call records not pruned"),
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
     }
 }
 

@@ -33,6 +33,7 @@ pub async fn call(call: &mut Call, state: &State, trunk: &Trunk, caller: &str, d
         dialled.to_string(),
         "outbound-dial",
         Some(trunk.sid.clone()),
+        trunk.account.clone(),
     );
     let (http, settings) = (&state.http, &state.settings);
     let mut cx = Context::new(call, http, routing, settings, info, FLOW_ID);
@@ -62,5 +63,6 @@ pub async fn call(call: &mut Call, state: &State, trunk: &Trunk, caller: &str, d
         };
         cx.call.hangup(status).await;
     }
-    record::log(&cx.finish());
+    let record = cx.finish();
+    record::finish(state, None, record).await;
 }

@@ -24,27 +24,37 @@ pub struct State {
     pub settings: Settings,
     /// Digest challenges for trunks with credentials (kept across reloads).
     pub auth: Authenticator,
+    /// The store, for call records.
+    pub store: Option<crate::store::Store>,
 }
 
 impl State {
     /// The state of a fresh start, with the `stored` trunks.
-    pub fn first(config: &Config, stored: Stored) -> Result<State, StartError> {
+    pub fn first(
+        config: &Config,
+        stored: Stored,
+        store: Option<crate::store::Store>,
+    ) -> Result<State, StartError> {
         let http = WebhookClient::new().map_err(|e| StartError::Http(e.to_string()))?;
         let auth = Authenticator::new(crate::routing::DIGEST_REALM);
-        Self::build(config, stored, http, auth, Kept::default())
+        let mut state = Self::build(config, stored, http, auth, Kept::default())?;
+        state.store = store;
+        Ok(state)
     }
 
     /// Loads the flows and builds the routing of `config`, keeping from `previous`
     /// what outlives a reload: the HTTP client, the limits' counters, the digest
     /// secret and what the pings found.
     pub fn load(config: &Config, previous: &State, stored: Stored) -> Result<State, StartError> {
-        Self::build(
+        let mut state = Self::build(
             config,
             stored,
             previous.http.clone(),
             previous.auth.clone(),
             previous.routing.kept(),
-        )
+        )?;
+        state.store = previous.store.clone();
+        Ok(state)
     }
 
     fn build(
@@ -70,6 +80,7 @@ impl State {
                 reserved_prefixes: config.reserved_header_prefixes.clone(),
             },
             auth,
+            store: None,
         })
     }
 }

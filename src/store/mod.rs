@@ -5,6 +5,7 @@
 //! migrations. Every write that touches more than one row is a transaction.
 
 pub mod accounts;
+pub mod calls;
 pub mod carriers;
 pub mod flows;
 pub mod schema;
@@ -42,7 +43,7 @@ pub fn new_sid(prefix: &str) -> String {
 }
 
 /// Seconds since the epoch.
-pub(crate) fn now() -> i64 {
+pub fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))

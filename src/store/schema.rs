@@ -72,6 +72,19 @@ const MIGRATIONS: &[&str] = &[
         max_channels BIGINT,
         created BIGINT NOT NULL
     )",
+    "CREATE TABLE calls (
+        sid TEXT PRIMARY KEY,
+        account_sid TEXT,
+        direction TEXT NOT NULL,
+        from_number TEXT NOT NULL,
+        to_number TEXT NOT NULL,
+        status TEXT NOT NULL,
+        created BIGINT NOT NULL,
+        duration BIGINT NOT NULL,
+        flow_id TEXT NOT NULL,
+        record TEXT NOT NULL
+    );
+    CREATE INDEX calls_by_account ON calls (account_sid, created, sid)",
 ];
 
 /// An arbitrary key for PostgreSQL's advisory lock that serialises migrations.

@@ -20,6 +20,8 @@ pub struct Partner {
     pub asked: Asked,
     pub delays: Arc<Mutex<HashMap<String, u64>>>,
     pub posted: Arc<Mutex<Vec<serde_json::Value>>>,
+    /// What the next POSTs answer, in order (then 200).
+    pub post_statuses: Arc<Mutex<std::collections::VecDeque<u16>>>,
 }
 
 impl Partner {
@@ -70,7 +72,8 @@ async fn posted(
     axum::Json(v): axum::Json<serde_json::Value>,
 ) -> StatusCode {
     p.posted.lock().unwrap().push(v);
-    StatusCode::OK
+    let status = p.post_statuses.lock().unwrap().pop_front().unwrap_or(200);
+    StatusCode::from_u16(status).unwrap()
 }
 
 pub async fn partner() -> (Partner, SocketAddr) {
