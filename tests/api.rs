@@ -1470,3 +1470,127 @@ async fn records_past_the_retention_are_deleted_by_the_engine() {
     }
     assert!(gone, "a record older than the retention is deleted");
 }
+
+/// POSTs a form to `path` under `/v1/Accounts/{sid}` as account `a`.
+async fn v1_post(
+    node: &Node,
+    a: &Account,
+    path: &str,
+    form: &[(&str, &str)],
+) -> (StatusCode, Value) {
+    let r = node
+        .http
+        .post(format!("{}/v1/Accounts/{}{path}", node.base, a.sid))
+        .basic_auth(&a.key, Some(&a.token))
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    (status, r.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn calls_in_progress_are_listed_and_hung_up_over_http() {
+    let (node, a, _d) = sqlite_node().await;
+    let b = node.account("other").await;
+    let mut bot = Ua::new(Transport::Tcp, "bot", None).await;
+    let (_, v) = node
+        .call(&a, "POST", "/trunks", Some(json!({ "trunk_name": "live" })))
+        .await;
+    let t = v["response"]["data"]["trunk_sid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let did = fresh_number();
+    node.call(
+        &a,
+        "POST",
+        &format!("/trunks/{t}/phone-numbers"),
+        Some(json!({ "phone_number": did, "mode": "pstn" })),
+    )
+    .await;
+    let dest =
+        json!({ "destinations": [{ "destination": format!("{};transport=tcp", bot.addr) }] });
+    node.call(
+        &a,
+        "POST",
+        &format!("/trunks/{t}/destination-uris"),
+        Some(dest),
+    )
+    .await;
+    let mut caller = Ua::new_at(Transport::Udp, "caller", None, "127.0.0.2").await;
+    caller
+        .send(
+            &caller.invite(&format!("sip:{did}@{}", node.sip()), "live1"),
+            node.sip(),
+        )
+        .await;
+    let (inv, from) = bot.expect_request("INVITE").await;
+    let sid = inv
+        .header(&Name::parse("X-Callflow-CallSid"))
+        .unwrap()
+        .to_string();
+    bot.send(
+        &bot.response(&inv, 200, "b1", Some(&support::answer(41000))),
+        from,
+    )
+    .await;
+    let ok = caller.expect_final("INVITE").await;
+    assert_eq!(ok.status(), Some(200));
+    let ack = caller.in_dialog("ACK", &ok, true, "", 1, "ack");
+    caller.send(&ack, Ua::contact_addr(&ok)).await;
+    bot.expect_request("ACK").await;
+    // Listed while in progress, to its account only.
+    let (_, v) = v1(&node, &a, "/Calls.json?Status=in-progress").await;
+    assert_eq!(v["Calls"][0]["Sid"], sid.as_str(), "{v}");
+    assert_eq!(v["Calls"][0]["Status"], "in-progress");
+    let (_, v) = v1(&node, &b, "/Calls.json?Status=in-progress").await;
+    assert_eq!(v["Calls"], json!([]));
+    let (s, _) = v1_post(
+        &node,
+        &b,
+        &format!("/Calls/{sid}"),
+        &[("Status", "completed")],
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = v1_post(
+        &node,
+        &a,
+        &format!("/Calls/{sid}"),
+        &[("Url", "http://my.exotel.com/x")],
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_IMPLEMENTED);
+    // Hung up: both legs get BYE.
+    let (s, v) = v1_post(
+        &node,
+        &a,
+        &format!("/Calls/{sid}.json"),
+        &[("Status", "completed")],
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (bye, from) = bot.expect_request("BYE").await;
+    bot.send(&bot.response(&bye, 200, "b1", None), from).await;
+    let (bye, from) = caller.expect_request("BYE").await;
+    caller
+        .send(&caller.response(&bye, 200, "x", None), from)
+        .await;
+    let mut listed = true;
+    for _ in 0..50 {
+        let (_, v) = v1(&node, &a, "/Calls.json?Status=in-progress").await;
+        if v["Calls"] == json!([]) {
+            listed = false;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(!listed, "no longer in progress");
+    assert_eq!(
+        v1(&node, &a, &format!("/Calls/{sid}")).await.0,
+        StatusCode::OK,
+        "its record is stored"
+    );
+}

@@ -4,10 +4,11 @@
 //! and paged with a cursor (`Before`) that stays put while new calls arrive. Errors
 //! answer as Exotel's v1 does: `{"RestException": {"Status", "Message"}}`.
 
+use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 use super::spec::{Auth, Body, Endpoint, Route};
@@ -47,6 +48,17 @@ pub fn routes() -> Vec<Route> {
                 "One call with its trace (a .json suffix is allowed)",
             ),
             get(one),
+        ),
+        (
+            Endpoint {
+                method: "post",
+                body: Body::Form(&[("Status", "string", false), ("Url", "string", false)]),
+                ..ep(
+                    "/v1/Accounts/{account}/Calls/{call}",
+                    "Control a call in progress: Status=completed hangs it up",
+                )
+            },
+            post(control),
         ),
     ]
 }
@@ -190,6 +202,15 @@ async fn list(
 ) -> Response {
     let result = async {
         api.account(&headers, &account).await?;
+        if q.status.as_deref() == Some("in-progress") {
+            let calls: Vec<Value> = api
+                .live
+                .in_progress(&account)
+                .iter()
+                .map(|r| call_fields(&account, r))
+                .collect();
+            return Ok(json!({ "Metadata": { "PageSize": calls.len() }, "Calls": calls }));
+        }
         let size = match &q.page_size {
             None => 50,
             Some(s) => s
@@ -242,6 +263,41 @@ async fn list(
         Ok(v) => (StatusCode::OK, axum::Json(v)).into_response(),
         Err(e) => exception(&e),
     }
+}
+
+/// `POST …/Calls/{CallSid}` (form-encoded): `Status=completed` hangs the call up on
+/// every leg. `Url` (moving the caller into another flow) is not supported yet: 501.
+async fn control(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Path((account, call)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    if let Err(e) = api.account(&headers, &account).await {
+        return exception(&e);
+    }
+    let sid = call.strip_suffix(".json").unwrap_or(&call);
+    let form: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
+    let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    if get("Url").is_some() {
+        let e = ApiError {
+            status: StatusCode::NOT_IMPLEMENTED,
+            code: 1002,
+            message: "Not implemented".into(),
+            description: "moving a call into another flow (Url) is not supported yet".into(),
+        };
+        return exception(&e);
+    }
+    match get("Status") {
+        Some("completed") => {}
+        Some(_) => return exception(&ApiError::invalid("Status", "may only be 'completed'")),
+        None => return exception(&ApiError::missing("Status")),
+    }
+    if !api.live.terminate(&account, sid).await {
+        return exception(&ApiError::not_found(&format!("call {sid} in progress")));
+    }
+    let call = json!({ "Sid": sid, "AccountSid": account, "Status": "completed" });
+    axum::Json(json!({ "Call": call })).into_response()
 }
 
 #[cfg(test)]

@@ -61,6 +61,10 @@ pub trait Live: Send + Sync {
     /// Sets the metrics read at scrape time (active calls, SIP messages, channels,
     /// transactions).
     fn observe(&self);
+    /// `account`'s calls in progress on this node, as call records.
+    fn in_progress(&self, account: &str) -> Vec<Value>;
+    /// Ends `account`'s call `sid` in progress; false when there is no such call.
+    async fn terminate(&self, account: &str, sid: &str) -> bool;
     /// How flows are compiled (the reserved header prefixes).
     fn compile_options(&self) -> crate::flow::CompileOptions;
 }

@@ -31,6 +31,8 @@ pub enum Body {
     Json(&'static [(&'static str, &'static str, bool)]),
     /// A flow file's YAML.
     Yaml,
+    /// A form (`application/x-www-form-urlencoded`) with these fields.
+    Form(&'static [(&'static str, &'static str, bool)]),
 }
 
 /// One endpoint.
@@ -120,16 +122,22 @@ fn operation(e: &Endpoint) -> Value {
         Body::Yaml => {
             op["requestBody"] = json!({ "required": true, "content": { "application/yaml": { "schema": { "type": "string" } } } });
         }
-        Body::Json(fields) => {
-            let props: Map<String, Value> = fields
-                .iter()
-                .map(|(n, t, _)| (n.to_string(), json!({ "type": t })))
-                .collect();
-            let required: Vec<&str> = fields.iter().filter(|f| f.2).map(|f| f.0).collect();
-            op["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": { "type": "object", "properties": props, "required": required } } } });
+        Body::Json(fields) => op["requestBody"] = fields_body("application/json", fields),
+        Body::Form(fields) => {
+            op["requestBody"] = fields_body("application/x-www-form-urlencoded", fields)
         }
     }
     op
+}
+
+/// A request body of `fields` in `media`.
+fn fields_body(media: &str, fields: &[(&str, &str, bool)]) -> Value {
+    let props: Map<String, Value> = fields
+        .iter()
+        .map(|(n, t, _)| (n.to_string(), json!({ "type": t })))
+        .collect();
+    let required: Vec<&str> = fields.iter().filter(|f| f.2).map(|f| f.0).collect();
+    json!({ "required": true, "content": { media: { "schema": { "type": "object", "properties": props, "required": required } } } })
 }
 
 fn envelope_schema() -> Value {

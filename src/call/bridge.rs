@@ -39,6 +39,19 @@ pub struct Call {
     pub(crate) far: Option<FarLeg>,
 }
 
+/// Ends a call from outside its task.
+#[derive(Debug, Clone)]
+pub struct Controller {
+    tx: mpsc::Sender<CallInput>,
+}
+
+impl Controller {
+    /// Asks the call to hang up every leg; false when the call is already over.
+    pub async fn terminate(&self) -> bool {
+        self.tx.send(CallInput::Terminate).await.is_ok()
+    }
+}
+
 /// What the caller did while a far leg rang.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Ringing {
@@ -63,6 +76,13 @@ impl Call {
             rx,
             tx,
             far: None,
+        }
+    }
+
+    /// A handle that ends the call from outside (the calls API).
+    pub fn controller(&self) -> Controller {
+        Controller {
+            tx: self.tx.clone(),
         }
     }
 
@@ -218,6 +238,10 @@ impl Call {
                 if self.caller.owns(&st.request) && st.request.method() == Some(&Method::Bye) =>
             {
                 self.caller.bye_received(st).await;
+                Ringing::Left
+            }
+            CallInput::Terminate => {
+                self.hangup(487).await;
                 Ringing::Left
             }
             other => {
@@ -397,6 +421,10 @@ impl Call {
                 }
             }
             CallInput::Cancel(st) => st.reply(200, None).await,
+            CallInput::Terminate => {
+                tracing::info!(sid = %self.sid, "ended by the API");
+                self.hangup(487).await;
+            }
             CallInput::Request(st) => {
                 let is_bye = st.request.method() == Some(&Method::Bye);
                 if is_bye && self.caller.owns(&st.request) {

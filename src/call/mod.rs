@@ -17,7 +17,7 @@ pub mod fork;
 pub mod sdp;
 pub mod stack;
 
-pub use bridge::Call;
+pub use bridge::{Call, Controller};
 pub use caller::CallerLeg;
 pub use engine::{CallHandler, Engine};
 pub use far::FarLeg;
@@ -37,4 +37,7 @@ pub enum CallInput {
     Ack(Message),
     /// A 2xx retransmitted by a far leg after its transaction ended.
     StrayResponse(Message),
+    /// The operator (or the account) ends the call: BYE to answered legs, 487 to a
+    /// caller still ringing.
+    Terminate,
 }

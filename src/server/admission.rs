@@ -62,3 +62,18 @@ pub fn call_info(
             .collect(),
     }
 }
+
+/// Lists the call in `state`'s calls in progress until the guard is dropped.
+pub fn listed(state: &super::State, call: &Call, info: &CallInfo) -> super::active::Listed {
+    state.active.list(
+        &call.sid,
+        super::active::Active {
+            account: info.account.clone(),
+            from: info.from.clone(),
+            to: info.to.clone(),
+            direction: info.direction.clone(),
+            created: crate::applets::unix_now(),
+            controller: call.controller(),
+        },
+    )
+}

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use tracing::Instrument;
 
-use super::admission::{call_info, caller_number, take};
+use super::admission::{call_info, caller_number, listed, take};
 use super::{State, outbound, record};
 use crate::call::{Call, CallHandler};
 use crate::flow::executor;
@@ -85,6 +85,7 @@ async fn handle(mut call: Call, state: &State) {
         return;
     }
     let info = call_info(&call, number, "incoming", None, trunk.account.clone());
+    let _listed = listed(state, &call, &info);
     let flow = &route.flow;
     let record = executor::run(flow, &mut call, &state.http, routing, &state.settings, info).await;
     record::finish(state, Some(flow), record).await;

@@ -222,6 +222,18 @@ impl crate::api::Live for Live {
             .collect()
     }
 
+    fn in_progress(&self, account: &str) -> Vec<serde_json::Value> {
+        self.current.load().active.of(account)
+    }
+
+    async fn terminate(&self, account: &str, sid: &str) -> bool {
+        let controller = self.current.load().active.controller(account, sid);
+        match controller {
+            Some(c) => c.terminate().await,
+            None => false,
+        }
+    }
+
     fn compile_options(&self) -> CompileOptions {
         CompileOptions {
             reserved_header_prefixes: self.config.load().reserved_header_prefixes.clone(),

@@ -6,6 +6,7 @@
 //! PSTN, `pinger` sends the OPTIONS pings, `record` logs the call record and sends
 //! the status callback.
 
+pub mod active;
 pub mod admission;
 pub mod inbound;
 pub mod live;

@@ -4,7 +4,7 @@
 //! the partner hears a failure only when every carrier failed, with the status that
 //! ended the search.
 
-use super::admission::{call_info, take};
+use super::admission::{call_info, listed, take};
 use super::{State, record};
 use crate::applets::Context;
 use crate::applets::connect::dial::{Plan, dial_plan, expand_all};
@@ -35,6 +35,7 @@ pub async fn call(call: &mut Call, state: &State, trunk: &Trunk, caller: &str, d
         Some(trunk.sid.clone()),
         trunk.account.clone(),
     );
+    let _listed = listed(state, call, &info);
     let (http, settings) = (&state.http, &state.settings);
     let mut cx = Context::new(call, http, routing, settings, info, FLOW_ID);
     cx.begin_step("carriers", crate::applets::connect::NAME);

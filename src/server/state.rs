@@ -26,6 +26,8 @@ pub struct State {
     pub auth: Authenticator,
     /// The store, for call records.
     pub store: Option<crate::store::Store>,
+    /// The calls in progress (shared by every state, kept across reloads).
+    pub active: std::sync::Arc<super::active::ActiveCalls>,
 }
 
 impl State {
@@ -54,6 +56,7 @@ impl State {
             previous.routing.kept(),
         )?;
         state.store = previous.store.clone();
+        state.active = previous.active.clone();
         Ok(state)
     }
 
@@ -81,6 +84,7 @@ impl State {
             },
             auth,
             store: None,
+            active: std::sync::Arc::default(),
         })
     }
 }
