@@ -213,7 +213,13 @@ fn simulate(file: &Path, scenario: &Path, opts: &CompileOptions) -> anyhow::Resu
     let settings = callflow::runtime::Settings::default();
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
     let record = runtime.block_on(callflow::flow::executor::run(
-        &flow, &mut call, &http, &directory, &settings, info,
+        &flow,
+        &mut call,
+        &http,
+        &directory,
+        &settings,
+        info,
+        &|_| None,
     ));
     println!("path:");
     for s in &record.steps {

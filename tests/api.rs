@@ -1559,10 +1559,10 @@ async fn calls_in_progress_are_listed_and_hung_up_over_http() {
         &node,
         &a,
         &format!("/Calls/{sid}"),
-        &[("Url", "http://my.exotel.com/x")],
+        &[("Url", "http://my.exotel.com/x/flows/not-there")],
     )
     .await;
-    assert_eq!(s, StatusCode::NOT_IMPLEMENTED);
+    assert_eq!(s, StatusCode::BAD_REQUEST);
     // Hung up: both legs get BYE.
     let (s, v) = v1_post(
         &node,
@@ -1592,5 +1592,126 @@ async fn calls_in_progress_are_listed_and_hung_up_over_http() {
         v1(&node, &a, &format!("/Calls/{sid}")).await.0,
         StatusCode::OK,
         "its record is stored"
+    );
+}
+
+#[tokio::test]
+async fn a_call_in_progress_moves_into_another_flow() {
+    let (node, a, _d) = sqlite_node().await;
+    let mut bot = Ua::new(Transport::Tcp, "bot", None).await;
+    let mut agent = Ua::new(Transport::Udp, "agent", None).await;
+    let agents = format!(
+        "flow: agents\nstart: c\napplets:\n  c:\n    connect: {{ to: \"sip:agent@{}\" }}\n    next: bye\n  bye:\n    hangup: {{}}\n",
+        agent.addr
+    );
+    assert_eq!(
+        put_flow(&node, &a, "agents", &agents).await.0,
+        StatusCode::OK
+    );
+    let (_, v) = node
+        .call(&a, "POST", "/trunks", Some(json!({ "trunk_name": "mv" })))
+        .await;
+    let t = v["response"]["data"]["trunk_sid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let did = fresh_number();
+    node.call(
+        &a,
+        "POST",
+        &format!("/trunks/{t}/phone-numbers"),
+        Some(json!({ "phone_number": did, "mode": "pstn" })),
+    )
+    .await;
+    let dest =
+        json!({ "destinations": [{ "destination": format!("{};transport=tcp", bot.addr) }] });
+    node.call(
+        &a,
+        "POST",
+        &format!("/trunks/{t}/destination-uris"),
+        Some(dest),
+    )
+    .await;
+    let mut caller = Ua::new_at(Transport::Udp, "caller", None, "127.0.0.2").await;
+    caller
+        .send(
+            &caller.invite(&format!("sip:{did}@{}", node.sip()), "mv1"),
+            node.sip(),
+        )
+        .await;
+    let (inv, from) = bot.expect_request("INVITE").await;
+    let sid = inv
+        .header(&Name::parse("X-Callflow-CallSid"))
+        .unwrap()
+        .to_string();
+    bot.send(
+        &bot.response(&inv, 200, "b1", Some(&support::answer(41000))),
+        from,
+    )
+    .await;
+    let ok = caller.expect_final("INVITE").await;
+    let ack = caller.in_dialog("ACK", &ok, true, "", 1, "ack");
+    caller.send(&ack, Ua::contact_addr(&ok)).await;
+    bot.expect_request("ACK").await;
+    // The operator rescues the call from the bot into the agents' flow.
+    let url = format!("http://my.exotel.com/v2/accounts/{}/flows/agents", a.sid);
+    let (s, v) = v1_post(
+        &node,
+        &a,
+        &format!("/Calls/{sid}"),
+        &[("Url", url.as_str())],
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (bye, from) = bot.expect_request("BYE").await;
+    bot.send(&bot.response(&bye, 200, "b1", None), from).await;
+    // RFC 3725: the agent is invited without SDP, the caller re-INVITEd with its offer.
+    let (inv, from) = agent.expect_request("INVITE").await;
+    assert!(inv.body.is_empty());
+    agent
+        .send(
+            &agent.response(&inv, 200, "ag1", Some(&support::answer(42000))),
+            from,
+        )
+        .await;
+    let (reinvite, rfrom) = caller.expect_request("INVITE").await;
+    caller
+        .send(
+            &caller.response(&reinvite, 200, "x", Some(&support::answer(40000))),
+            rfrom,
+        )
+        .await;
+    agent.expect_request("ACK").await;
+    // The caller hangs up; the record shows the move.
+    let bye = caller.in_dialog("BYE", &ok, true, "", 2, "cbye");
+    caller.send(&bye, Ua::contact_addr(&ok)).await;
+    let (b, from) = agent.expect_request("BYE").await;
+    agent
+        .send(&agent.response(&b, 200, "ag1", None), from)
+        .await;
+    let mut steps = Value::Null;
+    for _ in 0..50 {
+        let (s, v) = v1(&node, &a, &format!("/Calls/{sid}")).await;
+        if s == StatusCode::OK {
+            steps = v["Call"]["Trace"]["steps"].clone();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let path: Vec<(&str, &str)> = steps
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["applet"].as_str().unwrap(),
+                s["outcome"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        path,
+        [("trunk", "-"), ("(redirect)", "agents"), ("c", "-")],
+        "{steps}"
     );
 }

@@ -45,7 +45,7 @@ fn bridge(uris: Vec<String>, report: mpsc::UnboundedSender<String>) -> callflow:
                 match end {
                     LegEnd::FarHangup => continue,
                     LegEnd::Transfer { refer_to, .. } => queue.push_front(refer_to),
-                    LegEnd::CallerHangup | LegEnd::MaxDuration => return,
+                    LegEnd::CallerHangup | LegEnd::MaxDuration | LegEnd::Redirected => return,
                 }
             }
             call.hangup(480).await;

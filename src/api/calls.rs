@@ -55,7 +55,7 @@ pub fn routes() -> Vec<Route> {
                 body: Body::Form(&[("Status", "string", false), ("Url", "string", false)]),
                 ..ep(
                     "/v1/Accounts/{account}/Calls/{call}",
-                    "Control a call in progress: Status=completed hangs it up",
+                    "Control a call in progress: Status=completed hangs it up; Url moves it into a flow",
                 )
             },
             post(control),
@@ -265,8 +265,25 @@ async fn list(
     }
 }
 
+/// The flow id a `Url` names: `…/flows/{flow_id}`, Exotel's
+/// `…/exoml/start_voice/{app_id}`, or the id itself.
+fn flow_of(url: &str) -> Option<&str> {
+    let id = ["/flows/", "/start_voice/"]
+        .iter()
+        .find_map(|m| url.rsplit_once(m).map(|(_, id)| id))
+        .unwrap_or(url)
+        .trim_end_matches('/');
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    ok.then_some(id)
+}
+
 /// `POST …/Calls/{CallSid}` (form-encoded): `Status=completed` hangs the call up on
-/// every leg. `Url` (moving the caller into another flow) is not supported yet: 501.
+/// every leg; `Url` naming a flow moves the caller into it now (the far leg is hung
+/// up, the caller stays).
 async fn control(
     State(api): State<Api>,
     headers: HeaderMap,
@@ -279,14 +296,25 @@ async fn control(
     let sid = call.strip_suffix(".json").unwrap_or(&call);
     let form: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
     let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-    if get("Url").is_some() {
-        let e = ApiError {
-            status: StatusCode::NOT_IMPLEMENTED,
-            code: 1002,
-            message: "Not implemented".into(),
-            description: "moving a call into another flow (Url) is not supported yet".into(),
+    if let Some(url) = get("Url") {
+        let Some(flow) = flow_of(url) else {
+            return exception(&ApiError::invalid(
+                "Url",
+                "names no flow (…/flows/{flow_id})",
+            ));
         };
-        return exception(&e);
+        if !api.live.has_flow(&account, flow) {
+            return exception(&ApiError::invalid(
+                "Url",
+                &format!("names no loaded flow ('{flow}')"),
+            ));
+        }
+        if !api.live.redirect(&account, sid, flow).await {
+            return exception(&ApiError::not_found(&format!("call {sid} in progress")));
+        }
+        let call =
+            json!({ "Sid": sid, "AccountSid": account, "Status": "in-progress", "Url": url });
+        return axum::Json(json!({ "Call": call })).into_response();
     }
     match get("Status") {
         Some("completed") => {}

@@ -65,6 +65,8 @@ pub trait Live: Send + Sync {
     fn in_progress(&self, account: &str) -> Vec<Value>;
     /// Ends `account`'s call `sid` in progress; false when there is no such call.
     async fn terminate(&self, account: &str, sid: &str) -> bool;
+    /// Moves `account`'s call `sid` into flow `flow`; false when there is no such call.
+    async fn redirect(&self, account: &str, sid: &str, flow: &str) -> bool;
     /// How flows are compiled (the reserved header prefixes).
     fn compile_options(&self) -> crate::flow::CompileOptions;
 }

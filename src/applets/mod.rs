@@ -317,7 +317,7 @@ impl<'a> Context<'a> {
         let result = tokio::select! {
             r = http.get(url, &query, timeout) => r,
             _ = self.call.until_caller_gone() => {
-                self.step.notes.push(format!("caller hung up while {url} was pending; request cancelled"));
+                self.step.notes.push(format!("the call ended or moved while {url} was pending; request cancelled"));
                 return None;
             }
         };

@@ -37,6 +37,8 @@ pub struct Call {
     pub caller: CallerLeg,
     /// The far leg, while one is bridged.
     pub(crate) far: Option<FarLeg>,
+    /// A flow the call was asked to move into, not yet taken by the runtime.
+    pub(crate) redirect: Option<String>,
 }
 
 /// Ends a call from outside its task.
@@ -49,6 +51,12 @@ impl Controller {
     /// Asks the call to hang up every leg; false when the call is already over.
     pub async fn terminate(&self) -> bool {
         self.tx.send(CallInput::Terminate).await.is_ok()
+    }
+
+    /// Asks the call to move into flow `flow` (its far leg hung up, the caller kept);
+    /// false when the call is already over.
+    pub async fn redirect(&self, flow: String) -> bool {
+        self.tx.send(CallInput::Redirect(flow)).await.is_ok()
     }
 }
 
@@ -76,6 +84,7 @@ impl Call {
             rx,
             tx,
             far: None,
+            redirect: None,
         }
     }
 
@@ -244,6 +253,11 @@ impl Call {
                 self.hangup(487).await;
                 Ringing::Left
             }
+            // The ringing leg is given up; the caller stays for the next flow.
+            CallInput::Redirect(flow) => {
+                self.redirect = Some(flow);
+                Ringing::Left
+            }
             other => {
                 self.handle_idle(other).await;
                 Ringing::Stays
@@ -330,7 +344,7 @@ impl Call {
     /// Serves the call while nothing else does (a webhook is pending): answers what
     /// arrives, and returns once the caller has hung up or cancelled.
     pub async fn until_caller_gone(&mut self) {
-        while !self.caller.gone() {
+        while !self.caller.gone() && self.redirect.is_none() {
             let retransmit = self.caller.retransmit_at();
             tokio::select! {
                 _ = until(retransmit) => self.retransmit_2xx().await,
@@ -366,6 +380,10 @@ impl Call {
             if self.caller.gone() {
                 self.bye_far().await;
                 return LegEnd::CallerHangup;
+            }
+            if self.redirect.is_some() {
+                self.bye_far().await;
+                return LegEnd::Redirected;
             }
         }
     }
@@ -424,6 +442,10 @@ impl Call {
             CallInput::Terminate => {
                 tracing::info!(sid = %self.sid, "ended by the API");
                 self.hangup(487).await;
+            }
+            CallInput::Redirect(flow) => {
+                tracing::info!(sid = %self.sid, %flow, "moved into another flow by the API");
+                self.redirect = Some(flow);
             }
             CallInput::Request(st) => {
                 let is_bye = st.request.method() == Some(&Method::Bye);

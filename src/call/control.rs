@@ -29,6 +29,10 @@ impl CallControl for Call {
         Call::until_caller_gone(self).await
     }
 
+    fn take_redirect(&mut self) -> Option<String> {
+        self.redirect.take()
+    }
+
     fn caller_gone(&self) -> bool {
         self.caller.gone()
     }

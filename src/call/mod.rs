@@ -40,4 +40,6 @@ pub enum CallInput {
     /// The operator (or the account) ends the call: BYE to answered legs, 487 to a
     /// caller still ringing.
     Terminate,
+    /// The call is moved into this flow: the far leg goes, the caller stays.
+    Redirect(String),
 }

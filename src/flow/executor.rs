@@ -6,12 +6,19 @@
 //! SIP engine and the reqwest client implement it, and so do the scripted stand-ins of
 //! `callflow simulate` and the unit tests.
 
+use std::sync::Arc;
+
 use super::compile::Flow;
 use crate::applets::Context;
 use crate::lang::vars::CallInfo;
-use crate::runtime::{CallControl, CallRecord, Directory, Http, Settings, Step};
+use crate::runtime::{CallControl, CallRecord, Directory, Http, Settings, Step, StepTrace};
 
-/// Runs `flow` on a call to its end and returns the call record.
+/// Finds the flow a call is moved into (by the calls API), by the id it was given.
+pub type FlowLookup<'a> = &'a (dyn Fn(&str) -> Option<Arc<Flow>> + Sync);
+
+/// Runs `flow` on a call to its end and returns the call record. A call moved into
+/// another flow meanwhile goes on there (`lookup` finds it); the record shows the
+/// move as a step.
 pub async fn run(
     flow: &Flow,
     call: &mut dyn CallControl,
@@ -19,20 +26,41 @@ pub async fn run(
     directory: &dyn Directory,
     settings: &Settings,
     info: CallInfo,
+    lookup: FlowLookup<'_>,
 ) -> CallRecord {
     let mut cx = Context::new(call, http, directory, settings, info, &flow.id);
-    walk(flow, &mut cx).await;
+    let mut moved_to = walk(flow, &mut cx).await;
+    while let Some(target) = moved_to {
+        let mut step = StepTrace::new("(redirect)", "redirect");
+        step.started_ms = cx.elapsed_ms();
+        step.outcome = target.clone();
+        let next = lookup(&target);
+        if next.is_none() {
+            step.notes
+                .push(format!("flow '{target}' is not loaded; hanging up"));
+        }
+        cx.record.steps.push(step);
+        let Some(next) = next else {
+            cx.call.hangup(crate::applets::hangup::DEFAULT_STATUS).await;
+            break;
+        };
+        moved_to = walk(&next, &mut cx).await;
+    }
     cx.finish()
 }
 
 /// Runs the applets of `flow` from its start until one stops the call or an outcome
-/// has nowhere to go (then the call is hung up).
-pub async fn walk(flow: &Flow, cx: &mut Context<'_>) {
+/// has nowhere to go (then the call is hung up). Returns the flow the call was moved
+/// into, if it was.
+pub async fn walk(flow: &Flow, cx: &mut Context<'_>) -> Option<String> {
     let mut node = flow.start;
     while let Some(applet) = flow.applet(node) {
         cx.begin_step(&applet.id, applet.kind.kind());
         let step = applet.kind.run(cx).await;
         cx.end_step(&step);
+        if let Some(target) = cx.call.take_redirect() {
+            return Some(target);
+        }
         let Step::Outcome(outcome) = step else { break };
         if cx.call.caller_gone() {
             break;
@@ -46,4 +74,5 @@ pub async fn walk(flow: &Flow, cx: &mut Context<'_>) {
             }
         }
     }
+    None
 }

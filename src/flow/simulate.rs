@@ -322,6 +322,7 @@ mod tests {
             &SimulatedDirectory,
             &Settings::default(),
             info,
+            &|_| None,
         )
         .await;
         record
@@ -401,6 +402,7 @@ mod tests {
             &SimulatedDirectory,
             &Settings::default(),
             CallInfo::default(),
+            &|_| None,
         )
         .await;
         assert!(record.record);

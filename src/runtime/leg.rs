@@ -83,4 +83,6 @@ pub enum LegEnd {
     },
     /// The longest allowed duration passed; both legs are hung up.
     MaxDuration,
+    /// The call was moved into another flow (the calls API); the far leg is hung up.
+    Redirected,
 }

@@ -31,8 +31,12 @@ pub trait CallControl: Send {
     /// Ends the call (BYE, or `status` to a caller never answered).
     async fn hangup(&mut self, status: u16);
     /// Serves the call (retransmissions, stray requests) until the caller hangs up
-    /// or cancels; never returns while the caller is there.
+    /// or cancels, or the call is moved into another flow.
     async fn until_caller_gone(&mut self);
+    /// The flow the call was asked to move into (by the calls API), taken once.
+    fn take_redirect(&mut self) -> Option<String> {
+        None
+    }
     /// Whether the caller has hung up or cancelled.
     fn caller_gone(&self) -> bool;
     /// Whether the caller has been answered.

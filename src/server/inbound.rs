@@ -87,8 +87,22 @@ async fn handle(mut call: Call, state: &State) {
     let info = call_info(&call, number, "incoming", None, trunk.account.clone());
     let _listed = listed(state, &call, &info);
     let flow = &route.flow;
-    let record = executor::run(flow, &mut call, &state.http, routing, &state.settings, info).await;
+    let account = trunk.account.clone();
+    let lookup = |id: &str| flow_for(routing, account.as_deref(), id);
+    let (http, settings) = (&state.http, &state.settings);
+    let record = executor::run(flow, &mut call, http, routing, settings, info, &lookup).await;
     record::finish(state, Some(flow), record).await;
+}
+
+/// The flow `id` as `account` names it: its own, else the file's.
+pub(super) fn flow_for(
+    routing: &crate::routing::Routing,
+    account: Option<&str>,
+    id: &str,
+) -> Option<Arc<crate::flow::Flow>> {
+    account
+        .and_then(|a| routing.flow(&crate::store::flows::routing_id(a, id)))
+        .or_else(|| routing.flow(id).filter(|_| !id.contains('/')))
 }
 
 /// A source that is neither a carrier nor whitelisted may still be a trunk that

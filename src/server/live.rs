@@ -234,6 +234,14 @@ impl crate::api::Live for Live {
         }
     }
 
+    async fn redirect(&self, account: &str, sid: &str, flow: &str) -> bool {
+        let controller = self.current.load().active.controller(account, sid);
+        match controller {
+            Some(c) => c.redirect(flow.to_string()).await,
+            None => false,
+        }
+    }
+
     fn compile_options(&self) -> CompileOptions {
         CompileOptions {
             reserved_header_prefixes: self.config.load().reserved_header_prefixes.clone(),

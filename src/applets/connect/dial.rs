@@ -359,6 +359,12 @@ fn bridged_end(end: LegEnd, cx: &mut Context<'_>) -> Step {
             Outcome::Transfer.into()
         }
         LegEnd::CallerHangup => Step::Stop,
+        LegEnd::Redirected => {
+            cx.step
+                .notes
+                .push("moved into another flow; the far leg hung up".into());
+            Step::Stop
+        }
         LegEnd::MaxDuration => {
             cx.step
                 .notes
