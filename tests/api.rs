@@ -1293,6 +1293,10 @@ async fn call_records_with_trace_and_callback_attempts(store: &str) {
     assert_eq!(call["AccountSid"], a.sid.as_str());
     assert_eq!(call["To"], did.as_str());
     assert_eq!(call["Direction"], "incoming");
+    assert_eq!(
+        call["Status"], "busy",
+        "never answered; the only leg was busy"
+    );
     assert_eq!(call["Trace"]["steps"][0]["applet"], "c");
     assert_eq!(call["Trace"]["steps"][0]["legs"][0]["result"], "486");
     let statuses: Vec<u64> = call["Trace"]["callbacks"]
@@ -1309,6 +1313,38 @@ async fn call_records_with_trace_and_callback_attempts(store: &str) {
     assert_eq!(v["RestException"]["Status"], 404);
     let (_, v) = v1(&node, &b, "/Calls.json").await;
     assert_eq!(v["Calls"], json!([]));
+    // A caller who cancels while the bot rings: canceled.
+    let mut caller = Ua::new_at(Transport::Udp, "caller2", None, "127.0.0.2").await;
+    let invite = caller.invite(&format!("sip:{did}@{}", node.sip()), "rec2");
+    caller.send(&invite, node.sip()).await;
+    let (inv, from) = bot.expect_request("INVITE").await;
+    let sid = inv
+        .header(&Name::parse("X-Callflow-CallSid"))
+        .unwrap()
+        .to_string();
+    bot.send(&bot.response(&inv, 180, "b", None), from).await;
+    assert_eq!(caller.expect_response().await.status(), Some(180));
+    let mut cancel = invite.clone();
+    cancel.start = callflow::sip::StartLine::Request {
+        method: callflow::sip::Method::Cancel,
+        uri: invite.request_uri().unwrap().clone(),
+    };
+    cancel.set_header(Name::CSeq, "1 CANCEL");
+    cancel.body = Default::default();
+    caller.send(&cancel, node.sip()).await;
+    let (c, from) = bot.expect_request("CANCEL").await;
+    bot.send(&bot.response(&c, 200, "b", None), from).await;
+    bot.send(&bot.response(&inv, 487, "b", None), from).await;
+    let mut status = Value::Null;
+    for _ in 0..50 {
+        let (s, v) = v1(&node, &a, &format!("/Calls/{sid}")).await;
+        if s == StatusCode::OK {
+            status = v["Call"]["Status"].clone();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, "canceled");
 }
 
 on_both_stores!(

@@ -252,15 +252,22 @@ impl<'a> Context<'a> {
         self.record.steps.push(done);
     }
 
-    /// Closes the record: its duration, and `canceled` for a caller who left before
-    /// being answered.
+    /// Closes the record: its duration and its status. An answered call is
+    /// `completed`; one the caller cancelled `canceled`; any other call never answered
+    /// takes the status of the last leg it tried (`busy`, `no-answer`), else `failed`.
     pub fn finish(mut self) -> CallRecord {
         self.record.duration_secs = self.elapsed_ms() / 1000;
-        if self.call.caller_gone()
-            && !self.call.answered()
-            && self.record.status == CallStatus::Completed
-        {
-            self.record.status = CallStatus::Canceled;
+        if !self.call.answered() && self.record.status == CallStatus::Completed {
+            let last_leg = self.vars.connect.get("status").map(|v| v.to_string());
+            self.record.status = if self.call.caller_cancelled() {
+                CallStatus::Canceled
+            } else {
+                match last_leg.as_deref() {
+                    Some("busy") => CallStatus::Busy,
+                    Some("no-answer") => CallStatus::NoAnswer,
+                    _ => CallStatus::Failed,
+                }
+            };
         }
         self.record
     }

@@ -44,6 +44,8 @@ pub struct CallerLeg {
     pending_2xx: Option<Pending2xx>,
     /// Whether the caller has hung up, cancelled or been refused.
     gone: bool,
+    /// Whether the caller cancelled its INVITE before being answered.
+    cancelled: bool,
 }
 
 impl CallerLeg {
@@ -58,6 +60,7 @@ impl CallerLeg {
             answer: None,
             pending_2xx: None,
             gone: false,
+            cancelled: false,
         }
     }
 
@@ -157,7 +160,13 @@ impl CallerLeg {
     }
 
     /// The caller cancelled its INVITE: 200 to the CANCEL, 487 to the INVITE.
+    /// Whether the caller cancelled before being answered.
+    pub fn was_cancelled(&self) -> bool {
+        self.cancelled
+    }
+
     pub(crate) async fn cancelled(&mut self, cancel: ServerTransaction) {
+        self.cancelled = true;
         cancel.reply(200, None).await;
         self.finish(487).await;
     }

@@ -40,4 +40,8 @@ impl CallControl for Call {
     fn answered(&self) -> bool {
         self.caller.answered()
     }
+
+    fn caller_cancelled(&self) -> bool {
+        self.caller.was_cancelled()
+    }
 }

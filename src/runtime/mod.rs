@@ -41,6 +41,10 @@ pub trait CallControl: Send {
     fn caller_gone(&self) -> bool;
     /// Whether the caller has been answered.
     fn answered(&self) -> bool;
+    /// Whether the caller cancelled before being answered.
+    fn caller_cancelled(&self) -> bool {
+        false
+    }
 }
 
 /// A webhook's answer.
