@@ -857,29 +857,7 @@ async fn metrics_count_messages_refusals_and_calls() {
     let (node, a, _d) = sqlite_node().await;
     // One call that ends: a pstn number to a trunk whose destination refuses it.
     let mut bot = Ua::new(Transport::Tcp, "bot", None).await;
-    let (_, v) = node
-        .call(&a, "POST", "/trunks", Some(json!({ "trunk_name": "m" })))
-        .await;
-    let t = v["response"]["data"]["trunk_sid"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    node.call(
-        &a,
-        "POST",
-        &format!("/trunks/{t}/phone-numbers"),
-        Some(json!({ "phone_number": "+918047000222", "mode": "pstn" })),
-    )
-    .await;
-    let dest =
-        json!({ "destinations": [{ "destination": format!("{};transport=tcp", bot.addr) }] });
-    node.call(
-        &a,
-        "POST",
-        &format!("/trunks/{t}/destination-uris"),
-        Some(dest),
-    )
-    .await;
+    pstn_trunk(&node, &a, "m", "+918047000222", bot.addr).await;
     let mut caller = Ua::new_at(Transport::Udp, "caller", None, "127.0.0.2").await;
     caller
         .send(
@@ -1212,6 +1190,45 @@ fn callback_flow(trunk: &str, partner: SocketAddr) -> String {
     )
 }
 
+/// Creates trunk `name` of account `a` with pstn number `number` and the TCP
+/// destination `dest`; its sid.
+async fn pstn_trunk(
+    node: &Node,
+    a: &Account,
+    name: &str,
+    number: &str,
+    dest: SocketAddr,
+) -> String {
+    let (_, v) = node
+        .call(a, "POST", "/trunks", Some(json!({ "trunk_name": name })))
+        .await;
+    let t = v["response"]["data"]["trunk_sid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let number = json!({ "phone_number": number, "mode": "pstn" });
+    let (s, _) = node
+        .call(
+            a,
+            "POST",
+            &format!("/trunks/{t}/phone-numbers"),
+            Some(number),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let dest = json!({ "destinations": [{ "destination": format!("{dest};transport=tcp") }] });
+    let (s, _) = node
+        .call(
+            a,
+            "POST",
+            &format!("/trunks/{t}/destination-uris"),
+            Some(dest),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    t
+}
+
 /// GETs `path` under `/v1/Accounts/{sid}` as account `a`.
 async fn v1(node: &Node, a: &Account, path: &str) -> (StatusCode, Value) {
     let r = node
@@ -1531,30 +1548,8 @@ async fn calls_in_progress_are_listed_and_hung_up_over_http() {
     let (node, a, _d) = sqlite_node().await;
     let b = node.account("other").await;
     let mut bot = Ua::new(Transport::Tcp, "bot", None).await;
-    let (_, v) = node
-        .call(&a, "POST", "/trunks", Some(json!({ "trunk_name": "live" })))
-        .await;
-    let t = v["response"]["data"]["trunk_sid"]
-        .as_str()
-        .unwrap()
-        .to_string();
     let did = fresh_number();
-    node.call(
-        &a,
-        "POST",
-        &format!("/trunks/{t}/phone-numbers"),
-        Some(json!({ "phone_number": did, "mode": "pstn" })),
-    )
-    .await;
-    let dest =
-        json!({ "destinations": [{ "destination": format!("{};transport=tcp", bot.addr) }] });
-    node.call(
-        &a,
-        "POST",
-        &format!("/trunks/{t}/destination-uris"),
-        Some(dest),
-    )
-    .await;
+    pstn_trunk(&node, &a, "live", &did, bot.addr).await;
     let mut caller = Ua::new_at(Transport::Udp, "caller", None, "127.0.0.2").await;
     caller
         .send(
@@ -1644,30 +1639,8 @@ async fn a_call_in_progress_moves_into_another_flow() {
         put_flow(&node, &a, "agents", &agents).await.0,
         StatusCode::OK
     );
-    let (_, v) = node
-        .call(&a, "POST", "/trunks", Some(json!({ "trunk_name": "mv" })))
-        .await;
-    let t = v["response"]["data"]["trunk_sid"]
-        .as_str()
-        .unwrap()
-        .to_string();
     let did = fresh_number();
-    node.call(
-        &a,
-        "POST",
-        &format!("/trunks/{t}/phone-numbers"),
-        Some(json!({ "phone_number": did, "mode": "pstn" })),
-    )
-    .await;
-    let dest =
-        json!({ "destinations": [{ "destination": format!("{};transport=tcp", bot.addr) }] });
-    node.call(
-        &a,
-        "POST",
-        &format!("/trunks/{t}/destination-uris"),
-        Some(dest),
-    )
-    .await;
+    pstn_trunk(&node, &a, "mv", &did, bot.addr).await;
     let mut caller = Ua::new_at(Transport::Udp, "caller", None, "127.0.0.2").await;
     caller
         .send(

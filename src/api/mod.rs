@@ -115,13 +115,7 @@ impl Api {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or("");
-        let same = given.len() == admin.len()
-            && given
-                .bytes()
-                .zip(admin.bytes())
-                .fold(0u8, |a, (x, y)| a | (x ^ y))
-                == 0;
-        if same {
+        if crate::sip::digest::constant_time_eq(given.as_bytes(), admin.as_bytes()) {
             Ok(())
         } else {
             Err(ApiError::unauthorized())
@@ -351,22 +345,8 @@ async fn create_account(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(admin) = &api.admin_token else {
-        return fail(&method, &ApiError::not_found("this resource"));
-    };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    let same = given.len() == admin.len()
-        && given
-            .bytes()
-            .zip(admin.bytes())
-            .fold(0u8, |a, (x, y)| a | (x ^ y))
-            == 0;
-    if !same {
-        return fail(&method, &ApiError::unauthorized());
+    if let Err(e) = api.admin(&headers) {
+        return fail(&method, &e);
     }
     let result = async {
         let body = json_body(&headers, &body)?;

@@ -19,17 +19,12 @@ pub struct NewAccount {
     pub api_token: String,
 }
 
-fn token_hash(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
+fn constant_time_eq_str(a: &str, b: &str) -> bool {
+    crate::sip::digest::constant_time_eq(a.as_bytes(), b.as_bytes())
 }
 
-/// Compares two strings in time that does not depend on where they differ.
-fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
+fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
 }
 
 impl Store {
@@ -72,11 +67,11 @@ impl Store {
             .await?;
         let Some(row) = row else {
             // Spend the same work as for a real account.
-            let _ = same(&token_hash(token), &token_hash(key));
+            let _ = constant_time_eq_str(&token_hash(token), &token_hash(key));
             return Ok(false);
         };
-        let key_ok = same(&text(&row, "api_key")?, key);
-        let token_ok = same(&text(&row, "token_hash")?, &token_hash(token));
+        let key_ok = constant_time_eq_str(&text(&row, "api_key")?, key);
+        let token_ok = constant_time_eq_str(&text(&row, "token_hash")?, &token_hash(token));
         Ok(key_ok & token_ok)
     }
 }
