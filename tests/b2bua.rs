@@ -384,6 +384,8 @@ async fn options_and_unknown_requests_outside_dialogs() {
         s.caller.send_raw(base(method, method).as_bytes(), to).await;
         let r = s.caller.expect_final(method).await;
         assert_eq!(r.status(), Some(status), "{method}");
+        // RFC 3261 §8.2.6.2: a final response outside a dialog carries a To tag.
+        assert!(r.to_header().unwrap().tag().is_some(), "{method}: To tag");
         if method == "OPTIONS" {
             assert!(r.header(&Name::Allow).unwrap().contains("REFER"));
         }
@@ -394,7 +396,15 @@ async fn options_and_unknown_requests_outside_dialogs() {
         "INVITE urn:service:sos ",
     );
     s.caller.send_raw(urn.as_bytes(), to).await;
-    assert_eq!(s.caller.expect_final("INVITE").await.status(), Some(416));
+    let r = s.caller.expect_final("INVITE").await;
+    assert_eq!(r.status(), Some(416));
+    assert!(r.to_header().unwrap().tag().is_some());
+    // An INVITE that may not be forwarded again (a loop): 483 Too Many Hops.
+    let spent = base("INVITE", "mf0").replace("Max-Forwards: 70\r\n", "Max-Forwards: 0\r\n");
+    s.caller.send_raw(spent.as_bytes(), to).await;
+    let r = s.caller.expect_final("INVITE").await;
+    assert_eq!(r.status(), Some(483));
+    assert!(r.to_header().unwrap().tag().is_some());
     // An INVITE that requires an extension callflow lacks: 420 naming it.
     let with_require = base("INVITE", "req100rel").replace(
         "Max-Forwards: 70\r\n",
@@ -403,6 +413,7 @@ async fn options_and_unknown_requests_outside_dialogs() {
     s.caller.send_raw(with_require.as_bytes(), to).await;
     let r = s.caller.expect_final("INVITE").await;
     assert_eq!(r.status(), Some(420));
+    assert!(r.to_header().unwrap().tag().is_some());
     assert_eq!(r.header(&Name::parse("Unsupported")), Some("100rel"));
 }
 

@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use super::CallInput;
 use super::bridge::Call;
 use super::core::{ALLOW, Core};
+use crate::sip::dialog::new_tag;
 use crate::sip::header::Name;
 use crate::sip::method::Method;
 use crate::sip::resolve::Resolver;
@@ -100,14 +101,14 @@ impl Engine {
         if matches!(st.request.request_uri(), Some(crate::sip::Uri::Other(_)))
             && !matches!(method, Method::Ack)
         {
-            st.reply(416, None).await;
+            st.reply(416, Some(&new_tag())).await;
             return;
         }
         // callflow supports no SIP extension that a peer could require (RFC 3261
         // §8.2.2.3): 420 with the ones it named.
         let required: Vec<&str> = st.request.header_values(&Name::Require).collect();
         if !required.is_empty() && !matches!(method, Method::Ack | Method::Cancel) {
-            let mut resp = st.response(420, None);
+            let mut resp = st.response(420, Some(&new_tag()));
             resp.push_header(Name::parse("Unsupported"), required.join(", "));
             st.respond(resp).await;
             return;
@@ -123,8 +124,14 @@ impl Engine {
                 Some(tx) => {
                     let _ = tx.send(CallInput::Request(st)).await;
                 }
-                None => st.reply(481, None).await,
+                None => st.reply(481, Some(&new_tag())).await,
             }
+            return;
+        }
+        // A request that may not be forwarded again ends here (RFC 3261 §16.3): a
+        // loop between two B2BUAs stops instead of going round forever.
+        if method == Method::Invite && st.request.max_forwards().ok().flatten() == Some(0) {
+            st.reply(483, Some(&new_tag())).await;
             return;
         }
         match method {
@@ -135,11 +142,11 @@ impl Engine {
                     Some(tx) => {
                         let _ = tx.send(CallInput::Cancel(st)).await;
                     }
-                    None => st.reply(481, None).await,
+                    None => st.reply(481, Some(&new_tag())).await,
                 }
             }
             Method::Options => {
-                let mut resp = st.response(200, Some(&crate::sip::dialog::new_tag()));
+                let mut resp = st.response(200, Some(&new_tag()));
                 resp.push_header(Name::Allow, ALLOW);
                 resp.push_header(Name::parse("Accept"), "application/sdp");
                 st.respond(resp).await;
@@ -149,10 +156,10 @@ impl Engine {
             | Method::Notify
             | Method::Update
             | Method::Info
-            | Method::Prack => st.reply(481, None).await,
-            Method::Other(_) => st.reply(501, None).await,
+            | Method::Prack => st.reply(481, Some(&new_tag())).await,
+            Method::Other(_) => st.reply(501, Some(&new_tag())).await,
             _ => {
-                let mut resp = st.response(405, None);
+                let mut resp = st.response(405, Some(&new_tag()));
                 resp.push_header(Name::Allow, ALLOW);
                 st.respond(resp).await;
             }
