@@ -1044,6 +1044,27 @@ async fn credentials_created_over_http_authenticate_a_partners_call(store: &str)
             assert_eq!(sbc.expect_final("INVITE").await.status(), Some(403));
         }
     }
+    // A captured Authorization is worth nothing: replayed as it was, or on an INVITE
+    // to another number, it is refused and no carrier is called.
+    let captured = digest_answer(&challenge, "SHA-256", &uri, "sbc", "s3cret");
+    for (dialled, call_id) in [("+919999999999", "dg4"), ("+442071234567", "dg5")] {
+        let mut replay = sbc.invite(&format!("sip:{dialled}@{}", node.sip()), call_id);
+        replay.set_header(Name::From, format!("<sip:{n}@{}>;tag=r{call_id}", sbc.addr));
+        replay.push_header(Name::parse("Authorization"), captured.clone());
+        sbc.send(&replay, node.sip()).await;
+        assert_eq!(
+            sbc.expect_final("INVITE").await.status(),
+            Some(403),
+            "{dialled}"
+        );
+    }
+    while let Some((m, _)) = carrier.recv(0.3).await {
+        assert_ne!(
+            m.method().map(|m| m.as_str().to_string()).as_deref(),
+            Some("INVITE"),
+            "no carrier is called"
+        );
+    }
 }
 
 #[tokio::test]

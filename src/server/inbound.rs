@@ -127,7 +127,10 @@ async fn authenticate(
         call.reject(403, Some(why), Vec::new()).await;
         return None;
     };
-    match state.auth.check_secrets(call.request(), &trunk.credentials) {
+    match state
+        .auth
+        .check_secrets(call.request(), call.source().ip(), &trunk.credentials)
+    {
         Verdict::Ok => Some(trunk),
         Verdict::Challenge(values) => {
             let headers = values

@@ -5,6 +5,7 @@
 //! start, so any node that shares the secret could check them and none has to remember
 //! them; a nonce older than [`NONCE_LIFETIME`] is refused as stale.
 
+use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use md5::Md5;
@@ -12,9 +13,11 @@ use sha2::{Digest, Sha256};
 
 use super::header::Name;
 use super::message::Message;
+use super::uri::Uri;
 
-/// How long a nonce stays valid.
-pub const NONCE_LIFETIME: Duration = Duration::from_secs(300);
+/// How long a nonce stays valid: long enough to answer a challenge, short enough
+/// that a captured one is soon worthless.
+pub const NONCE_LIFETIME: Duration = Duration::from_secs(60);
 
 /// The hash algorithms offered, strongest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,11 +86,16 @@ pub enum Verdict {
     Refused(String),
 }
 
-/// Issues and checks digest challenges for one realm.
+/// Issues and checks digest challenges for one realm. Nonces are stateless (a time
+/// and a keyed hash of it and the source address, so a nonce is good only from the
+/// address it was sent to); the highest nonce count seen per nonce is remembered
+/// while the nonce lives, so a captured Authorization cannot be replayed.
 #[derive(Debug, Clone)]
 pub struct Authenticator {
     realm: String,
     secret: String,
+    /// Nonce → (highest nc accepted, when the nonce was issued).
+    counts: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (u32, u64)>>>,
 }
 
 impl Authenticator {
@@ -96,6 +104,7 @@ impl Authenticator {
         Authenticator {
             realm: realm.to_string(),
             secret: format!("{:032x}", rand::random::<u128>()),
+            counts: std::sync::Arc::default(),
         }
     }
 
@@ -105,24 +114,43 @@ impl Authenticator {
             .map_or(0, |d| d.as_secs())
     }
 
-    fn nonce_at(&self, ts: u64) -> String {
-        let tag = Algorithm::Sha256.hash(&format!("{ts}:{}", self.secret));
-        format!("{ts:x}.{}", &tag[..32])
+    /// A nonce issued at `ts` to `source`, unique by `salt`: `ts.salt.tag`.
+    fn nonce_at(&self, ts: u64, salt: u64, source: IpAddr) -> String {
+        let tag = Algorithm::Sha256.hash(&format!("{ts}:{salt}:{source}:{}", self.secret));
+        format!("{ts:x}.{salt:x}.{}", &tag[..32])
     }
 
-    fn nonce_fresh(&self, nonce: &str) -> bool {
-        let Some((ts, _)) = nonce.split_once('.') else {
-            return false;
-        };
-        let Ok(ts) = u64::from_str_radix(ts, 16) else {
-            return false;
-        };
-        self.nonce_at(ts) == nonce && Self::now().saturating_sub(ts) <= NONCE_LIFETIME.as_secs()
+    /// When `nonce` was issued to `source`, if this authenticator issued it.
+    fn nonce_issued(&self, nonce: &str, source: IpAddr) -> Option<u64> {
+        let mut parts = nonce.split('.');
+        let ts = u64::from_str_radix(parts.next()?, 16).ok()?;
+        let salt = u64::from_str_radix(parts.next()?, 16).ok()?;
+        let expected = self.nonce_at(ts, salt, source);
+        constant_time_eq(expected.as_bytes(), nonce.as_bytes()).then_some(ts)
     }
 
-    /// The WWW-Authenticate values of a challenge: SHA-256 first, then MD5.
-    pub fn challenge(&self, stale: bool) -> Vec<String> {
-        let nonce = self.nonce_at(Self::now());
+    /// Takes nonce count `nc` of `nonce` (issued at `issued`) if it is higher than any
+    /// taken before.
+    fn take_count(&self, nonce: &str, nc: u32, issued: u64) -> bool {
+        let mut counts = self
+            .counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if counts.len() > 4096 {
+            let oldest = Self::now().saturating_sub(NONCE_LIFETIME.as_secs());
+            counts.retain(|_, (_, at)| *at >= oldest);
+        }
+        let last = counts.entry(nonce.to_string()).or_insert((0, issued));
+        if nc <= last.0 {
+            return false;
+        }
+        last.0 = nc;
+        true
+    }
+
+    /// The WWW-Authenticate values of a challenge to `source`: SHA-256 first, then MD5.
+    pub fn challenge(&self, stale: bool, source: IpAddr) -> Vec<String> {
+        let nonce = self.nonce_at(Self::now(), rand::random::<u64>(), source);
         [Algorithm::Sha256, Algorithm::Md5]
             .iter()
             .map(|a| {
@@ -141,16 +169,31 @@ impl Authenticator {
         &self.realm
     }
 
-    /// Checks `request`'s Authorization against `username` and `password`.
-    pub fn check(&self, request: &Message, username: &str, password: &str) -> Verdict {
+    /// Checks `request`'s Authorization, sent from `source`, against `username` and
+    /// `password`.
+    pub fn check(
+        &self,
+        request: &Message,
+        source: IpAddr,
+        username: &str,
+        password: &str,
+    ) -> Verdict {
         let secret = DigestSecret::from_password(username, &self.realm, password);
-        self.check_secrets(request, std::slice::from_ref(&secret))
+        self.check_secrets(request, source, std::slice::from_ref(&secret))
     }
 
-    /// Checks `request`'s Authorization against the secret of the user it names.
-    pub fn check_secrets(&self, request: &Message, secrets: &[DigestSecret]) -> Verdict {
+    /// Checks `request`'s Authorization, sent from `source`, against the secret of
+    /// the user it names. The answer must be for this request's URI, to a nonce issued
+    /// to `source` and still fresh, with qop=auth and a nonce count above any used
+    /// before with that nonce.
+    pub fn check_secrets(
+        &self,
+        request: &Message,
+        source: IpAddr,
+        secrets: &[DigestSecret],
+    ) -> Verdict {
         let Some(value) = request.header(&Name::parse("Authorization")) else {
-            return Verdict::Challenge(self.challenge(false));
+            return Verdict::Challenge(self.challenge(false, source));
         };
         let Some(p) = parse_params(value) else {
             return Verdict::Refused("malformed Authorization".into());
@@ -175,8 +218,15 @@ impl Authenticator {
         else {
             return Verdict::Refused("incomplete Authorization".into());
         };
-        if !self.nonce_fresh(nonce) {
-            return Verdict::Challenge(self.challenge(true));
+        let Some(issued) = self.nonce_issued(nonce, source) else {
+            return Verdict::Challenge(self.challenge(false, source));
+        };
+        if Self::now().saturating_sub(issued) > NONCE_LIFETIME.as_secs() {
+            return Verdict::Challenge(self.challenge(true, source));
+        }
+        let for_this_request = Uri::parse(uri).ok().as_ref() == request.request_uri();
+        if !for_this_request {
+            return Verdict::Refused("the answer is for another Request-URI".into());
         }
         let method = request
             .method()
@@ -184,24 +234,26 @@ impl Authenticator {
             .unwrap_or_default();
         let ha1 = secret.ha1(algorithm);
         let ha2 = algorithm.hash(&format!("{method}:{uri}"));
-        let expected = match get("qop") {
-            Some(qop) if qop.eq_ignore_ascii_case("auth") => {
-                let (Some(nc), Some(cnonce)) = (get("nc"), get("cnonce")) else {
-                    return Verdict::Refused("qop=auth without nc or cnonce".into());
-                };
-                algorithm.hash(&format!("{ha1}:{nonce}:{nc}:{cnonce}:{qop}:{ha2}"))
-            }
-            Some(other) => return Verdict::Refused(format!("unsupported qop {other}")),
-            None => algorithm.hash(&format!("{ha1}:{nonce}:{ha2}")),
+        let (Some(qop), Some(nc), Some(cnonce)) = (get("qop"), get("nc"), get("cnonce")) else {
+            return Verdict::Refused("qop=auth, nc and cnonce are required".into());
         };
-        if constant_time_eq(
+        if !qop.eq_ignore_ascii_case("auth") {
+            return Verdict::Refused(format!("unsupported qop {qop}"));
+        }
+        let Some(count) = u32::from_str_radix(nc, 16).ok().filter(|_| nc.len() == 8) else {
+            return Verdict::Refused("malformed nonce count".into());
+        };
+        let expected = algorithm.hash(&format!("{ha1}:{nonce}:{nc}:{cnonce}:{qop}:{ha2}"));
+        if !constant_time_eq(
             expected.as_bytes(),
             response.to_ascii_lowercase().as_bytes(),
         ) {
-            Verdict::Ok
-        } else {
-            Verdict::Refused("wrong credentials".into())
+            return Verdict::Refused("wrong credentials".into());
         }
+        if !self.take_count(nonce, count, issued) {
+            return Verdict::Refused("replayed nonce count".into());
+        }
+        Verdict::Ok
     }
 }
 
@@ -226,6 +278,8 @@ mod tests {
     use super::*;
     use crate::sip::message::Framing;
 
+    const SRC: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1));
+
     fn request(auth: Option<&str>) -> Message {
         let auth = auth.map_or(String::new(), |a| format!("Authorization: {a}\r\n"));
         let text = format!(
@@ -235,7 +289,18 @@ mod tests {
     }
 
     fn answer(a: &Authenticator, alg: Algorithm, user: &str, pass: &str) -> String {
-        let Verdict::Challenge(ch) = a.check(&request(None), user, pass) else {
+        answer_for(a, alg, user, pass, "sip:+919999999999@callflow", "00000001")
+    }
+
+    fn answer_for(
+        a: &Authenticator,
+        alg: Algorithm,
+        user: &str,
+        pass: &str,
+        uri: &str,
+        nc: &str,
+    ) -> String {
+        let Verdict::Challenge(ch) = a.check(&request(None), SRC, user, pass) else {
             panic!()
         };
         let nonce = ch[0]
@@ -246,12 +311,11 @@ mod tests {
             .next()
             .unwrap()
             .to_string();
-        let uri = "sip:+919999999999@callflow";
         let ha1 = alg.hash(&format!("{user}:callflow:{pass}"));
         let ha2 = alg.hash(&format!("INVITE:{uri}"));
-        let resp = alg.hash(&format!("{ha1}:{nonce}:00000001:abc:auth:{ha2}"));
+        let resp = alg.hash(&format!("{ha1}:{nonce}:{nc}:abc:auth:{ha2}"));
         format!(
-            "Digest username=\"{user}\", realm=\"callflow\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{resp}\", algorithm={}, qop=auth, nc=00000001, cnonce=\"abc\"",
+            "Digest username=\"{user}\", realm=\"callflow\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{resp}\", algorithm={}, qop=auth, nc={nc}, cnonce=\"abc\"",
             alg.name()
         )
     }
@@ -261,14 +325,14 @@ mod tests {
         let a = Authenticator::new("callflow");
         for alg in [Algorithm::Sha256, Algorithm::Md5] {
             let good = answer(&a, alg, "partner", "s3cret");
-            assert_eq!(
-                a.check(&request(Some(&good)), "partner", "s3cret"),
-                Verdict::Ok
-            );
             assert!(matches!(
-                a.check(&request(Some(&good)), "partner", "wrong"),
+                a.check(&request(Some(&good)), SRC, "partner", "wrong"),
                 Verdict::Refused(_)
             ));
+            assert_eq!(
+                a.check(&request(Some(&good)), SRC, "partner", "s3cret"),
+                Verdict::Ok
+            );
         }
     }
 
@@ -278,8 +342,53 @@ mod tests {
         let b = Authenticator::new("callflow");
         let from_b = answer(&b, Algorithm::Sha256, "partner", "s3cret");
         assert!(matches!(
-            a.check(&request(Some(&from_b)), "partner", "s3cret"),
+            a.check(&request(Some(&from_b)), SRC, "partner", "s3cret"),
             Verdict::Challenge(_)
         ));
+    }
+
+    #[test]
+    fn a_captured_answer_cannot_be_replayed_moved_or_reused_elsewhere() {
+        let a = Authenticator::new("callflow");
+        let good = answer(&a, Algorithm::Sha256, "partner", "s3cret");
+        let ok = |auth: &str, src: IpAddr| a.check(&request(Some(auth)), src, "partner", "s3cret");
+        assert_eq!(ok(&good, SRC), Verdict::Ok);
+        // The same header again: its nonce count was used.
+        assert!(matches!(ok(&good, SRC), Verdict::Refused(r) if r.contains("replayed")));
+        // From another address: that nonce was not issued there.
+        let other = IpAddr::V4(std::net::Ipv4Addr::new(10, 9, 9, 9));
+        let next = answer_for(
+            &a,
+            Algorithm::Sha256,
+            "partner",
+            "s3cret",
+            "sip:+919999999999@callflow",
+            "00000001",
+        );
+        assert!(matches!(ok(&next, other), Verdict::Challenge(_)));
+        // For another Request-URI (another number): refused.
+        let elsewhere = answer_for(
+            &a,
+            Algorithm::Sha256,
+            "partner",
+            "s3cret",
+            "sip:+442071234567@callflow",
+            "00000002",
+        );
+        assert!(matches!(ok(&elsewhere, SRC), Verdict::Refused(r) if r.contains("Request-URI")));
+        // Without qop (RFC 2069 style): refused.
+        let bare = good.replace(", qop=auth, nc=00000001, cnonce=\"abc\"", "");
+        assert!(matches!(ok(&bare, SRC), Verdict::Refused(_)));
+        // A higher nonce count with the same nonce is accepted once.
+        let third = answer_for(
+            &a,
+            Algorithm::Sha256,
+            "partner",
+            "s3cret",
+            "sip:+919999999999@callflow",
+            "00000003",
+        );
+        assert_eq!(ok(&third, SRC), Verdict::Ok);
+        assert!(matches!(ok(&third, SRC), Verdict::Refused(_)));
     }
 }
