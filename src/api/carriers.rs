@@ -10,7 +10,7 @@ use axum::routing::{delete, get, post};
 use serde_json::{Value, json};
 
 use super::spec::{Auth, Body, Endpoint, Route};
-use super::{Api, ApiError, answer, json_body};
+use super::{Api, ApiError, as_admin, json_body};
 use crate::config::{parse_cidr, parse_sip_uri};
 use crate::routing::Carrier;
 use crate::store::carriers::CarrierRow;
@@ -73,8 +73,7 @@ pub fn routing_carrier(c: &CarrierRow) -> Option<Carrier> {
 }
 
 async fn list(State(api): State<Api>, method: Method, headers: HeaderMap) -> Response {
-    let result = async {
-        api.admin(&headers)?;
+    as_admin(&api, &method, &headers, || async {
         let mut all = api.live.file_carriers();
         for c in api.store.carriers().await? {
             let mut v = json!(c);
@@ -82,9 +81,8 @@ async fn list(State(api): State<Api>, method: Method, headers: HeaderMap) -> Res
             all.push(v);
         }
         Ok((StatusCode::OK, json!({ "carriers": all })))
-    }
-    .await;
-    answer(&method, result)
+    })
+    .await
 }
 
 /// A carrier from the request body, checked.
@@ -152,8 +150,7 @@ async fn create(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let result = async {
-        api.admin(&headers)?;
+    as_admin(&api, &method, &headers, || async {
         let c = carrier(&json_body(&headers, &body)?)?;
         if api.live.file_carrier(&c.name) {
             return Err(ApiError::from_file(&format!("carrier {}", c.name)));
@@ -161,9 +158,8 @@ async fn create(
         api.store.add_carrier(&c).await?;
         api.changed().await;
         Ok((StatusCode::OK, json!(c)))
-    }
-    .await;
-    answer(&method, result)
+    })
+    .await
 }
 
 async fn remove(
@@ -172,8 +168,7 @@ async fn remove(
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Response {
-    let result = async {
-        api.admin(&headers)?;
+    as_admin(&api, &method, &headers, || async {
         if api.live.file_carrier(&name) {
             return Err(ApiError::from_file(&format!("carrier {name}")));
         }
@@ -182,7 +177,6 @@ async fn remove(
         }
         api.changed().await;
         Ok((StatusCode::OK, json!({ "name": name, "deleted": true })))
-    }
-    .await;
-    answer(&method, result)
+    })
+    .await
 }

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::envelope::envelope;
 use super::spec::{Auth, Body, Endpoint, Route};
-use super::{Api, ApiError, answer};
+use super::{Api, ApiError, answer, as_account, as_admin};
 use crate::flow::{Severity, compile_str};
 use crate::lang::diagnostic::Diagnostic;
 
@@ -171,8 +171,7 @@ async fn one(
     headers: HeaderMap,
     Path((account, flow)): Path<(String, String)>,
 ) -> Response {
-    let result = async {
-        api.account(&headers, &account).await?;
+    as_account(&api, &method, &headers, &account, || async {
         let f = api
             .store
             .flow(&account, &flow)
@@ -182,9 +181,8 @@ async fn one(
             StatusCode::OK,
             json!({ "flow_id": f.flow_id, "version": f.version, "yaml": f.yaml }),
         ))
-    }
-    .await;
-    answer(&method, result)
+    })
+    .await
 }
 
 async fn list(
@@ -193,8 +191,7 @@ async fn list(
     headers: HeaderMap,
     Path(account): Path<String>,
 ) -> Response {
-    let result = async {
-        api.account(&headers, &account).await?;
+    as_account(&api, &method, &headers, &account, || async {
         let flows: Vec<Value> = api
             .store
             .flows(Some(&account))
@@ -203,23 +200,20 @@ async fn list(
             .map(|f| json!({ "flow_id": f.flow_id, "version": f.version }))
             .collect();
         Ok((StatusCode::OK, json!({ "flows": flows })))
-    }
-    .await;
-    answer(&method, result)
+    })
+    .await
 }
 
 /// `GET /v2/flows`, the operator's view of every flow.
 async fn all_flows(State(api): State<Api>, method: Method, headers: HeaderMap) -> Response {
-    let result = async {
-        api.admin(&headers)?;
+    as_admin(&api, &method, &headers, || async {
         let mut all = api.live.file_flows();
         for f in api.store.flows(None).await? {
             all.push(json!({ "flow_id": f.flow_id, "account_sid": f.account_sid, "version": f.version, "source": "api" }));
         }
         Ok((StatusCode::OK, json!({ "flows": all })))
-    }
-    .await;
-    answer(&method, result)
+    })
+    .await
 }
 
 async fn remove(
@@ -228,8 +222,7 @@ async fn remove(
     headers: HeaderMap,
     Path((account, flow)): Path<(String, String)>,
 ) -> Response {
-    let result = async {
-        api.account(&headers, &account).await?;
+    as_account(&api, &method, &headers, &account, || async {
         if api.store.flow(&account, &flow).await?.is_none() {
             return Err(ApiError::not_found(&format!("flow {flow}")));
         }
@@ -246,7 +239,6 @@ async fn remove(
         api.store.delete_flow(&account, &flow).await?;
         api.changed().await;
         Ok((StatusCode::OK, json!({ "flow_id": flow, "deleted": true })))
-    }
-    .await;
-    answer(&method, result)
+    })
+    .await
 }

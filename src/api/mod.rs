@@ -183,6 +183,38 @@ pub fn json_body(
     }
 }
 
+/// Authenticates as account `account`, then runs `f` and answers in the envelope.
+pub async fn as_account<F, Fut>(
+    api: &Api,
+    method: &Method,
+    headers: &HeaderMap,
+    account: &str,
+    f: F,
+) -> Response
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<(StatusCode, Value), ApiError>>,
+{
+    let result = match api.account(headers, account).await {
+        Ok(()) => f().await,
+        Err(e) => Err(e),
+    };
+    answer(method, result)
+}
+
+/// Checks the operator's token, then runs `f` and answers in the envelope.
+pub async fn as_admin<F, Fut>(api: &Api, method: &Method, headers: &HeaderMap, f: F) -> Response
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<(StatusCode, Value), ApiError>>,
+{
+    let result = match api.admin(headers) {
+        Ok(()) => f().await,
+        Err(e) => Err(e),
+    };
+    answer(method, result)
+}
+
 /// The answer for `result` to a request with `method`.
 pub fn answer(method: &Method, result: Result<(StatusCode, Value), ApiError>) -> Response {
     match result {

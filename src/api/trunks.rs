@@ -13,7 +13,7 @@ use axum::routing::{delete, get, post, put};
 use serde_json::{Map, Value, json};
 
 use super::spec::{Auth, Body, Endpoint, Route};
-use super::{Api, ApiError, answer, json_body};
+use super::{Api, ApiError, as_account, as_admin, json_body};
 use crate::config::parse_sip_uri;
 use crate::lang::number::is_e164;
 use crate::routing::DIGEST_REALM;
@@ -185,8 +185,7 @@ pub fn routes() -> Vec<Route> {
 
 /// `GET /v2/trunks`, the operator's view of every trunk.
 async fn all_trunks(State(api): State<Api>, method: Method, headers: HeaderMap) -> Response {
-    let result = async {
-        api.admin(&headers)?;
+    as_admin(&api, &method, &headers, || async {
         let mut all = api.live.file_trunks();
         for t in api.store.all_trunks().await? {
             all.push(json!({
@@ -199,9 +198,8 @@ async fn all_trunks(State(api): State<Api>, method: Method, headers: HeaderMap) 
             }));
         }
         Ok((StatusCode::OK, json!({ "trunks": all })))
-    }
-    .await;
-    answer(&method, result)
+    })
+    .await
 }
 
 /// The list a matched path names: the segment after `{trunk}`.
@@ -212,25 +210,6 @@ fn list_of(path: &MatchedPath) -> String {
         .and_then(|rest| rest.split('/').next())
         .unwrap_or("")
         .to_string()
-}
-
-/// Authenticates, then runs `f` and answers in the envelope.
-async fn run<F, Fut>(
-    api: &Api,
-    method: &Method,
-    headers: &HeaderMap,
-    account: &str,
-    f: F,
-) -> Response
-where
-    F: FnOnce() -> Fut,
-    Fut: std::future::Future<Output = Result<(StatusCode, Value), ApiError>>,
-{
-    let result = match api.account(headers, account).await {
-        Ok(()) => f().await,
-        Err(e) => Err(e),
-    };
-    answer(method, result)
 }
 
 /// Trunk `sid` of `account`, or 404.
@@ -298,7 +277,7 @@ async fn list(
     Path(account): Path<String>,
     Query(page): Query<Page>,
 ) -> Response {
-    run(&api, &method, &headers, &account, || async {
+    as_account(&api, &method, &headers, &account, || async {
         let size = page.page_size.unwrap_or(50).clamp(1, 500);
         let number = page.page.unwrap_or(0).max(0);
         let mut trunks = api.store.trunks(&account, number * size, size + 1).await?;
@@ -327,7 +306,7 @@ async fn create(
     Path(account): Path<String>,
     body: Bytes,
 ) -> Response {
-    run(&api, &method, &headers, &account, || async {
+    as_account(&api, &method, &headers, &account, || async {
         let body = json_body(&headers, &body)?;
         let name = required(&body, "trunk_name")?;
         if name.len() > 16 || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
@@ -354,7 +333,7 @@ async fn one(
     headers: HeaderMap,
     Path((account, trunk)): Path<(String, String)>,
 ) -> Response {
-    run(&api, &method, &headers, &account, || async {
+    as_account(&api, &method, &headers, &account, || async {
         Ok((StatusCode::OK, json!(owned(&api, &account, &trunk).await?)))
     })
     .await
@@ -366,7 +345,7 @@ async fn remove(
     headers: HeaderMap,
     Path((account, trunk)): Path<(String, String)>,
 ) -> Response {
-    run(&api, &method, &headers, &account, || async {
+    as_account(&api, &method, &headers, &account, || async {
         owned(&api, &account, &trunk).await?;
         api.store.delete_trunk(&account, &trunk).await?;
         api.changed().await;
@@ -397,7 +376,7 @@ async fn children(
     matched: MatchedPath,
 ) -> Response {
     let list = list_of(&matched);
-    run(&api, &method, &headers, &account, || async {
+    as_account(&api, &method, &headers, &account, || async {
         let row = owned(&api, &account, &trunk).await?;
         let data = match list.as_str() {
             "settings" => settings_of(&row),
@@ -422,7 +401,7 @@ async fn add_child(
     body: Bytes,
 ) -> Response {
     let list = list_of(&matched);
-    run(&api, &method, &headers, &account, || async {
+    as_account(&api, &method, &headers, &account, || async {
         let row = owned(&api, &account, &trunk).await?;
         let body = json_body(&headers, &body)?;
         let out = match list.as_str() {
@@ -448,7 +427,7 @@ async fn remove_child(
     matched: MatchedPath,
 ) -> Response {
     let list = list_of(&matched);
-    run(&api, &method, &headers, &account, || async {
+    as_account(&api, &method, &headers, &account, || async {
         owned(&api, &account, &trunk).await?;
         if !api.store.delete_child(child(&list)?, &trunk, &id).await? {
             return Err(ApiError::not_found(&id));
@@ -509,7 +488,7 @@ async fn update_number(
     Path((account, trunk, id)): Path<(String, String, String)>,
     body: Bytes,
 ) -> Response {
-    run(&api, &method, &headers, &account, || async {
+    as_account(&api, &method, &headers, &account, || async {
         owned(&api, &account, &trunk).await?;
         let body = json_body(&headers, &body)?;
         let (mode, flow) = number_target(&api, &account, &body)?;
