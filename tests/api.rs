@@ -1545,6 +1545,39 @@ async fn records_past_the_retention_are_deleted_by_the_engine() {
     assert!(gone, "a record older than the retention is deleted");
 }
 
+/// A call from the PSTN (127.0.0.2) to `did`, answered by `bot` and bridged: the
+/// caller, the call's sid and the caller's 200.
+async fn bridged_call(
+    node: &Node,
+    did: &str,
+    bot: &mut Ua,
+    id: &str,
+) -> (Ua, String, callflow::sip::Message) {
+    let mut caller = Ua::new_at(Transport::Udp, "caller", None, "127.0.0.2").await;
+    caller
+        .send(
+            &caller.invite(&format!("sip:{did}@{}", node.sip()), id),
+            node.sip(),
+        )
+        .await;
+    let (inv, from) = bot.expect_request("INVITE").await;
+    let sid = inv
+        .header(&Name::parse("X-Callflow-CallSid"))
+        .unwrap()
+        .to_string();
+    bot.send(
+        &bot.response(&inv, 200, "b1", Some(&support::answer(41000))),
+        from,
+    )
+    .await;
+    let ok = caller.expect_final("INVITE").await;
+    assert_eq!(ok.status(), Some(200));
+    let ack = caller.in_dialog("ACK", &ok, true, "", 1, "ack");
+    caller.send(&ack, Ua::contact_addr(&ok)).await;
+    bot.expect_request("ACK").await;
+    (caller, sid, ok)
+}
+
 /// POSTs a form to `path` under `/v1/Accounts/{sid}` as account `a`.
 async fn v1_post(
     node: &Node,
@@ -1571,28 +1604,7 @@ async fn calls_in_progress_are_listed_and_hung_up_over_http() {
     let mut bot = Ua::new(Transport::Tcp, "bot", None).await;
     let did = fresh_number();
     pstn_trunk(&node, &a, "live", &did, bot.addr).await;
-    let mut caller = Ua::new_at(Transport::Udp, "caller", None, "127.0.0.2").await;
-    caller
-        .send(
-            &caller.invite(&format!("sip:{did}@{}", node.sip()), "live1"),
-            node.sip(),
-        )
-        .await;
-    let (inv, from) = bot.expect_request("INVITE").await;
-    let sid = inv
-        .header(&Name::parse("X-Callflow-CallSid"))
-        .unwrap()
-        .to_string();
-    bot.send(
-        &bot.response(&inv, 200, "b1", Some(&support::answer(41000))),
-        from,
-    )
-    .await;
-    let ok = caller.expect_final("INVITE").await;
-    assert_eq!(ok.status(), Some(200));
-    let ack = caller.in_dialog("ACK", &ok, true, "", 1, "ack");
-    caller.send(&ack, Ua::contact_addr(&ok)).await;
-    bot.expect_request("ACK").await;
+    let (mut caller, sid, _ok) = bridged_call(&node, &did, &mut bot, "live1").await;
     // Listed while in progress, to its account only.
     let (_, v) = v1(&node, &a, "/Calls.json?Status=in-progress").await;
     assert_eq!(v["Calls"][0]["Sid"], sid.as_str(), "{v}");
@@ -1662,27 +1674,7 @@ async fn a_call_in_progress_moves_into_another_flow() {
     );
     let did = fresh_number();
     pstn_trunk(&node, &a, "mv", &did, bot.addr).await;
-    let mut caller = Ua::new_at(Transport::Udp, "caller", None, "127.0.0.2").await;
-    caller
-        .send(
-            &caller.invite(&format!("sip:{did}@{}", node.sip()), "mv1"),
-            node.sip(),
-        )
-        .await;
-    let (inv, from) = bot.expect_request("INVITE").await;
-    let sid = inv
-        .header(&Name::parse("X-Callflow-CallSid"))
-        .unwrap()
-        .to_string();
-    bot.send(
-        &bot.response(&inv, 200, "b1", Some(&support::answer(41000))),
-        from,
-    )
-    .await;
-    let ok = caller.expect_final("INVITE").await;
-    let ack = caller.in_dialog("ACK", &ok, true, "", 1, "ack");
-    caller.send(&ack, Ua::contact_addr(&ok)).await;
-    bot.expect_request("ACK").await;
+    let (mut caller, sid, ok) = bridged_call(&node, &did, &mut bot, "mv1").await;
     // The operator rescues the call from the bot into the agents' flow.
     let url = format!("http://my.exotel.com/v2/accounts/{}/flows/agents", a.sid);
     let (s, v) = v1_post(
