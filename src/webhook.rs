@@ -101,6 +101,28 @@ fn observe(started: std::time::Instant, failed: bool) {
 }
 
 impl WebhookClient {
+    /// POSTs `body` as `content_type`; gives the HTTP status.
+    pub async fn post(
+        &self,
+        url: &str,
+        content_type: &str,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<u16, HttpError> {
+        let started = std::time::Instant::now();
+        let result = self
+            .client
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(body)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| describe(&e));
+        observe(started, result.is_err());
+        Ok(result?.status().as_u16())
+    }
+
     /// GET with the answer's body read, at most [`MAX_BODY`] bytes.
     async fn fetch(
         &self,

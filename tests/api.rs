@@ -6,104 +6,12 @@ mod support;
 
 use std::net::SocketAddr;
 
-use callflow::server::Server;
 use callflow::sip::{Name, Transport};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use support::node::*;
 use support::partner::{Partner, partner};
 use support::{Ua, digest_answer};
-
-const ADMIN: &str = "admin-secret-for-tests";
-
-/// A flow that asks the partner's dynamic URL whom to dial.
-const FLOW: &str = "flow: f\nstart: c\napplets:\n  c:\n    connect: { dynamic_url: WEBHOOK/route }\n    next: bye\n  bye:\n    hangup: {}\n";
-
-/// The engine with the API on, a store at `store`, the PSTN's carrier at `carrier`
-/// (on 127.0.0.2, whose INVITEs are inbound calls), and no trunk in the file.
-fn config(store: &str, carrier: SocketAddr) -> String {
-    format!(
-        "sip: {{ listen: [\"udp://127.0.0.1:0\", \"tcp://127.0.0.1:0\"], options_interval: null }}\napi: {{ listen: \"127.0.0.1:0\", admin_token: {ADMIN} }}\nstore: \"{store}\"\nflows: flows\ncarriers:\n  - {{ name: pstn, uri: \"sip:{carrier}\", addresses: [127.0.0.2/32] }}\n"
-    )
-}
-
-/// Where no carrier listens.
-fn nowhere() -> SocketAddr {
-    "127.0.0.2:9".parse().unwrap()
-}
-
-/// A running engine and what a test needs to talk to it.
-struct Node {
-    server: Server,
-    http: reqwest::Client,
-    base: String,
-    _dir: tempfile::TempDir,
-}
-
-async fn start(config_text: &str, partner_addr: SocketAddr) -> Node {
-    let flow = FLOW.replace("WEBHOOK", &format!("http://{partner_addr}"));
-    let (server, dir) = support::serve(config_text, &[("f", &flow)]).await;
-    let base = format!("http://{}", server.api_addr.expect("API on"));
-    Node {
-        server,
-        http: reqwest::Client::new(),
-        base,
-        _dir: dir,
-    }
-}
-
-/// An account's credentials.
-#[derive(Clone)]
-struct Account {
-    sid: String,
-    key: String,
-    token: String,
-}
-
-impl Node {
-    fn sip(&self) -> SocketAddr {
-        self.server.transports.local_addr(Transport::Udp).unwrap()
-    }
-
-    async fn account(&self, name: &str) -> Account {
-        let r = self
-            .http
-            .post(format!("{}/v2/accounts", self.base))
-            .bearer_auth(ADMIN)
-            .json(&json!({ "name": name }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::OK);
-        let v: Value = r.json().await.unwrap();
-        let d = &v["response"]["data"];
-        Account {
-            sid: d["account_sid"].as_str().unwrap().into(),
-            key: d["api_key"].as_str().unwrap().into(),
-            token: d["api_token"].as_str().unwrap().into(),
-        }
-    }
-
-    /// `method` on `path` under the account, with a JSON body; status and envelope.
-    async fn call(
-        &self,
-        a: &Account,
-        method: &str,
-        path: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let url = format!("{}/v2/accounts/{}{path}", self.base, a.sid);
-        let mut req = self
-            .http
-            .request(method.parse().unwrap(), url)
-            .basic_auth(&a.key, Some(&a.token));
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let r = req.send().await.unwrap();
-        let status = r.status();
-        (status, r.json().await.unwrap())
-    }
-}
 
 /// The seed's onboarding in order, then calls routed by what it created: an inbound
 /// call from the PSTN to the DID (flow mode, dynamic URL naming the trunk, the TCP
@@ -240,52 +148,6 @@ async fn onboarding_on_postgresql() {
     if let Some(url) = postgres() {
         onboarding_then_calls_then_restart(&url).await;
     }
-}
-
-/// A node on a fresh SQLite store with one account.
-async fn sqlite_node() -> (Node, Account, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = format!("sqlite://{}", dir.path().join("c.db").display());
-    let (node, acct) = node_on(&store).await;
-    (node, acct, dir)
-}
-
-/// A node on `store` with one new account.
-async fn node_on(store: &str) -> (Node, Account) {
-    let (_, addr) = partner().await;
-    let node = start(&config(store, nowhere()), addr).await;
-    let acct = node.account("one").await;
-    (node, acct)
-}
-
-/// The PostgreSQL database the tests may use: `CALLFLOW_TEST_POSTGRES`, which CI
-/// must set.
-fn postgres() -> Option<String> {
-    match std::env::var("CALLFLOW_TEST_POSTGRES") {
-        Ok(url) => Some(url),
-        Err(_) => {
-            assert!(
-                std::env::var("CI").is_err(),
-                "CI must set CALLFLOW_TEST_POSTGRES (.ci/run starts PostgreSQL)"
-            );
-            eprintln!("CALLFLOW_TEST_POSTGRES is not set: the PostgreSQL run is skipped here");
-            None
-        }
-    }
-}
-
-/// A temporary SQLite store's URL (keep the directory).
-fn sqlite_store() -> (String, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    (
-        format!("sqlite://{}", dir.path().join("c.db").display()),
-        dir,
-    )
-}
-
-/// A number no other test (or earlier run on the same database) uses.
-fn fresh_number() -> String {
-    format!("+9170{:09}", rand::random::<u32>() % 1_000_000_000)
 }
 
 /// Runs the test body `$body` (an async fn taking the store URL) on SQLite and on
@@ -567,22 +429,6 @@ async fn without_an_admin_token_account_creation_is_absent_and_health_answers() 
     assert_eq!(r.status(), StatusCode::OK);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v, json!({ "sip": true, "store": true }));
-}
-
-/// PUTs `yaml` as flow `id` of account `a`.
-async fn put_flow(node: &Node, a: &Account, id: &str, yaml: &str) -> (StatusCode, Value) {
-    let url = format!("{}/v2/accounts/{}/flows/{id}", node.base, a.sid);
-    let r = node
-        .http
-        .put(url)
-        .basic_auth(&a.key, Some(&a.token))
-        .header("content-type", "application/yaml")
-        .body(yaml.to_string())
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    (status, r.json().await.unwrap())
 }
 
 on_both_stores!(
@@ -1211,58 +1057,6 @@ fn callback_flow(trunk: &str, partner: SocketAddr) -> String {
     )
 }
 
-/// Creates trunk `name` of account `a` with pstn number `number` and the TCP
-/// destination `dest`; its sid.
-async fn pstn_trunk(
-    node: &Node,
-    a: &Account,
-    name: &str,
-    number: &str,
-    dest: SocketAddr,
-) -> String {
-    let (_, v) = node
-        .call(a, "POST", "/trunks", Some(json!({ "trunk_name": name })))
-        .await;
-    let t = v["response"]["data"]["trunk_sid"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let number = json!({ "phone_number": number, "mode": "pstn" });
-    let (s, _) = node
-        .call(
-            a,
-            "POST",
-            &format!("/trunks/{t}/phone-numbers"),
-            Some(number),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK);
-    let dest = json!({ "destinations": [{ "destination": format!("{dest};transport=tcp") }] });
-    let (s, _) = node
-        .call(
-            a,
-            "POST",
-            &format!("/trunks/{t}/destination-uris"),
-            Some(dest),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK);
-    t
-}
-
-/// GETs `path` under `/v1/Accounts/{sid}` as account `a`.
-async fn v1(node: &Node, a: &Account, path: &str) -> (StatusCode, Value) {
-    let r = node
-        .http
-        .get(format!("{}/v1/Accounts/{}{path}", node.base, a.sid))
-        .basic_auth(&a.key, Some(&a.token))
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    (status, r.json().await.unwrap())
-}
-
 async fn call_records_with_trace_and_callback_attempts(store: &str) {
     let (partner, paddr) = partner().await;
     let node = start(&config(store, nowhere()), paddr).await;
@@ -1373,15 +1167,7 @@ async fn call_records_with_trace_and_callback_attempts(store: &str) {
     let (c, from) = bot.expect_request("CANCEL").await;
     bot.send(&bot.response(&c, 200, "b", None), from).await;
     bot.send(&bot.response(&inv, 487, "b", None), from).await;
-    let mut status = Value::Null;
-    for _ in 0..50 {
-        let (s, v) = v1(&node, &a, &format!("/Calls/{sid}")).await;
-        if s == StatusCode::OK {
-            status = v["Call"]["Status"].clone();
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let status = stored_call(&node, &a, &sid).await["Status"].clone();
     assert_eq!(status, "canceled");
 }
 
@@ -1410,6 +1196,7 @@ fn record(
             "outbound-dial"
         }
         .into(),
+        custom_field: String::new(),
         status,
         created_unix: created,
         duration_secs: 1,
@@ -1545,58 +1332,6 @@ async fn records_past_the_retention_are_deleted_by_the_engine() {
     assert!(gone, "a record older than the retention is deleted");
 }
 
-/// A call from the PSTN (127.0.0.2) to `did`, answered by `bot` and bridged: the
-/// caller, the call's sid and the caller's 200.
-async fn bridged_call(
-    node: &Node,
-    did: &str,
-    bot: &mut Ua,
-    id: &str,
-) -> (Ua, String, callflow::sip::Message) {
-    let mut caller = Ua::new_at(Transport::Udp, "caller", None, "127.0.0.2").await;
-    caller
-        .send(
-            &caller.invite(&format!("sip:{did}@{}", node.sip()), id),
-            node.sip(),
-        )
-        .await;
-    let (inv, from) = bot.expect_request("INVITE").await;
-    let sid = inv
-        .header(&Name::parse("X-Callflow-CallSid"))
-        .unwrap()
-        .to_string();
-    bot.send(
-        &bot.response(&inv, 200, "b1", Some(&support::answer(41000))),
-        from,
-    )
-    .await;
-    let ok = caller.expect_final("INVITE").await;
-    assert_eq!(ok.status(), Some(200));
-    let ack = caller.in_dialog("ACK", &ok, true, "", 1, "ack");
-    caller.send(&ack, Ua::contact_addr(&ok)).await;
-    bot.expect_request("ACK").await;
-    (caller, sid, ok)
-}
-
-/// POSTs a form to `path` under `/v1/Accounts/{sid}` as account `a`.
-async fn v1_post(
-    node: &Node,
-    a: &Account,
-    path: &str,
-    form: &[(&str, &str)],
-) -> (StatusCode, Value) {
-    let r = node
-        .http
-        .post(format!("{}/v1/Accounts/{}{path}", node.base, a.sid))
-        .basic_auth(&a.key, Some(&a.token))
-        .form(form)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    (status, r.json().await.unwrap())
-}
-
 #[tokio::test]
 async fn calls_in_progress_are_listed_and_hung_up_over_http() {
     let (node, a, _d) = sqlite_node().await;
@@ -1711,15 +1446,7 @@ async fn a_call_in_progress_moves_into_another_flow() {
     agent
         .send(&agent.response(&b, 200, "ag1", None), from)
         .await;
-    let mut steps = Value::Null;
-    for _ in 0..50 {
-        let (s, v) = v1(&node, &a, &format!("/Calls/{sid}")).await;
-        if s == StatusCode::OK {
-            steps = v["Call"]["Trace"]["steps"].clone();
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let steps = stored_call(&node, &a, &sid).await["Trace"]["steps"].clone();
     let path: Vec<(&str, &str)> = steps
         .as_array()
         .unwrap()

@@ -63,10 +63,12 @@ pub fn routes() -> Vec<Route> {
     ]
 }
 
-/// Exotel's v1 error.
-fn exception(e: &ApiError) -> Response {
+/// Exotel's v1 error (with Retry-After on a 429).
+pub fn exception(e: &ApiError) -> Response {
     let body = json!({ "RestException": { "Status": e.status.as_u16(), "Code": e.code, "Message": e.description } });
-    (e.status, axum::Json(body)).into_response()
+    let mut r = (e.status, axum::Json(body)).into_response();
+    super::envelope::with_retry_after(&mut r, e);
+    r
 }
 
 /// `YYYY-MM-DD HH:MM:SS` (UTC) for seconds since the epoch.
@@ -116,7 +118,7 @@ pub fn parse_datetime(s: &str) -> Option<i64> {
 }
 
 /// Exotel's call fields for a stored record, with the record as `Trace`.
-fn call_fields(account: &str, r: &Value) -> Value {
+pub fn call_fields(account: &str, r: &Value) -> Value {
     let created = r["created_unix"].as_i64().unwrap_or(0);
     let duration = r["duration_secs"].as_i64().unwrap_or(0);
     let sid = r["call_sid"].as_str().unwrap_or("");
@@ -151,7 +153,13 @@ async fn one(
         return exception(&e);
     }
     let sid = call.strip_suffix(".json").unwrap_or(&call);
-    match api.store.call(&account, sid).await {
+    let live = || {
+        api.live
+            .in_progress(&account)
+            .into_iter()
+            .find(|r| r["call_sid"] == sid)
+    };
+    match api.store.call(&account, sid).await.map(|r| r.or_else(live)) {
         Ok(Some(r)) => axum::Json(json!({ "Call": call_fields(&account, &r) })).into_response(),
         Ok(None) => exception(&ApiError::not_found(&format!("call {sid}"))),
         Err(e) => exception(&ApiError::from(e)),
@@ -267,7 +275,7 @@ async fn list(
 
 /// The flow id a `Url` names: `…/flows/{flow_id}`, Exotel's
 /// `…/exoml/start_voice/{app_id}`, or the id itself.
-fn flow_of(url: &str) -> Option<&str> {
+pub fn flow_of(url: &str) -> Option<&str> {
     let id = ["/flows/", "/start_voice/"]
         .iter()
         .find_map(|m| url.rsplit_once(m).map(|(_, id)| id))

@@ -17,6 +17,8 @@ pub struct ApiError {
     pub message: String,
     /// What exactly is wrong.
     pub description: String,
+    /// Seconds to wait before trying again (a 429's Retry-After).
+    pub retry_after: Option<u32>,
 }
 
 impl ApiError {
@@ -26,6 +28,21 @@ impl ApiError {
             code,
             message: message.to_string(),
             description: description.into(),
+            retry_after: None,
+        }
+    }
+
+    /// 1012: over a limit (the account's request rate, a trunk's or a carrier's
+    /// channels or calls per second); try again after `retry_after` seconds.
+    pub fn too_many(why: impl Into<String>, retry_after: u32) -> ApiError {
+        ApiError {
+            retry_after: Some(retry_after),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                1012,
+                "Too many requests",
+                why,
+            )
         }
     }
 
@@ -162,9 +179,14 @@ pub fn fail(method: &Method, e: &ApiError) -> Response {
         axum::Json(envelope(method, e.status, Value::Null, Some(e))),
     )
         .into_response();
-    if e.status == StatusCode::TOO_MANY_REQUESTS {
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
-    }
+    with_retry_after(&mut r, e);
     r
+}
+
+/// Adds a 429's Retry-After to `r`.
+pub fn with_retry_after(r: &mut Response, e: &ApiError) {
+    if let Some(secs) = e.retry_after {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
 }

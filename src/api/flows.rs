@@ -134,6 +134,7 @@ async fn put_flow(
                 "the flow has {} error(s); see data.diagnostics",
                 count_errors(&compiled.diagnostics)
             ),
+            retry_after: None,
         };
         let data = json!({ "diagnostics": diagnostics });
         return (
@@ -234,6 +235,7 @@ async fn remove(
                 description: format!(
                     "a phone number points at flow {flow}; point it elsewhere first"
                 ),
+                retry_after: None,
             });
         }
         api.store.delete_flow(&account, &flow).await?;

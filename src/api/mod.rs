@@ -7,6 +7,7 @@
 
 pub mod calls;
 pub mod carriers;
+pub mod connect;
 pub mod envelope;
 pub mod flows;
 pub mod spec;
@@ -69,6 +70,10 @@ pub trait Live: Send + Sync {
     async fn redirect(&self, account: &str, sid: &str, flow: &str) -> bool;
     /// How flows are compiled (the reserved header prefixes).
     fn compile_options(&self) -> crate::flow::CompileOptions;
+    /// Places `account`'s call `req` (the caller id, the parties and the limits
+    /// checked here); gives the call's fields with status `queued`.
+    async fn connect(&self, account: &str, req: connect::ConnectRequest)
+    -> Result<Value, ApiError>;
 }
 
 /// What every handler shares.
@@ -130,12 +135,10 @@ impl Api {
         }
         slot.1 += 1;
         if slot.1 > RATE_PER_MINUTE {
-            return Err(ApiError {
-                status: StatusCode::TOO_MANY_REQUESTS,
-                code: 1012,
-                message: "Too many requests".into(),
-                description: format!("at most {RATE_PER_MINUTE} requests a minute per account"),
-            });
+            return Err(ApiError::too_many(
+                format!("at most {RATE_PER_MINUTE} requests a minute per account"),
+                60,
+            ));
         }
         Ok(())
     }
@@ -288,6 +291,7 @@ pub fn routes() -> Vec<spec::Route> {
     r.extend(trunks::routes());
     r.extend(flows::routes());
     r.extend(carriers::routes());
+    r.extend(connect::routes());
     r.extend(calls::routes());
     r
 }

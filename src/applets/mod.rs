@@ -198,21 +198,7 @@ impl<'a> Context<'a> {
         info: CallInfo,
         flow_id: &str,
     ) -> Context<'a> {
-        let record = CallRecord {
-            call_sid: info.sid.clone(),
-            account_sid: info.account.clone(),
-            flow_id: flow_id.to_string(),
-            from: info.from.clone(),
-            to: info.to.clone(),
-            direction: info.direction.clone(),
-            status: CallStatus::Completed,
-            created_unix: unix_now(),
-            duration_secs: 0,
-            record: false,
-            recording_channels: None,
-            steps: Vec::new(),
-            callbacks: Vec::new(),
-        };
+        let record = CallRecord::new(&info, flow_id);
         Context {
             call,
             http,

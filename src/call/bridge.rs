@@ -48,6 +48,11 @@ pub struct Controller {
 }
 
 impl Controller {
+    /// A handle that sends to the call behind `tx`.
+    pub(crate) fn new(tx: mpsc::Sender<CallInput>) -> Controller {
+        Controller { tx }
+    }
+
     /// Asks the call to hang up every leg; false when the call is already over.
     pub async fn terminate(&self) -> bool {
         self.tx.send(CallInput::Terminate).await.is_ok()
@@ -77,9 +82,21 @@ impl Call {
         tx: mpsc::Sender<CallInput>,
         rx: mpsc::Receiver<CallInput>,
     ) -> Call {
+        let caller = CallerLeg::new(core.clone(), invite);
+        Call::with_caller(core, caller, tx, rx, new_sid())
+    }
+
+    /// A call with sid `sid` whose caller is `caller`.
+    pub(crate) fn with_caller(
+        core: Arc<Core>,
+        caller: CallerLeg,
+        tx: mpsc::Sender<CallInput>,
+        rx: mpsc::Receiver<CallInput>,
+        sid: String,
+    ) -> Call {
         Call {
-            sid: format!("CA{:032x}", rand::random::<u128>()),
-            caller: CallerLeg::new(core.clone(), invite),
+            sid,
+            caller,
             core,
             rx,
             tx,
@@ -152,7 +169,7 @@ impl Call {
     }
 
     async fn dial_target(&mut self, leg: &LegRequest, target: Target) -> LegOutcome {
-        let invite = far::invite(&self.core, &self.caller, leg, &target);
+        let invite = far::invite(&self.core, &self.caller.calling(), leg, &target);
         let (call_id, from_tag) = far::dialog_key(&invite);
         self.core.add_dialog(&call_id, &from_tag, self.tx.clone());
         let outcome = self.ring(invite, target, leg.ring_timeout).await;
@@ -221,7 +238,12 @@ impl Call {
                 _ = until(give_up) => {
                     return gave_up(caller_left, true, LegOutcome::NoAnswer);
                 }
-                _ = until(retransmit) => self.retransmit_2xx().await,
+                _ = until(retransmit) => {
+                    self.retransmit_2xx().await;
+                    if self.caller.gone() {
+                        (caller_left, cancel_wanted) = (true, true);
+                    }
+                }
                 input = self.rx.recv() => match input {
                     None => return LegOutcome::Failed(LegError::EngineStopped),
                     Some(input) => {
@@ -436,6 +458,8 @@ impl Call {
                     && far.owns(&r)
                 {
                     far.ack(None).await;
+                } else if self.caller.owns(&r) {
+                    self.caller.ack_again().await;
                 }
             }
             CallInput::Cancel(st) => st.reply(200, None).await,
@@ -577,6 +601,11 @@ impl Call {
             far.bye().await;
         }
     }
+}
+
+/// A new call sid: `CA` and 32 hex digits.
+pub fn new_sid() -> String {
+    format!("CA{:032x}", rand::random::<u128>())
 }
 
 /// Whether a request refreshes its dialog's remote target (RFC 3261 §12.2, RFC 3311).

@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use super::CallInput;
 use super::bridge::Call;
 use super::core::{ALLOW, Core};
+use super::originate::Origination;
 use crate::sip::dialog::new_tag;
 use crate::sip::header::Name;
 use crate::sip::method::Method;
@@ -176,6 +177,18 @@ impl Engine {
         self.active.load(Ordering::SeqCst)
     }
 
+    /// A call for the calls API to place, counted as in progress until the returned
+    /// guard is dropped; `None` while draining.
+    pub fn originate(&self, sid: String) -> Option<(Origination, Running)> {
+        if self.draining.load(Ordering::SeqCst) {
+            return None;
+        }
+        Some((
+            Origination::new(self.core.clone(), sid),
+            Running::count(&self.active),
+        ))
+    }
+
     fn new_call(self: &Arc<Self>, st: ServerTransaction) {
         if self.draining.load(Ordering::SeqCst) {
             tokio::spawn(async move {
@@ -189,11 +202,26 @@ impl Engine {
         self.core.add_invite(st.key.clone(), tx.clone());
         let call = Call::new(self.core.clone(), st, tx, rx);
         let handler = self.handler.clone();
-        let active = self.active.clone();
-        active.fetch_add(1, Ordering::SeqCst);
+        let running = Running::count(&self.active);
         tokio::spawn(async move {
             handler(call).await;
-            active.fetch_sub(1, Ordering::SeqCst);
+            drop(running);
         });
+    }
+}
+
+/// Counts one call in progress until dropped (a graceful shutdown waits for them).
+pub struct Running(Arc<AtomicUsize>);
+
+impl Running {
+    fn count(active: &Arc<AtomicUsize>) -> Running {
+        active.fetch_add(1, Ordering::SeqCst);
+        Running(active.clone())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::caller::CallerLeg;
 use super::core::{ALLOW, Core};
 use crate::runtime::LegRequest;
 use crate::sip::dialog::{Dialog, new_tag};
@@ -98,47 +97,45 @@ impl FarLeg {
     }
 }
 
-/// The INVITE of a far leg for `caller`: From carries the caller's number (or the
-/// leg's caller id), To the number the caller dialled (the DID) whatever user the
-/// Request-URI has, Max-Forwards the caller's decremented. A caller not yet answered
-/// gives its offer; one already answered is re-targeted (RFC 3725): the leg is
-/// invited without SDP and makes the offer.
-pub(crate) fn invite(
-    core: &Core,
-    caller: &CallerLeg,
-    leg: &LegRequest,
-    target: &Target,
-) -> Message {
-    let request = caller.request();
-    let caller_from = request.from_header().ok();
+/// Who a far leg's INVITE presents as calling, and what it carries.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Calling {
+    /// The calling number (From's user) when the leg names no caller id.
+    pub user: Option<String>,
+    /// From's display name.
+    pub display: Option<String>,
+    /// The number called (the DID), To's user whatever user the Request-URI has.
+    pub did: Option<String>,
+    /// Max-Forwards.
+    pub hops: u8,
+    /// The SDP offer; none when the leg is invited to make the offer (RFC 3725).
+    pub offer: Option<Bytes>,
+}
+
+/// The INVITE of a far leg for `calling`: From carries the calling number (or the
+/// leg's caller id), To the DID. A caller not yet answered gives its offer; one
+/// already answered is re-targeted (RFC 3725): the leg is invited without SDP and
+/// makes the offer.
+pub(crate) fn invite(core: &Core, calling: &Calling, leg: &LegRequest, target: &Target) -> Message {
     let user = leg
         .caller_id
         .clone()
-        .or_else(|| {
-            caller_from
-                .as_ref()
-                .and_then(|f| f.uri.user().map(str::to_string))
-        })
+        .or_else(|| calling.user.clone())
         .unwrap_or_else(|| "anonymous".into());
     let (host, _) = core
         .layer
         .local_host_port(target.transport)
         .unwrap_or((Host::Domain("callflow.invalid".into()), 5060));
     let mut from = NameAddr::new(Uri::Sip(SipUri::new(Some(&user), host, None)));
-    from.display = caller_from.and_then(|f| f.display);
+    from.display = calling.display.clone();
     from.set_tag(&new_tag());
     let mut to_uri = leg.uri.clone();
     to_uri.params.clear();
-    if let Some(did) = request
-        .to_header()
-        .ok()
-        .and_then(|t| t.uri.user().map(str::to_string))
-    {
-        to_uri.user = Some(did);
+    if let Some(did) = &calling.did {
+        to_uri.user = Some(did.clone());
     }
     let mut m = Message::request(Method::Invite, Uri::Sip(leg.uri.clone()));
-    let hops = request.max_forwards().ok().flatten().unwrap_or(70);
-    m.push_header(Name::MaxForwards, hops.saturating_sub(1).to_string());
+    m.push_header(Name::MaxForwards, calling.hops.to_string());
     m.push_header(Name::From, from.to_string());
     m.push_header(Name::To, NameAddr::new(Uri::Sip(to_uri)).to_string());
     m.push_header(Name::CallId, format!("{:032x}", rand::random::<u128>()));
@@ -152,7 +149,7 @@ pub(crate) fn invite(
     for (name, value) in &leg.headers {
         m.push_header(Name::parse(name), value.clone());
     }
-    if let Some(offer) = caller.offer() {
+    if let Some(offer) = &calling.offer {
         m.set_body("application/sdp", offer.clone());
     }
     m

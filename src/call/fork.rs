@@ -62,7 +62,7 @@ impl Call {
             let Some(target) = targets.into_iter().next() else {
                 continue;
             };
-            let invite = far::invite(&self.core, &self.caller, leg, &target);
+            let invite = far::invite(&self.core, &self.caller.calling(), leg, &target);
             let (call_id, from_tag) = far::dialog_key(&invite);
             self.core.add_dialog(&call_id, &from_tag, self.tx.clone());
             let branch = new_branch();
@@ -144,7 +144,13 @@ impl Call {
                     timed_out = true;
                     let _ = stop.send(true);
                 }
-                _ = until(retransmit) => self.retransmit_2xx().await,
+                _ = until(retransmit) => {
+                    self.retransmit_2xx().await;
+                    if self.caller.gone() && !caller_left {
+                        caller_left = true;
+                        let _ = stop.send(true);
+                    }
+                }
                 input = self.rx.recv() => match input {
                     None => break,
                     Some(input) => {

@@ -14,13 +14,15 @@ pub mod core;
 pub mod engine;
 pub mod far;
 pub mod fork;
+pub mod originate;
 pub mod sdp;
 pub mod stack;
 
-pub use bridge::{Call, Controller};
+pub use bridge::{Call, Controller, new_sid};
 pub use caller::CallerLeg;
 pub use engine::{CallHandler, Engine};
 pub use far::FarLeg;
+pub use originate::Origination;
 pub use stack::{SipStack, StackConfig};
 
 use crate::sip::message::Message;

@@ -54,6 +54,24 @@ pub fn filter(body: &[u8]) -> Result<String, SdpError> {
     Ok(s)
 }
 
+/// An answer that refuses every stream of `offer` (RFC 3264 §6: each m-line kept,
+/// its port 0). It completes an offer/answer exchange that must end, such as a
+/// 2xx's offer when the call is given up before its ACK (RFC 3261 §13.2.2.4).
+pub fn refuse(offer: &[u8]) -> String {
+    let text = String::from_utf8_lossy(offer);
+    let mut out = format!(
+        "v=0\r\no=callflow {} 1 IN IP4 0.0.0.0\r\ns=-\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\n",
+        rand::random::<u32>()
+    );
+    for m in text.lines().filter_map(|l| l.trim_end().strip_prefix("m=")) {
+        let parts: Vec<&str> = m.split_whitespace().collect();
+        if let [media, _port, proto, fmt, ..] = parts.as_slice() {
+            out.push_str(&format!("m={media} 0 {proto} {fmt}\r\n"));
+        }
+    }
+    out
+}
+
 /// Filters one media section; true when it is an audio stream with PCMA or PCMU left.
 fn filter_media(section: &[&str]) -> (Vec<String>, bool) {
     let m = section[0];
@@ -147,5 +165,13 @@ mod tests {
         let only_opus = "v=0\r\nm=audio 4000 RTP/AVP 96 101\r\na=rtpmap:96 opus/48000/2\r\na=rtpmap:101 telephone-event/8000\r\n";
         assert_eq!(filter(only_opus.as_bytes()), Err(SdpError::NoCodec));
         assert_eq!(filter(b"hello"), Err(SdpError::NotSdp));
+    }
+
+    #[test]
+    fn refusal_keeps_every_m_line_with_port_zero() {
+        let out = refuse(OFFER.as_bytes());
+        assert!(out.contains("m=audio 0 RTP/AVP 9\r\n"), "{out}");
+        assert!(out.contains("m=video 0 RTP/AVP 97\r\n"), "{out}");
+        assert_eq!(out.matches("m=").count(), 2);
     }
 }

@@ -365,6 +365,15 @@ impl Routing {
         self.trunks.get(sid).cloned()
     }
 
+    /// The trunks `account` owns.
+    pub fn trunks_of(&self, account: &str) -> Vec<Arc<Trunk>> {
+        self.trunks
+            .values()
+            .filter(|t| t.account.as_deref() == Some(account))
+            .cloned()
+            .collect()
+    }
+
     /// The carriers to try, by priority, those found down by pings left out (unless
     /// all are).
     pub fn usable_carriers(&self) -> Vec<Carrier> {

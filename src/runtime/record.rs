@@ -110,6 +110,8 @@ pub struct CallRecord {
     pub to: String,
     /// Direction.
     pub direction: String,
+    /// The calls API's `CustomField` (empty for other calls).
+    pub custom_field: String,
     /// How the call ended.
     pub status: CallStatus,
     /// Seconds since the epoch when the call arrived.
@@ -124,6 +126,31 @@ pub struct CallRecord {
     pub steps: Vec<StepTrace>,
     /// Each status callback attempt: (HTTP status or 0, error), in order.
     pub callbacks: Vec<CallbackAttempt>,
+}
+
+impl CallRecord {
+    /// The record of a call with `info`, running flow `flow_id`, started now: no
+    /// steps yet, `completed` until it is known otherwise.
+    pub fn new(info: &crate::lang::vars::CallInfo, flow_id: &str) -> CallRecord {
+        CallRecord {
+            call_sid: info.sid.clone(),
+            account_sid: info.account.clone(),
+            flow_id: flow_id.to_string(),
+            from: info.from.clone(),
+            to: info.to.clone(),
+            direction: info.direction.clone(),
+            custom_field: info.custom_field.clone(),
+            status: CallStatus::Completed,
+            created_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            duration_secs: 0,
+            record: false,
+            recording_channels: None,
+            steps: Vec::new(),
+            callbacks: Vec::new(),
+        }
+    }
 }
 
 /// One attempt to deliver the status callback.

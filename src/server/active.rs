@@ -18,10 +18,13 @@ pub struct Active {
     pub from: String,
     /// Dialled number.
     pub to: String,
-    /// `incoming`, `outbound-dial`.
+    /// `incoming`, `outbound-dial`, `outbound-api`.
     pub direction: String,
     /// Seconds since the epoch when it arrived.
     pub created: u64,
+    /// `queued`, `ringing` (a call the API placed, before its first party answers)
+    /// or `in-progress`.
+    pub status: &'static str,
     /// Ends it.
     pub controller: Controller,
 }
@@ -70,7 +73,7 @@ impl ActiveCalls {
                     "from": c.from,
                     "to": c.to,
                     "direction": c.direction,
-                    "status": "in-progress",
+                    "status": c.status,
                     "created_unix": c.created,
                     "duration_secs": crate::applets::unix_now().saturating_sub(c.created),
                 });
@@ -79,6 +82,13 @@ impl ActiveCalls {
             .collect();
         out.sort_by_key(|c| std::cmp::Reverse(c.0));
         out.into_iter().map(|(_, v)| v).collect()
+    }
+
+    /// Sets call `sid`'s status.
+    pub fn set_status(&self, sid: &str, status: &'static str) {
+        if let Some(c) = self.lock().get_mut(sid) {
+            c.status = status;
+        }
     }
 
     /// `account`'s call `sid`'s handle, if it is in progress.

@@ -73,6 +73,7 @@ pub fn listed(state: &super::State, call: &Call, info: &CallInfo) -> super::acti
             to: info.to.clone(),
             direction: info.direction.clone(),
             created: crate::applets::unix_now(),
+            status: "in-progress",
             controller: call.controller(),
         },
     )

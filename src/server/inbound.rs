@@ -91,7 +91,7 @@ async fn handle(mut call: Call, state: &State) {
     let lookup = |id: &str| flow_for(routing, account.as_deref(), id);
     let (http, settings) = (&state.http, &state.settings);
     let record = executor::run(flow, &mut call, http, routing, settings, info, &lookup).await;
-    record::finish(state, Some(flow), record).await;
+    record::finish(state, record::StatusCallback::of_flow(Some(flow)), record).await;
 }
 
 /// The flow `id` as `account` names it: its own, else the file's.

@@ -242,6 +242,14 @@ impl crate::api::Live for Live {
         }
     }
 
+    async fn connect(
+        &self,
+        account: &str,
+        req: crate::api::connect::ConnectRequest,
+    ) -> Result<serde_json::Value, crate::api::ApiError> {
+        super::connect::connect(self, account, req).await
+    }
+
     fn compile_options(&self) -> CompileOptions {
         CompileOptions {
             reserved_header_prefixes: self.config.load().reserved_header_prefixes.clone(),

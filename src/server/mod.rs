@@ -8,6 +8,7 @@
 
 pub mod active;
 pub mod admission;
+pub mod connect;
 pub mod inbound;
 pub mod live;
 pub mod outbound;

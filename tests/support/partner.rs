@@ -67,10 +67,21 @@ async fn webhook(
     (StatusCode::from_u16(status).unwrap(), body)
 }
 
+/// Keeps a POST's body: JSON as it is, a multipart form as an object of its fields
+/// (with `"_multipart": true`).
 async fn posted(
     State(p): State<Partner>,
-    axum::Json(v): axum::Json<serde_json::Value>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
 ) -> StatusCode {
+    let ct = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let v = match ct.split_once("boundary=") {
+        Some((_, boundary)) => multipart(&String::from_utf8_lossy(&body), boundary),
+        None => serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+    };
     p.posted.lock().unwrap().push(v);
     let status = p.post_statuses.lock().unwrap().pop_front().unwrap_or(200);
     StatusCode::from_u16(status).unwrap()
@@ -85,4 +96,25 @@ pub async fn partner() -> (Partner, SocketAddr) {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     (p, addr)
+}
+
+/// The fields of a `multipart/form-data` body.
+fn multipart(body: &str, boundary: &str) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    out.insert("_multipart".into(), true.into());
+    for part in body.split(&format!("--{boundary}")) {
+        let Some((head, value)) = part.split_once("\r\n\r\n") else {
+            continue;
+        };
+        let Some(name) = head
+            .split("name=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+        else {
+            continue;
+        };
+        let value = value.strip_suffix("\r\n").unwrap_or(value);
+        out.insert(name.to_string(), value.into());
+    }
+    out.into()
 }

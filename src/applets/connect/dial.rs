@@ -12,7 +12,7 @@ use super::params::{Connect, Outcome, Target, parse_target};
 use crate::applets::Context;
 use crate::lang::expr::Template;
 use crate::lang::headers;
-use crate::runtime::{LegEnd, LegOutcome, LegRequest, LegTrace, Step};
+use crate::runtime::{Directory, LegEnd, LegOutcome, LegRequest, LegTrace, Step};
 use crate::sip::{SipUri, Uri};
 
 /// One leg to try.
@@ -86,9 +86,32 @@ pub fn expand_all(targets: &[Target], cx: &Context<'_>) -> Result<Vec<Attempt>, 
 
 fn expand(target: &Target, cx: &Context<'_>, allow_template: bool) -> Result<Vec<Attempt>, String> {
     match target {
+        Target::Template(t) if allow_template => {
+            let rendered = Template::compile(t)
+                .map_err(|e| e.error.message)
+                .and_then(|t| t.render(&mut cx.vars.scope()).map_err(|e| e.to_string()))
+                .map_err(|e| format!("target '{t}' failed: {e}"))?;
+            let parsed = parse_target(rendered.trim())
+                .map_err(|e| format!("target '{t}' gave '{rendered}': {e}"))?;
+            expand(&parsed, cx, false)
+        }
+        Target::Template(t) => Err(format!("target '{t}' gave another template")),
+        other => expand_target(other, cx.directory, &cx.info.to),
+    }
+}
+
+/// Expands a target that is not a template into legs: a trunk's usable destinations
+/// by priority (Request-URI user its external alias, else `did`), a number through
+/// each usable carrier by priority, a SIP URI as written.
+pub fn expand_target(
+    target: &Target,
+    directory: &dyn Directory,
+    did: &str,
+) -> Result<Vec<Attempt>, String> {
+    match target {
         Target::Trunk(sid) => {
-            let route = cx.directory.trunk(sid).map_err(|e| e.to_string())?;
-            let user = route.external_alias.unwrap_or_else(|| cx.info.to.clone());
+            let route = directory.trunk(sid).map_err(|e| e.to_string())?;
+            let user = route.external_alias.unwrap_or_else(|| did.to_string());
             Ok(route
                 .destinations
                 .into_iter()
@@ -104,7 +127,7 @@ fn expand(target: &Target, cx: &Context<'_>, allow_template: bool) -> Result<Vec
                 .collect())
         }
         Target::Number(n) => {
-            let carriers = cx.directory.carriers();
+            let carriers = directory.carriers();
             if carriers.is_empty() {
                 return Err(format!("no carrier to dial {n} through"));
             }
@@ -131,16 +154,18 @@ fn expand(target: &Target, cx: &Context<'_>, allow_template: bool) -> Result<Vec
             }]),
             _ => Err(format!("'{s}' is not a SIP URI")),
         },
-        Target::Template(t) if allow_template => {
-            let rendered = Template::compile(t)
-                .map_err(|e| e.error.message)
-                .and_then(|t| t.render(&mut cx.vars.scope()).map_err(|e| e.to_string()))
-                .map_err(|e| format!("target '{t}' failed: {e}"))?;
-            let parsed = parse_target(rendered.trim())
-                .map_err(|e| format!("target '{t}' gave '{rendered}': {e}"))?;
-            expand(&parsed, cx, false)
-        }
-        Target::Template(t) => Err(format!("target '{t}' gave another template")),
+        Target::Template(t) => Err(format!("target '{t}' is a template")),
+    }
+}
+
+/// Whether the search for a leg goes on to the next attempt after `outcome`: a
+/// carrier's rejection only on the statuses the configuration names (408, 5xx, 6xx
+/// by default); anything else not answered always.
+pub fn gives_way(outcome: &LegOutcome, to_carrier: bool, directory: &dyn Directory) -> bool {
+    match outcome {
+        LegOutcome::Answered | LegOutcome::CallerGone => false,
+        LegOutcome::Rejected(s) => !to_carrier || directory.fails_over(*s),
+        LegOutcome::NoAnswer | LegOutcome::Failed(_) => true,
     }
 }
 
@@ -202,7 +227,8 @@ fn leg_request(plan: &Plan, attempt: &Attempt, cx: &mut Context<'_>) -> (String,
     (leg_sid, leg)
 }
 
-fn describe(outcome: &LegOutcome) -> String {
+/// How a leg's outcome reads in the trace.
+pub fn describe(outcome: &LegOutcome) -> String {
     match outcome {
         LegOutcome::Answered => "answered".to_string(),
         LegOutcome::Rejected(s) => s.to_string(),
@@ -330,7 +356,7 @@ async fn settle(
             cx.step.legs.push(trace);
             return Next::Done(Step::Stop);
         }
-        LegOutcome::Rejected(s) if to_carrier && !cx.directory.fails_over(s) => {
+        LegOutcome::Rejected(s) if !gives_way(&outcome, to_carrier, cx.directory) => {
             Next::Stop(rejection(s))
         }
         LegOutcome::Rejected(s) => Next::Continue(rejection(s)),
@@ -341,7 +367,7 @@ async fn settle(
 }
 
 /// Busy for 486 and 600, no answer for any other rejection.
-fn rejection(status: u16) -> Outcome {
+pub fn rejection(status: u16) -> Outcome {
     if matches!(status, 486 | 600) {
         Outcome::Busy
     } else {
