@@ -387,3 +387,74 @@ async fn sipp_call_routed_by_what_the_api_created() {
         .unwrap();
     run_caller(&server, builtin("uac"), "+918047112255", vec![("bot", bot)]).await;
 }
+
+/// Issue 10's click-to-call with SIPp as both parties, both ways: the customer behind
+/// the carrier first and the bot on the trunk second, then the bot first and the
+/// customer second. The first party is invited without SDP and offers in its 200;
+/// the second gets exactly that offer; the first gets the second's answer in the ACK
+/// (RFC 3725 flow I), talks, hangs up, and the second gets BYE.
+#[tokio::test]
+async fn sipp_click_to_call_both_ways() {
+    use support::node::{config, fresh_number, pstn_trunk, start, stored_call, v1_post};
+    if !sipp_present() {
+        return;
+    }
+    for customer_first in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = format!("sqlite://{}", dir.path().join("c.db").display());
+        let (customer_port, bot_port) = (free_port(), free_port());
+        let carrier: std::net::SocketAddr = format!("127.0.0.1:{customer_port}").parse().unwrap();
+        let node = start(&config(&store, carrier), carrier).await;
+        let a = node.account("sipp").await;
+        let did = fresh_number();
+        let bot_addr = format!("127.0.0.1:{bot_port}").parse().unwrap();
+        let trunk = pstn_trunk(&node, &a, "bots", &did, bot_addr).await;
+        let (first, second) = if customer_first {
+            (
+                ("customer", customer_port, Transport::Udp),
+                ("bot", bot_port, Transport::Tcp),
+            )
+        } else {
+            (
+                ("bot", bot_port, Transport::Tcp),
+                ("customer", customer_port, Transport::Udp),
+            )
+        };
+        let mut first_p = sipp(&file("uas_3pcc_first.xml"), first.1, first.2, &[])
+            .spawn()
+            .unwrap();
+        let mut second_p = sipp(&file("uas_3pcc_second.xml"), second.1, second.2, &[])
+            .spawn()
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let bot = format!("sip:{trunk}");
+        let (from, to) = if customer_first {
+            ("+919845012345", bot.as_str())
+        } else {
+            (bot.as_str(), "+919845012345")
+        };
+        let (s, v) = v1_post(
+            &node,
+            &a,
+            "/Calls/connect",
+            &[("From", from), ("To", to), ("CallerId", &did)],
+        )
+        .await;
+        assert_eq!(s, 200, "{v}");
+        let sid = v["Call"]["Sid"].as_str().unwrap().to_string();
+        for (name, p) in [(first.0, &mut first_p), (second.0, &mut second_p)] {
+            let status = tokio::time::timeout(Duration::from_secs(20), p.wait()).await;
+            let mut err = String::new();
+            if let Some(mut e) = p.stderr.take() {
+                use tokio::io::AsyncReadExt;
+                let _ = e.read_to_string(&mut err).await;
+            }
+            assert!(
+                matches!(status, Ok(Ok(s)) if s.success()),
+                "SIPp {name} failed (customer first: {customer_first}): {err}"
+            );
+        }
+        let call = stored_call(&node, &a, &sid).await;
+        assert_eq!(call["Status"], "completed", "{call}");
+    }
+}
