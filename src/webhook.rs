@@ -77,17 +77,8 @@ impl Http for WebhookClient {
         body: &serde_json::Value,
         timeout: Duration,
     ) -> Result<u16, HttpError> {
-        let started = std::time::Instant::now();
-        let result = self
-            .client
-            .post(url)
-            .json(body)
-            .timeout(timeout)
-            .send()
-            .await
-            .map_err(|e| describe(&e));
-        observe(started, result.is_err());
-        Ok(result?.status().as_u16())
+        let bytes = body.to_string().into_bytes();
+        self.post(url, "application/json", bytes, timeout).await
     }
 }
 

@@ -20,6 +20,65 @@ use support::partner::partner;
 
 const CUSTOMER: &str = "+919845012345";
 
+/// A node whose carrier is a test UA on 127.0.0.2 (the customer's side), an account,
+/// and a bot on TCP behind the account's trunk with a fresh number (the caller id).
+struct Env {
+    partner: support::partner::Partner,
+    paddr: SocketAddr,
+    carrier: Ua,
+    node: Node,
+    a: Account,
+    bot: Ua,
+    did: String,
+    trunk: String,
+    dir: tempfile::TempDir,
+}
+
+async fn env(account: &str) -> Env {
+    let (partner, paddr) = partner().await;
+    let carrier = Ua::new_at(Transport::Udp, "carrier", None, "127.0.0.2").await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("c.db").display());
+    let node = start(&config(&store, carrier.addr), paddr).await;
+    let a = node.account(account).await;
+    let bot = Ua::new(Transport::Tcp, "bot", None).await;
+    let did = fresh_number();
+    let trunk = pstn_trunk(&node, &a, "bots", &did, bot.addr).await;
+    Env {
+        partner,
+        paddr,
+        carrier,
+        node,
+        a,
+        bot,
+        did,
+        trunk,
+        dir,
+    }
+}
+
+/// The customer answers with the test offer and the bot with its answer; both get
+/// their ACK (the customer's carrying the bot's answer).
+async fn both_answer(carrier: &mut Ua, bot: &mut Ua) -> (Message, Message) {
+    let (inv, from) = carrier.expect_request("INVITE").await;
+    carrier
+        .send(
+            &carrier.response(&inv, 200, "cu1", Some(support::OFFER)),
+            from,
+        )
+        .await;
+    let (binv, bfrom) = bot.expect_request("INVITE").await;
+    bot.send(
+        &bot.response(&binv, 200, "b1", Some(&support::answer(41000))),
+        bfrom,
+    )
+    .await;
+    let (ack, _) = carrier.expect_request("ACK").await;
+    assert!(String::from_utf8_lossy(&ack.body).contains("m=audio 41000"));
+    bot.expect_request("ACK").await;
+    (inv, binv)
+}
+
 /// The user part of a header's URI.
 fn user_of(m: &Message, name: Name) -> String {
     let v = m.header(&name).unwrap();
@@ -66,15 +125,17 @@ fn applets(call: &Value) -> Vec<String> {
 
 #[tokio::test]
 async fn click_to_call_number_first_then_the_bot() {
-    let (partner, paddr) = partner().await;
-    let mut carrier = Ua::new_at(Transport::Udp, "carrier", None, "127.0.0.2").await;
-    let dir = tempfile::tempdir().unwrap();
-    let store = format!("sqlite://{}", dir.path().join("c.db").display());
-    let node = start(&config(&store, carrier.addr), paddr).await;
-    let a = node.account("c2c").await;
-    let mut bot = Ua::new(Transport::Tcp, "bot", None).await;
-    let did = fresh_number();
-    let trunk = pstn_trunk(&node, &a, "bots", &did, bot.addr).await;
+    let Env {
+        partner,
+        paddr,
+        mut carrier,
+        node,
+        a,
+        mut bot,
+        did,
+        trunk,
+        dir: _dir,
+    } = env("c2c").await;
     let to = format!("sip:{trunk}");
     let callback = format!("http://{paddr}/status");
     let sid = connect(
@@ -170,15 +231,17 @@ async fn click_to_call_number_first_then_the_bot() {
 
 #[tokio::test]
 async fn click_to_call_bot_first_then_a_number() {
-    let (_, paddr) = partner().await;
-    let mut carrier = Ua::new_at(Transport::Udp, "carrier", None, "127.0.0.2").await;
-    let dir = tempfile::tempdir().unwrap();
-    let store = format!("sqlite://{}", dir.path().join("c.db").display());
-    let node = start(&config(&store, carrier.addr), paddr).await;
-    let a = node.account("c2c").await;
-    let mut bot = Ua::new(Transport::Tcp, "bot", None).await;
-    let did = fresh_number();
-    let trunk = pstn_trunk(&node, &a, "bots", &did, bot.addr).await;
+    let Env {
+        partner: _,
+        paddr: _,
+        mut carrier,
+        node,
+        a,
+        mut bot,
+        did,
+        trunk,
+        dir: _dir,
+    } = env("c2c").await;
     let from = format!("sip:{trunk}");
     let sid = connect(
         &node,
@@ -216,16 +279,18 @@ async fn click_to_call_bot_first_then_a_number() {
 
 #[tokio::test]
 async fn connect_to_flow_runs_the_seed_hand_off() {
-    let (partner, paddr) = partner().await;
-    let mut carrier = Ua::new_at(Transport::Udp, "carrier", None, "127.0.0.2").await;
-    let dir = tempfile::tempdir().unwrap();
-    let store = format!("sqlite://{}", dir.path().join("c.db").display());
-    let node = start(&config(&store, carrier.addr), paddr).await;
-    let a = node.account("flows").await;
-    let mut bot = Ua::new(Transport::Tcp, "bot", None).await;
+    let Env {
+        partner,
+        paddr,
+        mut carrier,
+        node,
+        a,
+        mut bot,
+        did,
+        trunk,
+        dir: _dir,
+    } = env("flows").await;
     let mut agent = Ua::new(Transport::Udp, "agent", None).await;
-    let did = fresh_number();
-    let trunk = pstn_trunk(&node, &a, "bots", &did, bot.addr).await;
     let flow = format!(
         "flow: handoff\nstart: bot\napplets:\n  bot:\n    connect: {{ to: \"sip:{trunk}\" }}\n    on: {{ completed: ask }}\n  ask:\n    passthru: {{ url: \"http://{paddr}/handoff\" }}\n    on: {{ ok: route, fail: bye }}\n  route:\n    switchcase:\n      value: passthru.select\n      cases: {{ sales: agent }}\n      default: bye\n  agent:\n    connect: {{ to: \"sip:agent@{}\" }}\n    next: bye\n  bye:\n    hangup: {{}}\n",
         agent.addr
@@ -390,15 +455,17 @@ async fn failover_then_busy_then_no_answer_with_callbacks_that_fail_twice() {
 
 #[tokio::test]
 async fn time_limit_hangs_up_both_parties() {
-    let (_, paddr) = partner().await;
-    let mut carrier = Ua::new_at(Transport::Udp, "carrier", None, "127.0.0.2").await;
-    let dir = tempfile::tempdir().unwrap();
-    let store = format!("sqlite://{}", dir.path().join("c.db").display());
-    let node = start(&config(&store, carrier.addr), paddr).await;
-    let a = node.account("limit").await;
-    let mut bot = Ua::new(Transport::Tcp, "bot", None).await;
-    let did = fresh_number();
-    let trunk = pstn_trunk(&node, &a, "bots", &did, bot.addr).await;
+    let Env {
+        partner: _,
+        paddr: _,
+        mut carrier,
+        node,
+        a,
+        mut bot,
+        did,
+        trunk,
+        dir: _dir,
+    } = env("limit").await;
     let to = format!("sip:{trunk}");
     let sid = connect(
         &node,
@@ -411,16 +478,7 @@ async fn time_limit_hangs_up_both_parties() {
         ],
     )
     .await;
-    let (inv, from) = carrier.expect_request("INVITE").await;
-    answer_first(&mut carrier, &inv, from).await;
-    let (binv, bfrom) = bot.expect_request("INVITE").await;
-    bot.send(
-        &bot.response(&binv, 200, "b1", Some(&support::answer(41000))),
-        bfrom,
-    )
-    .await;
-    carrier.expect_request("ACK").await;
-    bot.expect_request("ACK").await;
+    let (_inv, _binv) = both_answer(&mut carrier, &mut bot).await;
     // Nobody hangs up: at the limit both get BYE.
     let (b, f) = bot.expect_request("BYE").await;
     bot.send(&bot.response(&b, 200, "b1", None), f).await;
@@ -430,16 +488,6 @@ async fn time_limit_hangs_up_both_parties() {
         .await;
     let call = until_call(&node, &a, &sid, |c| c["Status"] == "completed").await;
     assert!(call["Duration"].as_u64().unwrap() >= 2, "{call}");
-}
-
-/// The customer answers its INVITE with the test offer.
-async fn answer_first(carrier: &mut Ua, inv: &Message, from: SocketAddr) {
-    carrier
-        .send(
-            &carrier.response(inv, 200, "cu1", Some(support::OFFER)),
-            from,
-        )
-        .await;
 }
 
 #[tokio::test]
@@ -561,16 +609,18 @@ async fn the_accounts_numbers_trunks_records_and_limits() {
 
 #[tokio::test]
 async fn an_api_call_moves_into_another_flow() {
-    let (_, paddr) = partner().await;
-    let mut carrier = Ua::new_at(Transport::Udp, "carrier", None, "127.0.0.2").await;
-    let dir = tempfile::tempdir().unwrap();
-    let store = format!("sqlite://{}", dir.path().join("c.db").display());
-    let node = start(&config(&store, carrier.addr), paddr).await;
-    let a = node.account("mv").await;
-    let mut bot = Ua::new(Transport::Tcp, "bot", None).await;
+    let Env {
+        partner: _,
+        paddr: _,
+        mut carrier,
+        node,
+        a,
+        mut bot,
+        did,
+        trunk,
+        dir: _dir,
+    } = env("mv").await;
     let mut agent = Ua::new(Transport::Udp, "agent", None).await;
-    let did = fresh_number();
-    let trunk = pstn_trunk(&node, &a, "bots", &did, bot.addr).await;
     let agents = format!(
         "flow: agents\nstart: c\napplets:\n  c:\n    connect: {{ to: \"sip:agent@{}\" }}\n    next: bye\n  bye:\n    hangup: {{}}\n",
         agent.addr
@@ -586,16 +636,7 @@ async fn an_api_call_moves_into_another_flow() {
         &[("From", CUSTOMER), ("To", &to), ("CallerId", &did)],
     )
     .await;
-    let (inv, from) = carrier.expect_request("INVITE").await;
-    answer_first(&mut carrier, &inv, from).await;
-    let (binv, bfrom) = bot.expect_request("INVITE").await;
-    bot.send(
-        &bot.response(&binv, 200, "b1", Some(&support::answer(41000))),
-        bfrom,
-    )
-    .await;
-    carrier.expect_request("ACK").await;
-    bot.expect_request("ACK").await;
+    let (inv, _binv) = both_answer(&mut carrier, &mut bot).await;
     let (s, v) = v1_post(
         &node,
         &a,

@@ -2,6 +2,9 @@
 //! most one far leg at a time ([`FarLeg`], the UAC side) and the bridge between them
 //! ([`Call`]), which implements the runtime contract's `CallControl`.
 //!
+//! A call the calls API places starts as an [`Origination`] (`originate`): its first
+//! party is invited without SDP and, once it answers, becomes the call's caller leg.
+//!
 //! `engine` is the transaction user every message reaches after its transaction;
 //! `core` what the engine and every leg share (layer, resolver, dialog routes, the
 //! "request on a dialog, await the final response" helper); `fork` parallel ringing;
