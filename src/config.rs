@@ -154,6 +154,20 @@ pub struct SipConfig {
     /// How often trunk destinations and carriers are pinged with OPTIONS (null: never).
     #[serde(deserialize_with = "optional_duration")]
     pub options_interval: Option<Duration>,
+    /// What an INVITE from a source that is neither a carrier nor a trunk's address
+    /// gets when no trunk authenticates by digest: nothing, or one stateless 403.
+    pub unknown_sources: UnknownSources,
+}
+
+/// `sip.unknown_sources:`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnknownSources {
+    /// No answer at all (a scanner learns nothing; a spoofed source gets nothing).
+    #[default]
+    Drop,
+    /// One 403, sent statelessly.
+    Reject,
 }
 
 impl Default for SipConfig {
@@ -172,6 +186,7 @@ impl Default for SipConfig {
             tls: None,
             advertised_address: None,
             options_interval: Some(Duration::from_secs(30)),
+            unknown_sources: UnknownSources::Drop,
         }
     }
 }

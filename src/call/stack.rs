@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::engine::{CallHandler, Engine};
 use crate::sip::resolve::Resolver;
-use crate::sip::transaction::{Timers, TransactionLayer};
+use crate::sip::transaction::{Gate, Timers, TransactionLayer};
 use crate::sip::transport::{TransportConfig, Transports};
 use crate::sip::uri::Host;
 
@@ -23,6 +23,8 @@ pub struct StackConfig {
     pub advertised: Option<Host>,
     /// How the URIs calls dial are resolved.
     pub resolver: Resolver,
+    /// What new out-of-dialog INVITEs pass before they get a transaction.
+    pub gate: Option<Arc<dyn Gate>>,
 }
 
 impl StackConfig {
@@ -33,6 +35,7 @@ impl StackConfig {
             timers: Timers::default(),
             advertised: None,
             resolver: Resolver::system(),
+            gate: None,
         }
     }
 }
@@ -54,6 +57,9 @@ impl SipStack {
         let shutdown = CancellationToken::new();
         let (transports, incoming) = Transports::bind(config.transport, shutdown.clone()).await?;
         let layer = TransactionLayer::new(transports.clone(), config.timers, config.advertised);
+        if let Some(gate) = config.gate {
+            layer.set_gate(gate);
+        }
         let (core_tx, core_rx) = mpsc::channel(8192);
         tokio::spawn(layer.clone().run(incoming, core_tx));
         let engine = Engine::with_resolver(layer, handler, config.resolver);

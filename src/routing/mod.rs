@@ -353,6 +353,20 @@ impl Routing {
             .find(|c| c.addresses.iter().any(|n| n.contains(&source)))
     }
 
+    /// Whether `source` is a carrier's or a trunk's whitelisted address.
+    pub fn is_known_source(&self, source: IpAddr) -> bool {
+        self.is_carrier(source)
+            || self
+                .trunks
+                .values()
+                .any(|t| t.whitelisted.iter().any(|n| n.contains(&source)))
+    }
+
+    /// Whether some trunk authenticates its calls with digest credentials.
+    pub fn has_digest_trunks(&self) -> bool {
+        self.trunks.values().any(|t| !t.credentials.is_empty())
+    }
+
     /// Whether `source` is one of a carrier's addresses.
     pub fn is_carrier(&self, source: IpAddr) -> bool {
         self.carriers

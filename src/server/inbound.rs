@@ -124,7 +124,7 @@ async fn authenticate(
     let Some(trunk) = trunk else {
         tracing::warn!(sid = %call.sid, source = %call.source(), %why, "INVITE refused: 403");
         metrics.reject(refusal.as_str());
-        call.reject(403, Some(why), Vec::new()).await;
+        call.reject(403, None, Vec::new()).await;
         return None;
     };
     match state
@@ -144,7 +144,7 @@ async fn authenticate(
         Verdict::Refused(reason) => {
             tracing::warn!(sid = %call.sid, trunk = %trunk.sid, %reason, "digest refused: 403");
             metrics.reject("auth");
-            call.reject(403, Some(&reason), Vec::new()).await;
+            call.reject(403, None, Vec::new()).await;
             None
         }
     }

@@ -9,6 +9,7 @@
 pub mod active;
 pub mod admission;
 pub mod connect;
+pub mod gate;
 pub mod inbound;
 pub mod live;
 pub mod outbound;
@@ -101,6 +102,9 @@ impl Server {
             StackConfig {
                 timers,
                 advertised: config.sip.advertised_address.clone(),
+                gate: Some(Arc::new(gate::SourceGate {
+                    current: current.clone(),
+                })),
                 ..StackConfig::new(transport)
             },
             inbound::handler(current.clone()),

@@ -26,6 +26,8 @@ pub struct State {
     pub auth: Authenticator,
     /// The store, for call records.
     pub store: Option<crate::store::Store>,
+    /// What an INVITE from an unknown source gets when no trunk uses digest.
+    pub unknown_sources: crate::config::UnknownSources,
     /// The calls in progress (shared by every state, kept across reloads).
     pub active: std::sync::Arc<super::active::ActiveCalls>,
 }
@@ -83,6 +85,7 @@ impl State {
                 reserved_prefixes: config.reserved_header_prefixes.clone(),
             },
             auth,
+            unknown_sources: config.sip.unknown_sources,
             store: None,
             active: std::sync::Arc::default(),
         })

@@ -9,6 +9,7 @@
 
 mod client_invite;
 mod client_non_invite;
+pub mod gate;
 mod server_invite;
 mod server_non_invite;
 pub mod timers;
@@ -26,6 +27,7 @@ use super::transport::{Incoming, Target, Transports};
 use super::typed::{BRANCH_COOKIE, Transport, Via};
 use super::uri::Host;
 pub use client_invite::{ack_for, request_for_invite};
+pub use gate::{Admission, Gate};
 pub use timers::Timers;
 
 /// What identifies a transaction (RFC 3261 §17.1.3, §17.2.3): the top Via's branch,
@@ -265,6 +267,8 @@ pub struct TransactionLayer {
     server: Mutex<HashMap<Key, mpsc::Sender<ServerInput>>>,
     client: Table,
     advertised: Option<Host>,
+    /// What new out-of-dialog INVITEs pass before they get a transaction.
+    gate: std::sync::OnceLock<Arc<dyn Gate>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -283,7 +287,41 @@ impl TransactionLayer {
             server: Mutex::new(HashMap::new()),
             client: Mutex::new(HashMap::new()),
             advertised,
+            gate: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Puts `gate` in front of new out-of-dialog INVITEs (once; later calls are
+    /// ignored).
+    pub fn set_gate(&self, gate: Arc<dyn Gate>) {
+        let _ = self.gate.set(gate);
+    }
+
+    /// Whether `msg`, which matches no transaction, may have one (the gate's answer
+    /// is sent here when it has one).
+    async fn admitted(&self, msg: &Incoming) -> bool {
+        let Some(gate) = self.gate.get() else {
+            return true;
+        };
+        let m = &msg.message;
+        let outside_dialog = m.to_header().is_ok_and(|t| t.tag().is_none());
+        if m.method() != Some(&Method::Invite) || !outside_dialog {
+            return true;
+        }
+        match gate.admit(m, msg.source) {
+            Admission::Admit => true,
+            Admission::Drop => false,
+            Admission::Answer(response) => {
+                if let Err(e) = self
+                    .transports
+                    .send_response(&response, Some(msg.source))
+                    .await
+                {
+                    tracing::debug!(error = %e, "stateless answer not sent");
+                }
+                false
+            }
+        }
     }
 
     /// How many server and client transactions are alive.
@@ -369,6 +407,9 @@ impl TransactionLayer {
                 let _ = core.send(ToCore::Ack(msg)).await;
             }
             (None, _) => {
+                if !self.admitted(&msg).await {
+                    return;
+                }
                 let st = self.start_server(key, msg);
                 let _ = core.send(ToCore::Request(st)).await;
             }
