@@ -157,6 +157,43 @@ pub struct SipConfig {
     /// What an INVITE from a source that is neither a carrier nor a trunk's address
     /// gets when no trunk authenticates by digest: nothing, or one stateless 403.
     pub unknown_sources: UnknownSources,
+    /// Limits on what one source may send before it is blocked.
+    pub shield: ShieldSettings,
+}
+
+/// `sip.shield:` (read at start; a reload does not change it).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShieldSettings {
+    /// Packets a second from one source (carriers and trunks' addresses exempt).
+    pub requests_per_second: u32,
+    /// Failed authentications a minute, per source and per user name.
+    pub auth_failures_per_minute: u32,
+    /// The first block; it doubles each time a source is blocked again, up to 1h.
+    #[serde(deserialize_with = "duration")]
+    pub block: Duration,
+}
+
+impl Default for ShieldSettings {
+    fn default() -> Self {
+        let d = crate::sip::shield::ShieldConfig::default();
+        ShieldSettings {
+            requests_per_second: d.per_second,
+            auth_failures_per_minute: d.auth_failures,
+            block: d.block,
+        }
+    }
+}
+
+impl ShieldSettings {
+    /// As the shield takes them.
+    pub fn shield(&self) -> crate::sip::shield::ShieldConfig {
+        crate::sip::shield::ShieldConfig {
+            per_second: self.requests_per_second,
+            auth_failures: self.auth_failures_per_minute,
+            block: self.block,
+        }
+    }
 }
 
 /// `sip.unknown_sources:`
@@ -187,6 +224,7 @@ impl Default for SipConfig {
             advertised_address: None,
             options_interval: Some(Duration::from_secs(30)),
             unknown_sources: UnknownSources::Drop,
+            shield: ShieldSettings::default(),
         }
     }
 }

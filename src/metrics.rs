@@ -65,6 +65,10 @@ pub struct Metrics {
     pub channels: Family<LimitLabels, Gauge>,
     /// Transactions alive.
     pub transactions: Gauge,
+    /// Packets dropped unread because their source is blocked.
+    pub shield_dropped: Counter,
+    /// Sources blocked, by reason (`flood`, `auth_failures`).
+    pub shield_blocks: Family<ReasonLabels, Counter>,
 }
 
 impl Metrics {
@@ -82,6 +86,8 @@ impl Metrics {
             sip_responses: Family::default(),
             channels: Family::default(),
             transactions: Gauge::default(),
+            shield_dropped: Counter::default(),
+            shield_blocks: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -124,6 +130,16 @@ impl Metrics {
             "transactions_alive",
             "SIP transactions alive",
             m.transactions.clone(),
+        );
+        registry.register(
+            "shield_dropped_packets",
+            "Packets dropped unread from blocked sources",
+            m.shield_dropped.clone(),
+        );
+        registry.register(
+            "shield_blocks",
+            "Sources blocked, by reason",
+            m.shield_blocks.clone(),
         );
         Metrics { registry, ..m }
     }

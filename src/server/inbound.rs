@@ -122,7 +122,10 @@ async fn authenticate(
         .trunk_for_caller(caller)
         .filter(|t| !t.credentials.is_empty());
     let Some(trunk) = trunk else {
-        tracing::warn!(sid = %call.sid, source = %call.source(), %why, "INVITE refused: 403");
+        tracing::info!(sid = %call.sid, source = %call.source(), %why, "INVITE refused: 403");
+        if let Some(user) = digest_user(call.request()) {
+            state.shield.auth_failed(call.source().ip(), &user);
+        }
         metrics.reject(refusal.as_str());
         call.reject(403, None, Vec::new()).await;
         return None;
@@ -131,7 +134,10 @@ async fn authenticate(
         .auth
         .check_secrets(call.request(), call.source().ip(), &trunk.credentials)
     {
-        Verdict::Ok => Some(trunk),
+        Verdict::Ok => {
+            state.shield.auth_succeeded(call.source().ip());
+            Some(trunk)
+        }
         Verdict::Challenge(values) => {
             let headers = values
                 .into_iter()
@@ -142,10 +148,19 @@ async fn authenticate(
             None
         }
         Verdict::Refused(reason) => {
-            tracing::warn!(sid = %call.sid, trunk = %trunk.sid, %reason, "digest refused: 403");
+            tracing::info!(sid = %call.sid, trunk = %trunk.sid, %reason, "digest refused: 403");
+            let user = digest_user(call.request()).unwrap_or_default();
+            state.shield.auth_failed(call.source().ip(), &user);
             metrics.reject("auth");
             call.reject(403, None, Vec::new()).await;
             None
         }
     }
+}
+
+/// The user name an INVITE's Authorization names, if it has one.
+fn digest_user(request: &crate::sip::Message) -> Option<String> {
+    let value = request.header(&Name::parse("Authorization"))?;
+    let rest = value.split("username=\"").nth(1)?;
+    Some(rest.split('"').next()?.chars().take(64).collect())
 }

@@ -189,6 +189,22 @@ impl crate::api::Live for Live {
                 }
             }
         }
+        let shield = &self.current.load().shield.stats;
+        let read = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        m.shield_dropped
+            .inner()
+            .store(read(&shield.dropped), std::sync::atomic::Ordering::Relaxed);
+        for (reason, n) in [
+            ("flood", read(&shield.flood_blocks)),
+            ("auth_failures", read(&shield.auth_blocks)),
+        ] {
+            m.shield_blocks
+                .get_or_create(&crate::metrics::ReasonLabels {
+                    reason: reason.into(),
+                })
+                .inner()
+                .store(n, std::sync::atomic::Ordering::Relaxed);
+        }
         for (limit, active) in self.current.load().routing.limits().snapshot() {
             m.channels
                 .get_or_create(&LimitLabels { limit })

@@ -96,6 +96,7 @@ impl Server {
                 key: t.key.clone(),
                 ca: t.ca.clone(),
             }),
+            shield: Some(shield(&current)),
             ..TransportConfig::default()
         };
         let stack = SipStack::start(
@@ -186,6 +187,17 @@ impl Server {
         }
         self.stack.shutdown.cancel();
     }
+}
+
+/// The shield, with the sources of the state current when a packet arrives (carriers,
+/// trunks' addresses) exempt from its request rate.
+fn shield(current: &Arc<arc_swap::ArcSwap<State>>) -> Arc<crate::sip::shield::Shield> {
+    let shield = current.load().shield.clone();
+    let current = current.clone();
+    shield.set_exempt(Arc::new(move |ip| {
+        current.load().routing.is_known_source(ip)
+    }));
+    shield
 }
 
 /// Deletes call records older than `retention`, at start and then every hour (more

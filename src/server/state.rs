@@ -28,6 +28,8 @@ pub struct State {
     pub store: Option<crate::store::Store>,
     /// What an INVITE from an unknown source gets when no trunk uses digest.
     pub unknown_sources: crate::config::UnknownSources,
+    /// Blocks flooding and guessing sources (kept across reloads).
+    pub shield: Arc<crate::sip::shield::Shield>,
     /// The calls in progress (shared by every state, kept across reloads).
     pub active: std::sync::Arc<super::active::ActiveCalls>,
 }
@@ -59,6 +61,7 @@ impl State {
         )?;
         state.store = previous.store.clone();
         state.active = previous.active.clone();
+        state.shield = previous.shield.clone();
         Ok(state)
     }
 
@@ -86,6 +89,7 @@ impl State {
             },
             auth,
             unknown_sources: config.sip.unknown_sources,
+            shield: Arc::new(crate::sip::shield::Shield::new(config.sip.shield.shield())),
             store: None,
             active: std::sync::Arc::default(),
         })

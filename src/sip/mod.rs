@@ -11,6 +11,7 @@ pub mod header;
 pub mod message;
 pub mod method;
 pub mod resolve;
+pub mod shield;
 pub mod srv;
 pub mod transaction;
 pub mod transport;

@@ -166,6 +166,8 @@ pub struct TransportConfig {
     pub idle_timeout: Duration,
     /// How long opening a TCP or TLS connection may take.
     pub connect_timeout: Duration,
+    /// Blocks sources that flood or guess; their packets are dropped unread.
+    pub shield: Option<Arc<crate::sip::shield::Shield>>,
 }
 
 impl Default for TransportConfig {
@@ -175,6 +177,7 @@ impl Default for TransportConfig {
             tls: None,
             idle_timeout: Duration::from_secs(600),
             connect_timeout: Duration::from_secs(5),
+            shield: None,
         }
     }
 }
@@ -379,6 +382,14 @@ impl Transports {
                 local,
             })
             .await;
+    }
+
+    /// Whether a packet (or a connection) from `source` may be read.
+    pub(crate) fn admits(&self, source: SocketAddr) -> bool {
+        self.config
+            .shield
+            .as_ref()
+            .is_none_or(|s| s.admits(source.ip()))
     }
 
     /// Stops accepting and closes every connection.

@@ -37,6 +37,9 @@ pub(super) async fn accept_loop(t: Arc<Transports>, transport: Transport, listen
                 }
             },
         };
+        if !t.admits(peer) {
+            continue; // dropped unread: the connection closes
+        }
         let _ = tcp.set_nodelay(true);
         let t = t.clone();
         tokio::spawn(async move {
@@ -213,7 +216,8 @@ async fn run<S>(
     }
 }
 
-/// Delivers every whole message in `buf`; false when the stream cannot be framed.
+/// Delivers every whole message in `buf`; false when the stream cannot be framed or
+/// its source is blocked (the connection is then closed).
 async fn drain(
     t: &Arc<Transports>,
     transport: Transport,
@@ -239,6 +243,7 @@ async fn drain(
         buf.advance(crlf);
         match frame(buf) {
             Ok(None) => return true,
+            Ok(Some(_)) if !t.admits(peer) => return false,
             Ok(Some(len)) => {
                 let bytes = buf.split_to(len);
                 match Message::parse(&bytes, Framing::Stream) {

@@ -27,6 +27,9 @@ pub(super) async fn receive_loop(transports: Arc<Transports>, socket: Arc<UdpSoc
                 }
             },
         };
+        if !transports.admits(source) {
+            continue;
+        }
         let data = &buf[..len];
         if data.iter().all(|b| matches!(b, b'\r' | b'\n' | 0)) {
             continue; // keep-alive
