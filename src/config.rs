@@ -159,6 +159,9 @@ pub struct SipConfig {
     pub unknown_sources: UnknownSources,
     /// Limits on what one source may send before it is blocked.
     pub shield: ShieldSettings,
+    /// The digest realm challenges name. Passwords are hashed with it: credentials
+    /// created over the API must be created again after it changes.
+    pub realm: String,
 }
 
 /// `sip.shield:` (read at start; a reload does not change it).
@@ -225,6 +228,7 @@ impl Default for SipConfig {
             options_interval: Some(Duration::from_secs(30)),
             unknown_sources: UnknownSources::Drop,
             shield: ShieldSettings::default(),
+            realm: crate::routing::DEFAULT_REALM.to_string(),
         }
     }
 }

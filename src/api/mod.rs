@@ -70,6 +70,8 @@ pub trait Live: Send + Sync {
     async fn redirect(&self, account: &str, sid: &str, flow: &str) -> bool;
     /// How flows are compiled (the reserved header prefixes).
     fn compile_options(&self) -> crate::flow::CompileOptions;
+    /// The digest realm passwords are hashed with.
+    fn realm(&self) -> String;
     /// Places `account`'s call `req` (the caller id, the parties and the limits
     /// checked here); gives the call's fields with status `queued`.
     async fn connect(&self, account: &str, req: connect::ConnectRequest)

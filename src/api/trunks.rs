@@ -16,7 +16,6 @@ use super::spec::{Auth, Body, Endpoint, Route};
 use super::{Api, ApiError, as_account, as_admin, json_body};
 use crate::config::parse_sip_uri;
 use crate::lang::number::is_e164;
-use crate::routing::DIGEST_REALM;
 use crate::sip::digest::DigestSecret;
 use crate::store::trunks::Child;
 use crate::store::{StoredTrunk, TrunkRow};
@@ -670,7 +669,7 @@ async fn add_credential(
             "may not hold ':', '\"' or '\\'",
         ));
     }
-    let secret = DigestSecret::from_password(user, DIGEST_REALM, password);
+    let secret = DigestSecret::from_password(user, &api.live.realm(), password);
     let row = api
         .store
         .add_credential(trunk, user, friendly, &secret.ha1_md5, &secret.ha1_sha256)

@@ -100,7 +100,7 @@ impl Core {
     pub fn contact(&self, transport: Transport) -> String {
         match self.layer.local_host_port(transport) {
             Some((host, port)) => {
-                let mut uri = SipUri::new(Some("callflow"), host, Some(port));
+                let mut uri = SipUri::new(None, host, Some(port));
                 if transport != Transport::Udp {
                     uri.params.push(Param {
                         name: "transport".into(),
@@ -109,7 +109,7 @@ impl Core {
                 }
                 format!("<{uri}>")
             }
-            None => "<sip:callflow@127.0.0.1>".into(),
+            None => "<sip:127.0.0.1>".into(),
         }
     }
 

@@ -22,7 +22,7 @@ use crate::lang::number::normalise;
 use crate::sip::digest::DigestSecret;
 
 /// The realm of the digest challenges trunks answer.
-pub const DIGEST_REALM: &str = "callflow";
+pub const DEFAULT_REALM: &str = "sip";
 use crate::runtime::{CarrierRoute, Channel, Directory, DirectoryError, TrunkRoute};
 use crate::sip::SipUri;
 
@@ -220,7 +220,11 @@ impl Routing {
         carriers.sort_by_key(|c| c.priority);
         let mut trunks = HashMap::new();
         let mut numbers = HashMap::new();
-        let specs = config.trunks.iter().map(TrunkSpec::from_config);
+        let realm = &config.sip.realm;
+        let specs = config
+            .trunks
+            .iter()
+            .map(|t| TrunkSpec::from_config(t, realm));
         for spec in specs.chain(stored.trunks) {
             if trunks.contains_key(&spec.trunk.sid) {
                 tracing::warn!(trunk = %spec.trunk.sid, "trunk sid defined twice; the first stays");
@@ -461,10 +465,10 @@ pub struct TrunkSpec {
 }
 
 impl TrunkSpec {
-    /// A trunk of `callflow.yaml`.
-    pub fn from_config(t: &crate::config::TrunkConfig) -> TrunkSpec {
+    /// A trunk of `callflow.yaml`; its passwords are hashed for `realm`.
+    pub fn from_config(t: &crate::config::TrunkConfig, realm: &str) -> TrunkSpec {
         TrunkSpec {
-            trunk: trunk(t),
+            trunk: trunk(t, realm),
             numbers: t
                 .numbers
                 .iter()
@@ -480,7 +484,7 @@ impl TrunkSpec {
 }
 
 /// A trunk as routing keeps it, from its configuration.
-fn trunk(t: &crate::config::TrunkConfig) -> Trunk {
+fn trunk(t: &crate::config::TrunkConfig, realm: &str) -> Trunk {
     Trunk {
         sid: t.sid.clone(),
         destinations: t
@@ -504,7 +508,7 @@ fn trunk(t: &crate::config::TrunkConfig) -> Trunk {
         credentials: t
             .credentials
             .iter()
-            .map(|c| DigestSecret::from_password(&c.username, DIGEST_REALM, &c.password))
+            .map(|c| DigestSecret::from_password(&c.username, realm, &c.password))
             .collect(),
         account: None,
     }

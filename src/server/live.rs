@@ -266,6 +266,10 @@ impl crate::api::Live for Live {
         super::connect::connect(self, account, req).await
     }
 
+    fn realm(&self) -> String {
+        self.config.load().sip.realm.clone()
+    }
+
     fn compile_options(&self) -> CompileOptions {
         CompileOptions {
             reserved_header_prefixes: self.config.load().reserved_header_prefixes.clone(),

@@ -56,7 +56,7 @@ async fn ping(core: &Core, uri: &SipUri, wait: Duration) -> bool {
     let mut req = Message::request(Method::Options, Uri::Sip(uri.clone()));
     let tag = crate::sip::dialog::new_tag();
     req.push_header(Name::MaxForwards, "70");
-    req.push_header(Name::From, format!("<sip:callflow@{}>;tag={tag}", uri.host));
+    req.push_header(Name::From, format!("<sip:{}>;tag={tag}", uri.host));
     req.push_header(Name::To, format!("<{uri}>"));
     req.push_header(Name::CallId, format!("ping-{:016x}", rand::random::<u64>()));
     req.push_header(Name::CSeq, "1 OPTIONS");

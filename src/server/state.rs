@@ -42,7 +42,7 @@ impl State {
         store: Option<crate::store::Store>,
     ) -> Result<State, StartError> {
         let http = WebhookClient::new().map_err(|e| StartError::Http(e.to_string()))?;
-        let auth = Authenticator::new(crate::routing::DIGEST_REALM);
+        let auth = Authenticator::new(&config.sip.realm);
         let mut state = Self::build(config, stored, http, auth, Kept::default())?;
         state.store = store;
         Ok(state)
@@ -56,7 +56,11 @@ impl State {
             config,
             stored,
             previous.http.clone(),
-            previous.auth.clone(),
+            if previous.auth.realm() == config.sip.realm {
+                previous.auth.clone()
+            } else {
+                Authenticator::new(&config.sip.realm)
+            },
             previous.routing.kept(),
         )?;
         state.store = previous.store.clone();
