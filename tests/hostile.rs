@@ -16,7 +16,7 @@ use support::{Ua, answer, digest_answer, serve};
 /// +918047112233 (whitelisted at WHITELIST, credentials when CREDENTIALS is set),
 /// and the SIP settings in SIP.
 const CONFIG: &str = r#"
-sip: { listen: ["udp://127.0.0.1:0"], options_interval: null, SIP }
+sip: { listen: ["udp://127.0.0.1:0", "tcp://127.0.0.1:0"], options_interval: null, SIP }
 flows: flows
 carriers:
   - { name: a, uri: "sip:CARRIER", addresses: [127.0.0.2/32] }
@@ -324,4 +324,41 @@ async fn a_flooding_source_is_blocked_and_a_carrier_is_not() {
         text.contains("callflow_shield_dropped_packets_total"),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn a_partner_over_tcp_gets_in_dialog_requests_on_its_own_connection() {
+    // The partner's SBC (whitelisted 127.0.0.1) calls the PSTN over TCP; its Contact
+    // is a listener callflow must not need (behind NAT it would be unreachable).
+    let mut n = node("unknown_sources: drop", "127.0.0.1/32", "").await;
+    let mut sbc = Ua::new(Transport::Tcp, "sbc", None).await;
+    let engine = n.server.transports.local_addr(Transport::Tcp).unwrap();
+    let mut inv = sbc.invite(&format!("sip:+919999999999@{engine};transport=tcp"), "tcp1");
+    inv.set_header(
+        Name::From,
+        format!("<sip:+918047112233@{}>;tag=sbc1", sbc.addr),
+    );
+    sbc.send(&inv, engine).await;
+    let (cinv, from) = n.carrier.expect_request("INVITE").await;
+    n.carrier
+        .send(
+            &n.carrier.response(&cinv, 200, "c1", Some(&answer(41000))),
+            from,
+        )
+        .await;
+    let ok = sbc.expect_final("INVITE").await;
+    assert_eq!(ok.status(), Some(200));
+    let ack = sbc.in_dialog("ACK", &ok, true, "", 1, "ack1");
+    sbc.send(&ack, engine).await;
+    n.carrier.expect_request("ACK").await;
+    // The carrier hangs up: the BYE reaches the SBC over the SBC's own connection.
+    let bye = n.carrier.in_dialog("BYE", &cinv, false, "c1", 1, "cbye");
+    n.carrier.send(&bye, Ua::contact_addr(&cinv)).await;
+    let (b, _) = sbc.expect_request("BYE").await;
+    assert_eq!(
+        sbc.accepted.load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "no new connection to the SBC's Contact"
+    );
+    sbc.send(&sbc.response(&b, 200, "x", None), engine).await;
 }

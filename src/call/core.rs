@@ -113,9 +113,20 @@ impl Core {
         }
     }
 
-    /// Where in-dialog requests of `dialog` go: its next hop resolved, else
-    /// `fallback` (where the dialog's INVITE came from or went).
+    /// Where in-dialog requests of `dialog` go. Over TCP or TLS without a route set,
+    /// the connection the dialog's INVITE came on (or went out on) while it is up
+    /// (RFC 5923's reuse: a party behind NAT cannot be reached at its Contact);
+    /// otherwise its next hop resolved, else `fallback` (where the INVITE came from or
+    /// went).
     pub async fn dialog_target(&self, dialog: &Dialog, fallback: &Target) -> Target {
+        if dialog.route_set.is_empty()
+            && self
+                .layer
+                .transports()
+                .is_open(fallback.transport, fallback.addr)
+        {
+            return fallback.clone();
+        }
         match dialog.next_hop() {
             Uri::Sip(u) => match self.resolver.resolve(u).await {
                 Ok(t) => t.into_iter().next().unwrap_or_else(|| fallback.clone()),

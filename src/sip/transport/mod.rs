@@ -384,6 +384,11 @@ impl Transports {
             .await;
     }
 
+    /// Whether a TCP or TLS connection with `addr` is up.
+    pub fn is_open(&self, transport: Transport, addr: SocketAddr) -> bool {
+        transport.is_reliable() && stream::is_open(self, transport, addr)
+    }
+
     /// Whether a packet (or a connection) from `source` may be read.
     pub(crate) fn admits(&self, source: SocketAddr) -> bool {
         self.config
