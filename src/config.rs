@@ -321,6 +321,12 @@ pub struct TrunkConfig {
     /// Digest credentials: the partner may authenticate instead of calling from a
     /// whitelisted address.
     pub credentials: Option<Credentials>,
+    /// E.164 prefixes the trunk's calls may reach through the carriers (empty: any).
+    #[serde(default, deserialize_with = "prefixes")]
+    pub allowed_destinations: Vec<String>,
+    /// Longest call of the trunk (default 4h).
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub max_call_duration: Option<Duration>,
 }
 
 /// A trunk's digest credentials.
@@ -675,6 +681,18 @@ fn optional_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>
     }
 }
 
+fn prefixes<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let list = Vec::<String>::deserialize(d)?;
+    for p in &list {
+        if !crate::lang::number::is_e164_prefix(p) {
+            return Err(serde::de::Error::custom(format!(
+                "'{p}' is not an E.164 prefix such as +91"
+            )));
+        }
+    }
+    Ok(list)
+}
+
 fn sip_uri<'de, D: Deserializer<'de>>(d: D) -> Result<SipUri, D::Error> {
     let s = String::deserialize(d)?;
     parse_sip_uri(s.trim()).map_err(serde::de::Error::custom)
@@ -690,6 +708,31 @@ fn cidrs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn security_settings_are_typed_and_a_bad_one_is_located() {
+        let text = "sip:\n  unknown_sources: reject\n  realm: example.net\n  shield: { requests_per_second: 50, auth_failures_per_minute: 3, block: 2m }\ntrunks:\n  - sid: t\n    allowed_destinations: [\"+91\", \"+1\"]\n    max_call_duration: 30m\n";
+        let c = Config::parse(text, Path::new("c.yaml")).unwrap();
+        assert_eq!(c.sip.unknown_sources, UnknownSources::Reject);
+        assert_eq!(c.sip.realm, "example.net");
+        assert_eq!(c.sip.shield.block, Duration::from_secs(120));
+        assert_eq!(c.trunks[0].allowed_destinations, ["+91", "+1"]);
+        assert_eq!(
+            c.trunks[0].max_call_duration,
+            Some(Duration::from_secs(1800))
+        );
+        let bad = "trunks:\n  - sid: t\n    allowed_destinations: [\"91\"]\n";
+        let e = Config::parse(bad, Path::new("c.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("c.yaml:2:") && e.contains("trunks[0].allowed_destinations: '91' is not"),
+            "{e}"
+        );
+        let c = Config::parse("", Path::new("c.yaml")).unwrap();
+        assert_eq!(c.sip.unknown_sources, UnknownSources::Drop);
+        assert_eq!(c.sip.realm, "sip");
+    }
 
     #[test]
     fn defaults_and_design_example() {

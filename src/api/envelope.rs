@@ -76,6 +76,12 @@ impl ApiError {
         )
     }
 
+    /// 403: the request is refused by a limit set for the account (a toll-fraud
+    /// limit), and why.
+    pub fn forbidden(why: &str) -> ApiError {
+        Self::new(StatusCode::FORBIDDEN, 1013, "Forbidden", why)
+    }
+
     /// 1007: the body is not the JSON this endpoint takes.
     pub fn bad_body(why: &str) -> ApiError {
         Self::new(StatusCode::BAD_REQUEST, 1007, "Invalid request body", why)

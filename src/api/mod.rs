@@ -21,10 +21,10 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use base64::Engine as _;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -289,6 +289,19 @@ pub fn routes() -> Vec<spec::Route> {
             ),
             post(create_account),
         ),
+        (
+            ep(
+                "put",
+                "/v2/accounts/{account}/limits",
+                "Set the account's caps: max_concurrent_calls, max_calls_per_day (null: none)",
+                Auth::Admin,
+                Body::Json(&[
+                    ("max_concurrent_calls", "integer", false),
+                    ("max_calls_per_day", "integer", false),
+                ]),
+            ),
+            put(set_account_limits),
+        ),
     ];
     r.extend(trunks::routes());
     r.extend(flows::routes());
@@ -375,6 +388,41 @@ async fn ready(State(api): State<Api>) -> (StatusCode, axum::Json<Value>) {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, axum::Json(json!({ "sip": sip, "store": store })))
+}
+
+/// `PUT /v2/accounts/{sid}/limits`: the account's caps on calls in progress and
+/// calls a day (toll-fraud limits); a field left out or null means no cap.
+async fn set_account_limits(
+    State(api): State<Api>,
+    method: Method,
+    headers: HeaderMap,
+    Path(account): Path<String>,
+    body: Bytes,
+) -> Response {
+    if let Err(e) = api.admin(&headers) {
+        return fail(&method, &e);
+    }
+    let result = async {
+        let body = json_body(&headers, &body)?;
+        let cap = |name: &str| match body.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => trunks::int_field(v, name, 1..=10_000_000).map(Some),
+        };
+        let limits = crate::store::accounts::AccountLimits {
+            max_concurrent_calls: cap("max_concurrent_calls")?,
+            max_calls_per_day: cap("max_calls_per_day")?,
+        };
+        if !api.store.set_account_limits(&account, limits).await? {
+            return Err(ApiError::not_found(&format!("account {account}")));
+        }
+        api.changed().await;
+        Ok((
+            StatusCode::OK,
+            serde_json::to_value(limits).unwrap_or(Value::Null),
+        ))
+    }
+    .await;
+    answer(&method, result)
 }
 
 async fn create_account(

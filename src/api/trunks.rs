@@ -17,7 +17,7 @@ use super::{Api, ApiError, as_account, as_admin, json_body};
 use crate::config::parse_sip_uri;
 use crate::lang::number::is_e164;
 use crate::sip::digest::DigestSecret;
-use crate::store::trunks::Child;
+use crate::store::trunks::{Child, TrunkSettings};
 use crate::store::{StoredTrunk, TrunkRow};
 
 type Fields = Map<String, Value>;
@@ -128,7 +128,7 @@ pub fn routes() -> Vec<Route> {
             ep(
                 "post",
                 "/v2/accounts/{account}/trunks/{trunk}/settings",
-                "Set trunk_external_alias, max_channels, max_cps",
+                "Set trunk_external_alias, max_channels, max_cps, allowed_destinations, max_call_duration",
                 Body::Json(&[("settings", "array", true)]),
             ),
             post(add_child),
@@ -234,7 +234,11 @@ fn required<'a>(body: &'a Fields, name: &str) -> Result<&'a str, ApiError> {
 }
 
 /// An integer given as a number or a string, within `range`.
-fn int_field(v: &Value, name: &str, range: std::ops::RangeInclusive<i64>) -> Result<i64, ApiError> {
+pub(super) fn int_field(
+    v: &Value,
+    name: &str,
+    range: std::ops::RangeInclusive<i64>,
+) -> Result<i64, ApiError> {
     let n = match v {
         Value::Number(n) => n.as_i64(),
         Value::String(s) => s.trim().parse().ok(),
@@ -603,12 +607,25 @@ fn results_text(results: &[Value]) -> String {
 }
 
 fn settings_of(row: &TrunkRow) -> Value {
+    let allowed: Vec<&str> = row
+        .allowed_destinations
+        .as_deref()
+        .unwrap_or("")
+        .split(',')
+        .filter(|p| !p.is_empty())
+        .collect();
     json!([
         { "name": "trunk_external_alias", "value": row.trunk_external_alias },
         { "name": "max_channels", "value": row.max_channels },
         { "name": "max_cps", "value": row.max_cps },
+        { "name": "allowed_destinations", "value": allowed },
+        { "name": "max_call_duration", "value": row.max_call_duration },
     ])
 }
+
+/// The settings a trunk takes.
+const SETTINGS: &str =
+    "trunk_external_alias, max_channels, max_cps, allowed_destinations, max_call_duration";
 
 async fn settings(
     api: &Api,
@@ -618,7 +635,7 @@ async fn settings(
     let Some(Value::Array(items)) = body.get("settings") else {
         return Err(ApiError::missing("settings"));
     };
-    let (mut alias, mut channels, mut cps) = (None, None, None);
+    let mut set = TrunkSettings::default();
     for item in items {
         let name = item
             .get("name")
@@ -630,27 +647,53 @@ async fn settings(
         match name {
             "trunk_external_alias" => {
                 let v = value.as_str().filter(|v| is_e164(v));
-                alias = Some(v.ok_or_else(|| {
-                    ApiError::invalid("trunk_external_alias", "must be an E.164 number")
-                })?);
+                set.alias = Some(
+                    v.ok_or_else(|| {
+                        ApiError::invalid("trunk_external_alias", "must be an E.164 number")
+                    })?
+                    .to_string(),
+                );
             }
-            "max_channels" => channels = Some(int_field(value, "max_channels", 1..=1_000_000)?),
-            "max_cps" => cps = Some(int_field(value, "max_cps", 1..=100_000)?),
+            "max_channels" => {
+                set.max_channels = Some(int_field(value, "max_channels", 1..=1_000_000)?)
+            }
+            "max_cps" => set.max_cps = Some(int_field(value, "max_cps", 1..=100_000)?),
+            "allowed_destinations" => set.allowed_destinations = Some(prefixes(value)?),
+            "max_call_duration" => {
+                set.max_call_duration = Some(int_field(value, "max_call_duration", 1..=86_400)?)
+            }
             other => {
                 return Err(ApiError::invalid(
                     "settings[].name",
-                    &format!(
-                        "'{other}' is not a setting (trunk_external_alias, max_channels, max_cps)"
-                    ),
+                    &format!("'{other}' is not a setting ({SETTINGS})"),
                 ));
             }
         }
     }
-    api.store
-        .set_trunk_settings(&row.trunk_sid, alias, channels, cps)
-        .await?;
+    api.store.set_trunk_settings(&row.trunk_sid, &set).await?;
     let row = api.store.trunk(&row.account_sid, &row.trunk_sid).await?;
     Ok((StatusCode::OK, row.map_or(Value::Null, |r| settings_of(&r))))
+}
+
+/// `allowed_destinations`: a list of E.164 prefixes (`+`, then 1 to 15 digits),
+/// stored comma-separated; an empty list allows any destination.
+fn prefixes(value: &Value) -> Result<String, ApiError> {
+    let bad = || {
+        ApiError::invalid(
+            "allowed_destinations",
+            "must be a list of E.164 prefixes such as \"+91\"",
+        )
+    };
+    let list = value.as_array().ok_or_else(bad)?;
+    let mut out = Vec::new();
+    for p in list {
+        let p = p.as_str().ok_or_else(bad)?;
+        if !crate::lang::number::is_e164_prefix(p) {
+            return Err(bad());
+        }
+        out.push(p);
+    }
+    Ok(out.join(","))
 }
 
 async fn add_credential(
@@ -720,6 +763,23 @@ pub fn routing_spec(t: &StoredTrunk, own_flow: &dyn Fn(&str) -> bool) -> crate::
             max_cps: limit(t.trunk.max_cps),
             credentials,
             account: Some(t.trunk.account_sid.clone()),
+            allowed_destinations: t
+                .trunk
+                .allowed_destinations
+                .as_deref()
+                .unwrap_or("")
+                .split(',')
+                .filter(|p| !p.is_empty())
+                .map(str::to_string)
+                .collect(),
+            max_call_duration: t
+                .trunk
+                .max_call_duration
+                .and_then(|s| u64::try_from(s).ok())
+                .map_or(
+                    crate::routing::DEFAULT_MAX_CALL_DURATION,
+                    std::time::Duration::from_secs,
+                ),
         },
         numbers: t
             .numbers

@@ -13,6 +13,19 @@ pub fn is_e164_digits(digits: &str) -> bool {
         && !digits.starts_with('0')
 }
 
+/// Whether `s` is an E.164 prefix: `+`, then 1 to 15 digits, the first not 0.
+pub fn is_e164_prefix(s: &str) -> bool {
+    s.strip_prefix('+').is_some_and(|d| {
+        (1..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()) && !d.starts_with('0')
+    })
+}
+
+/// Whether `number` starts with one of `prefixes`; any number does when there are
+/// none.
+pub fn allowed_by(prefixes: &[String], number: &str) -> bool {
+    prefixes.is_empty() || prefixes.iter().any(|p| number.starts_with(p.as_str()))
+}
+
 /// The number in a Request-URI user part, as E.164: visual separators removed, a
 /// leading `+` added when missing.
 pub fn normalise(user: &str) -> String {

@@ -13,6 +13,11 @@ pub fn trunk_key(sid: &str) -> String {
     format!("trunk:{sid}")
 }
 
+/// The key of account `sid`'s counters.
+pub fn account_key(sid: &str) -> String {
+    format!("account:{sid}")
+}
+
 /// The key of carrier `name`'s counters.
 pub fn carrier_key(name: &str) -> String {
     format!("carrier:{name}")
@@ -23,6 +28,8 @@ pub fn carrier_key(name: &str) -> String {
 struct Slot {
     active: AtomicU32,
     window: Mutex<(Instant, u32)>,
+    /// The UTC day (days since the epoch) and calls started in it.
+    day: Mutex<(u64, u32)>,
 }
 
 /// A call counted against a limit; dropping it frees the channel.
@@ -46,6 +53,9 @@ pub enum LimitError {
     /// Too many new calls this second.
     #[error("{0}: over {1} calls per second")]
     Rate(String, u32),
+    /// Too many calls today (UTC).
+    #[error("{0}: all {1} calls of the day are used")]
+    Daily(String, u32),
 }
 
 impl LimitError {
@@ -54,6 +64,12 @@ impl LimitError {
         match self {
             LimitError::Channels(..) => 5,
             LimitError::Rate(..) => 1,
+            LimitError::Daily(..) => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                u32::try_from(86_400 - now % 86_400).unwrap_or(86_400)
+            }
         }
     }
 }
@@ -75,6 +91,7 @@ impl Limits {
                 Arc::new(Slot {
                     active: AtomicU32::new(0),
                     window: Mutex::new((Instant::now(), 0)),
+                    day: Mutex::new((0, 0)),
                 })
             })
             .clone()
@@ -113,6 +130,24 @@ impl Limits {
             w.1 += 1;
         }
         Ok(permit)
+    }
+
+    /// Counts one call of today (UTC) against `key`'s `max` calls a day.
+    pub fn count_daily(&self, key: &str, max: u32) -> Result<(), LimitError> {
+        let slot = self.slot(key);
+        let today = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() / 86_400);
+        let mut day = slot.day.lock().unwrap_or_else(PoisonError::into_inner);
+        if day.0 != today {
+            *day = (today, 0);
+        }
+        if day.1 >= max {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            return Err(LimitError::Daily(key.into(), max));
+        }
+        day.1 += 1;
+        Ok(())
     }
 
     /// Every key with its calls in progress (for metrics).

@@ -60,7 +60,14 @@ pub struct Trunk {
     pub credentials: Vec<DigestSecret>,
     /// The account that owns it (`None` for the file's trunks).
     pub account: Option<String>,
+    /// E.164 prefixes its calls may reach through the carriers (empty: any).
+    pub allowed_destinations: Vec<String>,
+    /// Its longest call.
+    pub max_call_duration: std::time::Duration,
 }
+
+/// The longest call of a trunk that names none: four hours.
+pub const DEFAULT_MAX_CALL_DURATION: std::time::Duration = std::time::Duration::from_secs(4 * 3600);
 
 /// A number and its trunk.
 #[derive(Debug, Clone)]
@@ -130,6 +137,17 @@ pub struct Routing {
     health: Arc<health::Health>,
     /// Channel and rate counters (kept across reloads).
     limits: Arc<limits::Limits>,
+    /// Accounts' call caps, by sid.
+    accounts: HashMap<String, AccountLimits>,
+}
+
+/// An account's call caps (`None`: no cap).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AccountLimits {
+    /// Most calls in progress at once.
+    pub max_concurrent_calls: Option<u32>,
+    /// Most calls started in one UTC day.
+    pub max_calls_per_day: Option<u32>,
 }
 
 /// What outlives a reload: the pings' findings and the limits' counters.
@@ -271,7 +289,13 @@ impl Routing {
             outbound: config.outbound.clone(),
             health: kept.health,
             limits: kept.limits,
+            accounts: stored.accounts,
         })
+    }
+
+    /// Account `sid`'s call caps.
+    pub fn account_limits(&self, sid: &str) -> AccountLimits {
+        self.accounts.get(sid).copied().unwrap_or_default()
     }
 
     /// What a reload keeps from this table.
@@ -440,6 +464,8 @@ pub struct Extra {
     pub trunks: Vec<TrunkSpec>,
     /// Carriers created over the API.
     pub carriers: Vec<Carrier>,
+    /// Accounts' call caps, by sid.
+    pub accounts: HashMap<String, AccountLimits>,
 }
 
 /// A number of a trunk, as the file or the store gives it.
@@ -511,6 +537,8 @@ fn trunk(t: &crate::config::TrunkConfig, realm: &str) -> Trunk {
             .map(|c| DigestSecret::from_password(&c.username, realm, &c.password))
             .collect(),
         account: None,
+        allowed_destinations: t.allowed_destinations.clone(),
+        max_call_duration: t.max_call_duration.unwrap_or(DEFAULT_MAX_CALL_DURATION),
     }
 }
 
@@ -575,6 +603,45 @@ impl Directory for Routing {
 
     fn fails_over(&self, status: u16) -> bool {
         self.outbound.fails_over(status)
+    }
+}
+
+/// The directory as one trunk's call sees it: the routing table, with the trunk's
+/// allowed destinations applied to every number dialled through the carriers.
+#[derive(Debug, Clone, Copy)]
+pub struct TrunkDirectory<'a> {
+    /// The routing table.
+    pub routing: &'a Routing,
+    /// The call's trunk.
+    pub trunk: &'a Trunk,
+}
+
+impl Directory for TrunkDirectory<'_> {
+    fn trunk(&self, sid: &str) -> Result<TrunkRoute, DirectoryError> {
+        Directory::trunk(self.routing, sid)
+    }
+
+    fn carriers(&self) -> Vec<CarrierRoute> {
+        self.routing.carriers()
+    }
+
+    fn carrier_channel(&self, name: &str) -> Option<Channel> {
+        self.routing.carrier_channel(name)
+    }
+
+    fn fails_over(&self, status: u16) -> bool {
+        self.routing.fails_over(status)
+    }
+
+    fn destination_allowed(&self, number: &str) -> Result<(), String> {
+        if crate::lang::number::allowed_by(&self.trunk.allowed_destinations, number) {
+            Ok(())
+        } else {
+            Err(format!(
+                "{number} is not in trunk {}'s allowed_destinations",
+                self.trunk.sid
+            ))
+        }
     }
 }
 

@@ -138,6 +138,11 @@ pub trait Directory: Send + Sync {
     /// Whether a carrier's final status moves the call on to the next carrier
     /// (408, 5xx, 6xx by default).
     fn fails_over(&self, status: u16) -> bool;
+    /// Whether this call may reach `number` through the carriers; `Err` says why not
+    /// (a toll-fraud limit of the call's trunk).
+    fn destination_allowed(&self, _number: &str) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// What running one applet gives.

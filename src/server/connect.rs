@@ -17,7 +17,7 @@ use tracing::Instrument;
 use super::active::{Active, Listed};
 use super::inbound::flow_for;
 use super::record::{self, StatusCallback};
-use super::{Live, State};
+use super::{Live, State, guard};
 use crate::api::ApiError;
 use crate::api::connect::{CallbackEvent, ConnectRequest, Party, Then};
 use crate::applets::connect::dial::{Attempt, describe, expand_target, gives_way, rejection};
@@ -28,7 +28,7 @@ use crate::flow::{Flow, Transition, executor};
 use crate::lang::expr::Template;
 use crate::lang::vars::CallInfo;
 use crate::routing::limits::{Permit, trunk_key};
-use crate::routing::{Routing, Trunk};
+use crate::routing::{Routing, Trunk, TrunkDirectory};
 use crate::runtime::{
     CallRecord, CallStatus, CallbackAttempt, Directory, LegOutcome, LegRequest, LegTrace, StepTrace,
 };
@@ -48,6 +48,8 @@ struct Job {
     attempts: Vec<Attempt>,
     /// The trunk's channel, held for the whole call.
     _permit: Permit,
+    /// The account's channel, held for the whole call.
+    _admitted: guard::Admitted,
 }
 
 /// Checks `account`'s request `req` and places the call; gives its fields, `queued`.
@@ -68,8 +70,19 @@ pub async fn connect(live: &Live, account: &str, req: ConnectRequest) -> Result<
     if let Then::Call(second) = &req.then {
         target(routing, account, second, "To")?;
     }
-    let attempts = expand_target(&first, routing, &req.caller_id)
+    for party in [Some(&req.from), then_party(&req)].into_iter().flatten() {
+        if let Party::Number(n) = party {
+            guard::destination(&trunk, n).map_err(|r| ApiError::forbidden(&r.why))?;
+        }
+    }
+    let directory = TrunkDirectory {
+        routing,
+        trunk: &trunk,
+    };
+    let attempts = expand_target(&first, &directory, &req.caller_id)
         .map_err(|e| ApiError::invalid("From", &e))?;
+    let admitted = guard::admit(routing, Some(account))
+        .map_err(|r| ApiError::too_many(r.why, r.retry_after.unwrap_or(60)))?;
     let permit = routing
         .limits()
         .acquire(&trunk_key(&trunk.sid), trunk.max_channels, trunk.max_cps)
@@ -117,6 +130,7 @@ pub async fn connect(live: &Live, account: &str, req: ConnectRequest) -> Result<
         trunk,
         attempts,
         _permit: permit,
+        _admitted: admitted,
     };
     let span = tracing::info_span!("call", %sid);
     tokio::spawn(
@@ -131,6 +145,14 @@ pub async fn connect(live: &Live, account: &str, req: ConnectRequest) -> Result<
 
 fn unavailable() -> ApiError {
     ApiError::too_many("the engine is not taking calls (starting or draining)", 30)
+}
+
+/// Click-to-call's second party.
+fn then_party(req: &ConnectRequest) -> Option<&Party> {
+    match &req.then {
+        Then::Call(p) => Some(p),
+        Then::Flow(_) => None,
+    }
 }
 
 /// The `To` the record shows: the second party, or the caller id for a flow.
@@ -353,14 +375,14 @@ async fn place(
 async fn bridge(job: &Job, mut call: crate::call::Call, info: CallInfo) -> CallRecord {
     let state = &job.state;
     let routing = &*state.routing;
-    let limit = job.req.time_limit.map(|d| {
-        let controller = call.controller();
-        tokio::spawn(async move {
-            tokio::time::sleep(d).await;
-            tracing::info!("TimeLimit reached: hanging up");
-            controller.terminate().await;
-        })
+    let limit = job.req.time_limit.map_or(job.trunk.max_call_duration, |t| {
+        t.min(job.trunk.max_call_duration)
     });
+    let _limit = guard::TimeLimit::start(call.controller(), limit);
+    let directory = TrunkDirectory {
+        routing,
+        trunk: &job.trunk,
+    };
     let flow = match &job.req.then {
         Then::Call(second) => target(routing, &job.account, second, "To")
             .ok()
@@ -369,10 +391,10 @@ async fn bridge(job: &Job, mut call: crate::call::Call, info: CallInfo) -> CallR
     };
     let account = job.account.clone();
     let lookup = |id: &str| flow_for(routing, Some(&account), id);
-    let record = match flow {
+    match flow {
         Some(flow) => {
             let (http, settings) = (&state.http, &state.settings);
-            executor::run(&flow, &mut call, http, routing, settings, info, &lookup).await
+            executor::run(&flow, &mut call, http, &directory, settings, info, &lookup).await
         }
         None => {
             call.hangup(480).await;
@@ -383,11 +405,7 @@ async fn bridge(job: &Job, mut call: crate::call::Call, info: CallInfo) -> CallR
             r.steps.push(step);
             r
         }
-    };
-    if let Some(l) = limit {
-        l.abort();
     }
-    record
 }
 
 /// Click-to-call's flow: connect to the second party with the caller id, ringing as

@@ -10,12 +10,12 @@ use arc_swap::ArcSwap;
 use tracing::Instrument;
 
 use super::admission::{call_info, caller_number, listed, take};
-use super::{State, outbound, record};
+use super::{State, guard, outbound, record};
 use crate::call::{Call, CallHandler};
 use crate::flow::executor;
 use crate::lang::number::normalise;
 use crate::routing::limits::{carrier_key, trunk_key};
-use crate::routing::{Inbound, Refusal, Trunk};
+use crate::routing::{Inbound, Refusal, Trunk, TrunkDirectory};
 use crate::sip::Name;
 use crate::sip::digest::Verdict;
 
@@ -81,17 +81,54 @@ async fn handle(mut call: Call, state: &State) {
         }
         None => None,
     };
+    let info = call_info(&call, number, "incoming", None, trunk.account.clone());
+    let Some(_admitted) = admit(&mut call, state, &info, trunk).await else {
+        return;
+    };
     if !call.accept_offer().await {
         return;
     }
-    let info = call_info(&call, number, "incoming", None, trunk.account.clone());
     let _listed = listed(state, &call, &info);
+    let _limit = guard::TimeLimit::start(call.controller(), trunk.max_call_duration);
     let flow = &route.flow;
     let account = trunk.account.clone();
     let lookup = |id: &str| flow_for(routing, account.as_deref(), id);
     let (http, settings) = (&state.http, &state.settings);
-    let record = executor::run(flow, &mut call, http, routing, settings, info, &lookup).await;
+    let directory = TrunkDirectory { routing, trunk };
+    let record = executor::run(flow, &mut call, http, &directory, settings, info, &lookup).await;
     record::finish(state, record::StatusCallback::of_flow(Some(flow)), record).await;
+}
+
+/// Takes the call within its account's caps, or refuses it (with a record).
+pub(super) async fn admit(
+    call: &mut Call,
+    state: &State,
+    info: &crate::lang::vars::CallInfo,
+    trunk: &Trunk,
+) -> Option<guard::Admitted> {
+    match guard::admit(&state.routing, trunk.account.as_deref()) {
+        Ok(a) => Some(a),
+        Err(r) => {
+            refuse(call, state, info, &r).await;
+            None
+        }
+    }
+}
+
+/// Refuses the caller as `r` says and stores the refused call's record.
+pub(super) async fn refuse(
+    call: &mut Call,
+    state: &State,
+    info: &crate::lang::vars::CallInfo,
+    r: &guard::Refused,
+) {
+    let retry = r
+        .retry_after
+        .filter(|_| r.status == 503)
+        .map(|s| (Name::RetryAfter, s.to_string()));
+    call.reject(r.status, None, retry.into_iter().collect())
+        .await;
+    guard::refused(state, info, r).await;
 }
 
 /// The flow `id` as `account` names it: its own, else the file's.

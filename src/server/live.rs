@@ -69,6 +69,8 @@ pub struct Stored {
     pub flows: Vec<Flow>,
     /// The operator's carriers created over the API.
     pub carriers: Vec<Carrier>,
+    /// Accounts' call caps.
+    pub accounts: std::collections::HashMap<String, crate::routing::AccountLimits>,
 }
 
 /// The store's trunks and flows as routing takes them. A stored flow that no longer
@@ -104,10 +106,25 @@ async fn stored(store: Option<&Store>, config: &Config) -> Result<Stored, StartE
         .iter()
         .filter_map(crate::api::carriers::routing_carrier)
         .collect();
+    let cap = |v: Option<i64>| v.and_then(|n| u32::try_from(n).ok());
+    let accounts = store
+        .account_limits()
+        .await
+        .map_err(StartError::Store)?
+        .into_iter()
+        .map(|(sid, l)| {
+            let limits = crate::routing::AccountLimits {
+                max_concurrent_calls: cap(l.max_concurrent_calls),
+                max_calls_per_day: cap(l.max_calls_per_day),
+            };
+            (sid, limits)
+        })
+        .collect();
     Ok(Stored {
         trunks,
         flows,
         carriers,
+        accounts,
     })
 }
 

@@ -10,6 +10,7 @@ pub mod active;
 pub mod admission;
 pub mod connect;
 pub mod gate;
+pub mod guard;
 pub mod inbound;
 pub mod live;
 pub mod outbound;

@@ -5,13 +5,14 @@
 //! ended the search.
 
 use super::admission::{call_info, listed, take};
-use super::{State, record};
+use super::inbound::{admit, refuse};
+use super::{State, guard, record};
 use crate::applets::Context;
+use crate::applets::connect::Target;
 use crate::applets::connect::dial::{Plan, dial_plan, expand_all};
-use crate::applets::connect::{DEFAULT_MAX_DURATION, Target};
 use crate::call::Call;
-use crate::routing::Trunk;
 use crate::routing::limits::trunk_key;
+use crate::routing::{Trunk, TrunkDirectory};
 use crate::runtime::Step;
 
 /// The record's flow id for calls to the PSTN.
@@ -25,9 +26,6 @@ pub async fn call(call: &mut Call, state: &State, trunk: &Trunk, caller: &str, d
     let Some(_permit) = take(call, limits, &key, trunk.max_channels, trunk.max_cps).await else {
         return;
     };
-    if !call.accept_offer().await {
-        return;
-    }
     let info = call_info(
         call,
         dialled.to_string(),
@@ -35,9 +33,19 @@ pub async fn call(call: &mut Call, state: &State, trunk: &Trunk, caller: &str, d
         Some(trunk.sid.clone()),
         trunk.account.clone(),
     );
+    if let Err(r) = guard::destination(trunk, dialled) {
+        return refuse(call, state, &info, &r).await;
+    }
+    let Some(_admitted) = admit(call, state, &info, trunk).await else {
+        return;
+    };
+    if !call.accept_offer().await {
+        return;
+    }
     let _listed = listed(state, call, &info);
     let (http, settings) = (&state.http, &state.settings);
-    let mut cx = Context::new(call, http, routing, settings, info, FLOW_ID);
+    let directory = TrunkDirectory { routing, trunk };
+    let mut cx = Context::new(call, http, &directory, settings, info, FLOW_ID);
     cx.begin_step("carriers", crate::applets::connect::NAME);
     let attempts = match expand_all(&[Target::Number(dialled.to_string())], &cx) {
         Ok(a) => a,
@@ -50,7 +58,7 @@ pub async fn call(call: &mut Call, state: &State, trunk: &Trunk, caller: &str, d
         attempts,
         headers: Vec::new(),
         ring_timeout: routing.outbound().ring_timeout,
-        max_duration: DEFAULT_MAX_DURATION,
+        max_duration: trunk.max_call_duration,
         caller_id: Some(caller.to_string()),
         parallel: false,
     };

@@ -81,6 +81,7 @@ impl State {
         let extra = Extra {
             trunks: stored.trunks,
             carriers: stored.carriers,
+            accounts: stored.accounts,
         };
         let routing = Routing::build_with(config, extra, flows, kept)?;
         Ok(State {

@@ -75,3 +75,54 @@ impl Store {
         Ok(key_ok & token_ok)
     }
 }
+
+/// An account's call caps (`None`: no cap).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct AccountLimits {
+    /// Most calls in progress at once.
+    pub max_concurrent_calls: Option<i64>,
+    /// Most calls started in one UTC day.
+    pub max_calls_per_day: Option<i64>,
+}
+
+impl Store {
+    /// Sets account `sid`'s caps; false when there is no such account.
+    pub async fn set_account_limits(
+        &self,
+        sid: &str,
+        limits: AccountLimits,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE accounts SET max_concurrent_calls = $1, max_calls_per_day = $2 WHERE sid = $3",
+        )
+        .bind(limits.max_concurrent_calls)
+        .bind(limits.max_calls_per_day)
+        .bind(sid)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Every account's caps, by sid (accounts without any are left out).
+    pub async fn account_limits(
+        &self,
+    ) -> Result<std::collections::HashMap<String, AccountLimits>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT sid, max_concurrent_calls, max_calls_per_day FROM accounts WHERE max_concurrent_calls IS NOT NULL OR max_calls_per_day IS NOT NULL",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        let mut out = std::collections::HashMap::new();
+        for r in rows {
+            use sqlx::Row;
+            out.insert(
+                text(&r, "sid")?,
+                AccountLimits {
+                    max_concurrent_calls: r.try_get("max_concurrent_calls")?,
+                    max_calls_per_day: r.try_get("max_calls_per_day")?,
+                },
+            );
+        }
+        Ok(out)
+    }
+}

@@ -85,6 +85,12 @@ const MIGRATIONS: &[&str] = &[
         record TEXT NOT NULL
     );
     CREATE INDEX calls_by_account ON calls (account_sid, created, sid)",
+    // Toll-fraud limits: a trunk's allowed destination prefixes (comma-separated)
+    // and longest call; an account's concurrent and daily call caps.
+    "ALTER TABLE trunks ADD COLUMN allowed_destinations TEXT;
+    ALTER TABLE trunks ADD COLUMN max_call_duration BIGINT;
+    ALTER TABLE accounts ADD COLUMN max_concurrent_calls BIGINT;
+    ALTER TABLE accounts ADD COLUMN max_calls_per_day BIGINT",
 ];
 
 /// An arbitrary key for PostgreSQL's advisory lock that serialises migrations.

@@ -25,8 +25,27 @@ pub struct TrunkRow {
     pub max_channels: Option<i64>,
     /// Most new calls per second.
     pub max_cps: Option<i64>,
+    /// E.164 prefixes the trunk's calls may reach (empty: any), comma-separated.
+    pub allowed_destinations: Option<String>,
+    /// Longest call, in seconds.
+    pub max_call_duration: Option<i64>,
     /// Seconds since the epoch.
     pub date_created: i64,
+}
+
+/// Settings of a trunk to change; `None` leaves one as it is.
+#[derive(Debug, Clone, Default)]
+pub struct TrunkSettings {
+    /// Request-URI user on calls to the trunk.
+    pub alias: Option<String>,
+    /// Most simultaneous calls.
+    pub max_channels: Option<i64>,
+    /// Most new calls per second.
+    pub max_cps: Option<i64>,
+    /// Allowed E.164 prefixes, comma-separated (empty: any).
+    pub allowed_destinations: Option<String>,
+    /// Longest call, seconds.
+    pub max_call_duration: Option<i64>,
 }
 
 /// A phone number of a trunk.
@@ -108,6 +127,8 @@ fn trunk_row(r: &AnyRow) -> Result<TrunkRow, sqlx::Error> {
         trunk_external_alias: opt_text(r, "external_alias")?,
         max_channels: r.try_get_opt("max_channels")?,
         max_cps: r.try_get_opt("max_cps")?,
+        allowed_destinations: opt_text(r, "allowed_destinations")?,
+        max_call_duration: r.try_get_opt("max_call_duration")?,
         date_created: int(r, "created")?,
     })
 }
@@ -123,8 +144,7 @@ impl OptInt for AnyRow {
     }
 }
 
-const TRUNK_COLUMNS: &str =
-    "sid, account_sid, name, nso_code, domain_name, external_alias, max_channels, max_cps, created";
+const TRUNK_COLUMNS: &str = "sid, account_sid, name, nso_code, domain_name, external_alias, max_channels, max_cps, allowed_destinations, max_call_duration, created";
 
 /// The children of a trunk, for `DELETE … WHERE trunk_sid`.
 const CHILDREN: [&str; 4] = ["numbers", "whitelisted_ips", "destinations", "credentials"];
@@ -208,20 +228,16 @@ impl Store {
         Ok(true)
     }
 
-    /// Sets the trunk's external alias, channel and rate limits (each `None` left as is).
-    pub async fn set_trunk_settings(
-        &self,
-        sid: &str,
-        alias: Option<&str>,
-        max_channels: Option<i64>,
-        max_cps: Option<i64>,
-    ) -> Result<(), StoreError> {
+    /// Sets the trunk's settings (each `None` left as is).
+    pub async fn set_trunk_settings(&self, sid: &str, s: &TrunkSettings) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE trunks SET external_alias = COALESCE($1, external_alias), max_channels = COALESCE($2, max_channels), max_cps = COALESCE($3, max_cps) WHERE sid = $4",
+            "UPDATE trunks SET external_alias = COALESCE($1, external_alias), max_channels = COALESCE($2, max_channels), max_cps = COALESCE($3, max_cps), allowed_destinations = COALESCE($4, allowed_destinations), max_call_duration = COALESCE($5, max_call_duration) WHERE sid = $6",
         )
-        .bind(alias.map(str::to_string))
-        .bind(max_channels)
-        .bind(max_cps)
+        .bind(s.alias.clone())
+        .bind(s.max_channels)
+        .bind(s.max_cps)
+        .bind(s.allowed_destinations.clone())
+        .bind(s.max_call_duration)
         .bind(sid)
         .execute(self.pool())
         .await?;

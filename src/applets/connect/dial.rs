@@ -127,6 +127,7 @@ pub fn expand_target(
                 .collect())
         }
         Target::Number(n) => {
+            directory.destination_allowed(n)?;
             let carriers = directory.carriers();
             if carriers.is_empty() {
                 return Err(format!("no carrier to dial {n} through"));
