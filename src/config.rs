@@ -327,6 +327,10 @@ pub struct TrunkConfig {
     /// Longest call of the trunk (default 4h).
     #[serde(default, deserialize_with = "optional_duration")]
     pub max_call_duration: Option<Duration>,
+    /// Whether its digest credentials may be answered with MD5 (SHA-256 only by
+    /// default, RFC 8760).
+    #[serde(default)]
+    pub allow_md5: bool,
 }
 
 /// A trunk's digest credentials.

@@ -249,6 +249,26 @@ async fn authenticated(
 }
 
 #[tokio::test]
+async fn md5_is_refused_for_a_trunk_that_takes_sha256_only() {
+    let creds = "credentials: { username: partner, password: s3cret }";
+    let mut n = node("unknown_sources: drop", "10.9.9.9/32", creds).await;
+    let mut ua = Ua::new_at(Transport::Udp, "md5", None, "127.0.0.7").await;
+    let c = challenge(&n, &mut ua, "m0").await;
+    assert!(c.contains("algorithm=SHA-256"));
+    // The right password, answered with MD5 to the same nonce: refused.
+    let mut m = n.invite(&ua, "+919999999999", "+918047112233", "m1");
+    let uri = m.request_uri().unwrap().to_string();
+    m.push_header(
+        Name::parse("Authorization"),
+        digest_answer(&c, "MD5", &uri, "partner", "s3cret"),
+    );
+    ua.send(&m, n.sip()).await;
+    let r = ua.expect_final("INVITE").await;
+    assert_eq!(r.status(), Some(403));
+    assert!(n.carrier.recv(0.3).await.is_none());
+}
+
+#[tokio::test]
 async fn a_guesser_is_blocked_and_other_sources_carry_on() {
     let creds = "credentials: { username: partner, password: s3cret }";
     let sip = "shield: { auth_failures_per_minute: 3, block: 4s }";

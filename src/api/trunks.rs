@@ -128,7 +128,7 @@ pub fn routes() -> Vec<Route> {
             ep(
                 "post",
                 "/v2/accounts/{account}/trunks/{trunk}/settings",
-                "Set trunk_external_alias, max_channels, max_cps, allowed_destinations, max_call_duration",
+                "Set trunk_external_alias, max_channels, max_cps, allowed_destinations, max_call_duration, allow_md5",
                 Body::Json(&[("settings", "array", true)]),
             ),
             post(add_child),
@@ -620,12 +620,12 @@ fn settings_of(row: &TrunkRow) -> Value {
         { "name": "max_cps", "value": row.max_cps },
         { "name": "allowed_destinations", "value": allowed },
         { "name": "max_call_duration", "value": row.max_call_duration },
+        { "name": "allow_md5", "value": row.allow_md5 == Some(1) },
     ])
 }
 
 /// The settings a trunk takes.
-const SETTINGS: &str =
-    "trunk_external_alias, max_channels, max_cps, allowed_destinations, max_call_duration";
+const SETTINGS: &str = "trunk_external_alias, max_channels, max_cps, allowed_destinations, max_call_duration, allow_md5";
 
 async fn settings(
     api: &Api,
@@ -661,6 +661,12 @@ async fn settings(
             "allowed_destinations" => set.allowed_destinations = Some(prefixes(value)?),
             "max_call_duration" => {
                 set.max_call_duration = Some(int_field(value, "max_call_duration", 1..=86_400)?)
+            }
+            "allow_md5" => {
+                let v = value
+                    .as_bool()
+                    .ok_or_else(|| ApiError::invalid("allow_md5", "must be true or false"))?;
+                set.allow_md5 = Some(i64::from(v));
             }
             other => {
                 return Err(ApiError::invalid(
@@ -780,6 +786,7 @@ pub fn routing_spec(t: &StoredTrunk, own_flow: &dyn Fn(&str) -> bool) -> crate::
                     crate::routing::DEFAULT_MAX_CALL_DURATION,
                     std::time::Duration::from_secs,
                 ),
+            allow_md5: t.trunk.allow_md5 == Some(1),
         },
         numbers: t
             .numbers

@@ -64,6 +64,8 @@ pub struct Trunk {
     pub allowed_destinations: Vec<String>,
     /// Its longest call.
     pub max_call_duration: std::time::Duration,
+    /// Whether its credentials may be answered with MD5.
+    pub allow_md5: bool,
 }
 
 /// The longest call of a trunk that names none: four hours.
@@ -390,6 +392,13 @@ impl Routing {
                 .any(|t| t.whitelisted.iter().any(|n| n.contains(&source)))
     }
 
+    /// Whether some trunk with credentials takes MD5 (challenges then offer it).
+    pub fn md5_offered(&self) -> bool {
+        self.trunks
+            .values()
+            .any(|t| t.allow_md5 && !t.credentials.is_empty())
+    }
+
     /// Whether some trunk authenticates its calls with digest credentials.
     pub fn has_digest_trunks(&self) -> bool {
         self.trunks.values().any(|t| !t.credentials.is_empty())
@@ -539,6 +548,7 @@ fn trunk(t: &crate::config::TrunkConfig, realm: &str) -> Trunk {
         account: None,
         allowed_destinations: t.allowed_destinations.clone(),
         max_call_duration: t.max_call_duration.unwrap_or(DEFAULT_MAX_CALL_DURATION),
+        allow_md5: t.allow_md5,
     }
 }
 

@@ -167,10 +167,12 @@ async fn authenticate(
         call.reject(403, None, Vec::new()).await;
         return None;
     };
-    match state
-        .auth
-        .check_secrets(call.request(), call.source().ip(), &trunk.credentials)
-    {
+    match state.auth.check_secrets(
+        call.request(),
+        call.source().ip(),
+        &trunk.credentials,
+        trunk.allow_md5,
+    ) {
         Verdict::Ok => {
             state.shield.auth_succeeded(call.source().ip());
             Some(trunk)

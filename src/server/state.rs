@@ -84,6 +84,7 @@ impl State {
             accounts: stored.accounts,
         };
         let routing = Routing::build_with(config, extra, flows, kept)?;
+        let auth = auth.offering_md5(routing.md5_offered());
         Ok(State {
             routing: Arc::new(routing),
             http,

@@ -94,6 +94,8 @@ pub enum Verdict {
 pub struct Authenticator {
     realm: String,
     secret: String,
+    /// Whether challenges offer MD5 after SHA-256 (some trunk takes it).
+    md5: bool,
     /// Nonce → (highest nc accepted, when the nonce was issued).
     counts: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (u32, u64)>>>,
 }
@@ -104,7 +106,17 @@ impl Authenticator {
         Authenticator {
             realm: realm.to_string(),
             secret: format!("{:032x}", rand::random::<u128>()),
+            md5: true,
             counts: std::sync::Arc::default(),
+        }
+    }
+
+    /// The same authenticator (its secret and nonce counts), offering MD5 in its
+    /// challenges or not.
+    pub fn offering_md5(&self, md5: bool) -> Authenticator {
+        Authenticator {
+            md5,
+            ..self.clone()
         }
     }
 
@@ -148,10 +160,16 @@ impl Authenticator {
         true
     }
 
-    /// The WWW-Authenticate values of a challenge to `source`: SHA-256 first, then MD5.
+    /// The WWW-Authenticate values of a challenge to `source`: SHA-256, then MD5
+    /// when some trunk takes it (RFC 8760 §2.4: the preferred algorithm first).
     pub fn challenge(&self, stale: bool, source: IpAddr) -> Vec<String> {
         let nonce = self.nonce_at(Self::now(), rand::random::<u64>(), source);
-        [Algorithm::Sha256, Algorithm::Md5]
+        let algorithms: &[Algorithm] = if self.md5 {
+            &[Algorithm::Sha256, Algorithm::Md5]
+        } else {
+            &[Algorithm::Sha256]
+        };
+        algorithms
             .iter()
             .map(|a| {
                 format!(
@@ -179,7 +197,7 @@ impl Authenticator {
         password: &str,
     ) -> Verdict {
         let secret = DigestSecret::from_password(username, &self.realm, password);
-        self.check_secrets(request, source, std::slice::from_ref(&secret))
+        self.check_secrets(request, source, std::slice::from_ref(&secret), true)
     }
 
     /// Checks `request`'s Authorization, sent from `source`, against the secret of
@@ -191,6 +209,7 @@ impl Authenticator {
         request: &Message,
         source: IpAddr,
         secrets: &[DigestSecret],
+        allow_md5: bool,
     ) -> Verdict {
         let Some(value) = request.header(&Name::parse("Authorization")) else {
             return Verdict::Challenge(self.challenge(false, source));
@@ -208,6 +227,9 @@ impl Authenticator {
             a if a.eq_ignore_ascii_case("MD5") => Algorithm::Md5,
             other => return Verdict::Refused(format!("unsupported algorithm {other}")),
         };
+        if algorithm == Algorithm::Md5 && !allow_md5 {
+            return Verdict::Refused("MD5 is not allowed for this trunk".into());
+        }
         let secret = secrets
             .iter()
             .find(|s| get("username") == Some(s.username.as_str()));

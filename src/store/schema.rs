@@ -91,6 +91,8 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE trunks ADD COLUMN max_call_duration BIGINT;
     ALTER TABLE accounts ADD COLUMN max_concurrent_calls BIGINT;
     ALTER TABLE accounts ADD COLUMN max_calls_per_day BIGINT",
+    // Whether a trunk's credentials may be answered with MD5 (1) or SHA-256 only.
+    "ALTER TABLE trunks ADD COLUMN allow_md5 BIGINT",
 ];
 
 /// An arbitrary key for PostgreSQL's advisory lock that serialises migrations.

@@ -29,6 +29,8 @@ pub struct TrunkRow {
     pub allowed_destinations: Option<String>,
     /// Longest call, in seconds.
     pub max_call_duration: Option<i64>,
+    /// Whether its credentials may be answered with MD5 (1).
+    pub allow_md5: Option<i64>,
     /// Seconds since the epoch.
     pub date_created: i64,
 }
@@ -46,6 +48,8 @@ pub struct TrunkSettings {
     pub allowed_destinations: Option<String>,
     /// Longest call, seconds.
     pub max_call_duration: Option<i64>,
+    /// Whether its credentials may be answered with MD5 (1) or not (0).
+    pub allow_md5: Option<i64>,
 }
 
 /// A phone number of a trunk.
@@ -129,6 +133,7 @@ fn trunk_row(r: &AnyRow) -> Result<TrunkRow, sqlx::Error> {
         max_cps: r.try_get_opt("max_cps")?,
         allowed_destinations: opt_text(r, "allowed_destinations")?,
         max_call_duration: r.try_get_opt("max_call_duration")?,
+        allow_md5: r.try_get_opt("allow_md5")?,
         date_created: int(r, "created")?,
     })
 }
@@ -144,7 +149,7 @@ impl OptInt for AnyRow {
     }
 }
 
-const TRUNK_COLUMNS: &str = "sid, account_sid, name, nso_code, domain_name, external_alias, max_channels, max_cps, allowed_destinations, max_call_duration, created";
+const TRUNK_COLUMNS: &str = "sid, account_sid, name, nso_code, domain_name, external_alias, max_channels, max_cps, allowed_destinations, max_call_duration, allow_md5, created";
 
 /// The children of a trunk, for `DELETE … WHERE trunk_sid`.
 const CHILDREN: [&str; 4] = ["numbers", "whitelisted_ips", "destinations", "credentials"];
@@ -231,13 +236,14 @@ impl Store {
     /// Sets the trunk's settings (each `None` left as is).
     pub async fn set_trunk_settings(&self, sid: &str, s: &TrunkSettings) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE trunks SET external_alias = COALESCE($1, external_alias), max_channels = COALESCE($2, max_channels), max_cps = COALESCE($3, max_cps), allowed_destinations = COALESCE($4, allowed_destinations), max_call_duration = COALESCE($5, max_call_duration) WHERE sid = $6",
+            "UPDATE trunks SET external_alias = COALESCE($1, external_alias), max_channels = COALESCE($2, max_channels), max_cps = COALESCE($3, max_cps), allowed_destinations = COALESCE($4, allowed_destinations), max_call_duration = COALESCE($5, max_call_duration), allow_md5 = COALESCE($6, allow_md5) WHERE sid = $7",
         )
         .bind(s.alias.clone())
         .bind(s.max_channels)
         .bind(s.max_cps)
         .bind(s.allowed_destinations.clone())
         .bind(s.max_call_duration)
+        .bind(s.allow_md5)
         .bind(sid)
         .execute(self.pool())
         .await?;
