@@ -403,6 +403,9 @@ pub struct WebhookConfig {
     pub timeout: Duration,
     /// Most dynamic-URL requests after unanswered attempts.
     pub max_attempts_after_fetch: u32,
+    /// Whether flows uploaded by accounts may call loopback, private and link-local
+    /// addresses (the operator's internal services). Off by default.
+    pub allow_private: bool,
 }
 
 impl Default for WebhookConfig {
@@ -410,6 +413,7 @@ impl Default for WebhookConfig {
         WebhookConfig {
             timeout: Duration::from_secs(5),
             max_attempts_after_fetch: 5,
+            allow_private: false,
         }
     }
 }

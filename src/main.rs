@@ -215,7 +215,7 @@ fn simulate(file: &Path, scenario: &Path, opts: &CompileOptions) -> anyhow::Resu
     let record = runtime.block_on(callflow::flow::executor::run(
         &flow,
         &mut call,
-        &http,
+        callflow::flow::executor::Webhooks::same(&http),
         &directory,
         &settings,
         info,

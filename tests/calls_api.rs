@@ -377,7 +377,7 @@ async fn connect_to_flow_runs_the_seed_hand_off() {
 /// Two carriers by priority (127.0.0.2, then 127.0.0.3).
 fn two_carriers(store: &str, first: SocketAddr, second: SocketAddr) -> String {
     format!(
-        "sip: {{ listen: [\"udp://127.0.0.1:0\", \"tcp://127.0.0.1:0\"], options_interval: null }}\napi: {{ listen: \"127.0.0.1:0\", admin_token: {ADMIN} }}\nstore: \"{store}\"\nflows: flows\ncarriers:\n  - {{ name: one, uri: \"sip:{first}\", addresses: [127.0.0.2/32], priority: 1 }}\n  - {{ name: two, uri: \"sip:{second}\", addresses: [127.0.0.3/32], priority: 2 }}\n"
+        "sip: {{ listen: [\"udp://127.0.0.1:0\", \"tcp://127.0.0.1:0\"], options_interval: null }}\napi: {{ listen: \"127.0.0.1:0\", admin_token: {ADMIN} }}\nstore: \"{store}\"\nflows: flows\nwebhooks: {{ allow_private: true }}\ncarriers:\n  - {{ name: one, uri: \"sip:{first}\", addresses: [127.0.0.2/32], priority: 1 }}\n  - {{ name: two, uri: \"sip:{second}\", addresses: [127.0.0.3/32], priority: 2 }}\n"
     )
 }
 

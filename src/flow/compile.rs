@@ -100,6 +100,12 @@ impl Flow {
             .or_else(|| edge_to(&Transition::Any))
     }
 
+    /// Whether the flow is an account's own (uploaded over the API, routed as
+    /// `AC…/flow_id`) rather than the operator's.
+    pub fn is_accounts(&self) -> bool {
+        self.id.contains('/')
+    }
+
     /// A flow built as data rather than read from a file (the flow of a `pstn`
     /// number): `applets` in order, the first being the start, each with its
     /// transitions to applets named in the list.

@@ -16,18 +16,50 @@ use crate::runtime::{CallControl, CallRecord, Directory, Http, Settings, Step, S
 /// Finds the flow a call is moved into (by the calls API), by the id it was given.
 pub type FlowLookup<'a> = &'a (dyn Fn(&str) -> Option<Arc<Flow>> + Sync);
 
+/// The HTTP clients a call's webhooks go through: the operator's flows (the flows
+/// directory) use `operator`; an account's own flows (uploaded over the API) use
+/// `account`, which may refuse private addresses. A call moved into another flow
+/// takes that flow's.
+#[derive(Clone, Copy)]
+pub struct Webhooks<'a> {
+    /// For the operator's flows.
+    pub operator: &'a dyn Http,
+    /// For accounts' flows.
+    pub account: &'a dyn Http,
+}
+
+impl<'a> Webhooks<'a> {
+    /// One client for every flow (simulation, tests).
+    pub fn same(http: &'a dyn Http) -> Webhooks<'a> {
+        Webhooks {
+            operator: http,
+            account: http,
+        }
+    }
+
+    /// The client `flow`'s webhooks use.
+    pub fn for_flow(&self, flow: &Flow) -> &'a dyn Http {
+        if flow.is_accounts() {
+            self.account
+        } else {
+            self.operator
+        }
+    }
+}
+
 /// Runs `flow` on a call to its end and returns the call record. A call moved into
 /// another flow meanwhile goes on there (`lookup` finds it); the record shows the
 /// move as a step.
 pub async fn run(
     flow: &Flow,
     call: &mut dyn CallControl,
-    http: &dyn Http,
+    webhooks: Webhooks<'_>,
     directory: &dyn Directory,
     settings: &Settings,
     info: CallInfo,
     lookup: FlowLookup<'_>,
 ) -> CallRecord {
+    let http = webhooks.for_flow(flow);
     let mut cx = Context::new(call, http, directory, settings, info, &flow.id);
     let mut moved_to = walk(flow, &mut cx).await;
     while let Some(target) = moved_to {
@@ -44,6 +76,7 @@ pub async fn run(
             cx.call.hangup(crate::applets::hangup::DEFAULT_STATUS).await;
             break;
         };
+        cx.http = webhooks.for_flow(&next);
         moved_to = walk(&next, &mut cx).await;
     }
     cx.finish()

@@ -318,7 +318,7 @@ mod tests {
         let record = run(
             &flow,
             &mut call,
-            &http,
+            crate::flow::executor::Webhooks::same(&http),
             &SimulatedDirectory,
             &Settings::default(),
             info,
@@ -398,7 +398,7 @@ mod tests {
         let record = run(
             &flow,
             &mut call,
-            &http,
+            crate::flow::executor::Webhooks::same(&http),
             &SimulatedDirectory,
             &Settings::default(),
             CallInfo::default(),

@@ -68,6 +68,10 @@ pub enum HttpError {
     /// The answer's body was larger than allowed.
     #[error("answer larger than {0} bytes")]
     TooLarge(usize),
+    /// The URL leads to an address this flow may not reach (loopback, private,
+    /// link-local: an account's flow without `webhooks.allow_private`).
+    #[error("{0} is a private address; an account's flow may not call it")]
+    Private(String),
     /// Any other failure (TLS, protocol, a bad URL).
     #[error("{0}")]
     Other(String),

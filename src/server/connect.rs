@@ -212,6 +212,7 @@ async fn run(job: Job, mut origination: Origination, listed: Listed) {
     let callback = job.req.status_callback.as_ref().map(|url| StatusCallback {
         url: url.clone(),
         content: job.req.content,
+        from_account: true,
     });
     let info = CallInfo {
         sid: origination.sid.clone(),
@@ -281,7 +282,10 @@ fn answered(
     record: &CallRecord,
 ) -> Arc<Mutex<Vec<CallbackAttempt>>> {
     let attempts = Arc::new(Mutex::new(Vec::new()));
-    let (http, timeout) = (state.http.clone(), state.settings.webhook_timeout);
+    let (http, timeout) = (
+        callback.client(state).clone(),
+        state.settings.webhook_timeout,
+    );
     let (callback, body) = (
         callback.clone(),
         record::status_callback(record, "answered"),
@@ -393,8 +397,11 @@ async fn bridge(job: &Job, mut call: crate::call::Call, info: CallInfo) -> CallR
     let lookup = |id: &str| flow_for(routing, Some(&account), id);
     match flow {
         Some(flow) => {
-            let (http, settings) = (&state.http, &state.settings);
-            executor::run(&flow, &mut call, http, &directory, settings, info, &lookup).await
+            let (webhooks, settings) = (state.webhooks(), &state.settings);
+            executor::run(
+                &flow, &mut call, webhooks, &directory, settings, info, &lookup,
+            )
+            .await
         }
         None => {
             call.hangup(480).await;

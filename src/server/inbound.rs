@@ -93,9 +93,12 @@ async fn handle(mut call: Call, state: &State) {
     let flow = &route.flow;
     let account = trunk.account.clone();
     let lookup = |id: &str| flow_for(routing, account.as_deref(), id);
-    let (http, settings) = (&state.http, &state.settings);
+    let (webhooks, settings) = (state.webhooks(), &state.settings);
     let directory = TrunkDirectory { routing, trunk };
-    let record = executor::run(flow, &mut call, http, &directory, settings, info, &lookup).await;
+    let record = executor::run(
+        flow, &mut call, webhooks, &directory, settings, info, &lookup,
+    )
+    .await;
     record::finish(state, record::StatusCallback::of_flow(Some(flow)), record).await;
 }
 

@@ -47,6 +47,20 @@ pub struct StatusCallback {
     pub url: String,
     /// JSON, or Exotel's multipart form.
     pub content: CallbackContent,
+    /// Whether an account gave the URL (its flow, or the calls API): it goes through
+    /// the client that may refuse private addresses.
+    pub from_account: bool,
+}
+
+impl StatusCallback {
+    /// The client this callback goes through.
+    pub fn client<'a>(&self, state: &'a State) -> &'a WebhookClient {
+        if self.from_account {
+            &state.account_http
+        } else {
+            &state.http
+        }
+    }
 }
 
 impl StatusCallback {
@@ -60,6 +74,7 @@ impl StatusCallback {
         Some(StatusCallback {
             url,
             content: CallbackContent::Json,
+            from_account: flow?.is_accounts(),
         })
     }
 }
@@ -74,7 +89,7 @@ pub async fn finish(state: &State, callback: Option<StatusCallback>, record: Cal
         tracing::warn!(sid = %record.call_sid, error = %e, "call record not stored");
     }
     if let Some(callback) = callback {
-        let (http, store) = (state.http.clone(), state.store.clone());
+        let (http, store) = (callback.client(state).clone(), state.store.clone());
         let timeout = state.settings.webhook_timeout;
         tokio::spawn(async move {
             let body = status_callback(&record, "terminal");

@@ -18,8 +18,11 @@ use crate::webhook::WebhookClient;
 pub struct State {
     /// Numbers, trunks, carriers, flows, health and limits.
     pub routing: Arc<Routing>,
-    /// The webhook client.
+    /// The webhook client of the operator's flows.
     pub http: WebhookClient,
+    /// The webhook client of accounts' flows and of what accounts give over the API
+    /// (status callback URLs): public addresses only, unless `webhooks.allow_private`.
+    pub account_http: WebhookClient,
     /// Runtime settings.
     pub settings: Settings,
     /// Digest challenges for trunks with credentials (kept across reloads).
@@ -85,9 +88,15 @@ impl State {
         };
         let routing = Routing::build_with(config, extra, flows, kept)?;
         let auth = auth.offering_md5(routing.md5_offered());
+        let account_http = if config.webhooks.allow_private {
+            http.clone()
+        } else {
+            WebhookClient::public_only().map_err(|e| StartError::Http(e.to_string()))?
+        };
         Ok(State {
             routing: Arc::new(routing),
             http,
+            account_http,
             settings: Settings {
                 webhook_timeout: config.webhooks.timeout,
                 max_attempts_after_fetch: config.webhooks.max_attempts_after_fetch,
@@ -99,6 +108,16 @@ impl State {
             store: None,
             active: std::sync::Arc::default(),
         })
+    }
+}
+
+impl State {
+    /// The webhook clients of a call's flows.
+    pub fn webhooks(&self) -> crate::flow::executor::Webhooks<'_> {
+        crate::flow::executor::Webhooks {
+            operator: &self.http,
+            account: &self.account_http,
+        }
     }
 }
 

@@ -16,11 +16,12 @@ pub const ADMIN: &str = "admin-secret-for-tests";
 /// A flow that asks the partner's dynamic URL whom to dial.
 pub const FLOW: &str = "flow: f\nstart: c\napplets:\n  c:\n    connect: { dynamic_url: WEBHOOK/route }\n    next: bye\n  bye:\n    hangup: {}\n";
 
-/// The engine with the API on, a store at `store`, the PSTN's carrier at `carrier`
+/// The engine with the API on (accounts' flows may call the loopback partner), a
+/// store at `store`, the PSTN's carrier at `carrier`
 /// (on 127.0.0.2, whose INVITEs are inbound calls), and no trunk in the file.
 pub fn config(store: &str, carrier: SocketAddr) -> String {
     format!(
-        "sip: {{ listen: [\"udp://127.0.0.1:0\", \"tcp://127.0.0.1:0\"], options_interval: null }}\napi: {{ listen: \"127.0.0.1:0\", admin_token: {ADMIN} }}\nstore: \"{store}\"\nflows: flows\ncarriers:\n  - {{ name: pstn, uri: \"sip:{carrier}\", addresses: [127.0.0.2/32] }}\n"
+        "sip: {{ listen: [\"udp://127.0.0.1:0\", \"tcp://127.0.0.1:0\"], options_interval: null }}\napi: {{ listen: \"127.0.0.1:0\", admin_token: {ADMIN} }}\nstore: \"{store}\"\nflows: flows\nwebhooks: {{ allow_private: true }}\ncarriers:\n  - {{ name: pstn, uri: \"sip:{carrier}\", addresses: [127.0.0.2/32] }}\n"
     )
 }
 
