@@ -52,8 +52,12 @@ pub struct Destination {
 impl DynamicAnswer {
     /// Parses and checks an answer body; the error says what does not validate.
     pub fn parse(body: &[u8]) -> Result<DynamicAnswer, String> {
-        let a: DynamicAnswer =
-            serde_json::from_slice(body).map_err(|e| format!("body is not a valid answer: {e}"))?;
+        let text = std::str::from_utf8(body)
+            .map_err(|e| format!("body is not UTF-8 (byte {})", e.valid_up_to()))?;
+        let a: DynamicAnswer = serde_json::from_str(text).map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => format!("body is not a valid answer: {e}"),
+            _ => format!("body is not JSON: {e}"),
+        })?;
         if let Some(d) = &a.destination {
             let set = usize::from(d.trunk.is_some())
                 + usize::from(!d.numbers.is_empty())
