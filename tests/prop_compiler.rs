@@ -148,3 +148,32 @@ fn the_seeds_themselves_compile() {
         assert!(out.flow.is_some(), "{:?}", out.diagnostics);
     }
 }
+
+proptest! {
+    // The long hunt (scripts/long-proptests.sh; BENCHMARKS.md has its last run):
+    // LONG_PROPTEST_CASES cases of each, 200,000 by default.
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("LONG_PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(200_000),
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    #[ignore = "long: run by scripts/long-proptests.sh"]
+    fn long_mangled_flows_never_panic(
+        which in any::<usize>(),
+        edits in prop::collection::vec(edit(), 1..12),
+    ) {
+        let seeds = seeds();
+        let mut src = seeds[which % seeds.len()].clone();
+        for e in &edits {
+            src = apply(&src, e);
+        }
+        holds(&src)?;
+    }
+
+    #[test]
+    #[ignore = "long: run by scripts/long-proptests.sh"]
+    fn long_arbitrary_text_never_panics(src in any::<String>()) {
+        holds(&src)?;
+    }
+}

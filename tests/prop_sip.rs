@@ -63,3 +63,33 @@ proptest! {
         check(&bytes)?;
     }
 }
+
+proptest! {
+    // The long hunt (scripts/long-proptests.sh; BENCHMARKS.md has its last run):
+    // LONG_PROPTEST_CASES cases of each, 200,000 by default.
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("LONG_PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(200_000),
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    #[ignore = "long: run by scripts/long-proptests.sh"]
+    fn long_arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..2000)) {
+        check(&bytes)?;
+    }
+
+    #[test]
+    #[ignore = "long: run by scripts/long-proptests.sh"]
+    fn long_mangled_invite(
+        edits in prop::collection::vec((any::<usize>(), 0usize..12, prop::collection::vec(
+            prop::sample::select(b"\r\n :;,<>\"[]@=\\\t\x00\xffvVaA0129-+%".to_vec()), 0..6)), 1..12)
+    ) {
+        let mut bytes = INVITE.as_bytes().to_vec();
+        for (at, del, ins) in edits {
+            let at = at % (bytes.len() + 1);
+            let end = (at + del).min(bytes.len());
+            bytes.splice(at..end, ins);
+        }
+        check(&bytes)?;
+    }
+}
