@@ -382,3 +382,77 @@ async fn a_partner_over_tcp_gets_in_dialog_requests_on_its_own_connection() {
     );
     sbc.send(&sbc.response(&b, 200, "x", None), engine).await;
 }
+
+#[tokio::test]
+async fn two_engines_pointed_at_each_other_stop_at_483() {
+    // Each engine takes every loopback source as a carrier and sends the number
+    // straight to the other engine: a loop that only Max-Forwards can end.
+    let free = || {
+        std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+    };
+    let (a_addr, b_addr) = (free(), free());
+    let config = |me: SocketAddr, other: SocketAddr| {
+        format!(
+            "sip: {{ listen: [\"udp://{me}\"], options_interval: null }}\nflows: flows\ncarriers:\n  - {{ name: loop, uri: \"sip:127.0.0.1:9\", addresses: [127.0.0.0/8] }}\ntrunks:\n  - sid: other\n    destinations: [\"sip:{other}\"]\n    numbers: [{{ number: \"+918047112233\", mode: pstn }}]\n"
+        )
+    };
+    let (a, _da) = serve(&config(a_addr, b_addr), &[]).await;
+    let (b, _db) = serve(&config(b_addr, a_addr), &[]).await;
+    let mut caller = Ua::new_at(Transport::Udp, "caller", None, "127.0.0.2").await;
+    let inv = caller.invite(&format!("sip:+918047112233@{a_addr}"), "loop");
+    caller.send(&inv, a_addr).await;
+    let r = caller.expect_final("INVITE").await;
+    assert!(r.status().unwrap() >= 400, "the loop ends in a failure");
+    let count = |s: &Server, dir: usize, class: usize| {
+        s.transports.stats.messages.responses[dir][class].load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let invites = |s: &Server| {
+        s.transports.stats.messages.requests[0][0].load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let hops = invites(&a) + invites(&b);
+    assert!(
+        (60..=80).contains(&hops),
+        "{hops} INVITEs: about 70, not forever"
+    );
+    assert!(
+        count(&a, 1, 3) + count(&b, 1, 3) > 0,
+        "4xx (the 483) were sent"
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_user_and_a_wrong_password_get_the_same_answer() {
+    let creds = "credentials: { username: partner, password: s3cret }";
+    let mut n = node("unknown_sources: drop", "10.9.9.9/32", creds).await;
+    let mut answers = Vec::new();
+    for (i, (user, password)) in [("partner", "guess"), ("nobody", "s3cret")]
+        .iter()
+        .enumerate()
+    {
+        let mut ua = Ua::new_at(Transport::Udp, "o", None, &format!("127.0.0.{}", 20 + i)).await;
+        let c = challenge(&n, &mut ua, &format!("w{i}")).await;
+        let mut m = n.invite(&ua, "+919999999999", "+918047112233", &format!("u{i}"));
+        let uri = m.request_uri().unwrap().to_string();
+        m.push_header(
+            Name::parse("Authorization"),
+            digest_answer(&c, "SHA-256", &uri, user, password),
+        );
+        ua.send(&m, n.sip()).await;
+        let r = ua.expect_final("INVITE").await;
+        let names: Vec<String> = r
+            .headers
+            .iter()
+            .map(|h| h.name.as_str().to_string())
+            .collect();
+        answers.push((format!("{:?}", r.start), names));
+    }
+    assert!(
+        answers[0].0.contains("403") && answers[0].0.contains("Forbidden"),
+        "{answers:?}"
+    );
+    assert_eq!(answers[0], answers[1]);
+    assert!(n.carrier.recv(0.2).await.is_none());
+}
