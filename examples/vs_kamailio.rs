@@ -1,0 +1,252 @@
+//! callflow against Kamailio on the same SIPp load (issue 12's comparison). SIPp's
+//! caller sends calls with zero hold time at a fixed rate; each engine relays them to
+//! a SIPp far end on 127.0.0.3:25071: callflow as `callflow serve` runs it (in this
+//! process: a `pstn` number routed to a trunk), then Kamailio as a stateful (tm)
+//! proxy with `bench/kamailio-proxy.cfg` (Debian package `kamailio`; skipped with a
+//! message when it is not installed). For each: calls/s reached, failed calls,
+//! retransmissions SIPp saw, CPU per call (all of the engine's processes) and peak
+//! RSS; then the ratios.
+//!
+//! ```sh
+//! cargo run --release --example vs_kamailio -- 500 10000    # rate (calls/s), calls
+//! ```
+//!
+//! Needs `sipp` (Debian package sip-tester).
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use callflow::config::Config;
+use callflow::server::Server;
+use callflow::sip::transaction::Timers;
+use tokio::process::{Child, Command};
+
+mod common;
+use common::{cpu_seconds_of, free_port, sipp_counts};
+
+/// Where SIPp's far end listens (as the Kamailio configuration has it).
+const FAR: &str = "127.0.0.3:25071";
+/// Where Kamailio listens.
+const KAMAILIO: &str = "127.0.0.1:25065";
+
+/// What one run measured.
+struct Run {
+    ok: u64,
+    failed: u64,
+    retransmissions: u64,
+    elapsed: f64,
+    cpu: f64,
+    peak_rss_mib: f64,
+}
+
+impl Run {
+    fn print(&self, name: &str) {
+        let per_call = self.cpu / self.ok.max(1) as f64 * 1e6;
+        println!(
+            "{name:>9}: {} ok, {} failed, {} retransmissions, {:.1} calls/s, CPU {:.2} s = {per_call:.0} µs per call, peak RSS {:.1} MiB",
+            self.ok,
+            self.failed,
+            self.retransmissions,
+            self.ok as f64 / self.elapsed,
+            self.cpu,
+            self.peak_rss_mib
+        );
+    }
+
+    fn per_call(&self) -> f64 {
+        self.cpu / self.ok.max(1) as f64
+    }
+}
+
+/// The retransmissions on SIPp's last scenario screen: the second count of every
+/// message row.
+fn retransmissions(stdout: &[u8]) -> u64 {
+    let screen = String::from_utf8_lossy(stdout);
+    let last = screen.rsplit("Messages  Retrans").next().unwrap_or("");
+    last.lines()
+        .filter(|l| l.contains("---------->") || l.contains("<----------"))
+        .filter_map(|l| {
+            let after = l.split("----------").last()?.trim_start_matches('>');
+            after
+                .split_whitespace()
+                .filter(|t| t.parse::<u64>().is_ok())
+                .nth(1)?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
+/// Peak resident memory (VmHWM) of process `pid`, in MiB.
+fn peak_rss_mib(pid: &str) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// `pid` and every process below it.
+fn tree(pid: u32) -> Vec<String> {
+    let mut out = vec![pid.to_string()];
+    let mut i = 0;
+    while i < out.len() {
+        let parent = out[i].clone();
+        if let Ok(entries) = std::fs::read_dir("/proc") {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().to_string();
+                let stat =
+                    std::fs::read_to_string(format!("/proc/{name}/stat")).unwrap_or_default();
+                let ppid = stat
+                    .rsplit_once(')')
+                    .and_then(|(_, r)| r.split_whitespace().nth(1))
+                    .unwrap_or("");
+                if ppid == parent && !out.contains(&name) {
+                    out.push(name);
+                }
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+fn far_end() -> std::io::Result<Child> {
+    Command::new("sipp")
+        .args(["-sn", "uas", "-i", "127.0.0.3", "-p", "25071"])
+        .args([
+            "-nostdin",
+            "-cp",
+            &free_port().to_string(),
+            "-max_socket",
+            "1000",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+}
+
+/// Runs SIPp's caller against `target`, measuring the CPU of `pids()` around it.
+async fn load(
+    target: &str,
+    rate: u32,
+    calls: u32,
+    pids: impl Fn() -> Vec<String>,
+) -> anyhow::Result<Run> {
+    let cpu = |p: &[String]| p.iter().map(|p| cpu_seconds_of(p)).sum::<f64>();
+    let before = cpu(&pids());
+    let t0 = Instant::now();
+    let out = Command::new("sipp")
+        .args([
+            "-sn",
+            "uac",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &free_port().to_string(),
+        ])
+        .args(["-s", "+918047112233", target])
+        .args([
+            "-r",
+            &rate.to_string(),
+            "-m",
+            &calls.to_string(),
+            "-l",
+            "5000",
+        ])
+        .args(["-nostdin", "-cp", &free_port().to_string(), "-d", "0"])
+        .args(["-timeout", "300s"])
+        .stdin(Stdio::null())
+        .output()
+        .await?;
+    let elapsed = t0.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = cpu(&pids());
+    let (ok, failed) = sipp_counts(&out.stdout);
+    Ok(Run {
+        ok,
+        failed,
+        retransmissions: retransmissions(&out.stdout),
+        elapsed,
+        cpu: after - before,
+        peak_rss_mib: 0.0,
+    })
+}
+
+async fn callflow(rate: u32, calls: u32) -> anyhow::Result<Run> {
+    let dir = tempfile::tempdir()?;
+    std::fs::create_dir(dir.path().join("flows"))?;
+    let text = format!(
+        "sip: {{ listen: [\"udp://127.0.0.1:0\"], options_interval: null }}\nflows: flows\ncarriers:\n  - {{ name: pstn, uri: \"sip:127.0.0.1:9\", addresses: [127.0.0.1/32] }}\ntrunks:\n  - sid: bench\n    destinations: [\"sip:{FAR}\"]\n    numbers: [{{ number: \"+918047112233\", mode: pstn }}]\n"
+    );
+    let path = dir.path().join("callflow.yaml");
+    std::fs::write(&path, text)?;
+    let server = Server::start(&Config::load(&path)?, Timers::default()).await?;
+    let addr = server
+        .transports
+        .local_addr(callflow::sip::Transport::Udp)
+        .ok_or_else(|| anyhow::anyhow!("no UDP listener"))?;
+    let mut far = far_end()?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut run = load(&addr.to_string(), rate, calls, || vec!["self".to_string()]).await?;
+    run.peak_rss_mib = peak_rss_mib("self");
+    let _ = far.kill().await;
+    Ok(run)
+}
+
+async fn kamailio(rate: u32, calls: u32) -> anyhow::Result<Option<Run>> {
+    if std::process::Command::new("kamailio")
+        .arg("-v")
+        .output()
+        .is_err()
+    {
+        println!(" kamailio: not installed (apt-get install kamailio); skipped");
+        return Ok(None);
+    }
+    let dir = tempfile::tempdir()?;
+    let cfg = dir.path().join("kamailio.cfg");
+    std::fs::write(&cfg, include_str!("../bench/kamailio-proxy.cfg"))?;
+    let mut kam = Command::new("kamailio")
+        .args(["-f", &cfg.display().to_string(), "-DD", "-E"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let pid = kam
+        .id()
+        .ok_or_else(|| anyhow::anyhow!("kamailio did not start"))?;
+    let mut far = far_end()?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut run = load(KAMAILIO, rate, calls, || tree(pid)).await?;
+    run.peak_rss_mib = tree(pid).iter().map(|p| peak_rss_mib(p)).sum();
+    let _ = far.kill().await;
+    let _ = kam.kill().await;
+    Ok(Some(run))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let arg = |i: usize, default: u32| {
+        std::env::args()
+            .nth(i)
+            .and_then(|a| a.parse().ok())
+            .unwrap_or(default)
+    };
+    let (rate, calls) = (arg(1, 500), arg(2, 10_000));
+    println!("SIPp uac → engine → SIPp uas, {rate} calls/s × {calls} calls, zero hold time");
+    let ours = callflow(rate, calls).await?;
+    ours.print("callflow");
+    if let Some(theirs) = kamailio(rate, calls).await? {
+        theirs.print("kamailio");
+        println!(
+            "    ratio: callflow CPU per call = {:.2}× Kamailio's (target ≤ 0.5); peak RSS {:.1}× (Kamailio's summed over its processes, shared pages counted in each)",
+            ours.per_call() / theirs.per_call().max(1e-9),
+            ours.peak_rss_mib / theirs.peak_rss_mib.max(1e-9)
+        );
+    }
+    Ok(())
+}
