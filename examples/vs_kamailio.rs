@@ -221,9 +221,17 @@ async fn kamailio(rate: u32, calls: u32) -> anyhow::Result<Option<Run>> {
         .ok_or_else(|| anyhow::anyhow!("kamailio did not start"))?;
     let mut far = far_end()?;
     tokio::time::sleep(Duration::from_secs(2)).await;
+    let procs = tree(pid);
+    if procs.len() < 2 {
+        anyhow::bail!("kamailio did not start (is {KAMAILIO} taken by a stray one?)");
+    }
     let mut run = load(KAMAILIO, rate, calls, || tree(pid)).await?;
     run.peak_rss_mib = tree(pid).iter().map(|p| peak_rss_mib(p)).sum();
     let _ = far.kill().await;
+    // Its children outlive the main process unless told too.
+    let _ = std::process::Command::new("kill")
+        .args(tree(pid).iter().rev())
+        .status();
     let _ = kam.kill().await;
     Ok(Some(run))
 }

@@ -2,8 +2,9 @@
 //! blocked, and a blocked source's packets are dropped before they are parsed.
 //!
 //! - **Request rate** (Kamailio's pike is the model): more than `per_second` packets
-//!   in one second from one source blocks it. Carriers' and trunks' addresses are
-//!   exempt (they carry the traffic).
+//!   in one second from one source blocks it. Carriers' and trunks' addresses, and
+//!   every address callflow sent a request to in the last five minutes (the far ends
+//!   of its calls), are exempt: they carry the traffic.
 //! - **Failed authentications**: more than `auth_failures` in a minute from one
 //!   source blocks it; more than `auth_failures` in a minute for one user name marks
 //!   the name as under attack, and then any source that fails for it is blocked at
@@ -93,8 +94,14 @@ pub struct ShieldStats {
 /// Decides whether a source is exempt from the request rate (a carrier, a trunk).
 pub type Exempt = Arc<dyn Fn(IpAddr) -> bool + Send + Sync>;
 
+/// How long an address callflow sent a request to counts as a peer, exempt from the
+/// request rate (the far ends of its calls answer and send BYEs at its call rate).
+pub const PEER_MEMORY: Duration = Duration::from_secs(300);
+
 #[derive(Default)]
 struct Tables {
+    /// Addresses callflow sent requests to, and when it last did.
+    peers: HashMap<IpAddr, Instant>,
     sources: HashMap<IpAddr, Source>,
     /// Per user name: the start of the minute, and failures in it.
     users: HashMap<String, (Instant, u32)>,
@@ -139,6 +146,18 @@ impl Shield {
         *self.exempt.lock().unwrap_or_else(PoisonError::into_inner) = Some(exempt);
     }
 
+    /// Callflow sent a request to `peer` (a far end of a call, a carrier): its
+    /// traffic is exempt from the request rate for [`PEER_MEMORY`].
+    pub fn sent_to(&self, peer: IpAddr) {
+        let now = Instant::now();
+        let mut t = self.tables();
+        if t.peers.len() > SWEEP_AT {
+            t.peers
+                .retain(|_, at| now.duration_since(*at) < PEER_MEMORY);
+        }
+        t.peers.insert(peer, now);
+    }
+
     fn is_exempt(&self, source: IpAddr) -> bool {
         let exempt = self
             .exempt
@@ -151,8 +170,12 @@ impl Shield {
     /// Whether a packet from `source` may be read; counts it against the rate.
     pub fn admits(&self, source: IpAddr) -> bool {
         let now = Instant::now();
-        let exempt = self.is_exempt(source);
+        let mut exempt = self.is_exempt(source);
         let mut t = self.tables();
+        exempt |= t
+            .peers
+            .get(&source)
+            .is_some_and(|at| now.duration_since(*at) < PEER_MEMORY);
         if t.sources.len() > SWEEP_AT {
             sweep(&mut t.sources, now);
         }
@@ -275,6 +298,14 @@ mod tests {
         assert!(s.is_blocked(a));
         assert_eq!((0..20).filter(|_| s.admits(b)).count(), 20);
         assert_eq!(s.stats.flood_blocks.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn a_peer_callflow_calls_is_exempt() {
+        let s = shield();
+        let far: IpAddr = "192.0.2.9".parse().unwrap();
+        s.sent_to(far);
+        assert_eq!((0..50).filter(|_| s.admits(far)).count(), 50);
     }
 
     #[test]

@@ -279,6 +279,9 @@ impl Transports {
     ) -> Result<(), TransportError> {
         self.send(target, message.to_bytes()).await?;
         self.stats.messages.count(message, true);
+        if let (Some(shield), true) = (&self.config.shield, message.is_request()) {
+            shield.sent_to(target.addr.ip());
+        }
         Ok(())
     }
 
