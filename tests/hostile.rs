@@ -456,3 +456,18 @@ async fn a_wrong_user_and_a_wrong_password_get_the_same_answer() {
     assert_eq!(answers[0], answers[1]);
     assert!(n.carrier.recv(0.2).await.is_none());
 }
+
+#[tokio::test]
+async fn the_far_ends_of_callflows_own_calls_are_not_rate_limited() {
+    // The bot (127.0.0.1) is neither a carrier nor a trunk's address; it answers
+    // calls callflow sends it, faster than the shield lets a stranger send.
+    let mut n = node(
+        "shield: { requests_per_second: 3, block: 30s }",
+        "10.9.9.9/32",
+        "",
+    )
+    .await;
+    for i in 0..8 {
+        legitimate_call(&mut n, &format!("peer{i}")).await;
+    }
+}
