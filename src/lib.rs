@@ -19,6 +19,13 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+/// The memory allocator of every binary built on this crate: mimalloc. Under the
+/// SIPp load of BENCHMARKS.md (issue 12) glibc's malloc kept per-thread arenas
+/// fragmented (peak RSS several times the live data, not returned after the load)
+/// and spent a fifth of callflow's CPU; mimalloc is measured there against it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub mod api;
 pub mod applets;
 pub mod call;

@@ -17,6 +17,20 @@ use callflow::sip::{Transport, Uri};
 use support::{TestEngine, handler};
 use tokio::process::Command;
 
+/// One SIPp test at a time: each picks free ports and hands them to SIPp processes
+/// that bind them later, which tests running side by side (and their engines'
+/// ephemeral ports) could take in between.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// SIPp's turn: `None` (the test is skipped) when SIPp is not installed and
+/// CALLFLOW_SKIP_SIPP is set.
+async fn sipp_turn() -> Option<tokio::sync::MutexGuard<'static, ()>> {
+    if !sipp_present() {
+        return None;
+    }
+    Some(ONE_AT_A_TIME.lock().await)
+}
+
 fn sipp_present() -> bool {
     if std::process::Command::new("sipp")
         .arg("-v")
@@ -73,9 +87,9 @@ fn sipp(scenario_args: &[String], port: u16, transport: Transport, extra: &[Stri
 
 /// Runs SIPp as far end (`uas`) and as caller (`uac`) through the engine.
 async fn interop(uas: Vec<String>, uac: Vec<String>, transport: Transport) {
-    if !sipp_present() {
+    let Some(_turn) = sipp_turn().await else {
         return;
-    }
+    };
     let far_port = free_port();
     let tag = match transport {
         Transport::Udp => String::new(),
@@ -189,9 +203,9 @@ async fn sipp_far_end_hangs_up_first() {
 /// takes over with the caller re-INVITEd, the caller hangs up.
 #[tokio::test]
 async fn sipp_seed_handoff_caller_bot_agent() {
-    if !sipp_present() {
+    let Some(_turn) = sipp_turn().await else {
         return;
-    }
+    };
     let _ = tracing_subscriber::fmt().with_test_writer().try_init();
     let app = axum::Router::new().route(
         "/handoff",
@@ -272,9 +286,9 @@ async fn run_caller(
 /// answers 503, the second rings until cancelled, the third answers.
 #[tokio::test]
 async fn sipp_outbound_carrier_failover() {
-    if !sipp_present() {
+    let Some(_turn) = sipp_turn().await else {
         return;
-    }
+    };
     let ports = [free_port(), free_port(), free_port()];
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("flows")).unwrap();
@@ -309,9 +323,9 @@ async fn sipp_outbound_carrier_failover() {
 /// destination where SIPp answers, and the external alias as Request-URI user.
 #[tokio::test]
 async fn sipp_call_routed_by_what_the_api_created() {
-    if !sipp_present() {
+    let Some(_turn) = sipp_turn().await else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().unwrap();
     let store = format!("sqlite://{}", dir.path().join("c.db").display());
     let config = format!(
@@ -396,9 +410,9 @@ async fn sipp_call_routed_by_what_the_api_created() {
 #[tokio::test]
 async fn sipp_click_to_call_both_ways() {
     use support::node::{config, fresh_number, pstn_trunk, start, stored_call, v1_post};
-    if !sipp_present() {
+    let Some(_turn) = sipp_turn().await else {
         return;
-    }
+    };
     for customer_first in [true, false] {
         let dir = tempfile::tempdir().unwrap();
         let store = format!("sqlite://{}", dir.path().join("c.db").display());

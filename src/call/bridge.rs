@@ -262,13 +262,13 @@ impl Call {
     pub(crate) async fn while_ringing(&mut self, input: CallInput) -> Ringing {
         match input {
             CallInput::Cancel(st) => {
-                self.caller.cancelled(st).await;
+                self.caller.cancelled(*st).await;
                 Ringing::Left
             }
             CallInput::Request(st)
                 if self.caller.owns(&st.request) && st.request.method() == Some(&Method::Bye) =>
             {
-                self.caller.bye_received(st).await;
+                self.caller.bye_received(*st).await;
                 Ringing::Left
             }
             CallInput::Terminate => {
@@ -373,7 +373,7 @@ impl Call {
                 input = self.rx.recv() => match input {
                     None => return,
                     Some(CallInput::Cancel(st)) if !self.caller.answered() => {
-                        self.caller.cancelled(st).await;
+                        self.caller.cancelled(*st).await;
                     }
                     Some(other) => self.handle_idle(other).await,
                 },
@@ -423,12 +423,12 @@ impl Call {
                     None
                 }
                 Some(Method::Bye) => {
-                    self.caller.bye_received(st).await;
+                    self.caller.bye_received(*st).await;
                     self.bye_far().await;
                     Some(LegEnd::CallerHangup)
                 }
                 _ => {
-                    self.relay_to_far(st).await;
+                    self.relay_to_far(*st).await;
                     None
                 }
             }
@@ -439,9 +439,9 @@ impl Call {
                     self.drop_far();
                     Some(LegEnd::FarHangup)
                 }
-                Some(Method::Refer) => Some(self.refer(st).await),
+                Some(Method::Refer) => Some(self.refer(*st).await),
                 _ => {
-                    self.relay_to_caller(st).await;
+                    self.relay_to_caller(*st).await;
                     None
                 }
             }
@@ -474,12 +474,12 @@ impl Call {
             CallInput::Request(st) => {
                 let is_bye = st.request.method() == Some(&Method::Bye);
                 if is_bye && self.caller.owns(&st.request) {
-                    self.caller.bye_received(st).await;
+                    self.caller.bye_received(*st).await;
                 } else if is_bye {
                     st.reply(200, None).await;
                     self.drop_far();
                 } else if self.caller.owns(&st.request) && self.far.is_none() {
-                    self.caller.answer_locally(st).await;
+                    self.caller.answer_locally(*st).await;
                 } else {
                     st.reply(491, None).await;
                 }

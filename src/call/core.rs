@@ -143,7 +143,7 @@ impl Core {
         while let Some(ev) = ct.events.recv().await {
             match ev {
                 ClientEvent::Response(r) if r.status().is_some_and(|s| s >= 200) => {
-                    return Some(r);
+                    return Some(*r);
                 }
                 ClientEvent::Response(_) => {}
                 ClientEvent::Timeout | ClientEvent::TransportError(_) => return None,

@@ -74,7 +74,7 @@ impl Engine {
                     if let Some((tag, call_id)) = key
                         && let Some(tx) = self.core.dialog(&call_id, &tag)
                     {
-                        let _ = tx.send(CallInput::Ack(inc.message)).await;
+                        let _ = tx.send(CallInput::Ack(Box::new(inc.message))).await;
                     }
                 }
                 ToCore::StrayResponse(inc) => {
@@ -87,7 +87,9 @@ impl Engine {
                     if let Some((tag, call_id)) = key
                         && let Some(tx) = self.core.dialog(&call_id, &tag)
                     {
-                        let _ = tx.send(CallInput::StrayResponse(inc.message)).await;
+                        let _ = tx
+                            .send(CallInput::StrayResponse(Box::new(inc.message)))
+                            .await;
                     }
                 }
             }
@@ -123,7 +125,7 @@ impl Engine {
             let call_id = st.request.call_id().unwrap_or_default().to_string();
             match self.core.dialog(&call_id, &tag) {
                 Some(tx) => {
-                    let _ = tx.send(CallInput::Request(st)).await;
+                    let _ = tx.send(CallInput::Request(Box::new(st))).await;
                 }
                 None => st.reply(481, Some(&new_tag())).await,
             }
@@ -141,7 +143,7 @@ impl Engine {
                 let target = self.core.invite(&st.cancelled_key());
                 match target {
                     Some(tx) => {
-                        let _ = tx.send(CallInput::Cancel(st)).await;
+                        let _ = tx.send(CallInput::Cancel(Box::new(st))).await;
                     }
                     None => st.reply(481, Some(&new_tag())).await,
                 }

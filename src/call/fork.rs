@@ -202,7 +202,7 @@ impl Watcher {
                             s @ 100..=199 => {
                                 provisional = true;
                                 if matches!(s, 180 | 183) {
-                                    let _ = self.tx.send(ForkEvent::Provisional(r)).await;
+                                    let _ = self.tx.send(ForkEvent::Provisional(*r)).await;
                                 }
                                 continue;
                             }
@@ -212,7 +212,7 @@ impl Watcher {
                                     .compare_exchange(NONE, self.index, Ordering::SeqCst, Ordering::SeqCst)
                                     .is_ok();
                                 if first && !*self.stop.borrow() {
-                                    let _ = self.tx.send(ForkEvent::Won(self.index, r)).await;
+                                    let _ = self.tx.send(ForkEvent::Won(self.index, *r)).await;
                                     return;
                                 }
                                 if first {

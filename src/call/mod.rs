@@ -31,17 +31,18 @@ pub use stack::{SipStack, StackConfig};
 use crate::sip::message::Message;
 use crate::sip::transaction::ServerTransaction;
 
-/// What the engine hands a call.
+/// What the engine hands a call. Messages are boxed: the call's channel holds 32
+/// items from its creation.
 #[derive(Debug)]
 pub enum CallInput {
     /// An in-dialog request on one of the call's legs.
-    Request(ServerTransaction),
+    Request(Box<ServerTransaction>),
     /// A CANCEL for the caller's INVITE.
-    Cancel(ServerTransaction),
+    Cancel(Box<ServerTransaction>),
     /// An ACK for a 2xx we sent.
-    Ack(Message),
+    Ack(Box<Message>),
     /// A 2xx retransmitted by a far leg after its transaction ended.
-    StrayResponse(Message),
+    StrayResponse(Box<Message>),
     /// The operator (or the account) ends the call: BYE to answered legs, 487 to a
     /// caller still ringing.
     Terminate,

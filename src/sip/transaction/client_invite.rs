@@ -50,7 +50,7 @@ pub fn ack_for(invite: &Message, response: &Message) -> Option<Message> {
 }
 
 /// Runs the transaction to its end.
-pub(crate) async fn run(ctx: ClientContext, mut rx: mpsc::Receiver<Incoming>) {
+pub(crate) async fn run(ctx: ClientContext, mut rx: mpsc::Receiver<Box<Incoming>>) {
     let t = ctx.timers;
     let reliable = ctx.target.transport.is_reliable();
     if !ctx.send(&ctx.request).await {
@@ -80,14 +80,14 @@ pub(crate) async fn run(ctx: ClientContext, mut rx: mpsc::Receiver<Incoming>) {
                         state = State::Proceeding;
                         timer_a = None;
                         timer_b = None;
-                        ctx.report(ClientEvent::Response(inc.message)).await;
+                        ctx.report(ClientEvent::Response(Box::new(inc.message))).await;
                     }
                     (State::Calling | State::Proceeding, 200..=299) => {
                         state = State::Accepted;
                         timer_a = None;
                         timer_b = None;
                         timer_m = Some(Instant::now() + t.t1x64());
-                        ctx.report(ClientEvent::Response(inc.message)).await;
+                        ctx.report(ClientEvent::Response(Box::new(inc.message))).await;
                     }
                     (State::Calling | State::Proceeding, 300..) => {
                         state = State::Completed;
@@ -98,7 +98,7 @@ pub(crate) async fn run(ctx: ClientContext, mut rx: mpsc::Receiver<Incoming>) {
                         if let Some(a) = &ack {
                             ctx.send(a).await;
                         }
-                        ctx.report(ClientEvent::Response(inc.message)).await;
+                        ctx.report(ClientEvent::Response(Box::new(inc.message))).await;
                     }
                     (State::Completed, 300..) => {
                         if let Some(a) = &ack {
@@ -106,7 +106,7 @@ pub(crate) async fn run(ctx: ClientContext, mut rx: mpsc::Receiver<Incoming>) {
                         }
                     }
                     (State::Accepted, 200..=299) => {
-                        ctx.report(ClientEvent::Response(inc.message)).await;
+                        ctx.report(ClientEvent::Response(Box::new(inc.message))).await;
                     }
                     _ => {}
                 }

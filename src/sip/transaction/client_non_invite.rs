@@ -18,7 +18,7 @@ enum State {
 }
 
 /// Runs the transaction to its end.
-pub(crate) async fn run(ctx: ClientContext, mut rx: mpsc::Receiver<Incoming>) {
+pub(crate) async fn run(ctx: ClientContext, mut rx: mpsc::Receiver<Box<Incoming>>) {
     let t = ctx.timers;
     let reliable = ctx.target.transport.is_reliable();
     if !ctx.send(&ctx.request).await {
@@ -40,14 +40,14 @@ pub(crate) async fn run(ctx: ClientContext, mut rx: mpsc::Receiver<Incoming>) {
                 match (state, status) {
                     (State::Trying | State::Proceeding, 100..=199) => {
                         state = State::Proceeding;
-                        ctx.report(ClientEvent::Response(inc.message)).await;
+                        ctx.report(ClientEvent::Response(Box::new(inc.message))).await;
                     }
                     (State::Trying | State::Proceeding, 200..) => {
                         state = State::Completed;
                         timer_e = None;
                         timer_f = None;
                         timer_k = Some(Instant::now() + t.t4_unless_reliable(reliable));
-                        ctx.report(ClientEvent::Response(inc.message)).await;
+                        ctx.report(ClientEvent::Response(Box::new(inc.message))).await;
                     }
                     _ => {} // retransmissions absorbed in Completed
                 }

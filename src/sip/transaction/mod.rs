@@ -106,8 +106,9 @@ pub enum ToCore {
 /// What a client transaction tells its user.
 #[derive(Debug, Clone)]
 pub enum ClientEvent {
-    /// A response (for INVITE: every 1xx, every 2xx, the final non-2xx once).
-    Response(Message),
+    /// A response (for INVITE: every 1xx, every 2xx, the final non-2xx once);
+    /// boxed to keep the transaction's channel small.
+    Response(Box<Message>),
     /// Timer B or F fired: no final response in time.
     Timeout,
     /// The request could not be sent.
@@ -118,9 +119,11 @@ pub enum ClientEvent {
 #[derive(Debug)]
 pub(crate) enum ServerInput {
     /// The request again (retransmission), or the ACK for a non-2xx final response.
-    Request(Incoming),
+    /// Boxed, as every message through a transaction's channel: the channel's
+    /// buffer holds 32 items from its creation, and a transaction lives 32 s.
+    Request(Box<Incoming>),
     /// The user's response.
-    Respond(Message),
+    Respond(Box<Message>),
     /// Every handle was dropped: answer 500 if no final response was sent.
     Abandoned,
 }
@@ -216,7 +219,11 @@ pub struct ServerTransaction {
 impl ServerTransaction {
     /// Sends a response through the transaction (retransmitted as RFC 3261 says).
     pub async fn respond(&self, response: Message) {
-        let _ = self.handle.tx.send(ServerInput::Respond(response)).await;
+        let _ = self
+            .handle
+            .tx
+            .send(ServerInput::Respond(Box::new(response)))
+            .await;
     }
 
     /// Builds a response to the request with `status`, adding `to_tag` to To when the
@@ -258,7 +265,7 @@ pub struct ClientTransaction {
     pub events: mpsc::Receiver<ClientEvent>,
 }
 
-type Table = Mutex<HashMap<Key, mpsc::Sender<Incoming>>>;
+type Table = Mutex<HashMap<Key, mpsc::Sender<Box<Incoming>>>>;
 
 /// The transaction layer: matches messages to transactions and starts new ones.
 pub struct TransactionLayer {
@@ -382,7 +389,7 @@ impl TransactionLayer {
             let tx = Key::client(&msg.message).and_then(|k| lock(&self.client).get(&k).cloned());
             match tx {
                 Some(tx) => {
-                    let _ = tx.send(msg).await;
+                    let _ = tx.send(Box::new(msg)).await;
                 }
                 None if msg
                     .message
@@ -401,7 +408,7 @@ impl TransactionLayer {
         let existing = lock(&self.server).get(&key).cloned();
         match (existing, msg.message.method()) {
             (Some(tx), _) => {
-                let _ = tx.send(ServerInput::Request(msg)).await;
+                let _ = tx.send(ServerInput::Request(Box::new(msg))).await;
             }
             (None, Some(Method::Ack)) => {
                 let _ = core.send(ToCore::Ack(msg)).await;

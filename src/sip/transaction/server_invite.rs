@@ -59,7 +59,7 @@ pub(crate) async fn run(ctx: ServerContext, mut rx: mpsc::Receiver<ServerInput>)
                     match (state, status) {
                         (State::Proceeding, 101..=199) => {
                             ctx.send(&resp).await;
-                            provisional = resp;
+                            provisional = *resp;
                         }
                         (State::Proceeding, 200..=299) => {
                             ctx.send(&resp).await;
@@ -68,7 +68,7 @@ pub(crate) async fn run(ctx: ServerContext, mut rx: mpsc::Receiver<ServerInput>)
                         }
                         (State::Proceeding, 300..) => {
                             ctx.send(&resp).await;
-                            last_final = Some(resp);
+                            last_final = Some(*resp);
                             state = State::Completed;
                             if !ctx.reliable {
                                 timer_g = Some((Instant::now() + t.t1, t.t1));

@@ -33,7 +33,7 @@ pub(crate) async fn run(ctx: ServerContext, mut rx: mpsc::Receiver<ServerInput>)
                 Some(ServerInput::Respond(resp)) if state != State::Completed => {
                     let provisional = resp.status().is_some_and(|s| s < 200);
                     ctx.send(&resp).await;
-                    last = Some(resp);
+                    last = Some(*resp);
                     if provisional {
                         state = State::Proceeding;
                     } else {
