@@ -170,33 +170,40 @@ impl Shield {
     /// Whether a packet from `source` may be read; counts it against the rate.
     pub fn admits(&self, source: IpAddr) -> bool {
         let now = Instant::now();
-        let mut exempt = self.is_exempt(source);
-        let mut t = self.tables();
-        exempt |= t
-            .peers
-            .get(&source)
-            .is_some_and(|at| now.duration_since(*at) < PEER_MEMORY);
-        if t.sources.len() > SWEEP_AT {
-            sweep(&mut t.sources, now);
+        {
+            let mut t = self.tables();
+            if t.sources.len() > SWEEP_AT {
+                sweep(&mut t.sources, now);
+            }
+            let peer = t
+                .peers
+                .get(&source)
+                .is_some_and(|at| now.duration_since(*at) < PEER_MEMORY);
+            let s = t.sources.entry(source).or_insert_with(|| Source::new(now));
+            if s.blocked_until.is_some_and(|until| now < until) {
+                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                return false;
+            }
+            if peer {
+                return true;
+            }
+            if now.duration_since(s.window.0) >= Duration::from_secs(1) {
+                s.window = (now, 0);
+            }
+            s.window.1 += 1;
+            if s.window.1 <= self.config.per_second {
+                return true;
+            }
         }
-        let s = t.sources.entry(source).or_insert_with(|| Source::new(now));
-        if s.blocked_until.is_some_and(|until| now < until) {
-            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-            return false;
-        }
-        if exempt {
+        // Over the rate: only now ask whether the source is exempt (a carrier or a
+        // trunk's address), which costs more than the count.
+        if self.is_exempt(source) {
             return true;
         }
-        if now.duration_since(s.window.0) >= Duration::from_secs(1) {
-            s.window = (now, 0);
-        }
-        s.window.1 += 1;
-        if s.window.1 > self.config.per_second {
-            self.block(&mut t, source, now, BlockReason::Flood);
-            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-            return false;
-        }
-        true
+        let mut t = self.tables();
+        self.block(&mut t, source, now, BlockReason::Flood);
+        self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        false
     }
 
     /// Whether `source` is blocked now.
