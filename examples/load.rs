@@ -10,7 +10,6 @@
 //!
 //! Needs `sipp` (Debian package sip-tester).
 
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -19,10 +18,9 @@ use callflow::call::{SipStack, StackConfig};
 use callflow::runtime::{LegOutcome, LegRequest};
 use callflow::sip::transport::TransportConfig;
 use callflow::sip::{Transport, Uri};
-use tokio::process::Command;
 
 mod common;
-use common::{cpu_seconds, cpu_seconds_of, free_port};
+use common::{cpu_seconds, cpu_seconds_of, free_port, sipp_caller, sipp_far_end};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -72,46 +70,14 @@ async fn main() -> anyhow::Result<()> {
         .local_addr(Transport::Udp)
         .ok_or_else(|| anyhow::anyhow!("no UDP listener"))?;
 
-    let mut far = Command::new("sipp")
-        .args(["-sn", "uas", "-i", "127.0.0.1", "-p", &far_port.to_string()])
-        .args([
-            "-nostdin",
-            "-cp",
-            &free_port().to_string(),
-            "-max_socket",
-            "1000",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()?;
+    let mut far = sipp_far_end(&["-sn", "uas"], "127.0.0.1", far_port)?;
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let far_pid = far.id().map(|p| p.to_string()).unwrap_or_default();
     let (cpu0, far_cpu0) = (cpu_seconds(), cpu_seconds_of(&far_pid));
     let t0 = Instant::now();
-    let out = Command::new("sipp")
-        .args([
-            "-sn",
-            "uac",
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &free_port().to_string(),
-        ])
-        .args(["-s", "+918047112233", &engine_addr.to_string()])
-        .args([
-            "-r",
-            &rate.to_string(),
-            "-m",
-            &calls.to_string(),
-            "-l",
-            "5000",
-        ])
-        .args(["-nostdin", "-cp", &free_port().to_string(), "-d", "0"])
-        .args(["-timeout", "300s"])
-        .stdin(Stdio::null())
+    let out = sipp_caller(&["-sn", "uac"], &engine_addr.to_string(), rate, calls)
+        .args(["-d", "0"])
         .output()
         .await?;
     let elapsed = t0.elapsed().as_secs_f64();

@@ -19,34 +19,14 @@ use callflow::sip::transaction::Timers;
 use tokio::process::{Child, Command};
 
 mod common;
-use common::{cpu_seconds, cpu_seconds_of, free_port, sipp_counts};
+use common::{cpu_seconds, cpu_seconds_of, free_port, sipp_caller, sipp_counts, sipp_far_end};
 
 fn scenario(name: &str) -> String {
     format!("{}/tests/sipp/{name}", env!("CARGO_MANIFEST_DIR"))
 }
 
 fn sipp_uas(file: &str, port: u16) -> std::io::Result<Child> {
-    Command::new("sipp")
-        .args([
-            "-sf",
-            &scenario(file),
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-        ])
-        .args([
-            "-nostdin",
-            "-cp",
-            &free_port().to_string(),
-            "-max_socket",
-            "2000",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
+    sipp_far_end(&["-sf", &scenario(file)], "127.0.0.1", port)
 }
 
 #[tokio::main]
@@ -108,35 +88,15 @@ async fn main() -> anyhow::Result<()> {
     let base0: f64 = pids.iter().map(|p| cpu_seconds_of(p)).sum();
     let cpu0 = cpu_seconds();
     let t0 = Instant::now();
-    let caller = Command::new("sipp")
-        .args([
-            "-sf",
-            &scenario("uac_handoff.xml"),
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &free_port().to_string(),
-        ])
-        .args(["-s", "+918047112233", &engine.to_string()])
-        .args([
-            "-r",
-            &rate.to_string(),
-            "-m",
-            &calls.to_string(),
-            "-l",
-            "5000",
-        ])
-        .args([
-            "-nostdin",
-            "-cp",
-            &free_port().to_string(),
-            "-timeout",
-            "600s",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
+    let caller = sipp_caller(
+        &["-sf", &scenario("uac_handoff.xml")],
+        &engine.to_string(),
+        rate,
+        calls,
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()?;
     let caller_pid = caller.id().map(|p| p.to_string()).unwrap_or_default();
     let watcher = {
         let pid = caller_pid.clone();

@@ -22,7 +22,7 @@ use callflow::sip::transaction::Timers;
 use tokio::process::{Child, Command};
 
 mod common;
-use common::{cpu_seconds_of, free_port, sipp_counts};
+use common::{cpu_seconds_of, sipp_caller, sipp_counts, sipp_far_end};
 
 /// Where SIPp's far end listens (as the Kamailio configuration has it).
 const FAR: &str = "127.0.0.3:25071";
@@ -113,20 +113,7 @@ fn tree(pid: u32) -> Vec<String> {
 }
 
 fn far_end() -> std::io::Result<Child> {
-    Command::new("sipp")
-        .args(["-sn", "uas", "-i", "127.0.0.3", "-p", "25071"])
-        .args([
-            "-nostdin",
-            "-cp",
-            &free_port().to_string(),
-            "-max_socket",
-            "1000",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
+    sipp_far_end(&["-sn", "uas"], "127.0.0.3", 25071)
 }
 
 /// Runs SIPp's caller against `target`, measuring the CPU of `pids()` around it.
@@ -139,27 +126,8 @@ async fn load(
     let cpu = |p: &[String]| p.iter().map(|p| cpu_seconds_of(p)).sum::<f64>();
     let before = cpu(&pids());
     let t0 = Instant::now();
-    let out = Command::new("sipp")
-        .args([
-            "-sn",
-            "uac",
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &free_port().to_string(),
-        ])
-        .args(["-s", "+918047112233", target])
-        .args([
-            "-r",
-            &rate.to_string(),
-            "-m",
-            &calls.to_string(),
-            "-l",
-            "5000",
-        ])
-        .args(["-nostdin", "-cp", &free_port().to_string(), "-d", "0"])
-        .args(["-timeout", "300s"])
-        .stdin(Stdio::null())
+    let out = sipp_caller(&["-sn", "uac"], target, rate, calls)
+        .args(["-d", "0"])
         .output()
         .await?;
     let elapsed = t0.elapsed().as_secs_f64();

@@ -46,3 +46,53 @@ pub fn sipp_counts(stdout: &[u8]) -> (u64, u64) {
     };
     (count("Successful call"), count("Failed call"))
 }
+
+/// SIPp as a far end: `scenario` (`["-sn", "uas"]` or `["-sf", path]`) listening on
+/// `ip:port` until it is killed (or dropped).
+pub fn sipp_far_end(
+    scenario: &[&str],
+    ip: &str,
+    port: u16,
+) -> std::io::Result<tokio::process::Child> {
+    tokio::process::Command::new("sipp")
+        .args(scenario)
+        .args(["-i", ip, "-p", &port.to_string()])
+        .args(["-nostdin", "-cp", &free_port().to_string()])
+        .args(["-max_socket", "2000"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+}
+
+/// SIPp's caller: `scenario` calling +918047112233 at `target`, `rate` calls a second,
+/// `calls` in all, at most 5,000 at once; add arguments and stdio, then run it.
+pub fn sipp_caller(
+    scenario: &[&str],
+    target: &str,
+    rate: u32,
+    calls: u32,
+) -> tokio::process::Command {
+    let mut c = tokio::process::Command::new("sipp");
+    c.args(scenario)
+        .args(["-i", "127.0.0.1", "-p", &free_port().to_string()])
+        .args(["-s", "+918047112233", target])
+        .args([
+            "-r",
+            &rate.to_string(),
+            "-m",
+            &calls.to_string(),
+            "-l",
+            "5000",
+        ])
+        .args([
+            "-nostdin",
+            "-cp",
+            &free_port().to_string(),
+            "-timeout",
+            "600s",
+        ])
+        .stdin(std::process::Stdio::null());
+    c
+}
