@@ -1465,3 +1465,32 @@ async fn a_call_in_progress_moves_into_another_flow() {
         "{steps}"
     );
 }
+
+#[tokio::test]
+async fn concurrent_writes_on_sqlite_do_not_fail() {
+    // A flow saved while call records are stored: a transaction that reads and then
+    // writes must not be refused because another connection wrote in between.
+    let (url, _dir) = sqlite_store();
+    let store = callflow::store::Store::open(&url).await.unwrap();
+    let a = store.create_account("w").await.unwrap().account_sid;
+    let mut tasks = Vec::new();
+    for n in 0..40u64 {
+        let (store, a) = (store.clone(), a.clone());
+        tasks.push(tokio::spawn(async move {
+            if n % 2 == 0 {
+                store.put_flow(&a, "f", "flow: f\n").await.map(|_| ())
+            } else {
+                let r = record(
+                    &a,
+                    n,
+                    1_700_000_000 + n,
+                    callflow::runtime::CallStatus::Completed,
+                );
+                store.insert_call(&r).await
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+}

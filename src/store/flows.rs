@@ -39,7 +39,7 @@ impl Store {
         yaml: &str,
         deleted: bool,
     ) -> Result<i64, StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write().await?;
         let last: Option<i64> = sqlx::query_scalar(
             "SELECT MAX(version) FROM flows WHERE account_sid = $1 AND flow_id = $2",
         )

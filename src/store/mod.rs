@@ -35,6 +35,8 @@ pub enum StoreError {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// Whether it is PostgreSQL (else SQLite).
+    postgres: bool,
 }
 
 /// A random id: `prefix` and 32 hex digits (128 bits, unguessable).
@@ -69,7 +71,7 @@ impl Store {
             .max_connections(8)
             .connect(&url)
             .await?;
-        let store = Store { pool };
+        let store = Store { pool, postgres };
         schema::migrate(&store.pool, postgres).await?;
         Ok(store)
     }
@@ -77,6 +79,18 @@ impl Store {
     /// Whether the database answers.
     pub async fn ping(&self) -> bool {
         sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+    }
+
+    /// A transaction that will write. On SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`): a deferred transaction that reads and then writes fails
+    /// at once with SQLITE_BUSY when another connection wrote in between (a call
+    /// record stored meanwhile), which the busy timeout does not cover.
+    pub(crate) async fn write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        if self.postgres {
+            self.pool.begin().await
+        } else {
+            self.pool.begin_with("BEGIN IMMEDIATE").await
+        }
     }
 
     pub(crate) fn pool(&self) -> &AnyPool {

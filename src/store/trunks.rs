@@ -215,7 +215,7 @@ impl Store {
         if self.trunk(account, sid).await?.is_none() {
             return Ok(false);
         }
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write().await?;
         for table in CHILDREN {
             // Table names are constants, never input.
             sqlx::query(sqlx::AssertSqlSafe(format!(
