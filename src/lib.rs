@@ -32,6 +32,7 @@ pub mod call;
 pub mod config;
 pub mod flow;
 pub mod lang;
+pub mod media;
 pub mod metrics;
 pub mod routing;
 pub mod runtime;
