@@ -44,7 +44,7 @@ async fn main() -> anyhow::Result<()> {
         Arc::new(move |mut call| {
             let (far_uri, counted) = (far_uri.clone(), counted.clone());
             Box::pin(async move {
-                if !call.accept_offer().await {
+                if call.accept_offer().await.is_err() {
                     return;
                 }
                 let Ok(Uri::Sip(uri)) = Uri::parse(&far_uri) else {
@@ -55,6 +55,7 @@ async fn main() -> anyhow::Result<()> {
                     headers: vec![],
                     ring_timeout: Duration::from_secs(10),
                     caller_id: None,
+                    media: Default::default(),
                 };
                 if call.dial(leg).await == LegOutcome::Answered {
                     counted.fetch_add(1, Ordering::Relaxed);

@@ -43,6 +43,52 @@ pub struct Config {
     pub reserved_header_prefixes: Vec<String>,
     /// Calls from partners to the PSTN.
     pub outbound: OutboundConfig,
+    /// Where calls' media goes: `none` (SDP pass-through, the default) or anchored
+    /// in rtpengine.
+    #[serde(deserialize_with = "media_key")]
+    pub media: Option<MediaConfig>,
+    /// Where recordings are written.
+    pub recordings: RecordingsConfig,
+}
+
+/// `media: { rtpengine: [...], timeout, ng_timeout }`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MediaConfig {
+    /// rtpengines' ng addresses with their weights.
+    pub rtpengine: Vec<RtpengineConfig>,
+    /// A bridged call whose RTP stopped this long is hung up (default 60 s).
+    pub timeout: Duration,
+    /// How long an ng request waits for its answer before the next rtpengine is
+    /// tried (default 1 s).
+    pub ng_timeout: Duration,
+}
+
+/// One rtpengine: `udp://host:port`, or `{ url, weight }`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RtpengineConfig {
+    /// Its ng address, `host:port`.
+    pub address: String,
+    /// Its share of new calls (default 1).
+    pub weight: u32,
+}
+
+/// `recordings: { dir, url }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecordingsConfig {
+    /// Where WAV files are written, relative to the configuration file.
+    pub dir: PathBuf,
+    /// The base of RecordingUrl (default `http://<api.listen>`).
+    pub url: Option<String>,
+}
+
+impl Default for RecordingsConfig {
+    fn default() -> Self {
+        RecordingsConfig {
+            dir: PathBuf::from("recordings"),
+            url: None,
+        }
+    }
 }
 
 /// `outbound:` — calls from a trunk's partner to the PSTN through the carriers.
@@ -135,6 +181,8 @@ impl Default for Config {
                 .map(|s| s.to_string())
                 .collect(),
             outbound: OutboundConfig::default(),
+            media: None,
+            recordings: RecordingsConfig::default(),
         }
     }
 }
@@ -331,6 +379,25 @@ pub struct TrunkConfig {
     /// default, RFC 8760).
     #[serde(default)]
     pub allow_md5: bool,
+    /// With media anchored in rtpengine: `tls` (default) gives SRTP towards the
+    /// destinations reached over TLS, `required` towards every destination.
+    #[serde(default)]
+    pub srtp: SrtpMode,
+    /// The codecs the trunk takes, by encoding name (`PCMA`, `PCMU`); empty: both.
+    /// telephone-event is always offered.
+    #[serde(default)]
+    pub codecs: Vec<String>,
+}
+
+/// When a trunk's legs get SRTP (media anchored in rtpengine).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SrtpMode {
+    /// Towards destinations reached over TLS.
+    #[default]
+    Tls,
+    /// Towards every destination.
+    Required,
 }
 
 /// A trunk's digest credentials.
@@ -485,6 +552,7 @@ impl Config {
             }
         };
         join(&mut self.flows);
+        join(&mut self.recordings.dir);
         if let Some(store) = &mut self.store
             && let Some(path) = store.url.strip_prefix("sqlite://")
         {
@@ -532,6 +600,13 @@ impl Config {
                 }
                 if n.mode == NumberMode::Flow && n.flow.is_none() {
                     return Err(format!("trunks[{i}].numbers[{j}]: mode flow needs 'flow'"));
+                }
+            }
+            for c in &t.codecs {
+                if !["PCMA", "PCMU"].iter().any(|k| k.eq_ignore_ascii_case(c)) {
+                    return Err(format!(
+                        "trunks[{i}].codecs: '{c}' is not a codec callflow carries (PCMA, PCMU)"
+                    ));
                 }
             }
         }
@@ -583,6 +658,68 @@ pub struct StoreConfig {
     pub url: String,
     /// Call records older than this are deleted (`90d`, `12h`, …).
     pub retention: Duration,
+}
+
+fn media_key<'de, D: Deserializer<'de>>(d: D) -> Result<Option<MediaConfig>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum One {
+        Url(String),
+        Weighted { url: String, weight: u32 },
+    }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Rtpengines {
+        rtpengine: Vec<One>,
+        timeout: Option<String>,
+        ng_timeout: Option<String>,
+    }
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Word(String),
+        Map(Rtpengines),
+    }
+    let err = serde::de::Error::custom;
+    let map = match Option::<Raw>::deserialize(d)? {
+        None => return Ok(None),
+        Some(Raw::Word(w)) if w == "none" => return Ok(None),
+        Some(Raw::Word(w)) => {
+            return Err(err(format!(
+                "media is 'none' or {{ rtpengine: [udp://host:port, ...] }}, not '{w}'"
+            )));
+        }
+        Some(Raw::Map(m)) => m,
+    };
+    if map.rtpengine.is_empty() {
+        return Err(err("media.rtpengine names no rtpengine".to_string()));
+    }
+    let mut rtpengine = Vec::new();
+    for one in map.rtpengine {
+        let (url, weight) = match one {
+            One::Url(u) => (u, 1),
+            One::Weighted { url, weight } => (url, weight),
+        };
+        let address = url
+            .strip_prefix("udp://")
+            .filter(|a| a.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()))
+            .ok_or_else(|| err(format!("rtpengine '{url}': expected udp://host:port")))?;
+        rtpengine.push(RtpengineConfig {
+            address: address.to_string(),
+            weight,
+        });
+    }
+    let dur = |v: Option<String>, default: u64| -> Result<Duration, D::Error> {
+        match v {
+            None => Ok(Duration::from_secs(default)),
+            Some(s) => parse_duration(s.trim()).map_err(|e| err(format!("'{s}': {e}"))),
+        }
+    };
+    Ok(Some(MediaConfig {
+        rtpengine,
+        timeout: dur(map.timeout, 60)?,
+        ng_timeout: dur(map.ng_timeout, 1)?,
+    }))
 }
 
 fn store_key<'de, D: Deserializer<'de>>(d: D) -> Result<Option<StoreConfig>, D::Error> {

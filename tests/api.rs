@@ -1203,6 +1203,8 @@ fn record(
         duration_secs: 1,
         record: false,
         recording_channels: None,
+        recording_url: None,
+        recording_error: None,
         steps: Vec::new(),
         callbacks: Vec::new(),
     }

@@ -16,7 +16,7 @@ fn bridge(uris: Vec<String>, report: mpsc::UnboundedSender<String>) -> callflow:
     handler(move |mut call| {
         let (uris, report) = (uris.clone(), report.clone());
         async move {
-            if !call.accept_offer().await {
+            if call.accept_offer().await.is_err() {
                 return;
             }
             let mut queue: std::collections::VecDeque<String> = uris.into();
@@ -30,6 +30,7 @@ fn bridge(uris: Vec<String>, report: mpsc::UnboundedSender<String>) -> callflow:
                         headers: vec![("X-Callflow-CallSid".into(), call.sid.clone())],
                         ring_timeout: Duration::from_millis(1500),
                         caller_id: None,
+                        media: Default::default(),
                     })
                     .await;
                 let _ = report.send(format!("{outcome:?}"));
@@ -45,7 +46,10 @@ fn bridge(uris: Vec<String>, report: mpsc::UnboundedSender<String>) -> callflow:
                 match end {
                     LegEnd::FarHangup => continue,
                     LegEnd::Transfer { refer_to, .. } => queue.push_front(refer_to),
-                    LegEnd::CallerHangup | LegEnd::MaxDuration | LegEnd::Redirected => return,
+                    LegEnd::CallerHangup
+                    | LegEnd::MaxDuration
+                    | LegEnd::Redirected
+                    | LegEnd::MediaTimeout(_) => return,
                 }
             }
             call.hangup(480).await;

@@ -92,6 +92,7 @@ async fn call_through(
                     headers: vec![],
                     ring_timeout: Duration::from_secs(5),
                     caller_id: None,
+                    media: Default::default(),
                 };
                 let _ = report.send(call.dial(leg).await);
                 call.hangup(480).await;

@@ -50,6 +50,7 @@ async fn malformed_corpus_is_answered_or_dropped_and_counted() {
                     headers: vec![],
                     ring_timeout: Duration::from_secs(2),
                     caller_id: None,
+                    media: Default::default(),
                 };
                 if call.dial(leg).await == LegOutcome::Answered {
                     call.wait(Duration::from_secs(10)).await;

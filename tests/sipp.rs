@@ -100,7 +100,7 @@ async fn interop(uas: Vec<String>, uac: Vec<String>, transport: Transport) {
         handler(move |mut call| {
             let far_uri = far_uri.clone();
             async move {
-                if !call.accept_offer().await {
+                if call.accept_offer().await.is_err() {
                     return;
                 }
                 let Ok(Uri::Sip(uri)) = Uri::parse(&far_uri) else {
@@ -111,6 +111,7 @@ async fn interop(uas: Vec<String>, uac: Vec<String>, transport: Transport) {
                     headers: vec![],
                     ring_timeout: Duration::from_secs(5),
                     caller_id: None,
+                    media: Default::default(),
                 };
                 match call.dial(leg).await {
                     LegOutcome::Answered => {

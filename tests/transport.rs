@@ -23,6 +23,7 @@ fn dial_to(uri: String, report: mpsc::UnboundedSender<String>) -> callflow::call
                 headers: vec![],
                 ring_timeout: Duration::from_secs(2),
                 caller_id: None,
+                media: Default::default(),
             };
             let outcome = call.dial(leg).await;
             let _ = report.send(format!("{outcome:?}"));

@@ -50,6 +50,13 @@ pub fn routes() -> Vec<Route> {
             get(one),
         ),
         (
+            ep(
+                "/v1/Accounts/{account}/Recordings/{file}",
+                "A call's recording, {CallSid}.wav (16-bit PCM, 8 kHz; dual: caller left)",
+            ),
+            get(recording),
+        ),
+        (
             Endpoint {
                 method: "post",
                 body: Body::Form(&[("Status", "string", false), ("Url", "string", false)]),
@@ -139,7 +146,7 @@ pub fn call_fields(account: &str, r: &Value) -> Value {
         "Direction": r["direction"],
         "AnsweredBy": null,
         "Uri": format!("/v1/Accounts/{account}/Calls/{sid}.json"),
-        "RecordingUrl": null,
+        "RecordingUrl": r["recording_url"],
         "Trace": r,
     })
 }
@@ -163,6 +170,30 @@ async fn one(
         Ok(Some(r)) => axum::Json(json!({ "Call": call_fields(&account, &r) })).into_response(),
         Ok(None) => exception(&ApiError::not_found(&format!("call {sid}"))),
         Err(e) => exception(&ApiError::from(e)),
+    }
+}
+
+/// A recording of one of the account's calls, as `audio/wav`.
+async fn recording(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Path((account, file)): Path<(String, String)>,
+) -> Response {
+    if let Err(e) = api.account(&headers, &account).await {
+        return exception(&e);
+    }
+    let sid = file.strip_suffix(".wav").unwrap_or("");
+    let valid = sid.len() == 34
+        && sid.starts_with("CA")
+        && sid[2..].bytes().all(|b| b.is_ascii_hexdigit());
+    let not_found = || exception(&ApiError::not_found(&format!("recording {}", file.escape_default())));
+    if !valid {
+        return not_found();
+    }
+    let path = api.live.recording_path(&account, sid);
+    match tokio::fs::read(&path).await {
+        Ok(wav) => ([(axum::http::header::CONTENT_TYPE, "audio/wav")], wav).into_response(),
+        Err(_) => not_found(),
     }
 }
 

@@ -46,6 +46,19 @@ impl ApiError {
         }
     }
 
+    /// 503: a service the request needs is down.
+    pub fn unavailable(why: impl Into<String>, retry_after: u32) -> ApiError {
+        ApiError {
+            retry_after: Some(retry_after),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                1013,
+                "Service unavailable",
+                why,
+            )
+        }
+    }
+
     /// 1000: no such resource (also another account's).
     pub fn not_found(what: &str) -> ApiError {
         Self::new(

@@ -72,6 +72,8 @@ pub trait Live: Send + Sync {
     fn compile_options(&self) -> crate::flow::CompileOptions;
     /// The digest realm passwords are hashed with.
     fn realm(&self) -> String;
+    /// Where the recording of call `sid` of `account` is written.
+    fn recording_path(&self, account: &str, sid: &str) -> std::path::PathBuf;
     /// Places `account`'s call `req` (the caller id, the parties and the limits
     /// checked here); gives the call's fields with status `queued`.
     async fn connect(&self, account: &str, req: connect::ConnectRequest)

@@ -787,6 +787,7 @@ pub fn routing_spec(t: &StoredTrunk, own_flow: &dyn Fn(&str) -> bool) -> crate::
                     std::time::Duration::from_secs,
                 ),
             allow_md5: t.trunk.allow_md5 == Some(1),
+            media: crate::runtime::LegMedia::default(),
         },
         numbers: t
             .numbers

@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use super::caller::CallerLeg;
 use super::core::Core;
 use super::far::{self, FarLeg, cancel_for};
+use super::anchor::FarMedia;
 use super::{CallInput, sdp};
 use crate::runtime::{LegEnd, LegError, LegOutcome, LegRequest};
 use crate::sip::header::Name;
@@ -39,6 +40,10 @@ pub struct Call {
     pub(crate) far: Option<FarLeg>,
     /// A flow the call was asked to move into, not yet taken by the runtime.
     pub(crate) redirect: Option<String>,
+    /// The call's media in rtpengine, when anchored.
+    pub(crate) media: Option<crate::media::MediaSession>,
+    /// Why a recording asked for cannot be made.
+    pub(crate) recording_error: Option<String>,
 }
 
 /// Ends a call from outside its task.
@@ -102,6 +107,8 @@ impl Call {
             tx,
             far: None,
             redirect: None,
+            media: None,
+            recording_error: None,
         }
     }
 
@@ -120,11 +127,6 @@ impl Call {
     /// Where the caller's INVITE came from.
     pub fn source(&self) -> std::net::SocketAddr {
         self.caller.source()
-    }
-
-    /// Checks the caller's SDP offer (488 or 400 when it is refused).
-    pub async fn accept_offer(&mut self) -> bool {
-        self.caller.accept_offer().await
     }
 
     /// Refuses a caller never answered (see [`CallerLeg::reject`]).
@@ -169,10 +171,16 @@ impl Call {
     }
 
     async fn dial_target(&mut self, leg: &LegRequest, target: Target) -> LegOutcome {
-        let invite = far::invite(&self.core, &self.caller.calling(), leg, &target);
+        let media = FarMedia::of(leg, &target, new_branch());
+        let mut calling = self.caller.calling();
+        calling.offer = match self.far_offer(leg, &media).await {
+            Ok(offer) => offer,
+            Err(e) => return LegOutcome::Failed(e),
+        };
+        let invite = far::invite(&self.core, &calling, leg, &target);
         let (call_id, from_tag) = far::dialog_key(&invite);
         self.core.add_dialog(&call_id, &from_tag, self.tx.clone());
-        let outcome = self.ring(invite, target, leg.ring_timeout).await;
+        let outcome = self.ring(invite, target, leg.ring_timeout, &media).await;
         if outcome != LegOutcome::Answered {
             self.core.remove_dialog(&call_id, &from_tag);
         }
@@ -181,8 +189,14 @@ impl Call {
 
     /// Sends the far leg's INVITE and follows it until it is answered, refused, or
     /// given up (ring timeout, caller gone).
-    async fn ring(&mut self, invite: Message, target: Target, ring: Duration) -> LegOutcome {
-        let branch = new_branch();
+    async fn ring(
+        &mut self,
+        invite: Message,
+        target: Target,
+        ring: Duration,
+        media: &FarMedia,
+    ) -> LegOutcome {
+        let branch = media.branch.clone();
         let mut ct = self
             .core
             .layer
@@ -223,10 +237,11 @@ impl Call {
                         if status < 200 {
                             provisional = true;
                             if matches!(status, 180 | 183) && !cancel_wanted {
-                                self.caller.provisional(&r).await;
+                                let early = self.early_media(&r, media).await;
+                                self.caller.provisional(&r, early).await;
                             }
                         } else if status < 300 {
-                            return self.far_answered(&sent, &r, target, cancel_wanted, caller_left).await;
+                            return self.far_answered(&sent, &r, target, cancel_wanted, caller_left, media).await;
                         } else {
                             return gave_up(caller_left, cancel_wanted, LegOutcome::Rejected(status));
                         }
@@ -307,6 +322,7 @@ impl Call {
         target: Target,
         cancelled: bool,
         caller_left: bool,
+        media: &FarMedia,
     ) -> LegOutcome {
         let Some(mut far) = FarLeg::answered(self.core.clone(), invite, resp, target) else {
             return LegOutcome::Failed(LegError::BadAnswer);
@@ -319,6 +335,9 @@ impl Call {
             } else {
                 LegOutcome::NoAnswer
             };
+        }
+        if self.media.is_some() {
+            return self.bridge_anchored(far, resp, media).await;
         }
         let far_sdp = (!resp.body.is_empty()).then(|| sdp::filter(&resp.body));
         if !self.caller.answered() {
@@ -384,12 +403,22 @@ impl Call {
     /// Waits while the legs are bridged, until one of them ends.
     pub async fn wait(&mut self, max_duration: Duration) -> LegEnd {
         let deadline = Instant::now() + max_duration;
+        let check_every = self.media_check_every();
+        let mut media_check = check_every.map(|d| Instant::now() + d);
         loop {
             let retransmit = self.caller.retransmit_at();
             tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => {
                     self.hangup(480).await;
                     return LegEnd::MaxDuration;
+                }
+                _ = until(media_check) => {
+                    media_check = check_every.map(|d| Instant::now() + d);
+                    if let Some(after) = self.media_stopped().await {
+                        tracing::info!(sid = %self.sid, "no RTP for {}s: hanging up", after.as_secs());
+                        self.hangup(408).await;
+                        return LegEnd::MediaTimeout(after);
+                    }
                 }
                 _ = until(retransmit) => self.retransmit_2xx().await,
                 input = self.rx.recv() => {
@@ -494,23 +523,27 @@ impl Call {
             st.reply(500, None).await;
             return;
         }
-        let Some(far) = self.far.as_mut() else {
+        if self.far.is_none() {
             return self.caller.answer_locally(st).await;
-        };
+        }
         if is_target_refresh(&st.request) {
             self.caller.refresh_target(&st.request);
         }
+        let body = self.relayed_body(&st.request, true, true).await;
+        let Some(far) = self.far.as_mut() else {
+            return self.caller.answer_locally(st).await;
+        };
         let contact = self.core.contact(far.target.transport);
         let method = st.request.method().cloned().unwrap_or(Method::Info);
         let resp = far
             .send(method.clone(), |req| {
-                copy_body(&st.request, req);
+                set_body(req, body);
                 if method == Method::Invite {
                     req.push_header(Name::Contact, contact);
                 }
             })
             .await;
-        self.answer_relayed(&st, resp).await;
+        self.answer_relayed(&st, resp, false).await;
     }
 
     /// Relays an in-dialog request from the far leg to the caller.
@@ -526,24 +559,30 @@ impl Call {
         }
         let contact = self.core.contact(st.transport);
         let method = st.request.method().cloned().unwrap_or(Method::Info);
+        let body = self.relayed_body(&st.request, false, true).await;
         let sent = self
             .caller
             .send(method.clone(), |req| {
-                copy_body(&st.request, req);
+                set_body(req, body);
                 if method == Method::Invite {
                     req.push_header(Name::Contact, contact);
                 }
             })
             .await;
         match sent {
-            Some(resp) => self.answer_relayed(&st, resp).await,
+            Some(resp) => self.answer_relayed(&st, resp, true).await,
             None => st.reply(491, None).await,
         }
     }
 
     /// Answers `st` with the final status (and SDP) the relayed request got, 408
-    /// when it got none.
-    async fn answer_relayed(&self, st: &ServerTransaction, resp: Option<Message>) {
+    /// when it got none; `from_caller`: the response came from the caller.
+    async fn answer_relayed(
+        &mut self,
+        st: &ServerTransaction,
+        resp: Option<Message>,
+        from_caller: bool,
+    ) {
         let Some(r) = resp else {
             st.reply(408, None).await;
             return;
@@ -553,7 +592,8 @@ impl Call {
         if status < 300 {
             out.push_header(Name::Contact, self.core.contact(st.transport));
         }
-        copy_body(&r, &mut out);
+        let body = self.relayed_body(&r, from_caller, false).await;
+        set_body(&mut out, body);
         st.respond(out).await;
     }
 
@@ -613,20 +653,32 @@ fn is_target_refresh(request: &Message) -> bool {
     matches!(request.method(), Some(Method::Invite | Method::Update))
 }
 
-/// Copies a relayed message's body, an SDP one through the codec filter.
-fn copy_body(from: &Message, to: &mut Message) {
-    if from.body.is_empty() {
-        return;
+impl Call {
+    /// A relayed message's body with its content type: an SDP one through the codec
+    /// filter and, when media is anchored, rtpengine (`offer`: it is an offer);
+    /// `from_caller`: the message came from the caller.
+    async fn relayed_body(
+        &mut self,
+        from: &Message,
+        from_caller: bool,
+        offer: bool,
+    ) -> Option<(String, Bytes)> {
+        if from.body.is_empty() {
+            return None;
+        }
+        let ct = from.content_type().unwrap_or("application/octet-stream");
+        let body = if ct.eq_ignore_ascii_case("application/sdp") {
+            self.relayed_sdp(from, from_caller, offer).await?
+        } else {
+            from.body.clone()
+        };
+        Some((ct.to_string(), body))
     }
-    let body = match from.content_type() {
-        Some(ct) if ct.eq_ignore_ascii_case("application/sdp") => match sdp::filter(&from.body) {
-            Ok(s) => Bytes::from(s),
-            Err(_) => return,
-        },
-        _ => from.body.clone(),
-    };
-    to.set_body(
-        from.content_type().unwrap_or("application/octet-stream"),
-        body,
-    );
+}
+
+/// Sets a relayed body, if there is one.
+fn set_body(to: &mut Message, body: Option<(String, Bytes)>) {
+    if let Some((ct, b)) = body {
+        to.set_body(&ct, b);
+    }
 }

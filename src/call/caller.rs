@@ -170,6 +170,29 @@ impl CallerLeg {
         }
     }
 
+    /// The caller's tag (the From tag of its INVITE, or the To tag of a first
+    /// party's 2xx): its tag in rtpengine.
+    pub(crate) fn party_tag(&self) -> String {
+        match &self.side {
+            Side::Called(st) => st
+                .request
+                .from_header()
+                .ok()
+                .and_then(|f| f.tag().map(str::to_string))
+                .unwrap_or_default(),
+            Side::Placed(_) => self
+                .dialog
+                .as_ref()
+                .map(|d| d.id.remote_tag.clone())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The caller's filtered SDP offer, answered or not.
+    pub(crate) fn first_offer(&self) -> Option<&Bytes> {
+        self.offer.as_ref()
+    }
+
     /// Whether the caller has been answered (a first party: whether it got our ACK).
     pub fn answered(&self) -> bool {
         match &self.side {
@@ -330,9 +353,9 @@ impl CallerLeg {
         self.finish(487).await;
     }
 
-    /// Relays a far leg's 180 or 183 (with its early media) to a caller not yet
-    /// answered.
-    pub(crate) async fn provisional(&mut self, r: &Message) {
+    /// Relays a far leg's 180 or 183 to a caller not yet answered, with `early`
+    /// (the early media's SDP as the caller gets it), if any.
+    pub(crate) async fn provisional(&mut self, r: &Message, early: Option<Bytes>) {
         let Side::Called(invite) = &self.side else {
             return;
         };
@@ -342,10 +365,8 @@ impl CallerLeg {
         let status = r.status().unwrap_or(180);
         let mut resp = invite.response(status, Some(&self.tag));
         resp.push_header(Name::Contact, self.core.contact(invite.transport));
-        if !r.body.is_empty()
-            && let Ok(s) = sdp::filter(&r.body)
-        {
-            resp.set_body("application/sdp", Bytes::from(s));
+        if let Some(b) = early {
+            resp.set_body("application/sdp", b);
         }
         invite.respond(resp).await;
     }

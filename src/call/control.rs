@@ -44,4 +44,8 @@ impl CallControl for Call {
     fn caller_cancelled(&self) -> bool {
         self.caller.was_cancelled()
     }
+
+    async fn record(&mut self, dual: bool) -> Result<(), String> {
+        Call::record(self, dual).await
+    }
 }

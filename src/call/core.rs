@@ -36,15 +36,31 @@ pub struct Core {
     /// Resolves the URIs calls dial (RFC 3263).
     pub resolver: Resolver,
     routes: Mutex<Routes>,
+    /// Where calls' media is anchored; `None`: SDP passes through (`media: none`).
+    pub media: Option<MediaConfig>,
+}
+
+/// Media anchored in rtpengine (`media: { rtpengine: … }`).
+#[derive(Debug, Clone)]
+pub struct MediaConfig {
+    /// The ng client.
+    pub rtpengine: Arc<crate::media::Rtpengine>,
+    /// A bridged call whose RTP stopped this long is hung up.
+    pub timeout: std::time::Duration,
 }
 
 impl Core {
-    /// A core over `layer` resolving with `resolver`.
-    pub fn new(layer: Arc<TransactionLayer>, resolver: Resolver) -> Core {
+    /// A core over `layer` resolving with `resolver`, anchoring media as `media` says.
+    pub fn new(
+        layer: Arc<TransactionLayer>,
+        resolver: Resolver,
+        media: Option<MediaConfig>,
+    ) -> Core {
         Core {
             layer,
             resolver,
             routes: Mutex::new(Routes::default()),
+            media,
         }
     }
 

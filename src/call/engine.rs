@@ -37,17 +37,19 @@ pub struct Engine {
 impl Engine {
     /// An engine over `layer` that hands each new call to `handler`.
     pub fn new(layer: Arc<TransactionLayer>, handler: CallHandler) -> Arc<Engine> {
-        Self::with_resolver(layer, handler, Resolver::system())
+        Self::with_resolver(layer, handler, Resolver::system(), None)
     }
 
-    /// An engine that resolves with `resolver` (for example, given name servers).
+    /// An engine that resolves with `resolver` (for example, given name servers) and
+    /// anchors media as `media` says.
     pub fn with_resolver(
         layer: Arc<TransactionLayer>,
         handler: CallHandler,
         resolver: Resolver,
+        media: Option<super::core::MediaConfig>,
     ) -> Arc<Engine> {
         Arc::new(Engine {
-            core: Arc::new(Core::new(layer, resolver)),
+            core: Arc::new(Core::new(layer, resolver, media)),
             handler,
             draining: AtomicBool::new(false),
             active: Arc::new(AtomicUsize::new(0)),

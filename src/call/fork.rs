@@ -13,6 +13,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use super::anchor::FarMedia;
 use super::bridge::{Call, Ringing};
 use super::core::Core;
 use super::far::{self, cancel_for};
@@ -28,8 +29,8 @@ const NONE: usize = usize::MAX;
 
 /// What a leg's watcher tells the call.
 enum ForkEvent {
-    /// A provisional response worth relaying.
-    Provisional(Message),
+    /// A provisional response worth relaying, from this leg.
+    Provisional(usize, Message),
     /// This leg won the race with this 2xx.
     Won(usize, Message),
     /// This leg ended without winning: its final status (0 for no response).
@@ -42,6 +43,8 @@ struct Racer {
     target: Target,
     call_id: String,
     from_tag: String,
+    /// How its media is anchored.
+    media: FarMedia,
 }
 
 impl Call {
@@ -62,10 +65,19 @@ impl Call {
             let Some(target) = targets.into_iter().next() else {
                 continue;
             };
-            let invite = far::invite(&self.core, &self.caller.calling(), leg, &target);
+            let media = FarMedia::of(leg, &target, new_branch());
+            let mut calling = self.caller.calling();
+            calling.offer = match self.far_offer(leg, &media).await {
+                Ok(offer) => offer,
+                Err(e) => {
+                    tracing::info!(sid = %self.sid, uri = %leg.uri, error = %e, "fork not placed");
+                    continue;
+                }
+            };
+            let invite = far::invite(&self.core, &calling, leg, &target);
             let (call_id, from_tag) = far::dialog_key(&invite);
             self.core.add_dialog(&call_id, &from_tag, self.tx.clone());
-            let branch = new_branch();
+            let branch = media.branch.clone();
             let ct = self
                 .core
                 .layer
@@ -76,6 +88,7 @@ impl Call {
                 target: target.clone(),
                 call_id,
                 from_tag,
+                media,
             };
             let i = racers.len();
             let watcher = Watcher {
@@ -119,17 +132,18 @@ impl Call {
             tokio::select! {
                 ev = rx.recv() => match ev {
                     None => break,
-                    Some(ForkEvent::Provisional(r)) => {
+                    Some(ForkEvent::Provisional(i, r)) => {
                         if !relayed && !timed_out && !caller_left {
                             relayed = true;
-                            self.caller.provisional(&r).await;
+                            let early = self.early_media(&r, &racers[i].media).await;
+                            self.caller.provisional(&r, early).await;
                         }
                     }
                     Some(ForkEvent::Won(i, resp)) => {
                         let _ = stop.send(true);
                         let r = &racers[i];
                         return self
-                            .far_answered(&r.invite, &resp, r.target.clone(), timed_out, caller_left)
+                            .far_answered(&r.invite, &resp, r.target.clone(), timed_out, caller_left, &r.media)
                             .await;
                     }
                     Some(ForkEvent::Done(status)) => {
@@ -202,7 +216,7 @@ impl Watcher {
                             s @ 100..=199 => {
                                 provisional = true;
                                 if matches!(s, 180 | 183) {
-                                    let _ = self.tx.send(ForkEvent::Provisional(*r)).await;
+                                    let _ = self.tx.send(ForkEvent::Provisional(self.index, *r)).await;
                                 }
                                 continue;
                             }

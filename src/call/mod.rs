@@ -10,6 +10,7 @@
 //! "request on a dialog, await the final response" helper); `fork` parallel ringing;
 //! `sdp` the codec filter applied to every offer and answer.
 
+pub mod anchor;
 pub mod bridge;
 pub mod caller;
 pub mod control;
@@ -21,11 +22,13 @@ pub mod originate;
 pub mod sdp;
 pub mod stack;
 
+pub use anchor::{MediaEnd, OfferRefused};
 pub use bridge::{Call, Controller, new_sid};
 pub use caller::CallerLeg;
 pub use engine::{CallHandler, Engine};
 pub use far::FarLeg;
 pub use originate::Origination;
+pub use core::MediaConfig;
 pub use stack::{SipStack, StackConfig};
 
 use crate::sip::message::Message;

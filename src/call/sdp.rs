@@ -54,6 +54,65 @@ pub fn filter(body: &[u8]) -> Result<String, SdpError> {
     Ok(s)
 }
 
+/// Restricts a filtered SDP body to the voice codecs named in `codecs` (encoding
+/// names, any case; telephone-event stays): a trunk's codecs.
+pub fn restrict(body: &[u8], codecs: &[String]) -> Result<String, SdpError> {
+    let allowed = |name: &str| {
+        name.eq_ignore_ascii_case("telephone-event")
+            || codecs.iter().any(|c| c.eq_ignore_ascii_case(name))
+    };
+    let text = std::str::from_utf8(body).map_err(|_| SdpError::NotSdp)?;
+    let mut out = String::with_capacity(text.len());
+    let mut dropped: Vec<String> = Vec::new();
+    let mut voice = false;
+    let names_of = |section: &[&str]| -> Vec<(String, String)> {
+        rtpmap_names(section)
+            .into_iter()
+            .map(|(p, n)| (p.to_string(), n.to_string()))
+            .collect()
+    };
+    let lines: Vec<&str> = text.lines().map(str::trim_end).collect();
+    for (i, line) in lines.iter().enumerate() {
+        if let Some(m) = line.strip_prefix("m=audio ") {
+            let end = lines[i + 1..]
+                .iter()
+                .position(|l| l.starts_with("m="))
+                .map_or(lines.len(), |p| i + 1 + p);
+            let names = names_of(&lines[i..end]);
+            let name_of = |pt: &str| -> String {
+                names.iter().find(|(p, _)| p == pt).map_or_else(
+                    || match pt {
+                        "0" => "PCMU".to_string(),
+                        "8" => "PCMA".to_string(),
+                        _ => String::new(),
+                    },
+                    |(_, n)| n.clone(),
+                )
+            };
+            let parts: Vec<&str> = m.split_whitespace().collect();
+            let (head, pts) = parts.split_at(parts.len().min(2));
+            let keep: Vec<&str> = pts.iter().copied().filter(|pt| allowed(&name_of(pt))).collect();
+            dropped = pts.iter().filter(|pt| !keep.contains(pt)).map(|pt| pt.to_string()).collect();
+            voice |= keep.iter().any(|pt| !name_of(pt).eq_ignore_ascii_case("telephone-event"));
+            out.push_str(&format!("m=audio {} {}\r\n", head.join(" "), keep.join(" ")));
+            continue;
+        }
+        if line.starts_with("m=") {
+            dropped.clear();
+        }
+        let pt = line
+            .strip_prefix("a=rtpmap:")
+            .or_else(|| line.strip_prefix("a=fmtp:"))
+            .and_then(|r| r.split_whitespace().next());
+        if pt.is_some_and(|pt| dropped.iter().any(|d| d == pt)) || line.is_empty() {
+            continue;
+        }
+        out.push_str(line);
+        out.push_str("\r\n");
+    }
+    if voice { Ok(out) } else { Err(SdpError::NoCodec) }
+}
+
 /// An answer that refuses every stream of `offer` (RFC 3264 §6: each m-line kept,
 /// its port 0). It completes an offer/answer exchange that must end, such as a
 /// 2xx's offer when the call is given up before its ACK (RFC 3261 §13.2.2.4).
@@ -165,6 +224,17 @@ mod tests {
         let only_opus = "v=0\r\nm=audio 4000 RTP/AVP 96 101\r\na=rtpmap:96 opus/48000/2\r\na=rtpmap:101 telephone-event/8000\r\n";
         assert_eq!(filter(only_opus.as_bytes()), Err(SdpError::NoCodec));
         assert_eq!(filter(b"hello"), Err(SdpError::NotSdp));
+    }
+
+    #[test]
+    fn a_trunk_restricts_its_codecs() {
+        let filtered = filter(OFFER.as_bytes()).unwrap();
+        let out = restrict(filtered.as_bytes(), &["pcma".into()]).unwrap();
+        assert!(out.contains("m=audio 4000 RTP/AVP 8 101\r\n"), "{out}");
+        assert!(!out.contains("a=rtpmap:0") && out.contains("a=rtpmap:8 PCMA/8000\r\n"));
+        assert!(out.contains("m=video 0 RTP/AVP 97\r\n"));
+        let only_pcmu = "v=0\r\nm=audio 4000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n";
+        assert_eq!(restrict(only_pcmu.as_bytes(), &["PCMA".into()]), Err(SdpError::NoCodec));
     }
 
     #[test]

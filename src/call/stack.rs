@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::core::MediaConfig;
 use super::engine::{CallHandler, Engine};
 use crate::sip::resolve::Resolver;
 use crate::sip::transaction::{Gate, Timers, TransactionLayer};
@@ -25,6 +26,8 @@ pub struct StackConfig {
     pub resolver: Resolver,
     /// What new out-of-dialog INVITEs pass before they get a transaction.
     pub gate: Option<Arc<dyn Gate>>,
+    /// Where calls' media is anchored (`None`: SDP pass-through).
+    pub media: Option<MediaConfig>,
 }
 
 impl StackConfig {
@@ -36,6 +39,7 @@ impl StackConfig {
             advertised: None,
             resolver: Resolver::system(),
             gate: None,
+            media: None,
         }
     }
 }
@@ -62,7 +66,7 @@ impl SipStack {
         }
         let (core_tx, core_rx) = mpsc::channel(8192);
         tokio::spawn(layer.clone().run(incoming, core_tx));
-        let engine = Engine::with_resolver(layer, handler, config.resolver);
+        let engine = Engine::with_resolver(layer, handler, config.resolver, config.media);
         tokio::spawn(engine.clone().run(core_rx));
         Ok(SipStack {
             transports,

@@ -274,6 +274,7 @@ impl Directory for SimulatedDirectory {
         Ok(TrunkRoute {
             destinations: vec![SipUri::new(None, host, None)],
             external_alias: None,
+            media: crate::runtime::LegMedia::default(),
         })
     }
 

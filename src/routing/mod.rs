@@ -66,6 +66,8 @@ pub struct Trunk {
     pub max_call_duration: std::time::Duration,
     /// Whether its credentials may be answered with MD5.
     pub allow_md5: bool,
+    /// How its legs' media is offered (SRTP, codecs).
+    pub media: crate::runtime::LegMedia,
 }
 
 /// The longest call of a trunk that names none: four hours.
@@ -549,6 +551,11 @@ fn trunk(t: &crate::config::TrunkConfig, realm: &str) -> Trunk {
         allowed_destinations: t.allowed_destinations.clone(),
         max_call_duration: t.max_call_duration.unwrap_or(DEFAULT_MAX_CALL_DURATION),
         allow_md5: t.allow_md5,
+        media: crate::runtime::LegMedia {
+            srtp_required: t.srtp == crate::config::SrtpMode::Required,
+            plain: false,
+            codecs: t.codecs.clone(),
+        },
     }
 }
 
@@ -585,6 +592,7 @@ impl Directory for Routing {
         Ok(TrunkRoute {
             destinations: self.usable_destinations(&trunk),
             external_alias: trunk.external_alias.clone(),
+            media: trunk.media.clone(),
         })
     }
 

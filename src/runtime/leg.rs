@@ -15,6 +15,35 @@ pub struct LegRequest {
     pub ring_timeout: Duration,
     /// The number to present in From instead of the caller's.
     pub caller_id: Option<String>,
+    /// How the leg's media is offered.
+    pub media: LegMedia,
+}
+
+/// How a far leg's media is offered when it is anchored in rtpengine.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LegMedia {
+    /// SRTP whatever the transport (a trunk's `srtp: required`); otherwise SRTP
+    /// only towards destinations reached over TLS.
+    pub srtp_required: bool,
+    /// Plain RTP even over TLS (carriers).
+    pub plain: bool,
+    /// The codecs the far end takes, by encoding name (empty: those callflow carries).
+    pub codecs: Vec<String>,
+}
+
+impl LegMedia {
+    /// Plain RTP whatever the transport: the carriers' side.
+    pub fn plain() -> LegMedia {
+        LegMedia {
+            plain: true,
+            ..LegMedia::default()
+        }
+    }
+
+    /// Whether the leg gets SRTP, reached over TLS (`tls`) or not.
+    pub fn srtp(&self, tls: bool) -> bool {
+        !self.plain && (self.srtp_required || tls)
+    }
 }
 
 /// How placing a far leg ended.
@@ -62,6 +91,9 @@ pub enum LegError {
     /// The caller refused the re-INVITE that re-targets its media.
     #[error("caller refused the re-INVITE")]
     ReinviteRefused,
+    /// The media relay refused or did not answer.
+    #[error("media: {0}")]
+    Media(String),
     /// None of the forked legs could be sent.
     #[error("no leg could be placed")]
     NothingPlaced,
@@ -85,4 +117,6 @@ pub enum LegEnd {
     MaxDuration,
     /// The call was moved into another flow (the calls API); the far leg is hung up.
     Redirected,
+    /// No RTP for this long in either direction; both legs are hung up.
+    MediaTimeout(Duration),
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-pub use leg::{LegEnd, LegError, LegOutcome, LegRequest};
+pub use leg::{LegEnd, LegError, LegMedia, LegOutcome, LegRequest};
 pub use record::{CallRecord, CallStatus, CallbackAttempt, LegTrace, StepTrace, WebhookTrace};
 
 use crate::sip::SipUri;
@@ -44,6 +44,12 @@ pub trait CallControl: Send {
     /// Whether the caller cancelled before being answered.
     fn caller_cancelled(&self) -> bool {
         false
+    }
+    /// Records the call from the next far leg's answer (or from now, when one is
+    /// bridged) to its end: both parties on one channel, or the caller left and the
+    /// far party right (`dual`). Why it cannot, when it cannot.
+    async fn record(&mut self, _dual: bool) -> Result<(), String> {
+        Ok(())
     }
 }
 
@@ -105,6 +111,8 @@ pub struct TrunkRoute {
     pub destinations: Vec<SipUri>,
     /// The Request-URI user on calls to the trunk, instead of the dialled number.
     pub external_alias: Option<String>,
+    /// How its legs' media is offered.
+    pub media: LegMedia,
 }
 
 /// One carrier a PSTN number can be dialled through.

@@ -120,8 +120,12 @@ pub struct CallRecord {
     pub duration_secs: u64,
     /// Whether the flow asked for a recording (kept for the media side).
     pub record: bool,
-    /// `mono` or `dual`, when recording.
+    /// `single` or `dual`, when recording.
     pub recording_channels: Option<String>,
+    /// Where the recording is, once written.
+    pub recording_url: Option<String>,
+    /// Why a recording asked for was not written.
+    pub recording_error: Option<String>,
     /// The applets, in order.
     pub steps: Vec<StepTrace>,
     /// Each status callback attempt: (HTTP status or 0, error), in order.
@@ -147,6 +151,8 @@ impl CallRecord {
             duration_secs: 0,
             record: false,
             recording_channels: None,
+            recording_url: None,
+            recording_error: None,
             steps: Vec::new(),
             callbacks: Vec::new(),
         }

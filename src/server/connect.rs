@@ -56,6 +56,12 @@ struct Job {
 pub async fn connect(live: &Live, account: &str, req: ConnectRequest) -> Result<Value, ApiError> {
     let state = live.current.load_full();
     let engine = live.engine.clone().ok_or_else(unavailable)?;
+    if let Some(m) = &engine.core.media
+        && !m.rtpengine.available()
+    {
+        crate::metrics::global().reject("media_unavailable");
+        return Err(ApiError::unavailable("no rtpengine answers", 5));
+    }
     let routing = &*state.routing;
     let trunk = routing
         .trunk_for_caller(&req.caller_id)
@@ -250,6 +256,8 @@ async fn run(job: Job, mut origination: Origination, listed: Listed) {
             let mut ran = bridge(&job, call, info).await;
             ran.steps.insert(0, first);
             record.steps = ran.steps;
+            record.recording_url = ran.recording_url;
+            record.recording_error = ran.recording_error;
             record.status = CallStatus::Completed;
         }
     }
@@ -348,6 +356,7 @@ async fn place(
             headers,
             ring_timeout: job.req.time_out,
             caller_id: Some(job.req.caller_id.clone()),
+            media: attempt.media.clone(),
         };
         let outcome = origination.place(&leg, &mut ringing).await;
         let result = match &outcome {
@@ -377,6 +386,27 @@ async fn place(
 /// Runs the call, its first party answered, to its end: the built-in connect to the
 /// second party, or the account's flow; `TimeLimit` hangs it up.
 async fn bridge(job: &Job, mut call: crate::call::Call, info: CallInfo) -> CallRecord {
+    let mut record = if call.anchor_media().await.is_err() {
+        crate::metrics::global().reject("media_unavailable");
+        let mut r = CallRecord::new(&info, &flow_id(&job.req));
+        r.status = CallStatus::Failed;
+        let mut step = StepTrace::new("(media)", "connect");
+        step.notes.push("no rtpengine answered: the first party was hung up".into());
+        r.steps.push(step);
+        r
+    } else {
+        if job.req.record {
+            let dual = job.req.recording_channels.as_deref() == Some("dual");
+            let _ = call.record(dual).await;
+        }
+        run_flow(job, &mut call, info).await
+    };
+    super::recordings::end_media(&mut call, &mut record, &job.state.recordings).await;
+    record
+}
+
+/// Runs the call's flow: click-to-call's, or the account's.
+async fn run_flow(job: &Job, call: &mut crate::call::Call, info: CallInfo) -> CallRecord {
     let state = &job.state;
     let routing = &*state.routing;
     let limit = job.req.time_limit.map_or(job.trunk.max_call_duration, |t| {
@@ -399,7 +429,7 @@ async fn bridge(job: &Job, mut call: crate::call::Call, info: CallInfo) -> CallR
         Some(flow) => {
             let (webhooks, settings) = (state.webhooks(), &state.settings);
             executor::run(
-                &flow, &mut call, webhooks, &directory, settings, info, &lookup,
+                &flow, call, webhooks, &directory, settings, info, &lookup,
             )
             .await
         }

@@ -85,7 +85,10 @@ async fn handle(mut call: Call, state: &State) {
     let Some(_admitted) = admit(&mut call, state, &info, trunk).await else {
         return;
     };
-    if !call.accept_offer().await {
+    if let Err(refused) = call.accept_offer().await {
+        if refused == crate::call::OfferRefused::MediaUnavailable {
+            crate::metrics::global().reject("media_unavailable");
+        }
         return;
     }
     let _listed = listed(state, &call, &info);
@@ -95,10 +98,11 @@ async fn handle(mut call: Call, state: &State) {
     let lookup = |id: &str| flow_for(routing, account.as_deref(), id);
     let (webhooks, settings) = (state.webhooks(), &state.settings);
     let directory = TrunkDirectory { routing, trunk };
-    let record = executor::run(
+    let mut record = executor::run(
         flow, &mut call, webhooks, &directory, settings, info, &lookup,
     )
     .await;
+    super::recordings::end_media(&mut call, &mut record, &state.recordings).await;
     record::finish(state, record::StatusCallback::of_flow(Some(flow)), record).await;
 }
 

@@ -283,6 +283,10 @@ impl crate::api::Live for Live {
         super::connect::connect(self, account, req).await
     }
 
+    fn recording_path(&self, account: &str, sid: &str) -> std::path::PathBuf {
+        self.current.load().recordings.path(Some(account), sid)
+    }
+
     fn realm(&self) -> String {
         self.config.load().sip.realm.clone()
     }

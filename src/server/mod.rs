@@ -15,6 +15,7 @@ pub mod inbound;
 pub mod live;
 pub mod outbound;
 pub mod pinger;
+pub mod recordings;
 pub mod record;
 pub mod state;
 
@@ -56,6 +57,9 @@ pub enum StartError {
     /// The HTTP API could not listen.
     #[error("HTTP API: {0}")]
     Api(std::io::Error),
+    /// An rtpengine address does not resolve, or the ng socket cannot be opened.
+    #[error("media: {0}")]
+    Media(String),
 }
 
 /// Where the store is when the configuration names none but the API needs one.
@@ -100,9 +104,14 @@ impl Server {
             shield: Some(shield(&current)),
             ..TransportConfig::default()
         };
+        let media = match &config.media {
+            Some(m) => Some(media(m).await?),
+            None => None,
+        };
         let stack = SipStack::start(
             StackConfig {
                 timers,
+                media,
                 advertised: config.sip.advertised_address.clone(),
                 gate: Some(Arc::new(gate::SourceGate {
                     current: current.clone(),
@@ -135,7 +144,9 @@ impl Server {
             (Some(api), Some(store)) => {
                 let api = crate::api::Api::new(store.clone(), live.clone(), api.admin_token())
                     .serve_on(api_addr_of(config), stack.shutdown.clone());
-                Some(api.await.map_err(StartError::Api)?)
+                let addr = api.await.map_err(StartError::Api)?;
+                current.load().recordings.api_listens(addr);
+                Some(addr)
             }
             _ => None,
         };
@@ -188,6 +199,27 @@ impl Server {
         }
         self.stack.shutdown.cancel();
     }
+}
+
+/// The ng client of the configured rtpengines.
+async fn media(m: &crate::config::MediaConfig) -> Result<crate::call::MediaConfig, StartError> {
+    let mut instances = Vec::new();
+    for r in &m.rtpengine {
+        let addr = tokio::net::lookup_host(&r.address)
+            .await
+            .ok()
+            .and_then(|mut a| a.next())
+            .ok_or_else(|| StartError::Media(format!("rtpengine {} does not resolve", r.address)))?;
+        instances.push((addr, r.weight));
+    }
+    let rtpengine = crate::media::Rtpengine::start(&instances, m.ng_timeout)
+        .await
+        .map_err(|e| StartError::Media(e.to_string()))?;
+    tracing::info!(rtpengines = instances.len(), "media anchored in rtpengine");
+    Ok(crate::call::MediaConfig {
+        rtpengine,
+        timeout: m.timeout,
+    })
 }
 
 /// The shield, with the sources of the state current when a packet arrives (carriers,

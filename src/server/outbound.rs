@@ -39,7 +39,10 @@ pub async fn call(call: &mut Call, state: &State, trunk: &Trunk, caller: &str, d
     let Some(_admitted) = admit(call, state, &info, trunk).await else {
         return;
     };
-    if !call.accept_offer().await {
+    if let Err(refused) = call.accept_offer().await {
+        if refused == crate::call::OfferRefused::MediaUnavailable {
+            crate::metrics::global().reject("media_unavailable");
+        }
         return;
     }
     let _listed = listed(state, call, &info);
@@ -72,6 +75,7 @@ pub async fn call(call: &mut Call, state: &State, trunk: &Trunk, caller: &str, d
         };
         cx.call.hangup(status).await;
     }
-    let record = cx.finish();
+    let mut record = cx.finish();
+    super::recordings::end_media(call, &mut record, &state.recordings).await;
     record::finish(state, None, record).await;
 }

@@ -218,7 +218,7 @@ pub fn status_callback(r: &CallRecord, event: &str) -> serde_json::Value {
         "EndTime": end,
         "ConversationDuration": conversation,
         "CustomField": r.custom_field,
-        "RecordingUrl": serde_json::Value::Null,
+        "RecordingUrl": r.recording_url,
         "Legs": legs,
         "FlowId": r.flow_id,
         "Applets": r.steps.iter().map(|s| s.applet.clone()).collect::<Vec<_>>(),

@@ -35,6 +35,8 @@ pub struct State {
     pub shield: Arc<crate::sip::shield::Shield>,
     /// The calls in progress (shared by every state, kept across reloads).
     pub active: std::sync::Arc<super::active::ActiveCalls>,
+    /// Where recordings go (kept across reloads).
+    pub recordings: Arc<super::recordings::Recordings>,
 }
 
 impl State {
@@ -69,6 +71,7 @@ impl State {
         state.store = previous.store.clone();
         state.active = previous.active.clone();
         state.shield = previous.shield.clone();
+        state.recordings = previous.recordings.clone();
         Ok(state)
     }
 
@@ -107,6 +110,10 @@ impl State {
             shield: Arc::new(crate::sip::shield::Shield::new(config.sip.shield.shield())),
             store: None,
             active: std::sync::Arc::default(),
+            recordings: Arc::new(super::recordings::Recordings::new(
+                config.recordings.dir.clone(),
+                config.recordings.url.clone(),
+            )),
         })
     }
 }

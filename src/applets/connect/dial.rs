@@ -12,7 +12,7 @@ use super::params::{Connect, Outcome, Target, parse_target};
 use crate::applets::Context;
 use crate::lang::expr::Template;
 use crate::lang::headers;
-use crate::runtime::{Directory, LegEnd, LegOutcome, LegRequest, LegTrace, Step};
+use crate::runtime::{Directory, LegEnd, LegMedia, LegOutcome, LegRequest, LegTrace, Step};
 use crate::sip::{SipUri, Uri};
 
 /// One leg to try.
@@ -26,6 +26,8 @@ pub struct Attempt {
     pub carrier: Option<String>,
     /// What was dialled, for `connect.dialed` and DialWhomNumber.
     pub dialed: String,
+    /// How its media is offered.
+    pub media: LegMedia,
 }
 
 /// How to place the legs of one dial.
@@ -112,6 +114,7 @@ pub fn expand_target(
         Target::Trunk(sid) => {
             let route = directory.trunk(sid).map_err(|e| e.to_string())?;
             let user = route.external_alias.unwrap_or_else(|| did.to_string());
+            let media = route.media;
             Ok(route
                 .destinations
                 .into_iter()
@@ -122,6 +125,7 @@ pub fn expand_target(
                         trunk: Some(sid.clone()),
                         carrier: None,
                         dialed: format!("sip:{sid}"),
+                        media: media.clone(),
                     }
                 })
                 .collect())
@@ -142,6 +146,7 @@ pub fn expand_target(
                         trunk: None,
                         carrier: Some(c.name),
                         dialed: n.clone(),
+                        media: LegMedia::plain(),
                     }
                 })
                 .collect())
@@ -152,6 +157,7 @@ pub fn expand_target(
                 trunk: None,
                 carrier: None,
                 dialed: s.clone(),
+                media: LegMedia::default(),
             }]),
             _ => Err(format!("'{s}' is not a SIP URI")),
         },
@@ -224,8 +230,18 @@ fn leg_request(plan: &Plan, attempt: &Attempt, cx: &mut Context<'_>) -> (String,
         headers,
         ring_timeout: plan.ring_timeout,
         caller_id: plan.caller_id.clone(),
+        media: attempt.media.clone(),
     };
     (leg_sid, leg)
+}
+
+/// Asks the call to record itself; the trace says why when it cannot.
+pub async fn record(cx: &mut Context<'_>, dual: bool) {
+    cx.record.record = true;
+    cx.record.recording_channels = Some(if dual { "dual" } else { "single" }.into());
+    if let Err(why) = cx.call.record(dual).await {
+        cx.step.notes.push(format!("not recorded: {why}"));
+    }
 }
 
 /// How a leg's outcome reads in the trace.
@@ -396,6 +412,13 @@ fn bridged_end(end: LegEnd, cx: &mut Context<'_>) -> Step {
             cx.step
                 .notes
                 .push("max_duration reached; both legs hung up".into());
+            Step::Stop
+        }
+        LegEnd::MediaTimeout(after) => {
+            cx.step.notes.push(format!(
+                "media timeout: no RTP for {}s; both legs hung up",
+                after.as_secs()
+            ));
             Step::Stop
         }
     }

@@ -27,7 +27,7 @@ pub struct DynamicAnswer {
     pub outgoing_phone_number: Option<String>,
     /// Record the call.
     pub record: Option<bool>,
-    /// `mono` or `dual`.
+    /// `single` or `dual`.
     pub recording_channels: Option<String>,
     /// Ring timeout, seconds.
     pub max_ringing_duration: Option<u64>,
@@ -115,8 +115,8 @@ pub async fn run(
             Fetched::Answer(a) => a,
         };
         if answer.record == Some(true) {
-            cx.record.record = true;
-            cx.record.recording_channels = answer.recording_channels.clone();
+            let dual = answer.recording_channels.as_deref() == Some("dual");
+            super::dial::record(cx, dual).await;
         }
         if answer.is_empty() {
             cx.step

@@ -77,6 +77,9 @@ impl Applet for Connect {
     }
 
     async fn run(&self, cx: &mut Context<'_>) -> Step {
+        if let Some(dual) = self.record {
+            dial::record(cx, dual).await;
+        }
         match &self.dial {
             Dial::To(targets) => match dial::plan(self, targets, cx) {
                 Ok(plan) => dial::dial_plan(&plan, cx).await.step,

@@ -80,7 +80,7 @@ pub fn outcome_names() -> Vec<&'static str> {
 }
 
 /// The keys its body may hold.
-pub const KEYS: [&str; 8] = [
+pub const KEYS: [&str; 10] = [
     "to",
     "dynamic_url",
     "fallback_url",
@@ -89,6 +89,8 @@ pub const KEYS: [&str; 8] = [
     "max_duration",
     "caller_id",
     "parallel_ringing",
+    "record",
+    "recording_channels",
 ];
 
 /// How long a leg may ring when the flow does not say.
@@ -112,6 +114,9 @@ pub struct Connect {
     pub caller_id: Option<Template>,
     /// Ring every target of a list at once instead of in turn.
     pub parallel_ringing: bool,
+    /// Record the call from the leg's answer to the call's end: `Some(dual)`
+    /// (caller left, far party right) or `Some(false)` (one mixed channel).
+    pub record: Option<bool>,
 }
 
 impl Default for Connect {
@@ -124,6 +129,7 @@ impl Default for Connect {
             max_duration: DEFAULT_MAX_DURATION,
             caller_id: None,
             parallel_ringing: false,
+            record: None,
         }
     }
 }
@@ -214,6 +220,24 @@ pub fn decode(body: &Node, cx: DecodeContext<'_>, d: &mut Diagnostics) -> Option
         .take("parallel_ringing")
         .and_then(|(_, v)| decode::boolean(v, "parallel_ringing", d))
         .unwrap_or(false);
+    let record = m
+        .take("record")
+        .and_then(|(_, v)| decode::boolean(v, "record", d))
+        .unwrap_or(false);
+    let dual = match m.take("recording_channels") {
+        None => false,
+        Some((_, v)) => match decode::string(v, "recording_channels", d) {
+            Some("dual") => true,
+            Some("single") | None => false,
+            Some(other) => {
+                d.error(
+                    v.pos,
+                    format!("recording_channels is 'single' or 'dual', not '{}'", other.escape_default()),
+                );
+                false
+            }
+        },
+    };
     m.finish(d, &KEYS, &what);
     let dial = dial?;
     (d.error_count() == errors_before).then_some(Connect {
@@ -223,6 +247,7 @@ pub fn decode(body: &Node, cx: DecodeContext<'_>, d: &mut Diagnostics) -> Option
         max_duration,
         caller_id,
         parallel_ringing,
+        record: record.then_some(dual),
     })
 }
 
