@@ -702,7 +702,10 @@ fn media_key<'de, D: Deserializer<'de>>(d: D) -> Result<Option<MediaConfig>, D::
         };
         let address = url
             .strip_prefix("udp://")
-            .filter(|a| a.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()))
+            .filter(|a| {
+                a.rsplit_once(':')
+                    .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+            })
             .ok_or_else(|| err(format!("rtpengine '{url}': expected udp://host:port")))?;
         rtpengine.push(RtpengineConfig {
             address: address.to_string(),

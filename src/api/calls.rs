@@ -183,10 +183,14 @@ async fn recording(
         return exception(&e);
     }
     let sid = file.strip_suffix(".wav").unwrap_or("");
-    let valid = sid.len() == 34
-        && sid.starts_with("CA")
-        && sid[2..].bytes().all(|b| b.is_ascii_hexdigit());
-    let not_found = || exception(&ApiError::not_found(&format!("recording {}", file.escape_default())));
+    let valid =
+        sid.len() == 34 && sid.starts_with("CA") && sid[2..].bytes().all(|b| b.is_ascii_hexdigit());
+    let not_found = || {
+        exception(&ApiError::not_found(&format!(
+            "recording {}",
+            file.escape_default()
+        )))
+    };
     if !valid {
         return not_found();
     }

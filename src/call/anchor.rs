@@ -122,7 +122,9 @@ impl Call {
         let tag = r.to_header().ok()?.tag()?.to_string();
         m.answer_far(&tag, &filtered, media.srtp, Some(&media.branch))
             .await
-            .inspect_err(|e| tracing::warn!(sid = %self.sid, error = %e, "early media not anchored"))
+            .inspect_err(
+                |e| tracing::warn!(sid = %self.sid, error = %e, "early media not anchored"),
+            )
             .ok()
     }
 
@@ -184,7 +186,9 @@ impl Call {
             session.reanswer(!from_caller, filtered.as_bytes()).await
         };
         anchored
-            .inspect_err(|e| tracing::warn!(sid = %self.sid, error = %e, "in-dialog SDP not anchored"))
+            .inspect_err(
+                |e| tracing::warn!(sid = %self.sid, error = %e, "in-dialog SDP not anchored"),
+            )
             .ok()
     }
 

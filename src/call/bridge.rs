@@ -14,10 +14,10 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::anchor::FarMedia;
 use super::caller::CallerLeg;
 use super::core::Core;
 use super::far::{self, FarLeg, cancel_for};
-use super::anchor::FarMedia;
 use super::{CallInput, sdp};
 use crate::runtime::{LegEnd, LegError, LegOutcome, LegRequest};
 use crate::sip::header::Name;

@@ -25,10 +25,10 @@ pub mod stack;
 pub use anchor::{MediaEnd, OfferRefused};
 pub use bridge::{Call, Controller, new_sid};
 pub use caller::CallerLeg;
+pub use core::MediaConfig;
 pub use engine::{CallHandler, Engine};
 pub use far::FarLeg;
 pub use originate::Origination;
-pub use core::MediaConfig;
 pub use stack::{SipStack, StackConfig};
 
 use crate::sip::message::Message;

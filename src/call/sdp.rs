@@ -91,10 +91,24 @@ pub fn restrict(body: &[u8], codecs: &[String]) -> Result<String, SdpError> {
             };
             let parts: Vec<&str> = m.split_whitespace().collect();
             let (head, pts) = parts.split_at(parts.len().min(2));
-            let keep: Vec<&str> = pts.iter().copied().filter(|pt| allowed(&name_of(pt))).collect();
-            dropped = pts.iter().filter(|pt| !keep.contains(pt)).map(|pt| pt.to_string()).collect();
-            voice |= keep.iter().any(|pt| !name_of(pt).eq_ignore_ascii_case("telephone-event"));
-            out.push_str(&format!("m=audio {} {}\r\n", head.join(" "), keep.join(" ")));
+            let keep: Vec<&str> = pts
+                .iter()
+                .copied()
+                .filter(|pt| allowed(&name_of(pt)))
+                .collect();
+            dropped = pts
+                .iter()
+                .filter(|pt| !keep.contains(pt))
+                .map(|pt| pt.to_string())
+                .collect();
+            voice |= keep
+                .iter()
+                .any(|pt| !name_of(pt).eq_ignore_ascii_case("telephone-event"));
+            out.push_str(&format!(
+                "m=audio {} {}\r\n",
+                head.join(" "),
+                keep.join(" ")
+            ));
             continue;
         }
         if line.starts_with("m=") {
@@ -110,7 +124,11 @@ pub fn restrict(body: &[u8], codecs: &[String]) -> Result<String, SdpError> {
         out.push_str(line);
         out.push_str("\r\n");
     }
-    if voice { Ok(out) } else { Err(SdpError::NoCodec) }
+    if voice {
+        Ok(out)
+    } else {
+        Err(SdpError::NoCodec)
+    }
 }
 
 /// An answer that refuses every stream of `offer` (RFC 3264 §6: each m-line kept,
@@ -233,8 +251,12 @@ mod tests {
         assert!(out.contains("m=audio 4000 RTP/AVP 8 101\r\n"), "{out}");
         assert!(!out.contains("a=rtpmap:0") && out.contains("a=rtpmap:8 PCMA/8000\r\n"));
         assert!(out.contains("m=video 0 RTP/AVP 97\r\n"));
-        let only_pcmu = "v=0\r\nm=audio 4000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n";
-        assert_eq!(restrict(only_pcmu.as_bytes(), &["PCMA".into()]), Err(SdpError::NoCodec));
+        let only_pcmu =
+            "v=0\r\nm=audio 4000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n";
+        assert_eq!(
+            restrict(only_pcmu.as_bytes(), &["PCMA".into()]),
+            Err(SdpError::NoCodec)
+        );
     }
 
     #[test]

@@ -79,7 +79,10 @@ pub fn pcap_to_wav(
     let far = place(&packets, far_ports, start);
     let decoded = packets
         .iter()
-        .filter(|p| matches!(p.pt, 0 | 8) && (caller_ports.contains(&p.dst_port) || far_ports.contains(&p.dst_port)))
+        .filter(|p| {
+            matches!(p.pt, 0 | 8)
+                && (caller_ports.contains(&p.dst_port) || far_ports.contains(&p.dst_port))
+        })
         .count();
     let len = caller.len().max(far.len());
     let channels = if dual { 2 } else { 1 };
@@ -150,7 +153,11 @@ fn read_pcap(b: &[u8]) -> Result<Vec<Packet>, RecordingError> {
     };
     let u32_at = |s: &[u8], i: usize| -> u32 {
         let w = [s[i], s[i + 1], s[i + 2], s[i + 3]];
-        if le { u32::from_le_bytes(w) } else { u32::from_be_bytes(w) }
+        if le {
+            u32::from_le_bytes(w)
+        } else {
+            u32::from_be_bytes(w)
+        }
     };
     let skip = match u32_at(header, 20) {
         101 | 228 => 0,
@@ -165,8 +172,15 @@ fn read_pcap(b: &[u8]) -> Result<Vec<Packet>, RecordingError> {
             break; // a truncated last record (the file was still being written)
         };
         pos += 16 + caplen;
-        let us = if nanos { u64::from(frac) / 1000 } else { u64::from(frac) };
-        if let Some(p) = data.get(skip..).and_then(|ip| rtp_of(ip, u64::from(secs) * 1_000_000 + us)) {
+        let us = if nanos {
+            u64::from(frac) / 1000
+        } else {
+            u64::from(frac)
+        };
+        if let Some(p) = data
+            .get(skip..)
+            .and_then(|ip| rtp_of(ip, u64::from(secs) * 1_000_000 + us))
+        {
             out.push(p);
         }
     }
@@ -256,8 +270,11 @@ fn write_wav(path: &Path, channels: u16, pcm: &[i16]) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
-    /// A pcap (linktype 101) of `(µs, dst port, ssrc, ts, pt, payload)` packets.
-    fn pcap(packets: &[(u64, u16, u32, u32, u8, Vec<u8>)]) -> Vec<u8> {
+    /// One captured packet: (µs, dst port, ssrc, ts, pt, payload).
+    type Captured = (u64, u16, u32, u32, u8, Vec<u8>);
+
+    /// A pcap (linktype 101) of `packets`.
+    fn pcap(packets: &[Captured]) -> Vec<u8> {
         let mut b = vec![0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0];
         b.extend([0u8; 8]);
         b.extend(65535u32.to_le_bytes());
@@ -272,7 +289,9 @@ mod tests {
             udp.extend(((8 + rtp.len()) as u16).to_be_bytes());
             udp.extend([0, 0]);
             udp.extend(rtp);
-            let mut ip = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, 17, 0, 0, 127, 0, 0, 1, 127, 0, 0, 1];
+            let mut ip = vec![
+                0x45, 0, 0, 0, 0, 0, 0, 0, 64, 17, 0, 0, 127, 0, 0, 1, 127, 0, 0, 1,
+            ];
             ip.extend(udp);
             b.extend(((at / 1_000_000) as u32).to_le_bytes());
             b.extend(((at % 1_000_000) as u32).to_le_bytes());
@@ -309,7 +328,14 @@ mod tests {
         )
         .unwrap();
         let out = pcap_to_wav(&p, &[30000], &[30002], true, &w).unwrap();
-        assert_eq!(out, Written { samples: 480, channels: 2, packets: 3 });
+        assert_eq!(
+            out,
+            Written {
+                samples: 480,
+                channels: 2,
+                packets: 3
+            }
+        );
         let wav = std::fs::read(&w).unwrap();
         let s = |i: usize| i16::from_le_bytes([wav[44 + 2 * i], wav[45 + 2 * i]]);
         assert_eq!((s(0), s(1)), (32256, 32124));

@@ -172,7 +172,12 @@ impl MediaSession {
         srtp: bool,
         branch: Option<&str>,
     ) -> Result<Bytes, NgError> {
-        let mut cmd = self.command("answer", &self.caller_tag.clone(), Some(tag), self.caller_srtp);
+        let mut cmd = self.command(
+            "answer",
+            &self.caller_tag.clone(),
+            Some(tag),
+            self.caller_srtp,
+        );
         set(&mut cmd, "sdp", Value::Bytes(sdp.to_vec()));
         if let Some(b) = branch {
             set(&mut cmd, "via-branch", Value::str(b));
@@ -187,11 +192,28 @@ impl MediaSession {
         }
         let out = answer_sdp(&answer)?;
         add_ports(&mut self.caller_ports, &out);
-        self.far = Some(Far {
+        let previous = self.far.replace(Far {
             tag: tag.to_string(),
             srtp,
         });
+        if let Some(old) = previous.filter(|old| old.tag != tag) {
+            self.silence(&old.tag).await;
+        }
         Ok(out)
+    }
+
+    /// Drops whatever a replaced far leg (ng tag `tag`) still sends: after a hand-off
+    /// its port stays open until the call ends, and without this its packets would
+    /// still reach the caller.
+    async fn silence(&self, tag: &str) {
+        let cmd = dict([
+            ("command", Value::str("block media")),
+            ("call-id", Value::str(&self.call_id)),
+            ("from-tag", Value::str(tag)),
+        ]);
+        if let Err(e) = self.request(cmd).await {
+            tracing::warn!(error = %e, "the replaced far leg's media could not be blocked");
+        }
     }
 
     /// Anchors an offer made inside the dialog (a re-INVITE or UPDATE) by the caller
@@ -207,7 +229,11 @@ impl MediaSession {
     }
 
     /// Anchors the answer to an offer [`MediaSession::reoffer`] made from the other side.
-    pub async fn reanswer(&mut self, offer_from_caller: bool, sdp: &[u8]) -> Result<Bytes, NgError> {
+    pub async fn reanswer(
+        &mut self,
+        offer_from_caller: bool,
+        sdp: &[u8],
+    ) -> Result<Bytes, NgError> {
         let (from, to, _) = self.direction(offer_from_caller)?;
         let srtp = if offer_from_caller {
             self.caller_srtp
@@ -221,7 +247,10 @@ impl MediaSession {
 
     /// (from-tag, to-tag, SRTP towards the receiver) of an in-dialog offer.
     fn direction(&self, from_caller: bool) -> Result<(String, String, bool), NgError> {
-        let far = self.far.as_ref().ok_or(NgError::Refused("no far leg".into()))?;
+        let far = self
+            .far
+            .as_ref()
+            .ok_or(NgError::Refused("no far leg".into()))?;
         Ok(if from_caller {
             (self.caller_tag.clone(), far.tag.clone(), far.srtp)
         } else {
@@ -298,7 +327,9 @@ impl MediaSession {
             return Ok(None);
         }
         self.deleted = true;
-        self.ng.request(self.instance, delete_command(&self.call_id)).await?;
+        self.ng
+            .request(self.instance, delete_command(&self.call_id))
+            .await?;
         Ok(self.recording.as_ref().map(|r| RecordedMedia {
             pcap: r.pcap.clone(),
             dual: r.dual,
@@ -347,7 +378,11 @@ impl Drop for MediaSession {
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let (ng, instance, cmd) = (self.ng.clone(), self.instance, delete_command(&self.call_id));
+        let (ng, instance, cmd) = (
+            self.ng.clone(),
+            self.instance,
+            delete_command(&self.call_id),
+        );
         rt.spawn(async move {
             if let Err(e) = ng.request(instance, cmd).await {
                 tracing::warn!(error = %e, "rtpengine delete failed");

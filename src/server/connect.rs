@@ -391,7 +391,8 @@ async fn bridge(job: &Job, mut call: crate::call::Call, info: CallInfo) -> CallR
         let mut r = CallRecord::new(&info, &flow_id(&job.req));
         r.status = CallStatus::Failed;
         let mut step = StepTrace::new("(media)", "connect");
-        step.notes.push("no rtpengine answered: the first party was hung up".into());
+        step.notes
+            .push("no rtpengine answered: the first party was hung up".into());
         r.steps.push(step);
         r
     } else {
@@ -428,10 +429,7 @@ async fn run_flow(job: &Job, call: &mut crate::call::Call, info: CallInfo) -> Ca
     match flow {
         Some(flow) => {
             let (webhooks, settings) = (state.webhooks(), &state.settings);
-            executor::run(
-                &flow, call, webhooks, &directory, settings, info, &lookup,
-            )
-            .await
+            executor::run(&flow, call, webhooks, &directory, settings, info, &lookup).await
         }
         None => {
             call.hangup(480).await;

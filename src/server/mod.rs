@@ -15,8 +15,8 @@ pub mod inbound;
 pub mod live;
 pub mod outbound;
 pub mod pinger;
-pub mod recordings;
 pub mod record;
+pub mod recordings;
 pub mod state;
 
 use std::net::SocketAddr;
@@ -209,7 +209,9 @@ async fn media(m: &crate::config::MediaConfig) -> Result<crate::call::MediaConfi
             .await
             .ok()
             .and_then(|mut a| a.next())
-            .ok_or_else(|| StartError::Media(format!("rtpengine {} does not resolve", r.address)))?;
+            .ok_or_else(|| {
+                StartError::Media(format!("rtpengine {} does not resolve", r.address))
+            })?;
         instances.push((addr, r.weight));
     }
     let rtpengine = crate::media::Rtpengine::start(&instances, m.ng_timeout)

@@ -68,10 +68,9 @@ impl Recordings {
         account: Option<&str>,
         sid: &str,
     ) -> Result<String, String> {
-        let pcap = recorded
-            .pcap
-            .clone()
-            .ok_or("rtpengine did not say where it recorded (is it started with --recording-method=pcap?)")?;
+        let pcap = recorded.pcap.clone().ok_or(
+            "rtpengine did not say where it recorded (is it started with --recording-method=pcap?)",
+        )?;
         let wav = self.path(account, sid);
         let written = tokio::task::spawn_blocking(move || {
             let out = pcap_to_wav(
@@ -89,7 +88,12 @@ impl Recordings {
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
-        tracing::info!(sid, samples = written.samples, channels = written.channels, "recording written");
+        tracing::info!(
+            sid,
+            samples = written.samples,
+            channels = written.channels,
+            "recording written"
+        );
         Ok(self.url(account, sid))
     }
 }
@@ -102,7 +106,10 @@ pub async fn end_media(call: &mut Call, record: &mut CallRecord, recordings: &Re
         return;
     };
     let account = record.account_sid.clone();
-    match recordings.write(recorded, account.as_deref(), &record.call_sid).await {
+    match recordings
+        .write(recorded, account.as_deref(), &record.call_sid)
+        .await
+    {
         Ok(url) => record.recording_url = Some(url),
         Err(e) => {
             tracing::warn!(sid = %record.call_sid, error = %e, "recording not written");

@@ -95,7 +95,8 @@ impl Store {
         Ok(())
     }
 
-    async fn call_record(&self, sid: &str) -> Result<Option<serde_json::Value>, StoreError> {
+    /// The stored record of call `sid`, whatever its account (the operator's view).
+    pub async fn call_record(&self, sid: &str) -> Result<Option<serde_json::Value>, StoreError> {
         let row = sqlx::query("SELECT record FROM calls WHERE sid = $1")
             .bind(sid)
             .fetch_optional(self.pool())

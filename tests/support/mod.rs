@@ -5,6 +5,8 @@
 
 pub mod node;
 pub mod partner;
+pub mod rtpengine;
+pub mod srtp;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -232,7 +232,10 @@ pub fn decode(body: &Node, cx: DecodeContext<'_>, d: &mut Diagnostics) -> Option
             Some(other) => {
                 d.error(
                     v.pos,
-                    format!("recording_channels is 'single' or 'dual', not '{}'", other.escape_default()),
+                    format!(
+                        "recording_channels is 'single' or 'dual', not '{}'",
+                        other.escape_default()
+                    ),
                 );
                 false
             }
