@@ -67,6 +67,8 @@ struct Opts {
     record: bool,
     timeout: Option<&'static str>,
     dead_first: bool,
+    /// Another flow instead of the hand-off (BOT and AGENT stand for the UAs).
+    flow: Option<&'static str>,
 }
 
 async fn world(o: Opts) -> Option<World> {
@@ -88,14 +90,17 @@ async fn world(o: Opts) -> Option<World> {
         .replace("SRTP", if o.srtp { "srtp: required" } else { "" })
         .replace("BOT", &bot.addr.to_string())
         .replace("AGENT", &agent.addr.to_string());
-    let flow = HANDOFF.replace(
-        "RECORD",
-        if o.record {
-            ", record: true, recording_channels: dual"
-        } else {
-            ""
-        },
-    );
+    let record = if o.record {
+        ", record: true, recording_channels: dual"
+    } else {
+        ""
+    };
+    let flow = o
+        .flow
+        .unwrap_or(HANDOFF)
+        .replace("RECORD", record)
+        .replace("BOT", &bot.addr.to_string())
+        .replace("AGENT", &agent.addr.to_string());
     let (server, dir) = serve(&config, &[("f", &flow)]).await;
     Some(World {
         server,
@@ -673,4 +678,84 @@ async fn click_to_call_recorded_through_the_api_is_served_to_its_account_only() 
         .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     rtp.assert_empty().await;
+}
+
+#[tokio::test]
+async fn parallel_ringing_anchors_each_fork_and_bridges_the_winner() {
+    let flow = "flow: f\nstart: both\napplets:\n  both:\n    connect: { to: [\"sip:BOT\", \"sip:AGENT\"], parallel_ringing: true }\n    next: bye\n  bye:\n    hangup: {}\n";
+    let Some(mut w) = world(Opts {
+        flow: Some(flow),
+        ..Opts::default()
+    })
+    .await
+    else {
+        return;
+    };
+    let (mut caller_rtp, agent_rtp) = (Rtp::new().await, Rtp::new().await);
+    w.call("m8", &caller_rtp).await;
+    let (binv, bfrom) = w.bot.expect_request("INVITE").await;
+    w.bot
+        .send(&w.bot.response(&binv, 180, "b", None), bfrom)
+        .await;
+    let ag = World::answer(&mut w.agent, "ag1", &agent_rtp, "RTP/AVP", "").await;
+    assert_ne!(
+        sdp_port(&binv.body),
+        sdp_port(&ag.body),
+        "each fork has its own port"
+    );
+    let ok = w.caller_answered().await;
+    w.agent.expect_request("ACK").await;
+    let (cancel, cfrom) = w.bot.expect_request("CANCEL").await;
+    w.bot
+        .send(&w.bot.response(&cancel, 200, "b", None), cfrom)
+        .await;
+    w.bot
+        .send(&w.bot.response(&binv, 487, "b", None), bfrom)
+        .await;
+    assert_eq!(
+        relay(&mut caller_rtp, sdp_port(&ok.body), &agent_rtp, 5).await,
+        5
+    );
+    w.caller_bye(&ok).await;
+    answer_bye(&mut w.agent).await;
+    w.rtp.assert_empty().await;
+}
+
+#[tokio::test]
+async fn max_duration_and_a_hard_stop_leave_no_call_in_rtpengine() {
+    let flow = "flow: f\nstart: bot\napplets:\n  bot:\n    connect: { to: \"sip:BOT\", max_duration: 1s }\n    next: bye\n  bye:\n    hangup: {}\n";
+    let Some(mut w) = world(Opts {
+        flow: Some(flow),
+        ..Opts::default()
+    })
+    .await
+    else {
+        return;
+    };
+    let (caller_rtp, bot_rtp) = (Rtp::new().await, Rtp::new().await);
+    w.call("m9a", &caller_rtp).await;
+    World::answer(&mut w.bot, "bot1", &bot_rtp, "RTP/AVP", "").await;
+    w.caller_answered().await;
+    let (bye, from) = w.caller.expect_request("BYE").await;
+    w.caller
+        .send(&w.caller.response(&bye, 200, "x", None), from)
+        .await;
+    answer_bye(&mut w.bot).await;
+    w.rtp.assert_empty().await;
+    // A call in progress when the operator stops callflow for good.
+    w.call("m9b", &caller_rtp).await;
+    World::answer(&mut w.bot, "bot2", &bot_rtp, "RTP/AVP", "").await;
+    w.caller_answered().await;
+    assert_eq!(w.rtp.calls().await.len(), 1);
+    let caller = &mut w.caller;
+    let bot = &mut w.bot;
+    let answer = async {
+        let (bye, from) = caller.expect_request("BYE").await;
+        caller
+            .send(&caller.response(&bye, 200, "x", None), from)
+            .await;
+        answer_bye(bot).await;
+    };
+    tokio::join!(w.server.drain(async {}), answer);
+    w.rtp.assert_empty().await;
 }

@@ -91,6 +91,11 @@ impl ActiveCalls {
         }
     }
 
+    /// Every call in progress's handle.
+    pub fn all(&self) -> Vec<Controller> {
+        self.lock().values().map(|c| c.controller.clone()).collect()
+    }
+
     /// `account`'s call `sid`'s handle, if it is in progress.
     pub fn controller(&self, account: &str, sid: &str) -> Option<Controller> {
         self.lock()

@@ -62,6 +62,9 @@ pub enum StartError {
     Media(String),
 }
 
+/// How long a hard stop waits for the calls it ended to finish.
+pub const END_CALLS_WAIT: Duration = Duration::from_secs(5);
+
 /// Where the store is when the configuration names none but the API needs one.
 pub const DEFAULT_STORE: &str = "sqlite://callflow.db";
 
@@ -179,7 +182,10 @@ impl Server {
         Ok(())
     }
 
-    /// Stops taking calls and waits for calls in progress, until `hard` fires.
+    /// Stops taking calls and waits for calls in progress, until `hard` fires; then
+    /// ends them (BYE to every answered leg, 487 to callers still ringing) and waits
+    /// up to [`END_CALLS_WAIT`] for their records (and their media in rtpengine) to
+    /// be done with.
     pub async fn drain(&self, hard: impl std::future::Future<Output = ()>) {
         self.engine.drain();
         tokio::pin!(hard);
@@ -193,11 +199,28 @@ impl Server {
                 "waiting for calls in progress (Ctrl-C again to end them)"
             );
             tokio::select! {
-                _ = &mut hard => break,
+                _ = &mut hard => {
+                    self.end_calls().await;
+                    break;
+                }
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
         }
         self.stack.shutdown.cancel();
+    }
+
+    /// Ends every call in progress and waits for their handlers, at most
+    /// [`END_CALLS_WAIT`].
+    async fn end_calls(&self) {
+        let calls = self.live.current.load().active.all();
+        tracing::info!(calls = calls.len(), "ending the calls in progress");
+        for c in calls {
+            c.terminate().await;
+        }
+        let deadline = tokio::time::Instant::now() + END_CALLS_WAIT;
+        while self.engine.active_calls() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }
 
