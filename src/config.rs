@@ -883,6 +883,42 @@ mod tests {
     }
 
     #[test]
+    fn media_is_none_or_rtpengines_and_a_bad_one_is_located() {
+        let c = Config::parse("media: none\n", Path::new("c.yaml")).unwrap();
+        assert_eq!(c.media, None);
+        assert_eq!(c.recordings.dir, PathBuf::from("recordings"));
+        let text = "media: { rtpengine: [\"udp://127.0.0.1:2223\", { url: \"udp://10.0.0.2:2223\", weight: 3 }], timeout: 30s }\nrecordings: { dir: rec, url: \"https://cf.example.com\" }\ntrunks:\n  - sid: t\n    srtp: required\n    codecs: [PCMA]\n";
+        let c = Config::parse(text, Path::new("c.yaml")).unwrap();
+        let m = c.media.unwrap();
+        assert_eq!(m.rtpengine.len(), 2);
+        assert_eq!(m.rtpengine[1].address, "10.0.0.2:2223");
+        assert_eq!(m.rtpengine[1].weight, 3);
+        assert_eq!(
+            (m.timeout, m.ng_timeout),
+            (Duration::from_secs(30), Duration::from_secs(1))
+        );
+        assert_eq!(c.trunks[0].srtp, SrtpMode::Required);
+        assert_eq!(c.recordings.url.as_deref(), Some("https://cf.example.com"));
+        for (bad, says) in [
+            ("media: rtpengine\n", "media is 'none' or"),
+            (
+                "media: { rtpengine: [\"tcp://1.2.3.4:2223\"] }\n",
+                "expected udp://host:port",
+            ),
+            ("media: { rtpengine: [] }\n", "names no rtpengine"),
+            (
+                "trunks:\n  - sid: t\n    codecs: [opus]\n",
+                "'opus' is not a codec",
+            ),
+        ] {
+            let e = Config::parse(bad, Path::new("c.yaml"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with("c.yaml") && e.contains(says), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn defaults_and_design_example() {
         let c = Config::parse("", Path::new("c.yaml")).unwrap();
         assert_eq!(c.sip.listen.len(), 2);

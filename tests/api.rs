@@ -75,10 +75,25 @@ async fn onboarding_then_calls_then_restart(store: &str) {
             &acct,
             "POST",
             &format!("/trunks/{trunk}/settings"),
-            Some(json!({ "settings": [{ "name": "trunk_external_alias", "value": alias }] })),
+            Some(json!({ "settings": [
+                { "name": "trunk_external_alias", "value": alias },
+                { "name": "srtp", "value": "required" },
+                { "name": "codecs", "value": ["pcma"] },
+            ] })),
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
+    for (name, bad) in [("srtp", json!("always")), ("codecs", json!(["opus"]))] {
+        let (s, v) = node
+            .call(
+                &acct,
+                "POST",
+                &format!("/trunks/{trunk}/settings"),
+                Some(json!({ "settings": [{ "name": name, "value": bad }] })),
+            )
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{name}: {v}");
+    }
 
     // A call from the PSTN to the DID, without a restart.
     partner.answer(
@@ -95,6 +110,9 @@ async fn onboarding_then_calls_then_restart(store: &str) {
         inv.header(&Name::parse("X-Callflow-TrunkSid")),
         Some(trunk.as_str())
     );
+    // The trunk takes PCMA only: the offer it gets has nothing else but DTMF.
+    let offer = String::from_utf8_lossy(&inv.body).to_string();
+    assert!(offer.contains("m=audio 40000 RTP/AVP 8 101\r\n"), "{offer}");
     bot.send(&bot.response(&inv, 486, "b1", None), from).await;
     let fin = caller.expect_final("INVITE").await;
     assert!(fin.status().unwrap() >= 400);
@@ -129,6 +147,14 @@ async fn onboarding_then_calls_then_restart(store: &str) {
         .call(&acct, "GET", &format!("/trunks/{trunk}/settings"), None)
         .await;
     assert_eq!(v["response"]["data"][0]["value"], alias.as_str());
+    assert_eq!(
+        v["response"]["data"][6],
+        json!({ "name": "srtp", "value": "required" })
+    );
+    assert_eq!(
+        v["response"]["data"][7],
+        json!({ "name": "codecs", "value": ["PCMA"] })
+    );
     let invite = caller.invite(&format!("sip:{did}@{}", node.sip()), "api-in2");
     caller.send(&invite, node.sip()).await;
     let (inv, from) = bot.expect_request("INVITE").await;

@@ -128,7 +128,7 @@ pub fn routes() -> Vec<Route> {
             ep(
                 "post",
                 "/v2/accounts/{account}/trunks/{trunk}/settings",
-                "Set trunk_external_alias, max_channels, max_cps, allowed_destinations, max_call_duration, allow_md5",
+                "Set trunk_external_alias, max_channels, max_cps, allowed_destinations, max_call_duration, allow_md5, srtp, codecs",
                 Body::Json(&[("settings", "array", true)]),
             ),
             post(add_child),
@@ -621,11 +621,24 @@ fn settings_of(row: &TrunkRow) -> Value {
         { "name": "allowed_destinations", "value": allowed },
         { "name": "max_call_duration", "value": row.max_call_duration },
         { "name": "allow_md5", "value": row.allow_md5 == Some(1) },
+        { "name": "srtp", "value": row.srtp.as_deref().unwrap_or("tls") },
+        { "name": "codecs", "value": codecs_of(row) },
     ])
 }
 
+/// The codecs a trunk takes (empty: those callflow carries).
+fn codecs_of(row: &TrunkRow) -> Vec<String> {
+    row.codecs
+        .as_deref()
+        .unwrap_or("")
+        .split(',')
+        .filter(|c| !c.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 /// The settings a trunk takes.
-const SETTINGS: &str = "trunk_external_alias, max_channels, max_cps, allowed_destinations, max_call_duration, allow_md5";
+const SETTINGS: &str = "trunk_external_alias, max_channels, max_cps, allowed_destinations, max_call_duration, allow_md5, srtp, codecs";
 
 async fn settings(
     api: &Api,
@@ -668,6 +681,11 @@ async fn settings(
                     .ok_or_else(|| ApiError::invalid("allow_md5", "must be true or false"))?;
                 set.allow_md5 = Some(i64::from(v));
             }
+            "srtp" => match value.as_str() {
+                Some(v @ ("tls" | "required")) => set.srtp = Some(v.to_string()),
+                _ => return Err(ApiError::invalid("srtp", "must be \"tls\" or \"required\"")),
+            },
+            "codecs" => set.codecs = Some(codecs(value)?),
             other => {
                 return Err(ApiError::invalid(
                     "settings[].name",
@@ -679,6 +697,19 @@ async fn settings(
     api.store.set_trunk_settings(&row.trunk_sid, &set).await?;
     let row = api.store.trunk(&row.account_sid, &row.trunk_sid).await?;
     Ok((StatusCode::OK, row.map_or(Value::Null, |r| settings_of(&r))))
+}
+
+/// `codecs`: a list of PCMA and PCMU, stored comma-separated; empty: both.
+fn codecs(value: &Value) -> Result<String, ApiError> {
+    let bad = || ApiError::invalid("codecs", "must be a list of \"PCMA\" and \"PCMU\"");
+    let mut out = Vec::new();
+    for c in value.as_array().ok_or_else(bad)? {
+        match c.as_str().map(str::to_ascii_uppercase).as_deref() {
+            Some(name @ ("PCMA" | "PCMU")) => out.push(name.to_string()),
+            _ => return Err(bad()),
+        }
+    }
+    Ok(out.join(","))
 }
 
 /// `allowed_destinations`: a list of E.164 prefixes (`+`, then 1 to 15 digits),
@@ -787,7 +818,11 @@ pub fn routing_spec(t: &StoredTrunk, own_flow: &dyn Fn(&str) -> bool) -> crate::
                     std::time::Duration::from_secs,
                 ),
             allow_md5: t.trunk.allow_md5 == Some(1),
-            media: crate::runtime::LegMedia::default(),
+            media: crate::runtime::LegMedia {
+                srtp_required: t.trunk.srtp.as_deref() == Some("required"),
+                plain: false,
+                codecs: codecs_of(&t.trunk),
+            },
         },
         numbers: t
             .numbers

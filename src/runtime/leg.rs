@@ -120,3 +120,20 @@ pub enum LegEnd {
     /// No RTP for this long in either direction; both legs are hung up.
     MediaTimeout(Duration),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::LegMedia;
+
+    #[test]
+    fn srtp_over_tls_or_when_required_never_to_carriers() {
+        let trunk = LegMedia::default();
+        assert!(trunk.srtp(true) && !trunk.srtp(false));
+        let required = LegMedia {
+            srtp_required: true,
+            ..LegMedia::default()
+        };
+        assert!(required.srtp(false));
+        assert!(!LegMedia::plain().srtp(true));
+    }
+}

@@ -93,6 +93,10 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE accounts ADD COLUMN max_calls_per_day BIGINT",
     // Whether a trunk's credentials may be answered with MD5 (1) or SHA-256 only.
     "ALTER TABLE trunks ADD COLUMN allow_md5 BIGINT",
+    // Media anchored in rtpengine: when a trunk's legs get SRTP (`tls`, `required`)
+    // and the codecs it takes (comma-separated).
+    "ALTER TABLE trunks ADD COLUMN srtp TEXT;
+    ALTER TABLE trunks ADD COLUMN codecs TEXT",
 ];
 
 /// An arbitrary key for PostgreSQL's advisory lock that serialises migrations.

@@ -31,6 +31,10 @@ pub struct TrunkRow {
     pub max_call_duration: Option<i64>,
     /// Whether its credentials may be answered with MD5 (1).
     pub allow_md5: Option<i64>,
+    /// When its legs get SRTP: `tls` (absent) or `required`.
+    pub srtp: Option<String>,
+    /// The codecs it takes, comma-separated (empty: PCMA and PCMU).
+    pub codecs: Option<String>,
     /// Seconds since the epoch.
     pub date_created: i64,
 }
@@ -50,6 +54,10 @@ pub struct TrunkSettings {
     pub max_call_duration: Option<i64>,
     /// Whether its credentials may be answered with MD5 (1) or not (0).
     pub allow_md5: Option<i64>,
+    /// `tls` or `required`.
+    pub srtp: Option<String>,
+    /// Codecs, comma-separated.
+    pub codecs: Option<String>,
 }
 
 /// A phone number of a trunk.
@@ -134,6 +142,8 @@ fn trunk_row(r: &AnyRow) -> Result<TrunkRow, sqlx::Error> {
         allowed_destinations: opt_text(r, "allowed_destinations")?,
         max_call_duration: r.try_get_opt("max_call_duration")?,
         allow_md5: r.try_get_opt("allow_md5")?,
+        srtp: opt_text(r, "srtp")?,
+        codecs: opt_text(r, "codecs")?,
         date_created: int(r, "created")?,
     })
 }
@@ -149,7 +159,7 @@ impl OptInt for AnyRow {
     }
 }
 
-const TRUNK_COLUMNS: &str = "sid, account_sid, name, nso_code, domain_name, external_alias, max_channels, max_cps, allowed_destinations, max_call_duration, allow_md5, created";
+const TRUNK_COLUMNS: &str = "sid, account_sid, name, nso_code, domain_name, external_alias, max_channels, max_cps, allowed_destinations, max_call_duration, allow_md5, srtp, codecs, created";
 
 /// The children of a trunk, for `DELETE … WHERE trunk_sid`.
 const CHILDREN: [&str; 4] = ["numbers", "whitelisted_ips", "destinations", "credentials"];
@@ -236,7 +246,7 @@ impl Store {
     /// Sets the trunk's settings (each `None` left as is).
     pub async fn set_trunk_settings(&self, sid: &str, s: &TrunkSettings) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE trunks SET external_alias = COALESCE($1, external_alias), max_channels = COALESCE($2, max_channels), max_cps = COALESCE($3, max_cps), allowed_destinations = COALESCE($4, allowed_destinations), max_call_duration = COALESCE($5, max_call_duration), allow_md5 = COALESCE($6, allow_md5) WHERE sid = $7",
+            "UPDATE trunks SET external_alias = COALESCE($1, external_alias), max_channels = COALESCE($2, max_channels), max_cps = COALESCE($3, max_cps), allowed_destinations = COALESCE($4, allowed_destinations), max_call_duration = COALESCE($5, max_call_duration), allow_md5 = COALESCE($6, allow_md5), srtp = COALESCE($7, srtp), codecs = COALESCE($8, codecs) WHERE sid = $9",
         )
         .bind(s.alias.clone())
         .bind(s.max_channels)
@@ -244,6 +254,8 @@ impl Store {
         .bind(s.allowed_destinations.clone())
         .bind(s.max_call_duration)
         .bind(s.allow_md5)
+        .bind(s.srtp.clone())
+        .bind(s.codecs.clone())
         .bind(sid)
         .execute(self.pool())
         .await?;

@@ -1,0 +1,216 @@
+//! Media anchored in rtpengine against SDP pass-through (issue 11's measure), on the
+//! same SIPp load with RTP flowing: SIPp's caller (`examples/scenarios/uac_rtp.xml`)
+//! plays a second of G.711 A-law after each answer and SIPp's far end echoes it
+//! (`-rtp_echo`), so RTP flows both ways on both legs. callflow runs in this process
+//! as `serve` builds it (a `pstn` number routed to a trunk), first with `media: none`,
+//! then with `media: { rtpengine }` beside an rtpengine this example starts (as
+//! README's Media section says). For each: calls, failures, call setup time (SIPp's
+//! INVITE → 200 response time, mean), callflow's CPU per call and rtpengine's.
+//!
+//! ```sh
+//! cargo run --release --example vs_media -- 200 2000    # rate (calls/s), calls
+//! ```
+//!
+//! Needs `sipp` (sip-tester) and `rtpengine` (rtpengine-daemon).
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use callflow::config::Config;
+use callflow::server::Server;
+use callflow::sip::transaction::Timers;
+use tokio::process::Command;
+
+mod common;
+use common::{cpu_seconds_of, free_port, sipp_counts, sipp_far_end};
+
+/// Where SIPp's far end listens.
+const FAR: &str = "127.0.0.3:25071";
+/// rtpengine's ng address.
+const NG: &str = "127.0.0.1:22223";
+
+/// What one run measured.
+struct Run {
+    ok: u64,
+    failed: u64,
+    setup_ms: f64,
+    callflow_cpu: f64,
+    rtpengine_cpu: f64,
+}
+
+impl Run {
+    fn print(&self, name: &str) {
+        let per = |cpu: f64| cpu / self.ok.max(1) as f64 * 1e6;
+        println!(
+            "{name:>10}: {} ok, {} failed, setup (INVITE → 200 at SIPp) {:.2} ms mean, callflow CPU {:.0} µs per call, rtpengine CPU {:.0} µs per call",
+            self.ok,
+            self.failed,
+            self.setup_ms,
+            per(self.callflow_cpu),
+            per(self.rtpengine_cpu)
+        );
+    }
+}
+
+/// The first second of SIPp's own G.711 A-law pcap, as `dir/pcap/g711a.pcap`.
+fn one_second_pcap(dir: &std::path::Path) -> anyhow::Result<()> {
+    let b = std::fs::read("/usr/share/sip-tester/g711a.pcap")?;
+    let (mut pos, mut first) = (24, None);
+    while let Some(h) = b.get(pos..pos + 16) {
+        let at = f64::from(u32::from_le_bytes([h[0], h[1], h[2], h[3]]))
+            + f64::from(u32::from_le_bytes([h[4], h[5], h[6], h[7]])) / 1e6;
+        if at - *first.get_or_insert(at) > 1.0 {
+            break;
+        }
+        pos += 16 + u32::from_le_bytes([h[8], h[9], h[10], h[11]]) as usize;
+    }
+    std::fs::create_dir_all(dir.join("pcap"))?;
+    std::fs::write(dir.join("pcap/g711a.pcap"), &b[..pos.min(b.len())])?;
+    Ok(())
+}
+
+/// SIPp's mean of response time 1 (INVITE → 200), in ms, from its final screen.
+fn setup_ms(stdout: &[u8]) -> f64 {
+    let screen = String::from_utf8_lossy(stdout);
+    screen
+        .lines()
+        .rev()
+        .find(|l| l.contains("Response Time 1"))
+        .and_then(|l| l.split('|').nth(2))
+        .and_then(|v| {
+            // HH:MM:SS:micros
+            let p: Vec<f64> = v.trim().split(':').filter_map(|x| x.parse().ok()).collect();
+            (p.len() == 4).then(|| ((p[0] * 60.0 + p[1]) * 60.0 + p[2]) * 1e3 + p[3] / 1e3)
+        })
+        .unwrap_or(f64::NAN)
+}
+
+async fn run(
+    media: bool,
+    rate: u32,
+    calls: u32,
+    rtpengine_pid: &str,
+    dir: &std::path::Path,
+) -> anyhow::Result<Run> {
+    let conf = tempfile::tempdir()?;
+    std::fs::create_dir(conf.path().join("flows"))?;
+    let media_line = if media {
+        format!("media: {{ rtpengine: [\"udp://{NG}\"] }}\n")
+    } else {
+        "media: none\n".to_string()
+    };
+    let text = format!(
+        "sip: {{ listen: [\"udp://127.0.0.1:0\"], options_interval: null }}\nflows: flows\n{media_line}carriers:\n  - {{ name: pstn, uri: \"sip:127.0.0.1:9\", addresses: [127.0.0.1/32] }}\ntrunks:\n  - sid: bench\n    destinations: [\"sip:{FAR}\"]\n    numbers: [{{ number: \"+918047112233\", mode: pstn }}]\n"
+    );
+    let path = conf.path().join("callflow.yaml");
+    std::fs::write(&path, text)?;
+    let server = Server::start(&Config::load(&path)?, Timers::default()).await?;
+    let addr = server
+        .transports
+        .local_addr(callflow::sip::Transport::Udp)
+        .ok_or_else(|| anyhow::anyhow!("no UDP listener"))?;
+    let mut far = sipp_far_end(
+        &["-sn", "uas", "-rtp_echo", "-mi", "127.0.0.3"],
+        "127.0.0.3",
+        25071,
+    )?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (cf0, rt0) = (cpu_seconds_of("self"), cpu_seconds_of(rtpengine_pid));
+    let t0 = Instant::now();
+    let scenario = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/scenarios/uac_rtp.xml"
+    );
+    let out = Command::new("sipp")
+        .current_dir(dir)
+        .args(["-sf", scenario, "-i", "127.0.0.1", "-mi", "127.0.0.1"])
+        .args([
+            "-p",
+            &free_port().to_string(),
+            "-s",
+            "+918047112233",
+            &addr.to_string(),
+        ])
+        .args([
+            "-r",
+            &rate.to_string(),
+            "-m",
+            &calls.to_string(),
+            "-l",
+            "5000",
+        ])
+        .args([
+            "-nostdin",
+            "-cp",
+            &free_port().to_string(),
+            "-timeout",
+            "600s",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .await?;
+    let _elapsed = t0.elapsed();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (cf1, rt1) = (cpu_seconds_of("self"), cpu_seconds_of(rtpengine_pid));
+    let _ = far.kill().await;
+    let (ok, failed) = sipp_counts(&out.stdout);
+    Ok(Run {
+        ok,
+        failed,
+        setup_ms: setup_ms(&out.stdout),
+        callflow_cpu: cf1 - cf0,
+        rtpengine_cpu: if media { rt1 - rt0 } else { 0.0 },
+    })
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let arg = |i: usize, default: u32| {
+        std::env::args()
+            .nth(i)
+            .and_then(|a| a.parse().ok())
+            .unwrap_or(default)
+    };
+    let (rate, calls) = (arg(1, 200), arg(2, 2000));
+    let dir = tempfile::tempdir()?;
+    one_second_pcap(dir.path())?;
+    let mut rtpengine = Command::new("rtpengine")
+        .args([
+            "--config-file=none",
+            "--foreground",
+            "--log-stderr",
+            "--log-level=3",
+            "--table=-1",
+        ])
+        .args(["--interface=127.0.0.1", &format!("--listen-ng={NG}")])
+        .args([
+            "--port-min=30000",
+            "--port-max=50000",
+            "--delete-delay=0",
+            "--num-threads=2",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("rtpengine (apt-get install rtpengine-daemon): {e}"))?;
+    let pid = rtpengine.id().map(|p| p.to_string()).unwrap_or_default();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    println!(
+        "SIPp uac (1 s of PCMA, echoed back) → callflow → SIPp uas, {rate} calls/s × {calls} calls"
+    );
+    let none = run(false, rate, calls, &pid, dir.path()).await?;
+    none.print("media none");
+    let anchored = run(true, rate, calls, &pid, dir.path()).await?;
+    anchored.print("rtpengine");
+    let per = |cpu: f64, r: &Run| cpu / r.ok.max(1) as f64;
+    println!(
+        "     ratio: callflow CPU per call with rtpengine = {:.2}× with media none; setup time {:+.2} ms ({:.2}×)",
+        per(anchored.callflow_cpu, &anchored) / per(none.callflow_cpu, &none).max(1e-9),
+        anchored.setup_ms - none.setup_ms,
+        anchored.setup_ms / none.setup_ms
+    );
+    let _ = rtpengine.kill().await;
+    Ok(())
+}
