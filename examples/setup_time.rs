@@ -8,47 +8,15 @@
 //! cargo run --release --example setup_time -- 2000
 //! ```
 
-use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use callflow::config::Config;
 use callflow::server::Server;
 use callflow::sip::transaction::Timers;
 use tokio::net::UdpSocket;
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-fn invite(n: u32, caller: SocketAddr, engine: SocketAddr) -> String {
-    let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n";
-    format!(
-        "INVITE sip:+918047112233@{engine} SIP/2.0\r\nVia: SIP/2.0/UDP {caller};branch=z9hG4bKsetup{n};rport\r\nMax-Forwards: 70\r\nFrom: <sip:+919812345678@{caller}>;tag=c{n}\r\nTo: <sip:+918047112233@{engine}>\r\nCall-ID: setup-{n}\r\nCSeq: 1 INVITE\r\nContact: <sip:c@{caller}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
-        sdp.len()
-    )
-}
-
-/// Answers the bot's INVITE with 486 (the call ends at once) and ACKs are ignored.
-fn busy_for(invite: &str) -> String {
-    let mut out = String::from("SIP/2.0 486 Busy Here\r\n");
-    for line in invite.split("\r\n").skip(1) {
-        let lower = line.to_ascii_lowercase();
-        if lower.starts_with("via:")
-            || lower.starts_with("from:")
-            || lower.starts_with("call-id:")
-            || lower.starts_with("cseq:")
-        {
-            out.push_str(line);
-            out.push_str("\r\n");
-        } else if lower.starts_with("to:") {
-            out.push_str(line);
-            out.push_str(";tag=bot\r\n");
-        }
-    }
-    out.push_str("Content-Length: 0\r\n\r\n");
-    out
-}
+mod common;
+use common::{invite, percentile, probe_setup};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -86,29 +54,8 @@ async fn main() -> anyhow::Result<()> {
         .local_addr(callflow::sip::Transport::Udp)
         .ok_or_else(|| anyhow::anyhow!("no UDP listener"))?;
     let caller_addr = caller.local_addr()?;
+    let mut setup = probe_setup(&caller, &bot, engine, calls).await?;
     let mut buf = vec![0u8; 65536];
-    let mut setup = Vec::with_capacity(calls as usize);
-    for n in 0..calls {
-        let msg = invite(n, caller_addr, engine);
-        let t0 = Instant::now();
-        caller.send_to(msg.as_bytes(), engine).await?;
-        let (len, from) = loop {
-            let (len, from) = bot.recv_from(&mut buf).await?;
-            if buf[..len].starts_with(b"INVITE") {
-                break (len, from);
-            }
-        };
-        setup.push(t0.elapsed());
-        let text = String::from_utf8_lossy(&buf[..len]).to_string();
-        bot.send_to(busy_for(&text).as_bytes(), from).await?;
-        // Drain the caller's responses (100, then the final one) before the next call.
-        loop {
-            let (len, _) = caller.recv_from(&mut buf).await?;
-            if buf[..len].starts_with(b"SIP/2.0 ") && !buf[..len].starts_with(b"SIP/2.0 1") {
-                break;
-            }
-        }
-    }
     // Baseline: the same hops without callflow.
     let client = reqwest::Client::new();
     let url = format!("http://{http}/route");

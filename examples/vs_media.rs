@@ -4,8 +4,10 @@
 //! (`-rtp_echo`), so RTP flows both ways on both legs. callflow runs in this process
 //! as `serve` builds it (a `pstn` number routed to a trunk), first with `media: none`,
 //! then with `media: { rtpengine }` beside an rtpengine this example starts (as
-//! README's Media section says). For each: calls, failures, call setup time (SIPp's
-//! INVITE → 200 response time, mean), callflow's CPU per call and rtpengine's.
+//! README's Media section says). For each: calls, failures, callflow's CPU per call
+//! and rtpengine's; then the call setup time callflow adds (INVITE in → INVITE out,
+//! p50 and p99 over sequential calls, as `examples/setup_time` measures it) in both
+//! modes. (SIPp's own response times have a 1 ms resolution: too coarse here.)
 //!
 //! ```sh
 //! cargo run --release --example vs_media -- 200 2000    # rate (calls/s), calls
@@ -22,7 +24,7 @@ use callflow::sip::transaction::Timers;
 use tokio::process::Command;
 
 mod common;
-use common::{cpu_seconds_of, free_port, sipp_counts, sipp_far_end};
+use common::{cpu_seconds_of, free_port, percentile, probe_setup, sipp_counts, sipp_far_end};
 
 /// Where SIPp's far end listens.
 const FAR: &str = "127.0.0.3:25071";
@@ -33,7 +35,6 @@ const NG: &str = "127.0.0.1:22223";
 struct Run {
     ok: u64,
     failed: u64,
-    setup_ms: f64,
     callflow_cpu: f64,
     rtpengine_cpu: f64,
 }
@@ -42,10 +43,9 @@ impl Run {
     fn print(&self, name: &str) {
         let per = |cpu: f64| cpu / self.ok.max(1) as f64 * 1e6;
         println!(
-            "{name:>10}: {} ok, {} failed, setup (INVITE → 200 at SIPp) {:.2} ms mean, callflow CPU {:.0} µs per call, rtpengine CPU {:.0} µs per call",
+            "{name:>10}: {} ok, {} failed, callflow CPU {:.0} µs per call, rtpengine CPU {:.0} µs per call",
             self.ok,
             self.failed,
-            self.setup_ms,
             per(self.callflow_cpu),
             per(self.rtpengine_cpu)
         );
@@ -69,20 +69,36 @@ fn one_second_pcap(dir: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// SIPp's mean of response time 1 (INVITE → 200), in ms, from its final screen.
-fn setup_ms(stdout: &[u8]) -> f64 {
-    let screen = String::from_utf8_lossy(stdout);
-    screen
-        .lines()
-        .rev()
-        .find(|l| l.contains("Response Time 1"))
-        .and_then(|l| l.split('|').nth(2))
-        .and_then(|v| {
-            // HH:MM:SS:micros
-            let p: Vec<f64> = v.trim().split(':').filter_map(|x| x.parse().ok()).collect();
-            (p.len() == 4).then(|| ((p[0] * 60.0 + p[1]) * 60.0 + p[2]) * 1e3 + p[3] / 1e3)
-        })
-        .unwrap_or(f64::NAN)
+/// callflow on `media` (or none) with +918047112233 routed to `destination`.
+async fn server(media: bool, destination: &str) -> anyhow::Result<(Server, tempfile::TempDir)> {
+    let conf = tempfile::tempdir()?;
+    std::fs::create_dir(conf.path().join("flows"))?;
+    let media_line = if media {
+        format!("media: {{ rtpengine: [\"udp://{NG}\"] }}\n")
+    } else {
+        "media: none\n".to_string()
+    };
+    let text = format!(
+        "sip: {{ listen: [\"udp://127.0.0.1:0\"], options_interval: null }}\nflows: flows\n{media_line}carriers:\n  - {{ name: pstn, uri: \"sip:127.0.0.1:9\", addresses: [127.0.0.1/32] }}\ntrunks:\n  - sid: bench\n    destinations: [\"sip:{destination}\"]\n    numbers: [{{ number: \"+918047112233\", mode: pstn }}]\n"
+    );
+    let path = conf.path().join("callflow.yaml");
+    std::fs::write(&path, text)?;
+    Ok((Server::start(&Config::load(&path)?, Timers::default()).await?, conf))
+}
+
+/// The setup time callflow adds over `calls` sequential calls: (p50, p99) in µs.
+async fn probe(media: bool, calls: u32) -> anyhow::Result<(f64, f64)> {
+    let bot = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
+    let caller = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
+    let (server, _conf) = server(media, &bot.local_addr()?.to_string()).await?;
+    let engine = server
+        .transports
+        .local_addr(callflow::sip::Transport::Udp)
+        .ok_or_else(|| anyhow::anyhow!("no UDP listener"))?;
+    let mut setup = probe_setup(&caller, &bot, engine, calls).await?;
+    setup.sort();
+    let us = |p: f64| percentile(&setup, p).as_secs_f64() * 1e6;
+    Ok((us(0.5), us(0.99)))
 }
 
 async fn run(
@@ -92,19 +108,7 @@ async fn run(
     rtpengine_pid: &str,
     dir: &std::path::Path,
 ) -> anyhow::Result<Run> {
-    let conf = tempfile::tempdir()?;
-    std::fs::create_dir(conf.path().join("flows"))?;
-    let media_line = if media {
-        format!("media: {{ rtpengine: [\"udp://{NG}\"] }}\n")
-    } else {
-        "media: none\n".to_string()
-    };
-    let text = format!(
-        "sip: {{ listen: [\"udp://127.0.0.1:0\"], options_interval: null }}\nflows: flows\n{media_line}carriers:\n  - {{ name: pstn, uri: \"sip:127.0.0.1:9\", addresses: [127.0.0.1/32] }}\ntrunks:\n  - sid: bench\n    destinations: [\"sip:{FAR}\"]\n    numbers: [{{ number: \"+918047112233\", mode: pstn }}]\n"
-    );
-    let path = conf.path().join("callflow.yaml");
-    std::fs::write(&path, text)?;
-    let server = Server::start(&Config::load(&path)?, Timers::default()).await?;
+    let (server, _conf) = server(media, FAR).await?;
     let addr = server
         .transports
         .local_addr(callflow::sip::Transport::Udp)
@@ -157,7 +161,6 @@ async fn run(
     Ok(Run {
         ok,
         failed,
-        setup_ms: setup_ms(&out.stdout),
         callflow_cpu: cf1 - cf0,
         rtpengine_cpu: if media { rt1 - rt0 } else { 0.0 },
     })
@@ -206,11 +209,15 @@ async fn main() -> anyhow::Result<()> {
     anchored.print("rtpengine");
     let per = |cpu: f64, r: &Run| cpu / r.ok.max(1) as f64;
     println!(
-        "     ratio: callflow CPU per call with rtpengine = {:.2}× with media none; setup time {:+.2} ms ({:.2}×)",
+        "     ratio: callflow CPU per call with rtpengine = {:.2}× with media none",
         per(anchored.callflow_cpu, &anchored) / per(none.callflow_cpu, &none).max(1e-9),
-        anchored.setup_ms - none.setup_ms,
-        anchored.setup_ms / none.setup_ms
     );
+    let n = 1000;
+    let (n50, n99) = probe(false, n).await?;
+    let (r50, r99) = probe(true, n).await?;
+    println!("setup added by callflow over {n} sequential calls (INVITE in → INVITE out):");
+    println!("media none   p50 {n50:>7.1} µs   p99 {n99:>7.1} µs");
+    println!("rtpengine    p50 {r50:>7.1} µs   p99 {r99:>7.1} µs   ({:.2}× and {:.2}×)", r50 / n50, r99 / n99);
     let _ = rtpengine.kill().await;
     Ok(())
 }
