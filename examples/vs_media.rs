@@ -83,7 +83,10 @@ async fn server(media: bool, destination: &str) -> anyhow::Result<(Server, tempf
     );
     let path = conf.path().join("callflow.yaml");
     std::fs::write(&path, text)?;
-    Ok((Server::start(&Config::load(&path)?, Timers::default()).await?, conf))
+    Ok((
+        Server::start(&Config::load(&path)?, Timers::default()).await?,
+        conf,
+    ))
 }
 
 /// The setup time callflow adds over `calls` sequential calls: (p50, p99) in µs.
@@ -217,7 +220,11 @@ async fn main() -> anyhow::Result<()> {
     let (r50, r99) = probe(true, n).await?;
     println!("setup added by callflow over {n} sequential calls (INVITE in → INVITE out):");
     println!("media none   p50 {n50:>7.1} µs   p99 {n99:>7.1} µs");
-    println!("rtpengine    p50 {r50:>7.1} µs   p99 {r99:>7.1} µs   ({:.2}× and {:.2}×)", r50 / n50, r99 / n99);
+    println!(
+        "rtpengine    p50 {r50:>7.1} µs   p99 {r99:>7.1} µs   ({:.2}× and {:.2}×)",
+        r50 / n50,
+        r99 / n99
+    );
     let _ = rtpengine.kill().await;
     Ok(())
 }

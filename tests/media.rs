@@ -19,7 +19,7 @@ use support::{Ua, serve};
 /// The engine with media in rtpengine(s) `NG`, timeout `TIMEOUT`; the hand-off flow
 /// on +918047112233 (bot on trunk_bot, then agent on trunk_sales).
 const CONFIG: &str = r#"
-sip: { listen: ["udp://127.0.0.1:0"], options_interval: null }
+sip: { listen: ["udp://127.0.0.1:0"TLSLISTEN], options_interval: null TLSFILES }
 store: "sqlite://STORE"
 flows: flows
 media: { rtpengine: [NG], timeout: TIMEOUT, ng_timeout: 200ms }
@@ -28,7 +28,7 @@ carriers:
   - { name: pstn, uri: "sip:127.0.0.1:9", addresses: [127.0.0.1/32], priority: 1 }
 trunks:
   - sid: trunk_bot
-    destinations: ["sip:BOT"]
+    destinations: ["sip:BOTURI"]
     SRTP
     numbers:
       - { number: "+918047112233", mode: flow, flow: f }
@@ -67,13 +67,34 @@ struct Opts {
     record: bool,
     timeout: Option<&'static str>,
     dead_first: bool,
+    /// The bot is reached over TLS (its trunk has no `srtp` setting).
+    tls: bool,
     /// Another flow instead of the hand-off (BOT and AGENT stand for the UAs).
     flow: Option<&'static str>,
 }
 
 async fn world(o: Opts) -> Option<World> {
     let rtp = Rtpengine::start().await?;
-    let bot = Ua::new(Transport::Udp, "bot", None).await;
+    let cert = support::test_cert();
+    let bot = if o.tls {
+        Ua::new(Transport::Tls, "bot", Some(&cert)).await
+    } else {
+        Ua::new(Transport::Udp, "bot", None).await
+    };
+    let (tls_listen, tls_files, bot_uri) = if o.tls {
+        (
+            ", \"tls://127.0.0.1:0\"".to_string(),
+            format!(
+                ", tls: {{ cert: \"{}\", key: \"{}\", ca: \"{}\" }}",
+                cert.cert.display(),
+                cert.key.display(),
+                cert.cert.display()
+            ),
+            format!("localhost:{};transport=tls", bot.addr.port()),
+        )
+    } else {
+        (String::new(), String::new(), bot.addr.to_string())
+    };
     let agent = Ua::new(Transport::Udp, "agent", None).await;
     let caller = Ua::new(Transport::Udp, "caller", None).await;
     let rec = tempfile::tempdir().unwrap();
@@ -88,7 +109,9 @@ async fn world(o: Opts) -> Option<World> {
         .replace("RECDIR", &rec.path().display().to_string())
         .replace("STORE", &rec.path().join("c.db").display().to_string())
         .replace("SRTP", if o.srtp { "srtp: required" } else { "" })
-        .replace("BOT", &bot.addr.to_string())
+        .replace("TLSLISTEN", &tls_listen)
+        .replace("TLSFILES", &tls_files)
+        .replace("BOTURI", &bot_uri)
         .replace("AGENT", &agent.addr.to_string());
     let record = if o.record {
         ", record: true, recording_channels: dual"
@@ -285,12 +308,26 @@ async fn rtp_flows_through_rtpengine_and_the_handoff_does_not_reinvite_the_calle
 
 #[tokio::test]
 async fn srtp_towards_a_trunk_that_requires_it_and_plain_rtp_to_the_caller() {
-    let Some(mut w) = world(Opts {
+    srtp_to_the_bot(Opts {
         srtp: true,
         ..Opts::default()
     })
-    .await
-    else {
+    .await;
+}
+
+#[tokio::test]
+async fn srtp_towards_a_destination_reached_over_tls() {
+    srtp_to_the_bot(Opts {
+        tls: true,
+        ..Opts::default()
+    })
+    .await;
+}
+
+/// The bot is offered SDES-keyed SRTP and gets the caller's packets encrypted with
+/// that key; the caller stays on plain RTP.
+async fn srtp_to_the_bot(o: Opts) {
+    let Some(mut w) = world(o).await else {
         return;
     };
     let (mut caller_rtp, bot_rtp) = (Rtp::new().await, Rtp::new().await);

@@ -134,7 +134,6 @@ pub fn busy_for(invite: &str) -> String {
     out
 }
 
-
 /// `calls` sequential calls from `caller` through `engine` to `bot`, each refused by
 /// the bot with 486: the time from the caller's INVITE to the bot's, per call.
 pub async fn probe_setup(
