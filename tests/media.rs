@@ -52,6 +52,7 @@ applets:
 
 struct World {
     server: Server,
+    partner: support::partner::Partner,
     caller: Ua,
     bot: Ua,
     agent: Ua,
@@ -97,6 +98,7 @@ async fn world(o: Opts) -> Option<World> {
     };
     let agent = Ua::new(Transport::Udp, "agent", None).await;
     let caller = Ua::new(Transport::Udp, "caller", None).await;
+    let (partner, webhook) = support::partner::partner().await;
     let rec = tempfile::tempdir().unwrap();
     let ng = if o.dead_first {
         format!("\"udp://127.0.0.1:9\", \"udp://{}\"", rtp.ng)
@@ -123,10 +125,12 @@ async fn world(o: Opts) -> Option<World> {
         .unwrap_or(HANDOFF)
         .replace("RECORD", record)
         .replace("BOT", &bot.addr.to_string())
-        .replace("AGENT", &agent.addr.to_string());
+        .replace("AGENT", &agent.addr.to_string())
+        .replace("WEBHOOK", &webhook.to_string());
     let (server, dir) = serve(&config, &[("f", &flow)]).await;
     Some(World {
         server,
+        partner,
         caller,
         bot,
         agent,
@@ -794,5 +798,71 @@ async fn max_duration_and_a_hard_stop_leave_no_call_in_rtpengine() {
         answer_bye(bot).await;
     };
     tokio::join!(w.server.drain(async {}), answer);
+    w.rtp.assert_empty().await;
+}
+
+#[tokio::test]
+async fn the_dynamic_url_asks_for_a_single_channel_recording() {
+    let flow = "flow: f\nstart: c\napplets:\n  c:\n    connect: { dynamic_url: \"http://WEBHOOK/route\" }\n    next: bye\n  bye:\n    hangup: {}\n";
+    let Some(mut w) = world(Opts {
+        flow: Some(flow),
+        ..Opts::default()
+    })
+    .await
+    else {
+        return;
+    };
+    let bot_uri = format!("sip:{}", w.bot.addr);
+    w.partner.answer(
+        "route",
+        200,
+        &serde_json::json!({ "destination": { "uris": [bot_uri] }, "record": true, "recording_channels": "single" }).to_string(),
+    );
+    let (mut caller_rtp, bot_rtp) = (Rtp::new().await, Rtp::new().await);
+    w.call("m10", &caller_rtp).await;
+    let inv = World::answer(&mut w.bot, "bot1", &bot_rtp, "RTP/AVP", "").await;
+    let ok = w.caller_answered().await;
+    let sid = inv
+        .header(&Name::parse("X-Callflow-CallSid"))
+        .unwrap()
+        .to_string();
+    for i in 0..25 {
+        caller_rtp
+            .send(&tone(440.0, i), rtpengine_at(sdp_port(&ok.body)))
+            .await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    w.caller_bye(&ok).await;
+    answer_bye(&mut w.bot).await;
+    w.rtp.assert_empty().await;
+    let path = w.rec.path().join("_operator").join(format!("{sid}.wav"));
+    let mut wav = None;
+    for _ in 0..40 {
+        if let Ok(b) = std::fs::read(&path) {
+            wav = Some(b);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let wav = wav.expect("the recording is written");
+    assert_eq!(u16::from_le_bytes([wav[22], wav[23]]), 1, "single channel");
+    let samples: Vec<i16> = wav[44..]
+        .chunks_exact(2)
+        .map(|c| i16::from_le_bytes([c[0], c[1]]))
+        .collect();
+    let f = frequency(&samples);
+    assert!((400.0..480.0).contains(&f), "{f} Hz");
+}
+
+#[tokio::test]
+async fn a_caller_that_never_acks_is_hung_up_and_leaves_nothing_in_rtpengine() {
+    let Some(mut w) = world(Opts::default()).await else {
+        return;
+    };
+    let (caller_rtp, bot_rtp) = (Rtp::new().await, Rtp::new().await);
+    w.call("m11", &caller_rtp).await;
+    World::answer(&mut w.bot, "bot1", &bot_rtp, "RTP/AVP", "").await;
+    // The 200 is retransmitted and never ACKed: after 64·T1 both legs go.
+    answer_bye(&mut w.bot).await;
     w.rtp.assert_empty().await;
 }
