@@ -121,6 +121,13 @@ fn content_length<'a>(values: impl Iterator<Item = &'a str>) -> Result<Option<us
 }
 
 impl Message {
+    /// Drops the headers and the body, keeping the start line: for a transaction
+    /// that lingers (RFC 3261's Timer J, L, M, D) after it no longer needs the message.
+    pub fn forget(&mut self) {
+        self.headers = Vec::new();
+        self.body = Bytes::new();
+    }
+
     /// Parses one message.
     pub fn parse(buf: &[u8], framing: Framing) -> Result<Message, ParseError> {
         if buf.len() > MAX_MESSAGE_BYTES {

@@ -50,7 +50,7 @@ pub fn ack_for(invite: &Message, response: &Message) -> Option<Message> {
 }
 
 /// Runs the transaction to its end.
-pub(crate) async fn run(ctx: ClientContext, mut rx: mpsc::Receiver<Box<Incoming>>) {
+pub(crate) async fn run(mut ctx: ClientContext, mut rx: mpsc::Receiver<Box<Incoming>>) {
     let t = ctx.timers;
     let reliable = ctx.target.transport.is_reliable();
     if !ctx.send(&ctx.request).await {
@@ -87,6 +87,8 @@ pub(crate) async fn run(ctx: ClientContext, mut rx: mpsc::Receiver<Box<Incoming>
                         timer_a = None;
                         timer_b = None;
                         timer_m = Some(Instant::now() + t.t1x64());
+                        // Accepted only relays 2xx retransmissions for Timer M's 32 s.
+                        ctx.request.forget();
                         ctx.report(ClientEvent::Response(Box::new(inc.message))).await;
                     }
                     (State::Calling | State::Proceeding, 300..) => {
@@ -95,6 +97,7 @@ pub(crate) async fn run(ctx: ClientContext, mut rx: mpsc::Receiver<Box<Incoming>
                         timer_b = None;
                         timer_d = Some(Instant::now() + t.d(reliable));
                         ack = ack_for(&ctx.request, &inc.message);
+                        ctx.request.forget();
                         if let Some(a) = &ack {
                             ctx.send(a).await;
                         }

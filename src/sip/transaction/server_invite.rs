@@ -21,7 +21,7 @@ enum State {
 }
 
 /// Runs the transaction to its end.
-pub(crate) async fn run(ctx: ServerContext, mut rx: mpsc::Receiver<ServerInput>) {
+pub(crate) async fn run(mut ctx: ServerContext, mut rx: mpsc::Receiver<ServerInput>) {
     let t = ctx.timers;
     // 100 Trying at once: the B2BUA's answer depends on the network (RFC 3261 §17.2.1).
     let mut provisional = Message::response_to(&ctx.request, 100);
@@ -65,11 +65,17 @@ pub(crate) async fn run(ctx: ServerContext, mut rx: mpsc::Receiver<ServerInput>)
                             ctx.send(&resp).await;
                             state = State::Accepted;
                             timer_l = Some(Instant::now() + t.t1x64());
+                            // Accepted only relays the core's 2xx retransmissions:
+                            // the INVITE and the 1xx are not needed for Timer L's 32 s.
+                            ctx.request.forget();
+                            provisional.forget();
                         }
                         (State::Proceeding, 300..) => {
                             ctx.send(&resp).await;
                             last_final = Some(*resp);
                             state = State::Completed;
+                            ctx.request.forget();
+                            provisional.forget();
                             if !ctx.reliable {
                                 timer_g = Some((Instant::now() + t.t1, t.t1));
                             }

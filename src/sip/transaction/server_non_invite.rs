@@ -17,7 +17,7 @@ enum State {
 }
 
 /// Runs the transaction to its end.
-pub(crate) async fn run(ctx: ServerContext, mut rx: mpsc::Receiver<ServerInput>) {
+pub(crate) async fn run(mut ctx: ServerContext, mut rx: mpsc::Receiver<ServerInput>) {
     let mut state = State::Trying;
     let mut last: Option<Message> = None;
     let mut timer_j: Option<Instant> = None;
@@ -38,6 +38,9 @@ pub(crate) async fn run(ctx: ServerContext, mut rx: mpsc::Receiver<ServerInput>)
                         state = State::Proceeding;
                     } else {
                         state = State::Completed;
+                        // Completed only resends `last`: the request is not needed
+                        // for Timer J's 32 s.
+                        ctx.request.forget();
                         let j = if ctx.reliable { std::time::Duration::ZERO } else { ctx.timers.t1x64() };
                         timer_j = Some(Instant::now() + j);
                     }
