@@ -61,7 +61,7 @@ pub(crate) async fn run(mut ctx: ClientContext, mut rx: mpsc::Receiver<Box<Incom
     let mut timer_b = Some(Instant::now() + t.t1x64());
     let mut timer_d: Option<Instant> = None;
     let mut timer_m: Option<Instant> = None;
-    let mut ack: Option<Message> = None;
+    let mut ack: Option<Box<Message>> = None;
     loop {
         let next = [timer_a.map(|a| a.0), timer_b, timer_d, timer_m]
             .into_iter()
@@ -96,7 +96,7 @@ pub(crate) async fn run(mut ctx: ClientContext, mut rx: mpsc::Receiver<Box<Incom
                         timer_a = None;
                         timer_b = None;
                         timer_d = Some(Instant::now() + t.d(reliable));
-                        ack = ack_for(&ctx.request, &inc.message);
+                        ack = ack_for(&ctx.request, &inc.message).map(Box::new);
                         ctx.request.forget();
                         if let Some(a) = &ack {
                             ctx.send(a).await;

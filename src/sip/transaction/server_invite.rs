@@ -24,10 +24,10 @@ enum State {
 pub(crate) async fn run(mut ctx: ServerContext, mut rx: mpsc::Receiver<ServerInput>) {
     let t = ctx.timers;
     // 100 Trying at once: the B2BUA's answer depends on the network (RFC 3261 §17.2.1).
-    let mut provisional = Message::response_to(&ctx.request, 100);
+    let mut provisional = Box::new(Message::response_to(&ctx.request, 100));
     ctx.send(&provisional).await;
     let mut state = State::Proceeding;
-    let mut last_final: Option<Message> = None;
+    let mut last_final: Option<Box<Message>> = None;
     // Timer G: (deadline, interval). Timers H, I, L: deadlines.
     let mut timer_g: Option<(Instant, std::time::Duration)> = None;
     let (mut timer_h, mut timer_i, mut timer_l) = (None, None, None);
@@ -59,7 +59,7 @@ pub(crate) async fn run(mut ctx: ServerContext, mut rx: mpsc::Receiver<ServerInp
                     match (state, status) {
                         (State::Proceeding, 101..=199) => {
                             ctx.send(&resp).await;
-                            provisional = *resp;
+                            provisional = resp;
                         }
                         (State::Proceeding, 200..=299) => {
                             ctx.send(&resp).await;
@@ -72,7 +72,7 @@ pub(crate) async fn run(mut ctx: ServerContext, mut rx: mpsc::Receiver<ServerInp
                         }
                         (State::Proceeding, 300..) => {
                             ctx.send(&resp).await;
-                            last_final = Some(*resp);
+                            last_final = Some(resp);
                             state = State::Completed;
                             ctx.request.forget();
                             provisional.forget();
@@ -89,7 +89,7 @@ pub(crate) async fn run(mut ctx: ServerContext, mut rx: mpsc::Receiver<ServerInp
                 Some(ServerInput::Abandoned) => {
                     if state == State::Proceeding {
                         tracing::warn!("INVITE abandoned without a final response; answering 500");
-                        let resp = Message::response_to(&ctx.request, 500);
+                        let resp = Box::new(Message::response_to(&ctx.request, 500));
                         ctx.send(&resp).await;
                         last_final = Some(resp);
                         state = State::Completed;

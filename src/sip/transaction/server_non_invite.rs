@@ -19,7 +19,7 @@ enum State {
 /// Runs the transaction to its end.
 pub(crate) async fn run(mut ctx: ServerContext, mut rx: mpsc::Receiver<ServerInput>) {
     let mut state = State::Trying;
-    let mut last: Option<Message> = None;
+    let mut last: Option<Box<Message>> = None;
     let mut timer_j: Option<Instant> = None;
     loop {
         tokio::select! {
@@ -33,7 +33,7 @@ pub(crate) async fn run(mut ctx: ServerContext, mut rx: mpsc::Receiver<ServerInp
                 Some(ServerInput::Respond(resp)) if state != State::Completed => {
                     let provisional = resp.status().is_some_and(|s| s < 200);
                     ctx.send(&resp).await;
-                    last = Some(*resp);
+                    last = Some(resp);
                     if provisional {
                         state = State::Proceeding;
                     } else {
@@ -48,7 +48,7 @@ pub(crate) async fn run(mut ctx: ServerContext, mut rx: mpsc::Receiver<ServerInp
                 Some(ServerInput::Respond(_)) => {}
                 Some(ServerInput::Abandoned) => {
                     if state != State::Completed {
-                        let resp = Message::response_to(&ctx.request, 500);
+                        let resp = Box::new(Message::response_to(&ctx.request, 500));
                         ctx.send(&resp).await;
                         last = Some(resp);
                         state = State::Completed;
