@@ -9,7 +9,12 @@
 //!
 //! ```sh
 //! cargo run --release --example vs_kamailio -- 500 10000    # rate (calls/s), calls
+//! cargo run --release --example vs_kamailio -- 500 10000 30000   # each call held 30 s
 //! ```
+//!
+//! With a hold time, calls stay answered that long (SIPp `-d`): 500/s held 30 s keeps
+//! all 10,000 answered at once at the end of the run. callflow's RSS is also read
+//! before the load and a minute after it ended, to see that memory comes back.
 //!
 //! Needs `sipp` (Debian package sip-tester).
 
@@ -28,6 +33,27 @@ use common::{cpu_seconds_of, sipp_caller, sipp_counts, sipp_far_end};
 const FAR: &str = "127.0.0.3:25071";
 /// Where Kamailio listens.
 const KAMAILIO: &str = "127.0.0.1:25065";
+
+/// The SIPp load.
+#[derive(Debug, Clone, Copy)]
+struct Load {
+    /// Calls per second.
+    rate: u32,
+    /// Calls in all.
+    calls: u32,
+    /// How long each call stays answered, ms.
+    hold_ms: u32,
+}
+
+/// Resident memory now (VmRSS) of process `pid`, in MiB.
+fn rss_mib(pid: &str) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
 
 /// What one run measured.
 struct Run {
@@ -117,17 +143,17 @@ fn far_end() -> std::io::Result<Child> {
 }
 
 /// Runs SIPp's caller against `target`, measuring the CPU of `pids()` around it.
-async fn load(
-    target: &str,
-    rate: u32,
-    calls: u32,
-    pids: impl Fn() -> Vec<String>,
-) -> anyhow::Result<Run> {
+async fn load(target: &str, load: Load, pids: impl Fn() -> Vec<String>) -> anyhow::Result<Run> {
+    let Load {
+        rate,
+        calls,
+        hold_ms,
+    } = load;
     let cpu = |p: &[String]| p.iter().map(|p| cpu_seconds_of(p)).sum::<f64>();
     let before = cpu(&pids());
     let t0 = Instant::now();
     let out = sipp_caller(&["-sn", "uac"], target, rate, calls)
-        .args(["-d", "0"])
+        .args(["-d", &hold_ms.to_string()])
         .output()
         .await?;
     let elapsed = t0.elapsed().as_secs_f64();
@@ -144,7 +170,7 @@ async fn load(
     })
 }
 
-async fn callflow(rate: u32, calls: u32) -> anyhow::Result<Run> {
+async fn callflow(l: Load) -> anyhow::Result<Run> {
     let dir = tempfile::tempdir()?;
     std::fs::create_dir(dir.path().join("flows"))?;
     let text = format!(
@@ -159,13 +185,21 @@ async fn callflow(rate: u32, calls: u32) -> anyhow::Result<Run> {
         .ok_or_else(|| anyhow::anyhow!("no UDP listener"))?;
     let mut far = far_end()?;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let mut run = load(&addr.to_string(), rate, calls, || vec!["self".to_string()]).await?;
+    let idle = rss_mib("self");
+    let mut run = load(&addr.to_string(), l, || vec!["self".to_string()]).await?;
     run.peak_rss_mib = peak_rss_mib("self");
     let _ = far.kill().await;
+    // The transactions of the last calls live 32 s (RFC 3261's Timers J and L).
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    println!(
+        " callflow: RSS {idle:.1} MiB before the load, {:.1} MiB a minute after it ended ({} transactions alive)",
+        rss_mib("self"),
+        server.engine.core.layer.alive()
+    );
     Ok(run)
 }
 
-async fn kamailio(rate: u32, calls: u32) -> anyhow::Result<Option<Run>> {
+async fn kamailio(l: Load) -> anyhow::Result<Option<Run>> {
     if std::process::Command::new("kamailio")
         .arg("-v")
         .output()
@@ -193,7 +227,7 @@ async fn kamailio(rate: u32, calls: u32) -> anyhow::Result<Option<Run>> {
     if procs.len() < 2 {
         anyhow::bail!("kamailio did not start (is {KAMAILIO} taken by a stray one?)");
     }
-    let mut run = load(KAMAILIO, rate, calls, || tree(pid)).await?;
+    let mut run = load(KAMAILIO, l, || tree(pid)).await?;
     run.peak_rss_mib = tree(pid).iter().map(|p| peak_rss_mib(p)).sum();
     let _ = far.kill().await;
     // Its children outlive the main process unless told too.
@@ -212,11 +246,18 @@ async fn main() -> anyhow::Result<()> {
             .and_then(|a| a.parse().ok())
             .unwrap_or(default)
     };
-    let (rate, calls) = (arg(1, 500), arg(2, 10_000));
-    println!("SIPp uac → engine → SIPp uas, {rate} calls/s × {calls} calls, zero hold time");
-    let ours = callflow(rate, calls).await?;
+    let (rate, calls, hold_ms) = (arg(1, 500), arg(2, 10_000), arg(3, 0));
+    let l = Load {
+        rate,
+        calls,
+        hold_ms,
+    };
+    println!(
+        "SIPp uac → engine → SIPp uas, {rate} calls/s × {calls} calls, each held {hold_ms} ms"
+    );
+    let ours = callflow(l).await?;
     ours.print("callflow");
-    if let Some(theirs) = kamailio(rate, calls).await? {
+    if let Some(theirs) = kamailio(l).await? {
         theirs.print("kamailio");
         println!(
             "    ratio: callflow CPU per call = {:.2}× Kamailio's (target ≤ 0.5); peak RSS {:.1}× (Kamailio's summed over its processes, shared pages counted in each)",

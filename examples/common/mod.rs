@@ -68,7 +68,7 @@ pub fn sipp_far_end(
 }
 
 /// SIPp's caller: `scenario` calling +918047112233 at `target`, `rate` calls a second,
-/// `calls` in all, at most 5,000 at once; add arguments and stdio, then run it.
+/// `calls` in all, at most 20,000 at once; add arguments and stdio, then run it.
 pub fn sipp_caller(
     scenario: &[&str],
     target: &str,
@@ -85,7 +85,7 @@ pub fn sipp_caller(
             "-m",
             &calls.to_string(),
             "-l",
-            "5000",
+            "20000",
         ])
         .args([
             "-nostdin",

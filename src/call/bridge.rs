@@ -405,35 +405,38 @@ impl Call {
         let deadline = Instant::now() + max_duration;
         let check_every = self.media_check_every();
         let mut media_check = check_every.map(|d| Instant::now() + d);
+        // What runs on an event is boxed: this future lives as long as the call is
+        // bridged, and inlining the handlers' futures made it several KB per call
+        // (heaptrack, BENCHMARKS.md).
         loop {
             let retransmit = self.caller.retransmit_at();
             tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => {
-                    self.hangup(480).await;
+                    Box::pin(self.hangup(480)).await;
                     return LegEnd::MaxDuration;
                 }
                 _ = until(media_check) => {
                     media_check = check_every.map(|d| Instant::now() + d);
-                    if let Some(after) = self.media_stopped().await {
+                    if let Some(after) = Box::pin(self.media_stopped()).await {
                         tracing::info!(sid = %self.sid, "no RTP for {}s: hanging up", after.as_secs());
-                        self.hangup(408).await;
+                        Box::pin(self.hangup(408)).await;
                         return LegEnd::MediaTimeout(after);
                     }
                 }
-                _ = until(retransmit) => self.retransmit_2xx().await,
+                _ = until(retransmit) => Box::pin(self.retransmit_2xx()).await,
                 input = self.rx.recv() => {
                     let Some(input) = input else { return LegEnd::CallerHangup };
-                    if let Some(end) = self.bridged_input(input).await {
+                    if let Some(end) = Box::pin(self.bridged_input(input)).await {
                         return end;
                     }
                 }
             }
             if self.caller.gone() {
-                self.bye_far().await;
+                Box::pin(self.bye_far()).await;
                 return LegEnd::CallerHangup;
             }
             if self.redirect.is_some() {
-                self.bye_far().await;
+                Box::pin(self.bye_far()).await;
                 return LegEnd::Redirected;
             }
         }

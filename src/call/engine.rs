@@ -205,10 +205,12 @@ impl Engine {
         let (tx, rx) = mpsc::channel(64);
         self.core.add_invite(st.key.clone(), tx.clone());
         let call = Call::new(self.core.clone(), st, tx, rx);
-        let handler = self.handler.clone();
         let running = Running::count(&self.active);
+        // The handler's future is made here, not in the task: a task that moved the
+        // call in would keep room for it (2 KB) beside the handler's future.
+        let call = (self.handler)(call);
         tokio::spawn(async move {
-            handler(call).await;
+            call.await;
             drop(running);
         });
     }

@@ -304,6 +304,35 @@ mod tests {
 
     const FLOW: &str = "flow: f\nstart: bot\napplets:\n  bot:\n    connect: { to: \"sip:bot@10.0.0.1\" }\n    on: { completed: ask, no_answer: sorry, busy: busy, transfer: ask }\n  ask:\n    passthru: { url: \"https://p.example/h\" }\n    on: { ok: route, fail: sorry }\n  route:\n    switchcase: { cases: { sales: agent }, default: sorry }\n  agent:\n    connect: { to: \"sip:agent@10.0.0.2\" }\n    next: bye\n  busy:\n    hangup: { status: 486 }\n  sorry:\n    hangup: { status: 480 }\n  bye:\n    hangup: {}\n";
 
+    /// The executor's future lives as long as the call: it stays small (issue 12's
+    /// 10,000 concurrent calls; BENCHMARKS.md).
+    #[test]
+    fn the_executor_future_is_small() {
+        let flow = compile_str("f.yaml".into(), FLOW, &CompileOptions::default())
+            .flow
+            .unwrap();
+        let scenario = Scenario::default();
+        let mut call = ScriptedCall::new(&[]);
+        let http = ScriptedHttp::new(&scenario);
+        let settings = Settings::default();
+        let lookup = |_: &str| None;
+        let fut = run(
+            &flow,
+            &mut call,
+            crate::flow::executor::Webhooks::same(&http),
+            &SimulatedDirectory,
+            &settings,
+            CallInfo::default(),
+            &lookup,
+        );
+        let size = std::mem::size_of_val(&fut);
+        eprintln!(
+            "executor future {size} B, Context {} B",
+            std::mem::size_of::<crate::applets::Context<'_>>()
+        );
+        assert!(size < 2048, "{size} B");
+    }
+
     async fn path(legs: &[&str], webhooks: &str) -> Vec<(String, String)> {
         let flow = compile_str("f.yaml".into(), FLOW, &CompileOptions::default())
             .flow
