@@ -197,6 +197,25 @@ impl World {
     }
 }
 
+/// The WAV at `path` once callflow has written it (within 2 s).
+async fn written(path: &std::path::Path) -> Vec<u8> {
+    for _ in 0..40 {
+        if let Ok(b) = std::fs::read(path) {
+            return b;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the recording {} is not written", path.display());
+}
+
+/// The 16-bit samples of a WAV written by callflow (44-byte header).
+fn samples(wav: &[u8]) -> Vec<i16> {
+    wav[44..]
+        .chunks_exact(2)
+        .map(|c| i16::from_le_bytes([c[0], c[1]]))
+        .collect()
+}
+
 /// `ua` gets a BYE and answers 200.
 async fn answer_bye(ua: &mut Ua) -> Message {
     let (bye, from) = ua.expect_request("BYE").await;
@@ -411,25 +430,14 @@ async fn a_dual_recording_has_the_caller_left_and_the_far_party_right() {
     answer_bye(&mut w.bot).await;
     w.rtp.assert_empty().await;
     let wav_path = w.rec.path().join("_operator").join(format!("{sid}.wav"));
-    let mut wav = None;
-    for _ in 0..40 {
-        if let Ok(b) = std::fs::read(&wav_path) {
-            wav = Some(b);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let wav = wav.expect("the recording is written");
+    let wav = written(&wav_path).await;
     assert_eq!(&wav[..4], b"RIFF");
     assert_eq!(u16::from_le_bytes([wav[22], wav[23]]), 2, "two channels");
     assert_eq!(
         u32::from_le_bytes([wav[24], wav[25], wav[26], wav[27]]),
         8000
     );
-    let samples: Vec<i16> = wav[44..]
-        .chunks_exact(2)
-        .map(|c| i16::from_le_bytes([c[0], c[1]]))
-        .collect();
+    let samples = samples(&wav);
     let left: Vec<i16> = samples.iter().step_by(2).copied().collect();
     let right: Vec<i16> = samples.iter().skip(1).step_by(2).copied().collect();
     assert!(left.len() >= 7000, "{} samples", left.len());
@@ -836,20 +844,9 @@ async fn the_dynamic_url_asks_for_a_single_channel_recording() {
     answer_bye(&mut w.bot).await;
     w.rtp.assert_empty().await;
     let path = w.rec.path().join("_operator").join(format!("{sid}.wav"));
-    let mut wav = None;
-    for _ in 0..40 {
-        if let Ok(b) = std::fs::read(&path) {
-            wav = Some(b);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let wav = wav.expect("the recording is written");
+    let wav = written(&path).await;
     assert_eq!(u16::from_le_bytes([wav[22], wav[23]]), 1, "single channel");
-    let samples: Vec<i16> = wav[44..]
-        .chunks_exact(2)
-        .map(|c| i16::from_le_bytes([c[0], c[1]]))
-        .collect();
+    let samples = samples(&wav);
     let f = frequency(&samples);
     assert!((400.0..480.0).contains(&f), "{f} Hz");
 }
