@@ -18,15 +18,8 @@ use callflow::server::Server;
 use callflow::sip::Transport;
 use callflow::sip::transaction::Timers;
 
-/// Resident memory of this process, in MiB.
-fn rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
+mod common;
+use common::{arg, rss_mib};
 
 fn invite(to: SocketAddr, from: SocketAddr, n: u32) -> Vec<u8> {
     format!(
@@ -57,7 +50,7 @@ async fn run(
         .ok_or_else(|| anyhow::anyhow!("no UDP"))?;
     let socket = tokio::net::UdpSocket::bind("127.0.0.5:0").await?;
     let from = socket.local_addr()?;
-    let before = rss_mib();
+    let before = rss_mib("self");
     let (mut sent, mut got, mut answers) = (0u64, 0u64, 0u64);
     let started = Instant::now();
     let mut buf = vec![0u8; 65536];
@@ -82,7 +75,7 @@ async fn run(
         got += len as u64;
         answers += 1;
     }
-    let after = rss_mib();
+    let after = rss_mib("self");
     println!(
         "{label:>8}: {count} INVITEs at {rate:.0}/s, {sent} B out; back: {answers} messages, {got} B ({:.2}× the bytes); transactions alive {}; RSS {before:.1} → {after:.1} MiB",
         got as f64 / sent as f64,
@@ -93,12 +86,6 @@ async fn run(
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let arg = |i: usize, default: u32| {
-        std::env::args()
-            .nth(i)
-            .and_then(|a| a.parse().ok())
-            .unwrap_or(default)
-    };
     let (count, rate) = (arg(1, 20_000), arg(2, 5_000));
     run("drop", "unknown_sources: drop", "", count, rate).await?;
     run("reject", "unknown_sources: reject", "", count, rate).await?;

@@ -27,7 +27,7 @@ use callflow::sip::transaction::Timers;
 use tokio::process::{Child, Command};
 
 mod common;
-use common::{cpu_seconds_of, sipp_caller, sipp_counts, sipp_far_end};
+use common::{arg, cpu_seconds_of, rss_mib, sipp_caller, sipp_counts, sipp_far_end};
 
 /// Where SIPp's far end listens (as the Kamailio configuration has it).
 const FAR: &str = "127.0.0.3:25071";
@@ -43,16 +43,6 @@ struct Load {
     calls: u32,
     /// How long each call stays answered, ms.
     hold_ms: u32,
-}
-
-/// Resident memory now (VmRSS) of process `pid`, in MiB.
-fn rss_mib(pid: &str) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 /// What one run measured.
@@ -240,12 +230,6 @@ async fn kamailio(l: Load) -> anyhow::Result<Option<Run>> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let arg = |i: usize, default: u32| {
-        std::env::args()
-            .nth(i)
-            .and_then(|a| a.parse().ok())
-            .unwrap_or(default)
-    };
     let (rate, calls, hold_ms) = (arg(1, 500), arg(2, 10_000), arg(3, 0));
     let l = Load {
         rate,

@@ -24,7 +24,9 @@ use callflow::sip::transaction::Timers;
 use tokio::process::Command;
 
 mod common;
-use common::{cpu_seconds_of, free_port, percentile, probe_setup, sipp_counts, sipp_far_end};
+use common::{
+    arg, cpu_seconds_of, percentile, probe_setup, sipp_caller, sipp_counts, sipp_far_end,
+};
 
 /// Where SIPp's far end listens.
 const FAR: &str = "127.0.0.3:25071";
@@ -128,34 +130,15 @@ async fn run(
         env!("CARGO_MANIFEST_DIR"),
         "/examples/scenarios/uac_rtp.xml"
     );
-    let out = Command::new("sipp")
-        .current_dir(dir)
-        .args(["-sf", scenario, "-i", "127.0.0.1", "-mi", "127.0.0.1"])
-        .args([
-            "-p",
-            &free_port().to_string(),
-            "-s",
-            "+918047112233",
-            &addr.to_string(),
-        ])
-        .args([
-            "-r",
-            &rate.to_string(),
-            "-m",
-            &calls.to_string(),
-            "-l",
-            "5000",
-        ])
-        .args([
-            "-nostdin",
-            "-cp",
-            &free_port().to_string(),
-            "-timeout",
-            "600s",
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .await?;
+    let out = sipp_caller(
+        &["-sf", scenario, "-mi", "127.0.0.1"],
+        &addr.to_string(),
+        rate,
+        calls,
+    )
+    .current_dir(dir)
+    .output()
+    .await?;
     let _elapsed = t0.elapsed();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let (cf1, rt1) = (cpu_seconds_of("self"), cpu_seconds_of(rtpengine_pid));
@@ -171,12 +154,6 @@ async fn run(
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let arg = |i: usize, default: u32| {
-        std::env::args()
-            .nth(i)
-            .and_then(|a| a.parse().ok())
-            .unwrap_or(default)
-    };
     let (rate, calls) = (arg(1, 200), arg(2, 2000));
     let dir = tempfile::tempdir()?;
     one_second_pcap(dir.path())?;

@@ -168,3 +168,21 @@ pub async fn probe_setup(
     }
     Ok(setup)
 }
+
+/// Command-line argument `i` as a number, or `default`.
+pub fn arg(i: usize, default: u32) -> u32 {
+    std::env::args()
+        .nth(i)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Resident memory now (VmRSS) of process `pid` (or `self`), in MiB.
+pub fn rss_mib(pid: &str) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
