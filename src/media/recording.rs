@@ -75,8 +75,14 @@ pub fn pcap_to_wav(
     })?;
     let packets = read_pcap(&bytes)?;
     let start = packets.iter().map(|p| p.at_us).min().unwrap_or(0);
-    let caller = place(&packets, caller_ports, start);
-    let far = place(&packets, far_ports, start);
+    let end = packets.iter().map(|p| p.at_us).max().unwrap_or(0);
+    // A packet may not reach past the capture's length (plus a second): an RTP
+    // timestamp that jumps ahead cannot make the WAV longer than the call.
+    let limit =
+        ((end - start).saturating_mul(u64::from(RATE)) / 1_000_000) as usize + RATE as usize;
+    let limit = limit.min(MAX_SAMPLES);
+    let caller = place(&packets, caller_ports, start, limit);
+    let far = place(&packets, far_ports, start, limit);
     let decoded = packets
         .iter()
         .filter(|p| {
@@ -110,8 +116,9 @@ fn at(track: &[i16], i: usize) -> i16 {
     track.get(i).copied().unwrap_or(0)
 }
 
-/// One track from the G.711 packets sent to `ports`, silence where none came.
-fn place(packets: &[Packet], ports: &[u16], start_us: u64) -> Vec<i16> {
+/// One track from the G.711 packets sent to `ports`, silence where none came, at
+/// most `limit` samples.
+fn place(packets: &[Packet], ports: &[u16], start_us: u64, limit: usize) -> Vec<i16> {
     let mut track: Vec<i16> = Vec::new();
     // SSRC → (sample offset of its first packet, its first timestamp).
     let mut streams: HashMap<u32, (usize, u32)> = HashMap::new();
@@ -122,12 +129,16 @@ fn place(packets: &[Packet], ports: &[u16], start_us: u64) -> Vec<i16> {
             _ => continue,
         };
         let (base, first_ts) = *streams.entry(p.ssrc).or_insert_with(|| {
-            let offset = (p.at_us.saturating_sub(start_us) * u64::from(RATE) / 1_000_000) as usize;
+            let offset = (p
+                .at_us
+                .saturating_sub(start_us)
+                .saturating_mul(u64::from(RATE))
+                / 1_000_000) as usize;
             (offset, p.timestamp)
         });
         let pos = base + p.timestamp.wrapping_sub(first_ts) as usize;
         let end = pos.saturating_add(p.payload.len());
-        if end > MAX_SAMPLES {
+        if end > limit {
             continue;
         }
         if track.len() < end {
@@ -342,5 +353,16 @@ mod tests {
         assert_eq!((s(2 * 200), s(2 * 200 + 1)), (0, 0));
         assert_eq!(s(2 * 400), 32256);
         assert!(pcap_to_wav(&w, &[1], &[2], true, &p).is_err());
+        // A timestamp 3 hours ahead in a 40 ms capture is dropped, not written.
+        std::fs::write(
+            &p,
+            pcap(&[
+                (1_000_000, 30000, 1, 0, 8, vec![0xaa; 160]),
+                (1_040_000, 30000, 1, 3 * 3600 * 8000, 8, vec![0xaa; 160]),
+            ]),
+        )
+        .unwrap();
+        let out = pcap_to_wav(&p, &[30000], &[30002], false, &w).unwrap();
+        assert_eq!(out.samples, 160);
     }
 }
