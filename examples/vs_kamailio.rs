@@ -21,13 +21,10 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use callflow::config::Config;
-use callflow::server::Server;
-use callflow::sip::transaction::Timers;
 use tokio::process::{Child, Command};
 
 mod common;
-use common::{arg, cpu_seconds_of, rss_mib, sipp_caller, sipp_counts, sipp_far_end};
+use common::{arg, cpu_seconds_of, pstn_server, rss_mib, sipp_caller, sipp_counts, sipp_far_end};
 
 /// Where SIPp's far end listens (as the Kamailio configuration has it).
 const FAR: &str = "127.0.0.3:25071";
@@ -161,14 +158,7 @@ async fn load(target: &str, load: Load, pids: impl Fn() -> Vec<String>) -> anyho
 }
 
 async fn callflow(l: Load) -> anyhow::Result<Run> {
-    let dir = tempfile::tempdir()?;
-    std::fs::create_dir(dir.path().join("flows"))?;
-    let text = format!(
-        "sip: {{ listen: [\"udp://127.0.0.1:0\"], options_interval: null }}\nflows: flows\ncarriers:\n  - {{ name: pstn, uri: \"sip:127.0.0.1:9\", addresses: [127.0.0.1/32] }}\ntrunks:\n  - sid: bench\n    destinations: [\"sip:{FAR}\"]\n    numbers: [{{ number: \"+918047112233\", mode: pstn }}]\n"
-    );
-    let path = dir.path().join("callflow.yaml");
-    std::fs::write(&path, text)?;
-    let server = Server::start(&Config::load(&path)?, Timers::default()).await?;
+    let (server, _dir) = pstn_server("", FAR).await?;
     let addr = server
         .transports
         .local_addr(callflow::sip::Transport::Udp)

@@ -18,14 +18,13 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use callflow::config::Config;
 use callflow::server::Server;
-use callflow::sip::transaction::Timers;
 use tokio::process::Command;
 
 mod common;
 use common::{
-    arg, cpu_seconds_of, percentile, probe_setup, sipp_caller, sipp_counts, sipp_far_end,
+    arg, cpu_seconds_of, percentile, probe_setup, pstn_server, sipp_caller, sipp_counts,
+    sipp_far_end,
 };
 
 /// Where SIPp's far end listens.
@@ -73,22 +72,12 @@ fn one_second_pcap(dir: &std::path::Path) -> anyhow::Result<()> {
 
 /// callflow on `media` (or none) with +918047112233 routed to `destination`.
 async fn server(media: bool, destination: &str) -> anyhow::Result<(Server, tempfile::TempDir)> {
-    let conf = tempfile::tempdir()?;
-    std::fs::create_dir(conf.path().join("flows"))?;
     let media_line = if media {
         format!("media: {{ rtpengine: [\"udp://{NG}\"] }}\n")
     } else {
         "media: none\n".to_string()
     };
-    let text = format!(
-        "sip: {{ listen: [\"udp://127.0.0.1:0\"], options_interval: null }}\nflows: flows\n{media_line}carriers:\n  - {{ name: pstn, uri: \"sip:127.0.0.1:9\", addresses: [127.0.0.1/32] }}\ntrunks:\n  - sid: bench\n    destinations: [\"sip:{destination}\"]\n    numbers: [{{ number: \"+918047112233\", mode: pstn }}]\n"
-    );
-    let path = conf.path().join("callflow.yaml");
-    std::fs::write(&path, text)?;
-    Ok((
-        Server::start(&Config::load(&path)?, Timers::default()).await?,
-        conf,
-    ))
+    pstn_server(&media_line, destination).await
 }
 
 /// The setup time callflow adds over `calls` sequential calls: (p50, p99) in µs.

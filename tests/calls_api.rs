@@ -90,20 +90,6 @@ fn user_of(m: &Message, name: Name) -> String {
         .to_string()
 }
 
-/// Polls call `sid` until `check` holds on its fields; the fields.
-async fn until_call(node: &Node, a: &Account, sid: &str, check: impl Fn(&Value) -> bool) -> Value {
-    let mut last = Value::Null;
-    for _ in 0..100 {
-        let (s, v) = v1(node, a, &format!("/Calls/{sid}.json")).await;
-        if s == StatusCode::OK && check(&v["Call"]) {
-            return v["Call"].clone();
-        }
-        last = v;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("call {sid} never got there: {last}");
-}
-
 /// Places a call; its sid (the answer checked: 200, queued, outbound-api).
 async fn connect(node: &Node, a: &Account, form: &[(&str, &str)]) -> String {
     let (s, v) = v1_post(node, a, "/Calls/connect.json", form).await;

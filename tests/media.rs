@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use callflow::server::Server;
 use callflow::sip::{Message, Name, Transport};
-use serde_json::Value;
 use support::rtpengine::{Rtp, Rtpengine, frequency, sdp_port, tone};
 use support::{Ua, serve};
 
@@ -683,18 +682,10 @@ async fn click_to_call_recorded_through_the_api_is_served_to_its_account_only() 
     carrier
         .send(&carrier.response(&cbye, 200, "cu1", None), cfrom)
         .await;
-    let mut call = Value::Null;
-    for _ in 0..100 {
-        let (s, v) = v1(&node, &a, &format!("/Calls/{sid}.json")).await;
-        if s == StatusCode::OK
-            && v["Call"]["Status"] == "completed"
-            && !v["Call"]["RecordingUrl"].is_null()
-        {
-            call = v["Call"].clone();
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let call = until_call(&node, &a, &sid, |c| {
+        c["Status"] == "completed" && !c["RecordingUrl"].is_null()
+    })
+    .await;
     let url = call["RecordingUrl"]
         .as_str()
         .expect("RecordingUrl")

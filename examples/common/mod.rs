@@ -186,3 +186,24 @@ pub fn rss_mib(pid: &str) -> f64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0)
 }
+
+/// `callflow serve` as an operator runs it, in this process: +918047112233 a `pstn`
+/// number routed to `destination`, carriers from 127.0.0.1, and `extra` (more
+/// `callflow.yaml` lines, such as `media:`). Keep the directory while it runs.
+pub async fn pstn_server(
+    extra: &str,
+    destination: &str,
+) -> anyhow::Result<(callflow::server::Server, tempfile::TempDir)> {
+    let conf = tempfile::tempdir()?;
+    std::fs::create_dir(conf.path().join("flows"))?;
+    let text = format!(
+        "sip: {{ listen: [\"udp://127.0.0.1:0\"], options_interval: null }}\nflows: flows\n{extra}carriers:\n  - {{ name: pstn, uri: \"sip:127.0.0.1:9\", addresses: [127.0.0.1/32] }}\ntrunks:\n  - sid: bench\n    destinations: [\"sip:{destination}\"]\n    numbers: [{{ number: \"+918047112233\", mode: pstn }}]\n"
+    );
+    let path = conf.path().join("callflow.yaml");
+    std::fs::write(&path, text)?;
+    let config = callflow::config::Config::load(&path)?;
+    let server =
+        callflow::server::Server::start(&config, callflow::sip::transaction::Timers::default())
+            .await?;
+    Ok((server, conf))
+}

@@ -282,3 +282,22 @@ pub async fn stored_call(node: &Node, a: &Account, sid: &str) -> Value {
     }
     panic!("call {sid} was never stored");
 }
+
+/// Polls call `sid` until `check` holds on its fields; the fields.
+pub async fn until_call(
+    node: &Node,
+    a: &Account,
+    sid: &str,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..100 {
+        let (s, v) = v1(node, a, &format!("/Calls/{sid}.json")).await;
+        if s == StatusCode::OK && check(&v["Call"]) {
+            return v["Call"].clone();
+        }
+        last = v;
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("call {sid} never got there: {last}");
+}
