@@ -4,14 +4,16 @@
 //! Calling/Proceeding → (300–699, ACK sent) Completed → Terminated after Timer D;
 //! Calling → Terminated when Timer B fires.
 
+use std::time::Duration;
+
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::{ClientContext, ClientEvent, until};
+use super::{ClientEvent, Step, Timers, earliest};
 use crate::sip::header::Name;
 use crate::sip::message::Message;
 use crate::sip::method::Method;
-use crate::sip::transport::Incoming;
+use crate::sip::transport::{Outgoing, Target};
 use crate::sip::typed::CSeq;
 
 /// The states of §17.1.1 and RFC 6026.
@@ -49,87 +51,158 @@ pub fn ack_for(invite: &Message, response: &Message) -> Option<Message> {
     Some(ack)
 }
 
-/// Runs the transaction to its end.
-pub(crate) async fn run(mut ctx: ClientContext, mut rx: mpsc::Receiver<Box<Incoming>>) {
-    let t = ctx.timers;
-    let reliable = ctx.target.transport.is_reliable();
-    if !ctx.send(&ctx.request).await {
-        return;
+/// One INVITE client transaction.
+#[derive(Debug)]
+pub(crate) struct ClientInvite {
+    /// Where it is in §17.1.1.
+    state: State,
+    /// The INVITE, kept until the final response (the ACK for a non-2xx is built
+    /// from it).
+    request: Option<Box<Message>>,
+    /// The INVITE as sent, resent on Timer A while Calling.
+    sent: Option<Outgoing>,
+    /// The ACK for a non-2xx final response, resent when the response is.
+    ack: Option<Outgoing>,
+    /// Whether the target is over TCP or TLS (no Timer A, Timer D is 0).
+    reliable: bool,
+    /// T1, T2, T4.
+    timers: Timers,
+    /// The user's end: responses, timeouts, transport errors.
+    events: mpsc::Sender<ClientEvent>,
+    /// Timer A: when it fires next, and the interval after that.
+    timer_a: Option<(Instant, Duration)>,
+    /// Timer B: no response in time.
+    timer_b: Option<Instant>,
+    /// Timer D: absorbing retransmissions of the non-2xx final response.
+    timer_d: Option<Instant>,
+    /// Timer M: relaying 2xx retransmissions (RFC 6026).
+    timer_m: Option<Instant>,
+}
+
+impl ClientInvite {
+    /// A new transaction for `request` (our Via on top) to `target`; it sends the
+    /// INVITE at once.
+    pub(crate) fn start(
+        request: Message,
+        target: Target,
+        timers: Timers,
+        events: mpsc::Sender<ClientEvent>,
+        now: Instant,
+    ) -> (ClientInvite, Step) {
+        let reliable = target.transport.is_reliable();
+        let sent = Outgoing::new(target, &request);
+        let tx = ClientInvite {
+            state: State::Calling,
+            request: Some(Box::new(request)),
+            sent: Some(sent.clone()),
+            ack: None,
+            reliable,
+            timers,
+            events,
+            timer_a: (!reliable).then(|| (now + timers.t1, timers.t1)),
+            timer_b: Some(now + timers.t1x64()),
+            timer_d: None,
+            timer_m: None,
+        };
+        let step = tx.step(Some(sent), None);
+        (tx, step)
     }
-    let mut state = State::Calling;
-    let mut timer_a = (!reliable).then(|| (Instant::now() + t.t1, t.t1));
-    let mut timer_b = Some(Instant::now() + t.t1x64());
-    let mut timer_d: Option<Instant> = None;
-    let mut timer_m: Option<Instant> = None;
-    let mut ack: Option<Box<Message>> = None;
-    loop {
-        let next = [timer_a.map(|a| a.0), timer_b, timer_d, timer_m]
-            .into_iter()
-            .flatten()
-            .min();
-        tokio::select! {
-            // The user gone: nothing to report to. In Accepted, ending here sends later
-            // 2xx retransmissions to the core as stray responses, which the dialog
-            // acknowledges (RFC 6026 §8.4).
-            _ = ctx.events.closed(), if state != State::Completed => return,
-            inc = rx.recv() => {
-                let Some(inc) = inc else { return };
-                let status = inc.message.status().unwrap_or(0);
-                match (state, status) {
-                    (State::Calling | State::Proceeding, 100..=199) => {
-                        state = State::Proceeding;
-                        timer_a = None;
-                        timer_b = None;
-                        ctx.report(ClientEvent::Response(Box::new(inc.message))).await;
-                    }
-                    (State::Calling | State::Proceeding, 200..=299) => {
-                        state = State::Accepted;
-                        timer_a = None;
-                        timer_b = None;
-                        timer_m = Some(Instant::now() + t.t1x64());
-                        // Accepted only relays 2xx retransmissions for Timer M's 32 s.
-                        ctx.request.forget();
-                        ctx.report(ClientEvent::Response(Box::new(inc.message))).await;
-                    }
-                    (State::Calling | State::Proceeding, 300..) => {
-                        state = State::Completed;
-                        timer_a = None;
-                        timer_b = None;
-                        timer_d = Some(Instant::now() + t.d(reliable));
-                        ack = ack_for(&ctx.request, &inc.message).map(Box::new);
-                        ctx.request.forget();
-                        if let Some(a) = &ack {
-                            ctx.send(a).await;
-                        }
-                        ctx.report(ClientEvent::Response(Box::new(inc.message))).await;
-                    }
-                    (State::Completed, 300..) => {
-                        if let Some(a) = &ack {
-                            ctx.send(a).await;
-                        }
-                    }
-                    (State::Accepted, 200..=299) => {
-                        ctx.report(ClientEvent::Response(Box::new(inc.message))).await;
-                    }
-                    _ => {}
-                }
-            }
-            _ = until(next) => {
-                let now = Instant::now();
-                if let Some((at, interval)) = timer_a && at <= now {
-                    if !ctx.send(&ctx.request).await {
-                        return;
-                    }
-                    timer_a = Some((now + interval * 2, interval * 2));
-                }
-                if timer_b.is_some_and(|at| at <= now) {
-                    ctx.report(ClientEvent::Timeout).await;
-                    return;
-                }
-                if timer_d.is_some_and(|at| at <= now) || timer_m.is_some_and(|at| at <= now) {
-                    return;
-                }
-            }
+
+    fn step(&self, send: Option<Outgoing>, report: Option<ClientEvent>) -> Step {
+        Step {
+            send,
+            report,
+            user: Some(self.events.clone()),
+            ended: false,
         }
+    }
+
+    /// Whether the user dropped its end. Then the transaction ends (but in
+    /// Completed, where it still acknowledges retransmitted final responses), and
+    /// later 2xx retransmissions go to the core as stray responses, which the dialog
+    /// acknowledges (RFC 6026 §8.4).
+    pub(crate) fn user_gone(&self) -> bool {
+        self.state != State::Completed && self.events.is_closed()
+    }
+
+    /// A response that matched.
+    pub(crate) fn on_response(&mut self, response: Message, now: Instant) -> Step {
+        let status = response.status().unwrap_or(0);
+        let report = Some(ClientEvent::Response(Box::new(response)));
+        match (self.state, status) {
+            (State::Calling | State::Proceeding, 100..=199) => {
+                self.state = State::Proceeding;
+                self.leave_calling();
+                self.step(None, report)
+            }
+            (State::Calling | State::Proceeding, 200..=299) => {
+                // Accepted only relays 2xx retransmissions for Timer M's 32 s.
+                self.state = State::Accepted;
+                self.leave_calling();
+                self.request = None;
+                self.timer_m = Some(now + self.timers.t1x64());
+                self.step(None, report)
+            }
+            (State::Calling | State::Proceeding, 300..) => {
+                self.state = State::Completed;
+                self.leave_calling();
+                self.timer_d = Some(now + self.timers.d(self.reliable));
+                let ack = match (&self.request, &report) {
+                    (Some(invite), Some(ClientEvent::Response(r))) => ack_for(invite, r),
+                    _ => None,
+                };
+                let target = self.sent_target();
+                self.ack = ack.zip(target).map(|(a, t)| Outgoing::new(t, &a));
+                self.request = None;
+                self.sent = None;
+                self.step(self.ack.clone(), report)
+            }
+            (State::Completed, 300..) => self.step(self.ack.clone(), None),
+            (State::Accepted, 200..=299) => self.step(None, report),
+            _ => Step::default(),
+        }
+    }
+
+    /// Where the INVITE went.
+    fn sent_target(&self) -> Option<Target> {
+        self.sent.as_ref().map(|s| s.target.clone())
+    }
+
+    /// Stops Timers A and B.
+    fn leave_calling(&mut self) {
+        self.timer_a = None;
+        self.timer_b = None;
+    }
+
+    /// Whatever timer is due at `now`.
+    pub(crate) fn on_timer(&mut self, now: Instant) -> Step {
+        if self.user_gone() {
+            return Step::ended();
+        }
+        if self.timer_b.is_some_and(|at| at <= now) {
+            let mut step = self.step(None, Some(ClientEvent::Timeout));
+            step.ended = true;
+            return step;
+        }
+        if self.timer_d.is_some_and(|at| at <= now) || self.timer_m.is_some_and(|at| at <= now) {
+            return Step::ended();
+        }
+        match self.timer_a {
+            Some((at, interval)) if at <= now => {
+                self.timer_a = Some((now + interval * 2, interval * 2));
+                self.step(self.sent.clone(), None)
+            }
+            _ => Step::default(),
+        }
+    }
+
+    /// When the next timer fires.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        earliest([
+            self.timer_a.map(|a| a.0),
+            self.timer_b,
+            self.timer_d,
+            self.timer_m,
+        ])
     }
 }

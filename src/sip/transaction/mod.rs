@@ -1,11 +1,15 @@
 //! RFC 3261 §17 transactions, with RFC 6026's Accepted states.
 //!
 //! One file per state machine (`client_invite`, `client_non_invite`, `server_invite`,
-//! `server_non_invite`), each a task that owns its state and its timers, named as in
-//! the RFC (T1, T2, T4, Timer A…M). This module matches what arrives to the
-//! transactions and hands everything else to the transaction user (the core):
-//! new requests as [`ServerTransaction`]s, ACKs for 2xx and stray 2xx responses as they
-//! are (they belong to dialogs, not transactions).
+//! `server_non_invite`), each a value that owns its state and its timers, named as in
+//! the RFC (T1, T2, T4, Timer A…M), and answers each event (a message, the user's
+//! response, a timer) with a [`Step`]: what to send, what to tell its user, whether
+//! it has ended. No transaction has a task or a channel of its own: this module keeps
+//! them in one table, runs their steps where the event happens (the receive loop, the
+//! user's task), and fires their timers from one [`wheel`]. It matches what arrives
+//! to the transactions and hands everything else to the transaction user (the core):
+//! new requests as [`ServerTransaction`]s, ACKs for 2xx and stray 2xx responses as
+//! they are (they belong to dialogs, not transactions).
 
 mod client_invite;
 mod client_non_invite;
@@ -13,22 +17,29 @@ pub mod gate;
 mod server_invite;
 mod server_non_invite;
 pub mod timers;
+mod wheel;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use super::header::Name;
 use super::message::Message;
 use super::method::Method;
-use super::transport::{Incoming, Target, Transports};
+use super::transport::{Incoming, Outgoing, Target, Transports};
 use super::typed::{BRANCH_COOKIE, Transport, Via};
 use super::uri::Host;
+use client_invite::ClientInvite;
 pub use client_invite::{ack_for, request_for_invite};
+use client_non_invite::ClientNonInvite;
 pub use gate::{Admission, Gate};
+use server_invite::ServerInvite;
+use server_non_invite::ServerNonInvite;
 pub use timers::Timers;
+use wheel::Wheel;
 
 /// What identifies a transaction (RFC 3261 §17.1.3, §17.2.3): the top Via's branch,
 /// the method (ACK counts as INVITE), and for server transactions the sent-by.
@@ -115,84 +126,40 @@ pub enum ClientEvent {
     TransportError(String),
 }
 
-/// Messages into a server transaction's task.
-#[derive(Debug)]
-pub(crate) enum ServerInput {
-    /// The request again (retransmission), or the ACK for a non-2xx final response.
-    /// Boxed, as every message through a transaction's channel: the channel's
-    /// buffer holds 32 items from its creation, and a transaction lives 32 s.
-    Request(Box<Incoming>),
-    /// The user's response.
-    Respond(Box<Message>),
-    /// Every handle was dropped: answer 500 if no final response was sent.
-    Abandoned,
+/// What a transaction asks for after an event.
+#[derive(Debug, Default)]
+pub(crate) struct Step {
+    /// A message to send (or send again).
+    pub(crate) send: Option<Outgoing>,
+    /// An event for the user of a client transaction.
+    pub(crate) report: Option<ClientEvent>,
+    /// The user of a client transaction (told of a failed send, too).
+    pub(crate) user: Option<mpsc::Sender<ClientEvent>>,
+    /// The transaction has ended (Terminated): it leaves the table.
+    pub(crate) ended: bool,
 }
 
-/// The user's end of a server transaction; dropping the last one abandons it.
-#[derive(Debug)]
-struct Handle {
-    tx: mpsc::Sender<ServerInput>,
-}
-
-impl Drop for Handle {
-    fn drop(&mut self) {
-        let _ = self.tx.try_send(ServerInput::Abandoned);
+impl Step {
+    /// Sending `out`, if any.
+    pub(crate) fn sending(out: Option<Outgoing>) -> Step {
+        Step {
+            send: out,
+            ..Step::default()
+        }
     }
-}
 
-/// What a server transaction's task needs.
-pub(crate) struct ServerContext {
-    pub(crate) transports: Arc<Transports>,
-    pub(crate) timers: Timers,
-    /// Boxed, as every message a task keeps: the task's state stays small.
-    pub(crate) request: Box<Message>,
-    pub(crate) source: SocketAddr,
-    pub(crate) reliable: bool,
-}
-
-impl ServerContext {
-    /// Sends a response back where RFC 3261 §18.2.2 says.
-    ///
-    /// The transport's future is boxed: awaited inline it would be part of every
-    /// transaction task's state for the task's whole life (32 s for most), and it is
-    /// several times larger than the rest of the task (heaptrack: 3.6 KB per server
-    /// transaction task before, BENCHMARKS.md).
-    pub(crate) async fn send(&self, response: &Message) {
-        if let Err(e) = Box::pin(self.transports.send_response(response, Some(self.source))).await {
-            tracing::debug!(error = %e, "response not sent");
+    /// Terminated.
+    pub(crate) fn ended() -> Step {
+        Step {
+            ended: true,
+            ..Step::default()
         }
     }
 }
 
-/// What a client transaction's task needs.
-pub(crate) struct ClientContext {
-    pub(crate) transports: Arc<Transports>,
-    pub(crate) timers: Timers,
-    /// Boxed, as in [`ServerContext`].
-    pub(crate) request: Box<Message>,
-    pub(crate) target: Target,
-    pub(crate) events: mpsc::Sender<ClientEvent>,
-}
-
-impl ClientContext {
-    /// Sends `message` to the target; a failure is reported to the user.
-    pub(crate) async fn send(&self, message: &Message) -> bool {
-        // Boxed, as in `ServerContext::send`: the transport's future would otherwise
-        // be part of the task's state for its whole life.
-        match Box::pin(self.transports.send_message(&self.target, message)).await {
-            Ok(()) => true,
-            Err(e) => {
-                self.report(ClientEvent::TransportError(e.to_string()))
-                    .await;
-                false
-            }
-        }
-    }
-
-    /// Tells the user; false when the user is gone.
-    pub(crate) async fn report(&self, event: ClientEvent) -> bool {
-        self.events.send(event).await.is_ok()
-    }
+/// The earliest of some timers.
+pub(crate) fn earliest<const N: usize>(timers: [Option<Instant>; N]) -> Option<Instant> {
+    timers.into_iter().flatten().min()
 }
 
 /// Sleeps until `deadline`, or forever when there is none.
@@ -200,6 +167,21 @@ pub async fn until(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
+    }
+}
+
+/// The user's end of a server transaction; dropping the last one abandons it.
+#[derive(Debug)]
+struct Handle {
+    layer: Weak<TransactionLayer>,
+    key: Arc<Key>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        if let Some(layer) = self.layer.upgrade() {
+            layer.abandon(&self.key);
+        }
     }
 }
 
@@ -224,11 +206,9 @@ pub struct ServerTransaction {
 impl ServerTransaction {
     /// Sends a response through the transaction (retransmitted as RFC 3261 says).
     pub async fn respond(&self, response: Message) {
-        let _ = self
-            .handle
-            .tx
-            .send(ServerInput::Respond(Box::new(response)))
-            .await;
+        if let Some(layer) = self.handle.layer.upgrade() {
+            layer.respond(&self.handle.key, &response).await;
+        }
     }
 
     /// Builds a response to the request with `status`, adding `to_tag` to To when the
@@ -270,22 +250,63 @@ pub struct ClientTransaction {
     pub events: mpsc::Receiver<ClientEvent>,
 }
 
-type Table = Mutex<HashMap<Key, mpsc::Sender<Box<Incoming>>>>;
+/// A transaction of either side and either kind.
+#[derive(Debug)]
+enum Machine {
+    InviteServer(ServerInvite),
+    NonInviteServer(ServerNonInvite),
+    InviteClient(ClientInvite),
+    NonInviteClient(ClientNonInvite),
+}
+
+impl Machine {
+    fn deadline(&self) -> Option<Instant> {
+        match self {
+            Machine::InviteServer(t) => t.deadline(),
+            Machine::NonInviteServer(t) => t.deadline(),
+            Machine::InviteClient(t) => t.deadline(),
+            Machine::NonInviteClient(t) => t.deadline(),
+        }
+    }
+
+    fn on_timer(&mut self, now: Instant) -> Step {
+        match self {
+            Machine::InviteServer(t) => t.on_timer(now),
+            Machine::NonInviteServer(t) => t.on_timer(now),
+            Machine::InviteClient(t) => t.on_timer(now),
+            Machine::NonInviteClient(t) => t.on_timer(now),
+        }
+    }
+}
+
+/// A transaction in the table, with the deadline the wheel holds for it.
+#[derive(Debug)]
+struct Entry {
+    machine: Machine,
+    armed: Option<Instant>,
+}
+
+type Table = HashMap<Arc<Key>, Entry>;
 
 /// The transaction layer: matches messages to transactions and starts new ones.
 pub struct TransactionLayer {
     transports: Arc<Transports>,
     timers: Timers,
-    server: Mutex<HashMap<Key, mpsc::Sender<ServerInput>>>,
-    client: Table,
+    /// Every live transaction, server and client (their keys never collide: a
+    /// server key has the sent-by, a client key none).
+    table: Mutex<Table>,
+    /// Their timers.
+    wheel: Wheel,
     advertised: Option<Host>,
     /// What new out-of-dialog INVITEs pass before they get a transaction.
     gate: std::sync::OnceLock<Arc<dyn Gate>>,
+    /// Ourselves, for the handles of server transactions.
+    this: Weak<TransactionLayer>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Each critical section is one map operation; a panic elsewhere cannot leave the
-    // map half-changed.
+    // Each critical section runs one transaction's step; a panic elsewhere cannot
+    // leave the table half-changed.
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -293,13 +314,14 @@ impl TransactionLayer {
     /// A layer over `transports`; `advertised` is the host put in our Via and Contact
     /// when the listening address is not what peers should use.
     pub fn new(transports: Arc<Transports>, timers: Timers, advertised: Option<Host>) -> Arc<Self> {
-        Arc::new(TransactionLayer {
+        Arc::new_cyclic(|this| TransactionLayer {
             transports,
             timers,
-            server: Mutex::new(HashMap::new()),
-            client: Mutex::new(HashMap::new()),
+            table: Mutex::new(HashMap::new()),
+            wheel: Wheel::new(timers.t1),
             advertised,
             gate: std::sync::OnceLock::new(),
+            this: this.clone(),
         })
     }
 
@@ -338,7 +360,7 @@ impl TransactionLayer {
 
     /// How many server and client transactions are alive.
     pub fn alive(&self) -> usize {
-        lock(&self.server).len() + lock(&self.client).len()
+        lock(&self.table).len()
     }
 
     /// The transports underneath.
@@ -378,85 +400,220 @@ impl TransactionLayer {
         Some(via)
     }
 
-    /// Receives from the transports until they close, routing each message.
+    /// Receives from the transports until they close, routing each message, and
+    /// fires the transactions' timers meanwhile.
     pub async fn run(
         self: Arc<Self>,
         mut incoming: mpsc::Receiver<Incoming>,
         core: mpsc::Sender<ToCore>,
     ) {
-        while let Some(msg) = incoming.recv().await {
-            self.route(msg, &core).await;
+        let receive = async {
+            while let Some(msg) = incoming.recv().await {
+                self.route(msg, &core).await;
+            }
+        };
+        tokio::select! {
+            _ = receive => {}
+            _ = self.fire_timers() => {}
         }
     }
 
-    async fn route(self: &Arc<Self>, msg: Incoming, core: &mpsc::Sender<ToCore>) {
-        if !msg.message.is_request() {
-            let tx = Key::client(&msg.message).and_then(|k| lock(&self.client).get(&k).cloned());
-            match tx {
-                Some(tx) => {
-                    let _ = tx.send(Box::new(msg)).await;
+    /// Fires every timer as it falls due.
+    async fn fire_timers(&self) {
+        loop {
+            let (now, due) = self.wheel.due().await;
+            for (key, at) in due {
+                let step = self.update(&key, |entry| {
+                    (entry.armed == Some(at)).then(|| {
+                        entry.armed = None;
+                        entry.machine.on_timer(now)
+                    })
+                });
+                if let Some(step) = step {
+                    self.perform(&key, step).await;
                 }
-                None if msg
-                    .message
-                    .status()
-                    .is_some_and(|s| (200..300).contains(&s)) =>
-                {
-                    let _ = core.send(ToCore::StrayResponse(msg)).await;
-                }
-                None => tracing::debug!("response matches no transaction; dropped"),
             }
-            return;
         }
+    }
+
+    /// Runs `f` on `key`'s transaction, if it is alive, then files its next deadline
+    /// or removes it when its step ended it.
+    fn update(&self, key: &Key, f: impl FnOnce(&mut Entry) -> Option<Step>) -> Option<Step> {
+        let mut table = lock(&self.table);
+        let k = table.get_key_value(key)?.0.clone();
+        let entry = table.get_mut(key)?;
+        let step = f(entry)?;
+        if step.ended {
+            table.remove(key);
+        } else {
+            self.rearm(k, entry);
+        }
+        Some(step)
+    }
+
+    /// Files `entry`'s next deadline with the wheel unless an earlier one is there.
+    fn rearm(&self, key: Arc<Key>, entry: &mut Entry) {
+        if let Some(at) = entry.machine.deadline()
+            && entry.armed.is_none_or(|armed| at < armed)
+        {
+            entry.armed = Some(at);
+            self.wheel.arm(key, at);
+        }
+    }
+
+    /// Adds a new transaction and performs its first step.
+    async fn insert(&self, key: Arc<Key>, machine: Machine, first: Step) {
+        let mut entry = Entry {
+            machine,
+            armed: None,
+        };
+        self.rearm(key.clone(), &mut entry);
+        lock(&self.table).insert(key.clone(), entry);
+        self.perform(&key, first).await;
+    }
+
+    /// Sends what `step` sends and tells the user what it reports. A client
+    /// transaction that cannot send ends, and its user is told why.
+    async fn perform(&self, key: &Key, step: Step) {
+        if let Some(out) = &step.send
+            && let Err(e) = self.transports.send_outgoing(out).await
+        {
+            tracing::debug!(error = %e, "transaction's message not sent");
+            if let Some(user) = &step.user {
+                lock(&self.table).remove(key);
+                tell(user, ClientEvent::TransportError(e.to_string()));
+                return;
+            }
+        }
+        if let (Some(user), Some(event)) = (&step.user, step.report) {
+            tell(user, event);
+        }
+    }
+
+    /// The user's response to a server transaction.
+    async fn respond(&self, key: &Key, response: &Message) {
+        let now = Instant::now();
+        let step = self.update(key, |entry| match &mut entry.machine {
+            Machine::InviteServer(t) => Some(t.on_respond(response, &self.transports, now)),
+            Machine::NonInviteServer(t) => Some(t.on_respond(response, &self.transports, now)),
+            _ => None,
+        });
+        if let Some(step) = step {
+            self.perform(key, step).await;
+        }
+    }
+
+    /// Every handle of a server transaction dropped.
+    fn abandon(&self, key: &Key) {
+        let now = Instant::now();
+        let step = self.update(key, |entry| match &mut entry.machine {
+            Machine::InviteServer(t) => Some(t.on_abandoned(&self.transports, now)),
+            Machine::NonInviteServer(t) => Some(t.on_abandoned(&self.transports, now)),
+            _ => None,
+        });
+        let (Some(step), Some(layer), Ok(rt)) = (
+            step,
+            self.this.upgrade(),
+            tokio::runtime::Handle::try_current(),
+        ) else {
+            return;
+        };
+        if step.send.is_some() {
+            let key = key.clone();
+            rt.spawn(async move { layer.perform(&key, step).await });
+        }
+    }
+
+    async fn route(&self, msg: Incoming, core: &mpsc::Sender<ToCore>) {
+        if msg.message.is_request() {
+            self.route_request(msg, core).await;
+        } else {
+            self.route_response(msg, core).await;
+        }
+    }
+
+    async fn route_response(&self, msg: Incoming, core: &mpsc::Sender<ToCore>) {
+        let now = Instant::now();
+        let key = Key::client(&msg.message);
+        let mut message = Some(msg.message);
+        let step = key.and_then(|key| {
+            let step = self.update(&key, |entry| match &mut entry.machine {
+                Machine::InviteClient(t) if t.user_gone() => Some(Step::ended()),
+                Machine::InviteClient(t) => Some(t.on_response(message.take()?, now)),
+                Machine::NonInviteClient(t) => Some(t.on_response(message.take()?, now)),
+                _ => None,
+            })?;
+            Some((key, step))
+        });
+        if let Some((key, step)) = step {
+            self.perform(&key, step).await;
+        }
+        let Some(message) = message else {
+            return;
+        };
+        if message.status().is_some_and(|s| (200..300).contains(&s)) {
+            let stray = Incoming { message, ..msg };
+            let _ = core.send(ToCore::StrayResponse(stray)).await;
+        } else {
+            tracing::debug!("response matches no transaction; dropped");
+        }
+    }
+
+    async fn route_request(&self, msg: Incoming, core: &mpsc::Sender<ToCore>) {
         let Some(key) = Key::server(&msg.message) else {
             return;
         };
-        let existing = lock(&self.server).get(&key).cloned();
-        match (existing, msg.message.method()) {
-            (Some(tx), _) => {
-                let _ = tx.send(ServerInput::Request(Box::new(msg))).await;
-            }
-            (None, Some(Method::Ack)) => {
-                let _ = core.send(ToCore::Ack(msg)).await;
-            }
-            (None, _) => {
-                if !self.admitted(&msg).await {
-                    return;
-                }
-                let st = self.start_server(key, msg);
-                let _ = core.send(ToCore::Request(st)).await;
-            }
+        let now = Instant::now();
+        let method = msg.message.method();
+        let step = self.update(&key, |entry| match &mut entry.machine {
+            Machine::InviteServer(t) => Some(t.on_request(method, now)),
+            Machine::NonInviteServer(t) => Some(t.on_request()),
+            _ => None,
+        });
+        if let Some(step) = step {
+            self.perform(&key, step).await;
+            return;
         }
+        if method == Some(&Method::Ack) {
+            let _ = core.send(ToCore::Ack(msg)).await;
+            return;
+        }
+        if !self.admitted(&msg).await {
+            return;
+        }
+        let st = self.start_server(key, msg).await;
+        let _ = core.send(ToCore::Request(st)).await;
     }
 
-    fn start_server(self: &Arc<Self>, key: Key, msg: Incoming) -> ServerTransaction {
-        let (tx, rx) = mpsc::channel(16);
-        lock(&self.server).insert(key.clone(), tx.clone());
-        let st = ServerTransaction {
-            request: msg.message.clone(),
+    async fn start_server(&self, key: Key, msg: Incoming) -> ServerTransaction {
+        let key = Arc::new(key);
+        let reliable = msg.transport.is_reliable();
+        let (machine, first) = if key.method == Method::Invite {
+            let (t, first) = ServerInvite::start(
+                &msg.message,
+                msg.source,
+                reliable,
+                self.timers,
+                &self.transports,
+            );
+            (Machine::InviteServer(t), first)
+        } else {
+            let (t, first) =
+                ServerNonInvite::start(&msg.message, msg.source, reliable, self.timers);
+            (Machine::NonInviteServer(t), first)
+        };
+        self.insert(key.clone(), machine, first).await;
+        ServerTransaction {
+            request: msg.message,
             source: msg.source,
             transport: msg.transport,
             local: msg.local,
-            key: key.clone(),
-            handle: Arc::new(Handle { tx }),
-        };
-        let layer = self.clone();
-        let is_invite = key.method == Method::Invite;
-        let context = ServerContext {
-            transports: self.transports.clone(),
-            timers: self.timers,
-            request: Box::new(msg.message),
-            source: msg.source,
-            reliable: msg.transport.is_reliable(),
-        };
-        tokio::spawn(async move {
-            if is_invite {
-                server_invite::run(context, rx).await;
-            } else {
-                server_non_invite::run(context, rx).await;
-            }
-            lock(&layer.server).remove(&key);
-        });
-        st
+            key: Key::clone(&key),
+            handle: Arc::new(Handle {
+                layer: self.this.clone(),
+                key,
+            }),
+        }
     }
 
     /// Sends a request in a new client transaction. Our Via (with `branch`, or a new
@@ -483,29 +640,30 @@ impl TransactionLayer {
         request.remove_header(&Name::Via);
         request.prepend_header(Name::Via, via.to_string());
         let method = request.method().cloned().unwrap_or(Method::Invite);
-        let key = Key {
+        let key = Arc::new(Key {
             branch,
             method: method.clone(),
             sent_by: String::new(),
-        };
-        let (tx, rx) = mpsc::channel(16);
-        lock(&self.client).insert(key.clone(), tx);
-        let context = ClientContext {
-            transports: self.transports.clone(),
-            timers: self.timers,
-            request: Box::new(request.clone()),
-            target: target.clone(),
-            events: events_tx,
-        };
-        let layer = self.clone();
-        tokio::spawn(async move {
-            if method == Method::Invite {
-                client_invite::run(context, rx).await;
-            } else {
-                client_non_invite::run(context, rx).await;
-            }
-            lock(&layer.client).remove(&key);
         });
+        let now = Instant::now();
+        let (machine, first) = if method == Method::Invite {
+            let (t, first) =
+                ClientInvite::start(request.clone(), target.clone(), self.timers, events_tx, now);
+            (Machine::InviteClient(t), first)
+        } else {
+            let (t, first) =
+                ClientNonInvite::start(&request, target.clone(), self.timers, events_tx, now);
+            (Machine::NonInviteClient(t), first)
+        };
+        // A first request over a connection not open yet waits for the connect
+        // (up to its timeout) in a task of its own, not in the caller's.
+        if target.transport.is_reliable() && !self.transports.is_open(target.transport, target.addr)
+        {
+            let layer = self.clone();
+            tokio::spawn(async move { layer.insert(key, machine, first).await });
+        } else {
+            self.insert(key, machine, first).await;
+        }
         ClientTransaction {
             request,
             target,
@@ -531,69 +689,73 @@ impl TransactionLayer {
     }
 }
 
+/// Hands `event` to a client transaction's user. A full channel is waited on in a
+/// task of its own (the receive loop does not wait for a slow user); a closed one
+/// means the user is gone.
+fn tell(user: &mpsc::Sender<ClientEvent>, event: ClientEvent) {
+    match user.try_send(event) {
+        Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+        Err(mpsc::error::TrySendError::Full(event)) => {
+            let user = user.clone();
+            tokio::spawn(async move {
+                let _ = user.send(event).await;
+            });
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// The transaction tasks' futures stay small (each lives for up to 32 s, and
-    /// 500 calls/s keep tens of thousands alive).
+    /// A transaction in the table stays small: each lives for up to 32 s, and
+    /// 500 calls/s keep tens of thousands alive (the messages it resends are boxed
+    /// or shared bytes, not inline).
     #[test]
-    fn transaction_tasks_are_small() {
-        fn size<F: std::future::Future>(_: &F) -> usize {
-            std::mem::size_of::<F>()
-        }
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let (transports, _rx) = Transports::bind(
-                crate::sip::transport::TransportConfig::default(),
-                tokio_util::sync::CancellationToken::new(),
-            )
-            .await
-            .unwrap();
-            let request = Message::request(
-                Method::Bye,
-                crate::sip::uri::Uri::parse("sip:a@127.0.0.1").unwrap(),
-            );
-            let ctx = || ServerContext {
-                transports: transports.clone(),
-                timers: Timers::default(),
-                request: Box::new(request.clone()),
-                source: "127.0.0.1:5060".parse().unwrap(),
-                reliable: false,
-            };
-            let (_tx, rx) = mpsc::channel(1);
-            let (_tx2, rx2) = mpsc::channel(1);
-            let a = size(&server_invite::run(ctx(), rx));
-            let b = size(&server_non_invite::run(ctx(), rx2));
-            let (events, _e) = mpsc::channel(1);
-            let client = || ClientContext {
-                transports: transports.clone(),
-                timers: Timers::default(),
-                request: Box::new(request.clone()),
-                target: Target {
-                    transport: Transport::Udp,
-                    addr: "127.0.0.1:5060".parse().unwrap(),
-                    server_name: None,
-                },
-                events: events.clone(),
-            };
-            let (_tx3, rx3) = mpsc::channel(1);
-            let (_tx4, rx4) = mpsc::channel(1);
-            let c = size(&client_invite::run(client(), rx3));
-            let d = size(&client_non_invite::run(client(), rx4));
-            eprintln!("client INVITE task {c} B, non-INVITE {d} B");
-            assert!(
-                c < 1024 && d < 1024,
-                "client INVITE {c} B, non-INVITE {d} B"
-            );
-            assert!(
-                a < 1024 && b < 1024,
-                "server INVITE {a} B, non-INVITE {b} B"
-            );
-            eprintln!("server INVITE task {a} B, non-INVITE {b} B");
-        });
+    fn transactions_are_small() {
+        let entry = std::mem::size_of::<Entry>();
+        eprintln!("transaction entry {entry} B");
+        assert!(entry <= 512, "a transaction takes {entry} B");
+    }
+
+    /// A server transaction's user sees its response sent, and the table lets the
+    /// transaction go once Timer J has fired.
+    #[tokio::test]
+    async fn a_transaction_ends_on_its_timer() {
+        let config = crate::sip::transport::TransportConfig {
+            listen: vec!["udp://127.0.0.1:0".parse().unwrap()],
+            ..Default::default()
+        };
+        let (transports, incoming) =
+            Transports::bind(config, tokio_util::sync::CancellationToken::new())
+                .await
+                .unwrap();
+        let addr = transports.local_addr(Transport::Udp).unwrap();
+        let timers = Timers {
+            t1: std::time::Duration::from_millis(5),
+            ..Timers::default()
+        };
+        let layer = TransactionLayer::new(transports, timers, None);
+        let (core_tx, mut core) = mpsc::channel(4);
+        tokio::spawn(layer.clone().run(incoming, core_tx));
+        let peer = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let port = peer.local_addr().unwrap().port();
+        let bye = format!(
+            "BYE sip:a@{addr} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKt1\r\n\
+             From: <sip:b@x>;tag=1\r\nTo: <sip:a@x>;tag=2\r\nCall-ID: c1\r\nCSeq: 2 BYE\r\n\
+             Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        );
+        peer.send_to(bye.as_bytes(), addr).await.unwrap();
+        let Some(ToCore::Request(st)) = core.recv().await else {
+            panic!("no request");
+        };
+        assert_eq!(layer.alive(), 1);
+        st.reply(200, None).await;
+        let mut buf = [0u8; 2048];
+        let (n, _) = peer.recv_from(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"SIP/2.0 200"));
+        // Timer J is 64·T1 = 320 ms here.
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        assert_eq!(layer.alive(), 0);
     }
 }

@@ -4,12 +4,15 @@
 //! Proceeding → (300–699) Completed → (ACK) Confirmed → Terminated after Timer I,
 //! or Completed → Terminated when Timer H fires with no ACK.
 
-use tokio::sync::mpsc;
+use std::net::SocketAddr;
+use std::time::Duration;
+
 use tokio::time::Instant;
 
-use super::{ServerContext, ServerInput, until};
+use super::{Step, Timers, earliest};
 use crate::sip::message::Message;
 use crate::sip::method::Method;
+use crate::sip::transport::{Outgoing, Transports};
 
 /// The states of §17.2.1 and RFC 6026.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,100 +23,172 @@ enum State {
     Confirmed,
 }
 
-/// Runs the transaction to its end.
-pub(crate) async fn run(mut ctx: ServerContext, mut rx: mpsc::Receiver<ServerInput>) {
-    let t = ctx.timers;
-    // 100 Trying at once: the B2BUA's answer depends on the network (RFC 3261 §17.2.1).
-    let mut provisional = Box::new(Message::response_to(&ctx.request, 100));
-    ctx.send(&provisional).await;
-    let mut state = State::Proceeding;
-    let mut last_final: Option<Box<Message>> = None;
-    // Timer G: (deadline, interval). Timers H, I, L: deadlines.
-    let mut timer_g: Option<(Instant, std::time::Duration)> = None;
-    let (mut timer_h, mut timer_i, mut timer_l) = (None, None, None);
-    loop {
-        let next = [timer_g.map(|g| g.0), timer_h, timer_i, timer_l]
-            .into_iter()
-            .flatten()
-            .min();
-        tokio::select! {
-            input = rx.recv() => match input {
-                None => return,
-                Some(ServerInput::Request(inc)) => match (state, inc.message.method()) {
-                    (State::Proceeding, Some(Method::Invite)) => ctx.send(&provisional).await,
-                    (State::Completed, Some(Method::Invite)) => {
-                        if let Some(f) = &last_final {
-                            ctx.send(f).await;
-                        }
-                    }
-                    (State::Completed, Some(Method::Ack)) => {
-                        state = State::Confirmed;
-                        timer_g = None;
-                        timer_h = None;
-                        timer_i = Some(Instant::now() + t.t4_unless_reliable(ctx.reliable));
-                    }
-                    _ => {} // absorbed
-                },
-                Some(ServerInput::Respond(resp)) => {
-                    let status = resp.status().unwrap_or(500);
-                    match (state, status) {
-                        (State::Proceeding, 101..=199) => {
-                            ctx.send(&resp).await;
-                            provisional = resp;
-                        }
-                        (State::Proceeding, 200..=299) => {
-                            ctx.send(&resp).await;
-                            state = State::Accepted;
-                            timer_l = Some(Instant::now() + t.t1x64());
-                            // Accepted only relays the core's 2xx retransmissions:
-                            // the INVITE and the 1xx are not needed for Timer L's 32 s.
-                            ctx.request.forget();
-                            provisional.forget();
-                        }
-                        (State::Proceeding, 300..) => {
-                            ctx.send(&resp).await;
-                            last_final = Some(resp);
-                            state = State::Completed;
-                            ctx.request.forget();
-                            provisional.forget();
-                            if !ctx.reliable {
-                                timer_g = Some((Instant::now() + t.t1, t.t1));
-                            }
-                            timer_h = Some(Instant::now() + t.t1x64());
-                        }
-                        // The core retransmits its 2xx until the ACK (§13.3.1.4).
-                        (State::Accepted, 200..=299) => ctx.send(&resp).await,
-                        _ => {}
-                    }
-                }
-                Some(ServerInput::Abandoned) => {
-                    if state == State::Proceeding {
-                        tracing::warn!("INVITE abandoned without a final response; answering 500");
-                        let resp = Box::new(Message::response_to(&ctx.request, 500));
-                        ctx.send(&resp).await;
-                        last_final = Some(resp);
-                        state = State::Completed;
-                        timer_h = Some(Instant::now() + t.t1x64());
-                    }
-                }
-            },
-            _ = until(next) => {
-                let now = Instant::now();
-                if let Some((at, interval)) = timer_g && at <= now {
-                    if let Some(f) = &last_final {
-                        ctx.send(f).await;
-                    }
-                    let interval = (interval * 2).min(t.t2);
-                    timer_g = Some((now + interval, interval));
-                }
-                if timer_h.is_some_and(|at| at <= now) {
-                    tracing::debug!("Timer H: no ACK for the final response");
-                    return;
-                }
-                if timer_i.is_some_and(|at| at <= now) || timer_l.is_some_and(|at| at <= now) {
-                    return;
-                }
+/// One INVITE server transaction: its state, what it resends, and its timers.
+#[derive(Debug)]
+pub(crate) struct ServerInvite {
+    /// Where it is in §17.2.1.
+    state: State,
+    /// The INVITE, kept until the final response (a 500 is built from it if the
+    /// user abandons the transaction).
+    request: Option<Box<Message>>,
+    /// Where the INVITE came from.
+    source: SocketAddr,
+    /// Whether it came over TCP or TLS (no retransmissions, Timer I is 0).
+    reliable: bool,
+    /// T1, T2, T4.
+    timers: Timers,
+    /// The last provisional response (100 Trying at first), resent when the INVITE
+    /// is; dropped once the transaction leaves Proceeding.
+    provisional: Option<Outgoing>,
+    /// The final non-2xx response, resent on Timer G and INVITE retransmissions.
+    last_final: Option<Outgoing>,
+    /// Timer G: when it fires next, and the interval after that.
+    timer_g: Option<(Instant, Duration)>,
+    /// Timer H: giving up waiting for the ACK.
+    timer_h: Option<Instant>,
+    /// Timer I: absorbing ACK retransmissions.
+    timer_i: Option<Instant>,
+    /// Timer L: relaying 2xx retransmissions (RFC 6026).
+    timer_l: Option<Instant>,
+}
+
+impl ServerInvite {
+    /// A new transaction for `request`; it sends 100 Trying at once (the B2BUA's
+    /// answer depends on the network, §17.2.1).
+    pub(crate) fn start(
+        request: &Message,
+        source: SocketAddr,
+        reliable: bool,
+        timers: Timers,
+        transports: &Transports,
+    ) -> (ServerInvite, Step) {
+        let trying = Message::response_to(request, 100);
+        let provisional = transports.prepare_response(&trying, Some(source)).ok();
+        let step = Step::sending(provisional.clone());
+        let tx = ServerInvite {
+            state: State::Proceeding,
+            request: Some(Box::new(request.clone())),
+            source,
+            reliable,
+            timers,
+            provisional,
+            last_final: None,
+            timer_g: None,
+            timer_h: None,
+            timer_i: None,
+            timer_l: None,
+        };
+        (tx, step)
+    }
+
+    /// The INVITE again, or the ACK for a non-2xx final response.
+    pub(crate) fn on_request(&mut self, method: Option<&Method>, now: Instant) -> Step {
+        match (self.state, method) {
+            (State::Proceeding, Some(Method::Invite)) => Step::sending(self.provisional.clone()),
+            (State::Completed, Some(Method::Invite)) => Step::sending(self.last_final.clone()),
+            (State::Completed, Some(Method::Ack)) => {
+                self.state = State::Confirmed;
+                self.timer_g = None;
+                self.timer_h = None;
+                self.timer_i = Some(now + self.timers.t4_unless_reliable(self.reliable));
+                Step::default()
             }
+            _ => Step::default(), // absorbed
         }
+    }
+
+    /// The user's response.
+    pub(crate) fn on_respond(
+        &mut self,
+        response: &Message,
+        transports: &Transports,
+        now: Instant,
+    ) -> Step {
+        let status = response.status().unwrap_or(500);
+        if !matches!(
+            (self.state, status),
+            (State::Proceeding, 101..) | (State::Accepted, 200..=299)
+        ) {
+            return Step::default();
+        }
+        let Ok(out) = transports.prepare_response(response, Some(self.source)) else {
+            tracing::debug!("response has no usable Via; not sent");
+            return Step::default();
+        };
+        match (self.state, status) {
+            (State::Proceeding, 101..=199) => self.provisional = Some(out.clone()),
+            (State::Proceeding, 200..=299) => {
+                // Accepted only relays the core's 2xx retransmissions (§13.3.1.4):
+                // the INVITE and the 1xx are not needed for Timer L's 32 s.
+                self.state = State::Accepted;
+                self.timer_l = Some(now + self.timers.t1x64());
+                self.request = None;
+                self.provisional = None;
+            }
+            (State::Proceeding, _) => self.complete(out.clone(), now),
+            _ => {}
+        }
+        Step::sending(Some(out))
+    }
+
+    /// Every handle dropped: answer 500 if no final response was sent.
+    pub(crate) fn on_abandoned(&mut self, transports: &Transports, now: Instant) -> Step {
+        if self.state != State::Proceeding {
+            return Step::default();
+        }
+        tracing::warn!("INVITE abandoned without a final response; answering 500");
+        let out = self.request.as_deref().and_then(|r| {
+            transports
+                .prepare_response(&Message::response_to(r, 500), Some(self.source))
+                .ok()
+        });
+        match out {
+            Some(out) => {
+                self.complete(out.clone(), now);
+                Step::sending(Some(out))
+            }
+            None => Step::ended(),
+        }
+    }
+
+    /// Enters Completed with `last_final` sent.
+    fn complete(&mut self, last_final: Outgoing, now: Instant) {
+        self.state = State::Completed;
+        self.last_final = Some(last_final);
+        self.request = None;
+        self.provisional = None;
+        if !self.reliable {
+            self.timer_g = Some((now + self.timers.t1, self.timers.t1));
+        }
+        self.timer_h = Some(now + self.timers.t1x64());
+    }
+
+    /// Whatever timer is due at `now`.
+    pub(crate) fn on_timer(&mut self, now: Instant) -> Step {
+        if self.timer_h.is_some_and(|at| at <= now) {
+            tracing::debug!("Timer H: no ACK for the final response");
+            return Step::ended();
+        }
+        if self.timer_i.is_some_and(|at| at <= now) || self.timer_l.is_some_and(|at| at <= now) {
+            return Step::ended();
+        }
+        match self.timer_g {
+            Some((at, interval)) if at <= now => {
+                let interval = (interval * 2).min(self.timers.t2);
+                self.timer_g = Some((now + interval, interval));
+                Step::sending(self.last_final.clone())
+            }
+            _ => Step::default(),
+        }
+    }
+
+    /// When the next timer fires.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        earliest([
+            self.timer_g.map(|g| g.0),
+            self.timer_h,
+            self.timer_i,
+            self.timer_l,
+        ])
     }
 }

@@ -104,20 +104,66 @@ pub struct MessageCounts {
     pub responses: [[AtomicU64; 6]; 2],
 }
 
+/// What [`MessageCounts`] counts a message as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageKind {
+    /// A request, by its index in [`COUNTED_METHODS`].
+    Request(usize),
+    /// A response, by its class less one (0 for 1xx … 5 for 6xx).
+    Response(usize),
+}
+
+impl MessageKind {
+    /// What `m` is counted as.
+    pub fn of(m: &Message) -> MessageKind {
+        if let Some(status) = m.status() {
+            return MessageKind::Response(usize::from(status / 100).clamp(1, 6) - 1);
+        }
+        let name = m.method().map_or("", |method| method.as_str());
+        let i = COUNTED_METHODS
+            .iter()
+            .position(|x| *x == name)
+            .unwrap_or(COUNTED_METHODS.len() - 1);
+        MessageKind::Request(i)
+    }
+}
+
 impl MessageCounts {
     /// Counts `m`, received when `sent` is false.
     pub fn count(&self, m: &Message, sent: bool) {
+        self.count_kind(MessageKind::of(m), sent);
+    }
+
+    /// Counts a message of `kind`, received when `sent` is false.
+    pub fn count_kind(&self, kind: MessageKind, sent: bool) {
         let d = usize::from(sent);
-        if let Some(status) = m.status() {
-            let class = usize::from(status / 100).clamp(1, 6) - 1;
-            self.responses[d][class].fetch_add(1, Ordering::Relaxed);
-        } else if let Some(method) = m.method() {
-            let name = method.as_str();
-            let i = COUNTED_METHODS
-                .iter()
-                .position(|x| *x == name)
-                .unwrap_or(COUNTED_METHODS.len() - 1);
-            self.requests[d][i].fetch_add(1, Ordering::Relaxed);
+        let counter = match kind {
+            MessageKind::Request(i) => &self.requests[d][i],
+            MessageKind::Response(i) => &self.responses[d][i],
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A message made ready for the wire: where it goes, its bytes and what it counts as.
+/// Cloning shares the bytes.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// Where it goes.
+    pub target: Target,
+    /// The serialised message.
+    pub bytes: Bytes,
+    /// What it is counted as when sent.
+    pub kind: MessageKind,
+}
+
+impl Outgoing {
+    /// `message`, serialised for `target`.
+    pub fn new(target: Target, message: &Message) -> Outgoing {
+        Outgoing {
+            target,
+            bytes: message.to_bytes(),
+            kind: MessageKind::of(message),
         }
     }
 }
@@ -277,10 +323,17 @@ impl Transports {
         target: &Target,
         message: &Message,
     ) -> Result<(), TransportError> {
-        self.send(target, message.to_bytes()).await?;
-        self.stats.messages.count(message, true);
-        if let (Some(shield), true) = (&self.config.shield, message.is_request()) {
-            shield.sent_to(target.addr.ip());
+        self.send_outgoing(&Outgoing::new(target.clone(), message))
+            .await
+    }
+
+    /// Sends a message made ready for the wire (a transaction's retransmissions send
+    /// the same one again), counting it.
+    pub async fn send_outgoing(self: &Arc<Self>, out: &Outgoing) -> Result<(), TransportError> {
+        self.send(&out.target, out.bytes.clone()).await?;
+        self.stats.messages.count_kind(out.kind, true);
+        if let (Some(shield), MessageKind::Request(_)) = (&self.config.shield, out.kind) {
+            shield.sent_to(out.target.addr.ip());
         }
         Ok(())
     }
@@ -323,6 +376,16 @@ impl Transports {
         response: &Message,
         request_source: Option<SocketAddr>,
     ) -> Result<(), TransportError> {
+        let out = self.prepare_response(response, request_source)?;
+        self.send_outgoing(&out).await
+    }
+
+    /// A response made ready for where [`Transports::send_response`] sends it.
+    pub fn prepare_response(
+        &self,
+        response: &Message,
+        request_source: Option<SocketAddr>,
+    ) -> Result<Outgoing, TransportError> {
         let via = response
             .top_via()
             .map_err(|e| TransportError::Connect(unspecified(), e.to_string()))?;
@@ -339,7 +402,7 @@ impl Transports {
                 TransportError::Connect(unspecified(), "no address in Via".into())
             })?,
         };
-        self.send_message(&target, response).await
+        Ok(Outgoing::new(target, response))
     }
 
     /// Hands a parsed message to the layer above, answering 400 to a request that
