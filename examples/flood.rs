@@ -84,8 +84,12 @@ async fn run(
     Ok(())
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// On the runtime `callflow serve` builds from its default configuration.
+fn main() -> anyhow::Result<()> {
+    common::engine_runtime()?.block_on(measure())
+}
+
+async fn measure() -> anyhow::Result<()> {
     let (count, rate) = (arg(1, 20_000), arg(2, 5_000));
     run("drop", "unknown_sources: drop", "", count, rate).await?;
     run("reject", "unknown_sources: reject", "", count, rate).await?;

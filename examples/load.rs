@@ -22,8 +22,12 @@ use callflow::sip::{Transport, Uri};
 mod common;
 use common::{cpu_seconds, cpu_seconds_of, free_port, sipp_caller, sipp_far_end};
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// On the runtime `callflow serve` builds from its default configuration.
+fn main() -> anyhow::Result<()> {
+    common::engine_runtime()?.block_on(measure())
+}
+
+async fn measure() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let rate: u32 = args.first().and_then(|a| a.parse().ok()).unwrap_or(500);
     let calls: u32 = args

@@ -29,8 +29,12 @@ fn sipp_uas(file: &str, port: u16) -> std::io::Result<Child> {
     sipp_far_end(&["-sf", &scenario(file)], "127.0.0.1", port)
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// On the runtime `callflow serve` builds from its default configuration.
+fn main() -> anyhow::Result<()> {
+    common::engine_runtime()?.block_on(measure())
+}
+
+async fn measure() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let rate: u32 = args.first().and_then(|a| a.parse().ok()).unwrap_or(200);
     let calls: u32 = args

@@ -18,8 +18,12 @@ use tokio::net::UdpSocket;
 mod common;
 use common::{invite, percentile, probe_setup};
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// On the runtime `callflow serve` builds from its default configuration.
+fn main() -> anyhow::Result<()> {
+    common::engine_runtime()?.block_on(measure())
+}
+
+async fn measure() -> anyhow::Result<()> {
     let calls: u32 = std::env::args()
         .nth(1)
         .and_then(|a| a.parse().ok())

@@ -218,8 +218,12 @@ async fn kamailio(l: Load) -> anyhow::Result<Option<Run>> {
     Ok(Some(run))
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// On the runtime `callflow serve` builds from its default configuration.
+fn main() -> anyhow::Result<()> {
+    common::engine_runtime()?.block_on(measure())
+}
+
+async fn measure() -> anyhow::Result<()> {
     let (rate, calls, hold_ms) = (arg(1, 500), arg(2, 10_000), arg(3, 0));
     let l = Load {
         rate,

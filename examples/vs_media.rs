@@ -141,8 +141,12 @@ async fn run(
     })
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// On the runtime `callflow serve` builds from its default configuration.
+fn main() -> anyhow::Result<()> {
+    common::engine_runtime()?.block_on(measure())
+}
+
+async fn measure() -> anyhow::Result<()> {
     let (rate, calls) = (arg(1, 200), arg(2, 2000));
     let dir = tempfile::tempdir()?;
     one_second_pcap(dir.path())?;

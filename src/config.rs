@@ -49,6 +49,11 @@ pub struct Config {
     pub media: Option<MediaConfig>,
     /// Where recordings are written.
     pub recordings: RecordingsConfig,
+    /// The engine's worker threads (default 1: one thread carries well over 1,000
+    /// calls/s, and a second costs a quarter more CPU per call in wake-ups between
+    /// the two; BENCHMARKS.md). Read at start; a reload does not change it.
+    #[serde(deserialize_with = "workers")]
+    pub workers: usize,
 }
 
 /// `media: { rtpengine: [...], timeout, ng_timeout }`.
@@ -183,6 +188,7 @@ impl Default for Config {
             outbound: OutboundConfig::default(),
             media: None,
             recordings: RecordingsConfig::default(),
+            workers: 1,
         }
     }
 }
@@ -807,6 +813,13 @@ fn list<'de, D: Deserializer<'de>, T: FromStr<Err: Display>>(d: D) -> Result<Vec
         .collect()
 }
 
+fn workers<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    with(d, |s| match s.parse::<usize>() {
+        Ok(n @ 1..=256) => Ok(n),
+        _ => Err("workers must be a number from 1 to 256"),
+    })
+}
+
 fn optional<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Host>, D::Error> {
     match Option::<String>::deserialize(d)? {
         None => Ok(None),
@@ -906,6 +919,8 @@ mod tests {
                 "expected udp://host:port",
             ),
             ("media: { rtpengine: [] }\n", "names no rtpengine"),
+            ("workers: 0\n", "workers must be a number from 1 to 256"),
+            ("workers: many\n", "workers must be a number from 1 to 256"),
             (
                 "trunks:\n  - sid: t\n    codecs: [opus]\n",
                 "'opus' is not a codec",

@@ -111,7 +111,7 @@ fn serve(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         },
         None => callflow::config::Config::default(),
     };
-    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    let runtime = callflow::server::runtime(&cfg).context("starting the runtime")?;
     runtime.block_on(async move {
         let server = match callflow::server::Server::start(
             &cfg,

@@ -207,3 +207,9 @@ pub async fn pstn_server(
             .await?;
     Ok((server, conf))
 }
+
+/// The runtime `callflow serve` runs the engine on, as its default configuration
+/// builds it (`workers: 1`), so that what an example measures is what `serve` does.
+pub fn engine_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    callflow::server::runtime(&callflow::config::Config::default())
+}

@@ -285,6 +285,15 @@ fn api_addr_of(config: &Config) -> SocketAddr {
         .map_or(SocketAddr::from(([127, 0, 0, 1], 8080)), |a| a.listen)
 }
 
+/// The runtime `serve` runs the engine on: `config.workers` worker threads.
+pub fn runtime(config: &Config) -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.workers)
+        .thread_name("callflow-worker")
+        .enable_all()
+        .build()
+}
+
 /// Where `serve` finds its configuration: `--config`, else `./callflow.yaml` if
 /// present, else the built-in defaults (with the flows in `flows/`).
 pub fn config_path(arg: Option<PathBuf>) -> Option<PathBuf> {
