@@ -230,7 +230,8 @@ impl Default for TransportConfig {
 
 /// The running transports.
 pub struct Transports {
-    udp: Vec<Arc<UdpSocket>>,
+    /// The UDP sockets, each with its address (asked of the kernel once).
+    udp: Vec<(Arc<UdpSocket>, SocketAddr)>,
     local: Vec<Listen>,
     connections: Mutex<HashMap<(Transport, SocketAddr), stream::Connection>>,
     config: TransportConfig,
@@ -260,11 +261,12 @@ impl Transports {
             match l.transport {
                 Transport::Udp => {
                     let s = Arc::new(UdpSocket::bind(l.addr).await?);
+                    let addr = s.local_addr()?;
                     local.push(Listen {
                         transport: l.transport,
-                        addr: s.local_addr()?,
+                        addr,
                     });
-                    udp.push(s);
+                    udp.push((s, addr));
                 }
                 Transport::Tcp | Transport::Tls => {
                     let has_cert = config
@@ -295,8 +297,8 @@ impl Transports {
             stats: Stats::default(),
             shutdown,
         });
-        for socket in udp {
-            tokio::spawn(udp::receive_loop(this.clone(), socket));
+        for (socket, addr) in udp {
+            tokio::spawn(udp::receive_loop(this.clone(), socket, addr));
         }
         for (transport, listener) in tcp {
             tokio::spawn(stream::accept_loop(this.clone(), transport, listener));
@@ -359,7 +361,8 @@ impl Transports {
         let socket = self
             .udp
             .iter()
-            .find(|s| s.local_addr().is_ok_and(|l| l.is_ipv4() == addr.is_ipv4()))
+            .find(|(_, local)| local.is_ipv4() == addr.is_ipv4())
+            .map(|(s, _)| s)
             .ok_or(TransportError::NoTransport(Transport::Udp, addr))?;
         socket
             .send_to(bytes, addr)

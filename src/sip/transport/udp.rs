@@ -10,10 +10,11 @@ use crate::sip::message::{Framing, MAX_MESSAGE_BYTES, Message};
 use crate::sip::typed::Transport;
 
 /// Receives datagrams until shutdown.
-pub(super) async fn receive_loop(transports: Arc<Transports>, socket: Arc<UdpSocket>) {
-    let Ok(local) = socket.local_addr() else {
-        return;
-    };
+pub(super) async fn receive_loop(
+    transports: Arc<Transports>,
+    socket: Arc<UdpSocket>,
+    local: std::net::SocketAddr,
+) {
     let mut buf = vec![0u8; MAX_MESSAGE_BYTES + 1];
     loop {
         let (len, source) = tokio::select! {
