@@ -24,7 +24,10 @@ use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
 
 mod common;
-use common::{arg, cpu_seconds_of, pstn_server, rss_mib, sipp_caller, sipp_counts, sipp_far_end};
+use common::{
+    arg, cpu_seconds_of, engine_cpu_seconds, percentile, probe_under_load, pstn_server_probed,
+    rss_mib, sipp_caller, sipp_counts, sipp_far_end,
+};
 
 /// Where SIPp's far end listens (as the Kamailio configuration has it).
 const FAR: &str = "127.0.0.3:25071";
@@ -50,14 +53,17 @@ struct Run {
     elapsed: f64,
     cpu: f64,
     peak_rss_mib: f64,
+    /// Calls the engine carried besides SIPp's (the setup-time probe's).
+    extra_calls: u64,
 }
 
 impl Run {
     fn print(&self, name: &str) {
-        let per_call = self.cpu / self.ok.max(1) as f64 * 1e6;
+        let per_call = self.per_call() * 1e6;
         println!(
-            "{name:>9}: {} ok, {} failed, {} retransmissions, {:.1} calls/s, CPU {:.2} s = {per_call:.0} µs per call, peak RSS {:.1} MiB",
+            "{name:>9}: {} ok (+{} probe calls), {} failed, {} retransmissions, {:.1} calls/s, CPU {:.2} s = {per_call:.0} µs per call, peak RSS {:.1} MiB",
             self.ok,
+            self.extra_calls,
             self.failed,
             self.retransmissions,
             self.ok as f64 / self.elapsed,
@@ -67,7 +73,7 @@ impl Run {
     }
 
     fn per_call(&self) -> f64 {
-        self.cpu / self.ok.max(1) as f64
+        self.cpu / (self.ok + self.extra_calls).max(1) as f64
     }
 }
 
@@ -129,14 +135,19 @@ fn far_end() -> std::io::Result<Child> {
     sipp_far_end(&["-sn", "uas"], "127.0.0.3", 25071)
 }
 
-/// Runs SIPp's caller against `target`, measuring the CPU of `pids()` around it.
+/// Runs SIPp's caller against `target`, measuring the CPU of `pids()` around it
+/// (`self` stands for this process's engine threads).
 async fn load(target: &str, load: Load, pids: impl Fn() -> Vec<String>) -> anyhow::Result<Run> {
     let Load {
         rate,
         calls,
         hold_ms,
     } = load;
-    let cpu = |p: &[String]| p.iter().map(|p| cpu_seconds_of(p)).sum::<f64>();
+    let of = |p: &String| match p.as_str() {
+        "self" => engine_cpu_seconds(),
+        p => cpu_seconds_of(p),
+    };
+    let cpu = |p: &[String]| p.iter().map(of).sum::<f64>();
     let before = cpu(&pids());
     let t0 = Instant::now();
     let out = sipp_caller(&["-sn", "uac"], target, rate, calls)
@@ -154,11 +165,13 @@ async fn load(target: &str, load: Load, pids: impl Fn() -> Vec<String>) -> anyho
         elapsed,
         cpu: after - before,
         peak_rss_mib: 0.0,
+        extra_calls: 0,
     })
 }
 
 async fn callflow(l: Load) -> anyhow::Result<Run> {
-    let (server, _dir) = pstn_server("", FAR).await?;
+    let bot = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    let (server, _dir) = pstn_server_probed("", FAR, Some(bot.local_addr()?)).await?;
     let addr = server
         .transports
         .local_addr(callflow::sip::Transport::Udp)
@@ -166,8 +179,17 @@ async fn callflow(l: Load) -> anyhow::Result<Run> {
     let mut far = far_end()?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle = rss_mib("self");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let probe = probe_under_load(addr, bot, stop.clone())?;
     let mut run = load(&addr.to_string(), l, || vec!["self".to_string()]).await?;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
     run.peak_rss_mib = peak_rss_mib("self");
+    let probed = tokio::task::spawn_blocking(move || probe.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("the probe thread panicked"))?;
+    // The engine's CPU went to the probe's calls too.
+    run.extra_calls = probed.through.len() as u64;
+    print_setup(probed);
     let _ = far.kill().await;
     // The transactions of the last calls live 32 s (RFC 3261's Timers J and L).
     tokio::time::sleep(Duration::from_secs(60)).await;
@@ -177,6 +199,24 @@ async fn callflow(l: Load) -> anyhow::Result<Run> {
         server.engine.core.layer.alive()
     );
     Ok(run)
+}
+
+/// Setup time under the load, and the baseline measured in the same run.
+fn print_setup(mut probed: common::Probed) {
+    probed.through.sort();
+    probed.direct.sort();
+    if probed.through.is_empty() || probed.direct.is_empty() {
+        println!(" callflow: no probe call got through during the load");
+        return;
+    }
+    let us = |v: &[Duration], p: f64| percentile(v, p).as_secs_f64() * 1e6;
+    let (p50, p99) = (us(&probed.through, 0.5), us(&probed.through, 0.99));
+    let (b50, b99) = (us(&probed.direct, 0.5), us(&probed.direct, 0.99));
+    println!(
+        " callflow: setup under the load over {} probe calls (INVITE in → INVITE out): p50 {p50:.0} µs, p99 {p99:.0} µs; one datagram straight (baseline, same run): p50 {b50:.0} µs, p99 {b99:.0} µs; added at p99: {:.0} µs (target < 1000)",
+        probed.through.len(),
+        p99 - b99
+    );
 }
 
 async fn kamailio(l: Load) -> anyhow::Result<Option<Run>> {

@@ -22,6 +22,24 @@ pub fn cpu_seconds_of(pid: &str) -> f64 {
     (ticks(11) + ticks(12)) / hz
 }
 
+/// The CPU time of this process's engine threads (the runtime's, named
+/// `callflow-worker`), leaving out what the example's own threads spend (a probe,
+/// the main thread that waits for SIPp).
+pub fn engine_cpu_seconds() -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    tasks
+        .flatten()
+        .map(|t| format!("self/task/{}", t.file_name().to_string_lossy()))
+        .filter(|t| {
+            std::fs::read_to_string(format!("/proc/{t}/comm"))
+                .is_ok_and(|c| c.trim() == "callflow-worker")
+        })
+        .map(|t| cpu_seconds_of(&t))
+        .sum()
+}
+
 /// This process's CPU time.
 pub fn cpu_seconds() -> f64 {
     cpu_seconds_of("self")
@@ -106,9 +124,14 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 /// A caller's INVITE (PCMA at port 4000) for call `n` to +918047112233.
 pub fn invite(n: u32, caller: SocketAddr, engine: SocketAddr) -> String {
+    invite_to("+918047112233", &format!("setup-{n}"), caller, engine)
+}
+
+/// An INVITE to `number` through `engine` with Call-ID `call_id`.
+pub fn invite_to(number: &str, call_id: &str, caller: SocketAddr, engine: SocketAddr) -> String {
     let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n";
     format!(
-        "INVITE sip:+918047112233@{engine} SIP/2.0\r\nVia: SIP/2.0/UDP {caller};branch=z9hG4bKsetup{n};rport\r\nMax-Forwards: 70\r\nFrom: <sip:+919812345678@{caller}>;tag=c{n}\r\nTo: <sip:+918047112233@{engine}>\r\nCall-ID: setup-{n}\r\nCSeq: 1 INVITE\r\nContact: <sip:c@{caller}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        "INVITE sip:{number}@{engine} SIP/2.0\r\nVia: SIP/2.0/UDP {caller};branch=z9hG4bK{call_id};rport\r\nMax-Forwards: 70\r\nFrom: <sip:+919812345678@{caller}>;tag=c{call_id}\r\nTo: <sip:{number}@{engine}>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:c@{caller}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
         sdp.len()
     )
 }
@@ -194,11 +217,26 @@ pub async fn pstn_server(
     extra: &str,
     destination: &str,
 ) -> anyhow::Result<(callflow::server::Server, tempfile::TempDir)> {
+    pstn_server_probed(extra, destination, None).await
+}
+
+/// [`pstn_server`], and with `probe`, a second `pstn` number, [`PROBE_NUMBER`],
+/// routed there.
+pub async fn pstn_server_probed(
+    extra: &str,
+    destination: &str,
+    probe: Option<SocketAddr>,
+) -> anyhow::Result<(callflow::server::Server, tempfile::TempDir)> {
     let conf = tempfile::tempdir()?;
     std::fs::create_dir(conf.path().join("flows"))?;
-    let text = format!(
+    let mut text = format!(
         "sip: {{ listen: [\"udp://127.0.0.1:0\"], options_interval: null }}\nflows: flows\n{extra}carriers:\n  - {{ name: pstn, uri: \"sip:127.0.0.1:9\", addresses: [127.0.0.1/32] }}\ntrunks:\n  - sid: bench\n    destinations: [\"sip:{destination}\"]\n    numbers: [{{ number: \"+918047112233\", mode: pstn }}]\n"
     );
+    if let Some(probe) = probe {
+        text.push_str(&format!(
+            "  - sid: probe\n    destinations: [\"sip:{probe}\"]\n    numbers: [{{ number: \"{PROBE_NUMBER}\", mode: pstn }}]\n"
+        ));
+    }
     let path = conf.path().join("callflow.yaml");
     std::fs::write(&path, text)?;
     let config = callflow::config::Config::load(&path)?;
@@ -212,4 +250,94 @@ pub async fn pstn_server(
 /// builds it (`workers: 1`), so that what an example measures is what `serve` does.
 pub fn engine_runtime() -> std::io::Result<tokio::runtime::Runtime> {
     callflow::server::runtime(&callflow::config::Config::default())
+}
+
+/// The number [`pstn_server_probed`] routes to its probe.
+pub const PROBE_NUMBER: &str = "+918047112299";
+
+/// Setup times measured while a load runs: what [`probe_under_load`] returns.
+pub struct Probed {
+    /// Caller's INVITE sent → the probe's bot received callflow's INVITE, per call.
+    pub through: Vec<Duration>,
+    /// The baseline, measured in turn with each call: one datagram sent straight
+    /// from the caller's socket to the bot's.
+    pub direct: Vec<Duration>,
+}
+
+/// From a thread of its own (blocking sockets: the engine's thread is not shared),
+/// every 20 ms until `stop`: one call from a caller socket through `engine` to
+/// [`PROBE_NUMBER`], whose INVITE arrives at `bot` and is refused with 486, and one
+/// datagram from the caller's socket straight to `bot`.
+pub fn probe_under_load(
+    engine: SocketAddr,
+    bot: std::net::UdpSocket,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::io::Result<std::thread::JoinHandle<Probed>> {
+    let caller = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    caller.set_read_timeout(Some(Duration::from_secs(2)))?;
+    bot.set_read_timeout(Some(Duration::from_secs(2)))?;
+    Ok(std::thread::spawn(move || {
+        let mut probed = Probed {
+            through: Vec::new(),
+            direct: Vec::new(),
+        };
+        let mut n = 0u32;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            n += 1;
+            if let Some(t) = probe_call(&caller, &bot, engine, n) {
+                probed.through.push(t);
+            }
+            if let Some(t) = probe_datagram(&caller, &bot) {
+                probed.direct.push(t);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        probed
+    }))
+}
+
+/// One probe call: the setup time, or `None` if something did not arrive.
+fn probe_call(
+    caller: &std::net::UdpSocket,
+    bot: &std::net::UdpSocket,
+    engine: SocketAddr,
+    n: u32,
+) -> Option<Duration> {
+    let mut buf = vec![0u8; 65536];
+    let msg = invite_to(
+        PROBE_NUMBER,
+        &format!("probe-{n}"),
+        caller.local_addr().ok()?,
+        engine,
+    );
+    let t0 = Instant::now();
+    caller.send_to(msg.as_bytes(), engine).ok()?;
+    let (len, from) = loop {
+        let (len, from) = bot.recv_from(&mut buf).ok()?;
+        if buf[..len].starts_with(b"INVITE") {
+            break (len, from);
+        }
+    };
+    let setup = t0.elapsed();
+    let text = String::from_utf8_lossy(&buf[..len]).to_string();
+    bot.send_to(busy_for(&text).as_bytes(), from).ok()?;
+    loop {
+        let (len, _) = caller.recv_from(&mut buf).ok()?;
+        if buf[..len].starts_with(b"SIP/2.0 ") && !buf[..len].starts_with(b"SIP/2.0 1") {
+            return Some(setup);
+        }
+    }
+}
+
+/// One datagram straight from the caller's socket to the bot's.
+fn probe_datagram(caller: &std::net::UdpSocket, bot: &std::net::UdpSocket) -> Option<Duration> {
+    let mut buf = [0u8; 64];
+    let t0 = Instant::now();
+    caller.send_to(b"probe", bot.local_addr().ok()?).ok()?;
+    loop {
+        let (len, _) = bot.recv_from(&mut buf).ok()?;
+        if &buf[..len] == b"probe" {
+            return Some(t0.elapsed());
+        }
+    }
 }
