@@ -124,7 +124,7 @@ impl CallControl for ScriptedCall {
                     "completed" => LegEnd::FarHangup,
                     "transfer" => LegEnd::Transfer {
                         refer_to: rest.trim().to_string(),
-                        headers: Vec::new(),
+                        headers: Default::default(),
                     },
                     _ => LegEnd::CallerHangup,
                 });

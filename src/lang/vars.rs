@@ -1,14 +1,19 @@
 //! The call's variables that expressions read (docs/architecture.md §3): `call.*`, `connect.*`,
 //! `passthru.*`, `refer.*`.
 
+use std::sync::Arc;
+
 use rhai::{Dynamic, Map, Scope};
 
 /// The variables of one call, updated as applets run.
 #[derive(Debug, Clone, Default)]
 pub struct Vars {
-    /// `call.sid`, `call.from`, `call.to`, `call.direction`, `call.custom_field`,
-    /// `call.headers`.
+    /// `call.sid`, `call.from`, `call.to`, `call.direction`, `call.custom_field`.
     pub call: Map,
+    /// `call.headers`: the INVITE's headers, shared with the call's [`CallInfo`]; the
+    /// map expressions read is made when a [`Vars::scope`] is (a rhai map of a dozen
+    /// headers held for a whole call was a tenth of a held call's memory).
+    pub call_headers: Arc<[(String, String)]>,
     /// `connect.status`, `connect.duration`, `connect.dialed`.
     pub connect: Map,
     /// `passthru.status`, `passthru.body`, `passthru.select`.
@@ -36,7 +41,7 @@ pub struct CallInfo {
     /// The account the call belongs to (its trunk's), if any.
     pub account: Option<String>,
     /// The inbound INVITE's headers.
-    pub headers: Vec<(String, String)>,
+    pub headers: Arc<[(String, String)]>,
 }
 
 impl Vars {
@@ -48,21 +53,28 @@ impl Vars {
         call.insert("to".into(), info.to.clone().into());
         call.insert("direction".into(), info.direction.clone().into());
         call.insert("custom_field".into(), info.custom_field.clone().into());
-        let mut headers = Map::new();
-        for (n, v) in &info.headers {
-            headers.insert(n.to_ascii_lowercase().into(), v.clone().into());
-        }
-        call.insert("headers".into(), headers.into());
         Vars {
             call,
+            call_headers: info.headers.clone(),
             ..Vars::default()
         }
+    }
+
+    /// `call.*` with `call.headers` (names in lower case).
+    fn call_map(&self) -> Map {
+        let mut headers = Map::new();
+        for (n, v) in self.call_headers.iter() {
+            headers.insert(n.to_ascii_lowercase().into(), v.clone().into());
+        }
+        let mut call = self.call.clone();
+        call.insert("headers".into(), headers.into());
+        call
     }
 
     /// A scope holding the variables, for evaluating an expression.
     pub fn scope(&self) -> Scope<'static> {
         let mut scope = Scope::new();
-        scope.push_constant("call", self.call.clone());
+        scope.push_constant("call", self.call_map());
         scope.push_constant("connect", self.connect.clone());
         scope.push_constant("passthru", self.passthru.clone());
         scope.push_constant("refer", self.refer.clone());

@@ -228,7 +228,7 @@ async fn run(job: Job, mut origination: Origination, listed: Listed) {
         custom_field: job.req.custom_field.clone(),
         trunk: Some(job.trunk.sid.clone()),
         account: Some(job.account.clone()),
-        headers: Vec::new(),
+        headers: Default::default(),
     };
     let mut record = CallRecord::new(&info, &flow_id(&job.req));
     record.to = shown_to(&job.req);

@@ -59,7 +59,7 @@ pub async fn call(call: &mut Call, state: &State, trunk: &Trunk, caller: &str, d
     };
     let plan = Plan {
         attempts,
-        headers: Vec::new(),
+        headers: Default::default(),
         ring_timeout: routing.outbound().ring_timeout,
         max_duration: trunk.max_call_duration,
         caller_id: Some(caller.to_string()),

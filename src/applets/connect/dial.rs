@@ -83,6 +83,8 @@ pub fn expand_all(targets: &[Target], cx: &Context<'_>) -> Result<Vec<Attempt>, 
     for t in targets {
         out.extend(expand(t, cx, true)?);
     }
+    // The plan lives as long as the call; growth's spare room would too.
+    out.shrink_to_fit();
     Ok(out)
 }
 

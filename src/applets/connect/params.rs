@@ -124,7 +124,7 @@ impl Default for Connect {
     fn default() -> Connect {
         Connect {
             dial: Dial::To(Vec::new()),
-            headers: Vec::new(),
+            headers: Default::default(),
             ring_timeout: DEFAULT_RING_TIMEOUT,
             max_duration: DEFAULT_MAX_DURATION,
             caller_id: None,
