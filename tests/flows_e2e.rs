@@ -592,6 +592,20 @@ async fn trunk_destinations_fail_over_in_priority_order() {
     w.bot_answers().await;
 }
 
+/// `call.headers` reads the caller's INVITE (names in lower case) in a live call.
+#[tokio::test]
+async fn call_headers_hold_the_callers_invite() {
+    let cfg = CONFIG.replace("CARRIER_CIDR", "127.0.0.1/32");
+    let flow = one_leg(
+        "sip:trunk_bot",
+        ", headers: { X-Came-As: '${call.headers[\"call-id\"]}/${call.headers[\"max-forwards\"]}' }",
+    );
+    let mut w = world_cfg(&flow, &cfg).await;
+    w.call("+918047112233", "hdrs-7").await;
+    let (inv, _) = w.bot_answers().await;
+    assert_eq!(inv.header(&Name::parse("X-Came-As")), Some("hdrs-7/70"));
+}
+
 #[tokio::test]
 async fn external_alias_is_the_request_uri_user() {
     let cfg = CONFIG.replace("CARRIER_CIDR", "127.0.0.1/32").replace(

@@ -124,6 +124,12 @@ impl Call {
         self.caller.request()
     }
 
+    /// The caller's INVITE, shared, when the caller called (not for a first party
+    /// the calls API placed).
+    pub fn shared_request(&self) -> Option<std::sync::Arc<Message>> {
+        self.caller.shared_request()
+    }
+
     /// Where the caller's INVITE came from.
     pub fn source(&self) -> std::net::SocketAddr {
         self.caller.source()

@@ -37,8 +37,8 @@ struct Pending2xx {
 enum Side {
     /// The caller called: its INVITE's server transaction.
     Called(ServerTransaction),
-    /// callflow called the first party (the calls API).
-    Placed(Placed),
+    /// callflow called the first party (the calls API); boxed, as the rarer side.
+    Placed(Box<Placed>),
 }
 
 /// A first party callflow called, whose 2xx carried the offer.
@@ -107,12 +107,12 @@ impl CallerLeg {
         let ack_by = Instant::now() + core.layer.timers().t1x64();
         Some(CallerLeg {
             tag: dialog.id.local_tag.clone(),
-            side: Side::Placed(Placed {
+            side: Side::Placed(Box::new(Placed {
                 invite,
                 target,
                 ack: None,
                 ack_by,
-            }),
+            })),
             core,
             dialog: Some(dialog),
             offer: Some(offer),
@@ -128,6 +128,14 @@ impl CallerLeg {
         match &self.side {
             Side::Called(st) => &st.request,
             Side::Placed(p) => &p.invite,
+        }
+    }
+
+    /// The caller's INVITE, shared, when the caller called.
+    pub fn shared_request(&self) -> Option<std::sync::Arc<Message>> {
+        match &self.side {
+            Side::Called(st) => Some(st.request.clone()),
+            Side::Placed(_) => None,
         }
     }
 

@@ -13,7 +13,7 @@ pub struct Vars {
     /// `call.headers`: the INVITE's headers, shared with the call's [`CallInfo`]; the
     /// map expressions read is made when a [`Vars::scope`] is (a rhai map of a dozen
     /// headers held for a whole call was a tenth of a held call's memory).
-    pub call_headers: Arc<[(String, String)]>,
+    pub call_headers: CallHeaders,
     /// `connect.status`, `connect.duration`, `connect.dialed`.
     pub connect: Map,
     /// `passthru.status`, `passthru.body`, `passthru.select`.
@@ -41,7 +41,32 @@ pub struct CallInfo {
     /// The account the call belongs to (its trunk's), if any.
     pub account: Option<String>,
     /// The inbound INVITE's headers.
-    pub headers: Arc<[(String, String)]>,
+    pub headers: CallHeaders,
+}
+
+/// Headers the flow's expressions read as `call.headers`.
+pub trait HeaderList: std::fmt::Debug + Send + Sync {
+    /// Calls `f` with each header's name and value, in order.
+    fn each(&self, f: &mut dyn FnMut(&str, &str));
+}
+
+impl HeaderList for Vec<(String, String)> {
+    fn each(&self, f: &mut dyn FnMut(&str, &str)) {
+        for (n, v) in self {
+            f(n, v);
+        }
+    }
+}
+
+/// A call's headers, shared by whatever keeps them (the call's request itself, for
+/// an inbound call: no copy is made).
+#[derive(Debug, Clone)]
+pub struct CallHeaders(pub Arc<dyn HeaderList>);
+
+impl Default for CallHeaders {
+    fn default() -> Self {
+        CallHeaders(Arc::new(Vec::new()))
+    }
 }
 
 impl Vars {
@@ -63,9 +88,9 @@ impl Vars {
     /// `call.*` with `call.headers` (names in lower case).
     fn call_map(&self) -> Map {
         let mut headers = Map::new();
-        for (n, v) in self.call_headers.iter() {
-            headers.insert(n.to_ascii_lowercase().into(), v.clone().into());
-        }
+        self.call_headers.0.each(&mut |n, v| {
+            headers.insert(n.to_ascii_lowercase().into(), v.into());
+        });
         let mut call = self.call.clone();
         call.insert("headers".into(), headers.into());
         call

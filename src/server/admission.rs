@@ -2,8 +2,11 @@
 //! reached) and gathering the facts the flow runtime reads.
 
 use crate::call::Call;
-use crate::lang::vars::CallInfo;
+use std::sync::Arc;
+
+use crate::lang::vars::{CallHeaders, CallInfo, HeaderList};
 use crate::routing::limits::{Limits, Permit};
+use crate::sip::Message;
 use crate::sip::Name;
 
 /// Takes a channel of `key`, or refuses the caller with 503 and Retry-After.
@@ -54,12 +57,28 @@ pub fn call_info(
         custom_field: String::new(),
         trunk,
         account,
-        headers: req
-            .headers
-            .iter()
-            .filter(|h| h.name != Name::Via)
-            .map(|h| (h.name.as_str().to_string(), h.value.clone()))
-            .collect(),
+        headers: match call.shared_request() {
+            Some(request) => CallHeaders(Arc::new(RequestHeaders(request))),
+            None => CallHeaders(Arc::new(
+                req.headers
+                    .iter()
+                    .filter(|h| h.name != Name::Via)
+                    .map(|h| (h.name.as_str().to_string(), h.value.clone()))
+                    .collect::<Vec<_>>(),
+            )),
+        },
+    }
+}
+
+/// The caller's INVITE, read as `call.headers` (its Vias left out).
+#[derive(Debug)]
+struct RequestHeaders(Arc<Message>);
+
+impl HeaderList for RequestHeaders {
+    fn each(&self, f: &mut dyn FnMut(&str, &str)) {
+        for h in self.0.headers.iter().filter(|h| h.name != Name::Via) {
+            f(h.name.as_str(), &h.value);
+        }
     }
 }
 

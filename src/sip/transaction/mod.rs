@@ -190,8 +190,9 @@ impl Drop for Handle {
 /// answers 500 so that no request is left hanging.
 #[derive(Debug, Clone)]
 pub struct ServerTransaction {
-    /// The request (its top Via stamped with `received`/`rport`).
-    pub request: Message,
+    /// The request (its top Via stamped with `received`/`rport`), shared with
+    /// whatever else keeps it for the call (the flow's `call.headers`).
+    pub request: Arc<Message>,
     /// Where it came from.
     pub source: SocketAddr,
     /// The transport it came over.
@@ -606,7 +607,7 @@ impl TransactionLayer {
         };
         self.insert(key.clone(), machine, first).await;
         ServerTransaction {
-            request: msg.message,
+            request: Arc::new(msg.message),
             source: msg.source,
             transport: msg.transport,
             local: msg.local,
