@@ -109,12 +109,7 @@ impl ClientInvite {
     }
 
     fn step(&self, send: Option<Outgoing>, report: Option<ClientEvent>) -> Step {
-        Step {
-            send,
-            report,
-            user: Some(self.events.clone()),
-            ended: false,
-        }
+        Step::for_user(&self.events, send, report)
     }
 
     /// Whether the user dropped its end. Then the transaction ends (but in
@@ -180,9 +175,7 @@ impl ClientInvite {
             return Step::ended();
         }
         if self.timer_b.is_some_and(|at| at <= now) {
-            let mut step = self.step(None, Some(ClientEvent::Timeout));
-            step.ended = true;
-            return step;
+            return Step::timed_out(&self.events);
         }
         if self.timer_d.is_some_and(|at| at <= now) || self.timer_m.is_some_and(|at| at <= now) {
             return Step::ended();

@@ -68,12 +68,7 @@ impl ClientNonInvite {
     }
 
     fn step(&self, send: Option<Outgoing>, report: Option<ClientEvent>) -> Step {
-        Step {
-            send,
-            report,
-            user: Some(self.events.clone()),
-            ended: false,
-        }
+        Step::for_user(&self.events, send, report)
     }
 
     /// A response that matched.
@@ -100,9 +95,7 @@ impl ClientNonInvite {
     /// Whatever timer is due at `now`.
     pub(crate) fn on_timer(&mut self, now: Instant) -> Step {
         if self.timer_f.is_some_and(|at| at <= now) {
-            let mut step = self.step(None, Some(ClientEvent::Timeout));
-            step.ended = true;
-            return step;
+            return Step::timed_out(&self.events);
         }
         if self.timer_k.is_some_and(|at| at <= now) {
             return Step::ended();

@@ -155,6 +155,40 @@ impl Step {
             ..Step::default()
         }
     }
+
+    /// A client transaction's step: `send`, and `report` to its user `events`.
+    pub(crate) fn for_user(
+        events: &mpsc::Sender<ClientEvent>,
+        send: Option<Outgoing>,
+        report: Option<ClientEvent>,
+    ) -> Step {
+        Step {
+            send,
+            report,
+            user: Some(events.clone()),
+            ended: false,
+        }
+    }
+
+    /// Timer B or F fired: the user is told, and the transaction ends.
+    pub(crate) fn timed_out(events: &mpsc::Sender<ClientEvent>) -> Step {
+        Step {
+            ended: true,
+            ..Step::for_user(events, None, Some(ClientEvent::Timeout))
+        }
+    }
+}
+
+/// The 500 a server transaction answers when its user abandons it before any final
+/// response; `None` when the request is no longer kept or its Via is unusable.
+pub(crate) fn abandoned_answer(
+    request: Option<&Message>,
+    source: SocketAddr,
+    transports: &Transports,
+) -> Option<Outgoing> {
+    transports
+        .prepare_response(&Message::response_to(request?, 500), Some(source))
+        .ok()
 }
 
 /// The earliest of some timers.

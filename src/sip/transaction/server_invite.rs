@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{Step, Timers, earliest};
+use super::{Step, Timers, abandoned_answer, earliest};
 use crate::sip::message::Message;
 use crate::sip::method::Method;
 use crate::sip::transport::{Outgoing, Transports};
@@ -137,12 +137,7 @@ impl ServerInvite {
             return Step::default();
         }
         tracing::warn!("INVITE abandoned without a final response; answering 500");
-        let out = self.request.as_deref().and_then(|r| {
-            transports
-                .prepare_response(&Message::response_to(r, 500), Some(self.source))
-                .ok()
-        });
-        match out {
+        match abandoned_answer(self.request.as_deref(), self.source, transports) {
             Some(out) => {
                 self.complete(out.clone(), now);
                 Step::sending(Some(out))

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{Step, Timers};
+use super::{Step, Timers, abandoned_answer};
 use crate::sip::message::Message;
 use crate::sip::transport::{Outgoing, Transports};
 
@@ -94,12 +94,7 @@ impl ServerNonInvite {
         if self.state == State::Completed {
             return Step::default();
         }
-        let out = self.request.as_deref().and_then(|r| {
-            transports
-                .prepare_response(&Message::response_to(r, 500), Some(self.source))
-                .ok()
-        });
-        match out {
+        match abandoned_answer(self.request.as_deref(), self.source, transports) {
             Some(out) => {
                 self.complete(out.clone(), now);
                 Step::sending(Some(out))
