@@ -84,7 +84,7 @@ impl Phone {
         let mut ok = st.response(200, Some(&tag));
         ok.push_header(Name::Contact, self.contact());
         ok.set_body("application/sdp", sdp(self.port + 10000));
-        st.respond(ok).await;
+        st.respond(&ok).await;
         Dialog::uas(&st.request, &tag).ok()
     }
 
@@ -213,7 +213,7 @@ async fn caller(mut p: Phone, number: &str, engine: &str) -> anyhow::Result<()> 
                 let mut ok = st.response(200, None);
                 ok.push_header(Name::Contact, p.contact());
                 ok.set_body("application/sdp", sdp(p.port + 10000));
-                st.respond(ok).await;
+                st.respond(&ok).await;
                 dialog.refresh_target(&st.request);
                 tokio::time::sleep(Duration::from_secs(2)).await;
                 p.say("hanging up (BYE)");

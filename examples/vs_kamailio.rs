@@ -203,6 +203,25 @@ async fn callflow(l: Load) -> anyhow::Result<Run> {
 
 /// Setup time under the load, and the baseline measured in the same run.
 fn print_setup(mut probed: common::Probed) {
+    let mut slowest: Vec<(Duration, Duration)> = probed
+        .through
+        .iter()
+        .copied()
+        .zip(probed.sent_at.iter().copied())
+        .collect();
+    slowest.sort_by_key(|s| std::cmp::Reverse(s.0));
+    let slowest: Vec<String> = slowest
+        .iter()
+        .take(8)
+        .map(|(t, at)| {
+            format!(
+                "{:.0} µs at {:.2} s",
+                t.as_secs_f64() * 1e6,
+                at.as_secs_f64()
+            )
+        })
+        .collect();
+    println!(" callflow: slowest probe calls: {}", slowest.join(", "));
     probed.through.sort();
     probed.direct.sort();
     if probed.through.is_empty() || probed.direct.is_empty() {

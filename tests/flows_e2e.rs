@@ -880,7 +880,7 @@ async fn responder(answer_options: bool) -> (SocketAddr, Arc<std::sync::atomic::
                 _ => continue,
             };
             let mut r = Message::response_to(&m, status);
-            let mut to = r.to_header().unwrap();
+            let mut to = r.to_header().unwrap().clone();
             to.set_tag("r");
             r.set_header(Name::To, to.to_string());
             let _ = socket.send_to(&r.to_bytes(), from).await;

@@ -160,7 +160,7 @@ async fn the_challenge_is_the_same_whatever_the_from() {
     // Same status, reason and header names; the challenges differ only in the nonce.
     let shape = |m: &Message| {
         let names: Vec<String> = m
-            .headers
+            .headers()
             .iter()
             .map(|h| h.name.as_str().to_string())
             .collect();
@@ -443,7 +443,7 @@ async fn a_wrong_user_and_a_wrong_password_get_the_same_answer() {
         ua.send(&m, n.sip()).await;
         let r = ua.expect_final("INVITE").await;
         let names: Vec<String> = r
-            .headers
+            .headers()
             .iter()
             .map(|h| h.name.as_str().to_string())
             .collect();

@@ -306,7 +306,7 @@ async fn answering_carrier() -> SocketAddr {
                 continue;
             }
             let mut r = Message::response_to(&m, 200);
-            let mut to = r.to_header().unwrap();
+            let mut to = r.to_header().unwrap().clone();
             to.set_tag("carrier");
             r.set_header(Name::To, to.to_string());
             r.push_header(Name::Contact, format!("<sip:c@{addr}>"));

@@ -103,7 +103,7 @@ fn tel_and_ipv6_uris() {
     assert_eq!(m.request_uri().unwrap().user(), Some("+918047112233"));
     assert!(matches!(m.top_via().unwrap().host, Host::Ipv6(_)));
     assert_eq!(m.top_via().unwrap().port, Some(5060));
-    let Uri::Sip(from) = m.from_header().unwrap().uri else {
+    let Uri::Sip(from) = m.from_header().unwrap().uri.clone() else {
         panic!()
     };
     assert!(matches!(from.host, Host::Ipv6(_)));
@@ -197,13 +197,59 @@ fn missing_required_headers_fail_validation() {
 fn response_to_copies_the_dialog_headers() {
     let req = parse(INVITE).unwrap();
     let mut resp = Message::response_to(&req, 180);
-    let mut to = resp.to_header().unwrap();
+    let mut to = resp.to_header().unwrap().clone();
+    assert_eq!(to.tag(), None);
     to.set_tag("abc");
     resp.set_header(Name::To, to.to_string());
+    assert_eq!(
+        resp.to_header().unwrap().tag(),
+        Some("abc"),
+        "To read again after a change"
+    );
     let text = String::from_utf8(resp.to_bytes().to_vec()).unwrap();
     assert!(text.starts_with("SIP/2.0 180 Ringing\r\nVia: SIP/2.0/UDP 203.0.113.10:5060;branch=z9hG4bK74bf9;rport\r\n"), "{text}");
     assert!(text.contains("To: <sip:+918047112233@callflow.example>;tag=abc\r\n"));
     assert!(text.ends_with("Content-Length: 0\r\n\r\n"));
+}
+
+/// Each typed header is parsed once and kept; every way of changing a header drops
+/// what was kept of it, so a reader never sees a stale value.
+#[test]
+fn typed_headers_follow_every_change() {
+    let mut m = parse(INVITE).unwrap();
+    assert_eq!(m.top_via().unwrap().branch(), Some("z9hG4bK74bf9"));
+    assert_eq!(m.cseq().unwrap().seq, 314159);
+    m.set_to_tag("t1").unwrap();
+    assert_eq!(m.to_header().unwrap().tag(), Some("t1"));
+    assert!(m.header(&Name::To).unwrap().ends_with(";tag=t1"));
+    m.prepend_header(Name::Via, "SIP/2.0/TCP 192.0.2.1;branch=z9hG4bKnew");
+    assert_eq!(m.top_via().unwrap().branch(), Some("z9hG4bKnew"));
+    m.remove_header(&Name::Via);
+    assert!(m.top_via().is_err());
+    m.push_header(Name::Via, "SIP/2.0/UDP 192.0.2.2;branch=z9hG4bKpushed");
+    assert_eq!(m.top_via().unwrap().branch(), Some("z9hG4bKpushed"));
+    for h in m.headers_mut() {
+        if h.name == Name::CSeq {
+            h.value = "7 INVITE".into();
+        }
+        if h.name == Name::From {
+            h.value = "<sip:other@example.com>;tag=f2".into();
+        }
+    }
+    assert_eq!(m.cseq().unwrap().seq, 7);
+    assert_eq!(m.from_header().unwrap().tag(), Some("f2"));
+    let mut via = m.top_via().unwrap().clone();
+    via.set_param("received", Some("198.51.100.9".into()));
+    m.replace_top_via(via);
+    assert_eq!(
+        m.top_via().unwrap().param("received"),
+        Some(Some("198.51.100.9"))
+    );
+    let again = Message::parse(&m.to_bytes(), Framing::Datagram).unwrap();
+    assert_eq!(again, m);
+    assert_eq!(again.top_via().unwrap(), m.top_via().unwrap());
+    m.forget();
+    assert!(m.cseq().is_err() && m.from_header().is_err());
 }
 
 #[test]

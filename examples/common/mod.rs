@@ -262,6 +262,9 @@ pub struct Probed {
     /// The baseline, measured in turn with each call: one datagram sent straight
     /// from the caller's socket to the bot's.
     pub direct: Vec<Duration>,
+    /// When each call in `through` was sent, from the probe's start (to see whether
+    /// slow setups cluster).
+    pub sent_at: Vec<Duration>,
 }
 
 /// From a thread of its own (blocking sockets: the engine's thread is not shared),
@@ -280,12 +283,16 @@ pub fn probe_under_load(
         let mut probed = Probed {
             through: Vec::new(),
             direct: Vec::new(),
+            sent_at: Vec::new(),
         };
+        let start = Instant::now();
         let mut n = 0u32;
         while !stop.load(std::sync::atomic::Ordering::Relaxed) {
             n += 1;
+            let at = start.elapsed();
             if let Some(t) = probe_call(&caller, &bot, engine, n) {
                 probed.through.push(t);
+                probed.sent_at.push(at);
             }
             if let Some(t) = probe_datagram(&caller, &bot) {
                 probed.direct.push(t);

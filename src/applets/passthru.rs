@@ -116,7 +116,7 @@ impl Applet for Passthru {
     /// `passthru.*`; another status → that status (the flow falls back to `fail`
     /// when it names no transition for it); timeout or connection error → `fail`.
     async fn run(&self, cx: &mut Context<'_>) -> Step {
-        let url = match self.url.render(&mut cx.vars.scope()) {
+        let url = match cx.vars.renderer().render(&self.url) {
             Ok(u) => u,
             Err(e) => {
                 cx.step.notes.push(format!("url template failed: {e}"));

@@ -603,7 +603,7 @@ impl Call {
         }
         let body = self.relayed_body(&r, from_caller, false).await;
         set_body(&mut out, body);
-        st.respond(out).await;
+        st.respond(&out).await;
     }
 
     /// REFER from the far leg (RFC 3515): 202, a NOTIFY with the progress, the far leg
@@ -620,14 +620,14 @@ impl Call {
         };
         let headers: Vec<(String, String)> = st
             .request
-            .headers
+            .headers()
             .iter()
             .filter(|h| h.name.as_str().to_ascii_lowercase().starts_with("x-"))
             .map(|h| (h.name.as_str().to_string(), h.value.clone()))
             .collect();
         let mut resp = st.response(202, None);
         resp.push_header(Name::Contact, self.core.contact(st.transport));
-        st.respond(resp).await;
+        st.respond(&resp).await;
         if let Some(far) = self.far.as_mut() {
             far.notify("SIP/2.0 100 Trying", "active;expires=60").await;
             far.notify("SIP/2.0 200 OK", "terminated;reason=noresource")

@@ -44,7 +44,7 @@ enum Side {
 /// A first party callflow called, whose 2xx carried the offer.
 struct Placed {
     /// Our INVITE, as sent.
-    invite: Message,
+    invite: Arc<Message>,
     /// Where it went.
     target: Target,
     /// The ACK with our answer, once sent (sent again for a retransmitted 2xx).
@@ -95,7 +95,7 @@ impl CallerLeg {
     /// dialog's messages reach `tx` from now on.
     pub(crate) fn placed(
         core: Arc<Core>,
-        invite: Message,
+        invite: Arc<Message>,
         resp: &Message,
         target: Target,
         offer: Bytes,
@@ -171,7 +171,7 @@ impl CallerLeg {
             user: party
                 .as_ref()
                 .and_then(|f| f.uri.user().map(str::to_string)),
-            display: party.and_then(|f| f.display),
+            display: party.and_then(|f| f.display.clone()),
             did: reached.and_then(|n| n.uri.user().map(str::to_string)),
             hops: hops.saturating_sub(1),
             offer: self.offer().cloned(),
@@ -292,7 +292,7 @@ impl CallerLeg {
         for (name, value) in headers {
             resp.push_header(name, value);
         }
-        invite.respond(resp).await;
+        invite.respond(&resp).await;
         self.core.remove_invite(&invite.key);
     }
 
@@ -376,7 +376,7 @@ impl CallerLeg {
         if let Some(b) = early {
             resp.set_body("application/sdp", b);
         }
-        invite.respond(resp).await;
+        invite.respond(&resp).await;
     }
 
     /// Answers the caller with `body`; its dialog's messages now reach `tx`. A first
@@ -393,7 +393,7 @@ impl CallerLeg {
             resp.set_body("application/sdp", b.clone());
         }
         self.answer = body;
-        invite.respond(resp.clone()).await;
+        invite.respond(&resp).await;
         if let Ok(d) = Dialog::uas(&invite.request, &self.tag) {
             self.core.add_dialog(&d.id.call_id, &self.tag, tx.clone());
             self.dialog = Some(d);
@@ -433,7 +433,7 @@ impl CallerLeg {
         p.interval = (p.interval * 2).min(t.t2);
         p.next = Instant::now() + p.interval;
         let resp = p.response.clone();
-        invite.respond(resp).await;
+        invite.respond(&resp).await;
         true
     }
 
@@ -506,7 +506,7 @@ impl CallerLeg {
                 resp.push_header(Name::Allow, ALLOW);
             }
         }
-        st.respond(resp).await;
+        st.respond(&resp).await;
     }
 
     /// The caller left its dialog (BYE, or the call is over): forget its routes.

@@ -115,7 +115,7 @@ impl Engine {
         if !required.is_empty() && !matches!(method, Method::Ack | Method::Cancel) {
             let mut resp = st.response(420, Some(&new_tag()));
             resp.push_header(Name::parse("Unsupported"), required.join(", "));
-            st.respond(resp).await;
+            st.respond(&resp).await;
             return;
         }
         let to_tag = st
@@ -154,7 +154,7 @@ impl Engine {
                 let mut resp = st.response(200, Some(&new_tag()));
                 resp.push_header(Name::Allow, ALLOW);
                 resp.push_header(Name::parse("Accept"), "application/sdp");
-                st.respond(resp).await;
+                st.respond(&resp).await;
             }
             Method::Bye
             | Method::Refer
@@ -166,7 +166,7 @@ impl Engine {
             _ => {
                 let mut resp = st.response(405, Some(&new_tag()));
                 resp.push_header(Name::Allow, ALLOW);
-                st.respond(resp).await;
+                st.respond(&resp).await;
             }
         }
     }
@@ -198,7 +198,7 @@ impl Engine {
             tokio::spawn(async move {
                 let mut resp = st.response(503, Some(&crate::sip::dialog::new_tag()));
                 resp.push_header(Name::RetryAfter, "30");
-                st.respond(resp).await;
+                st.respond(&resp).await;
             });
             return;
         }

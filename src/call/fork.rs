@@ -39,7 +39,7 @@ enum ForkEvent {
 
 /// One leg in the race.
 struct Racer {
-    invite: Message,
+    invite: Arc<Message>,
     target: Target,
     call_id: String,
     from_tag: String,
@@ -197,7 +197,7 @@ struct Watcher {
 }
 
 impl Watcher {
-    async fn run(mut self, mut ct: ClientTransaction, invite: Message, target: Target) {
+    async fn run(mut self, mut ct: ClientTransaction, invite: Arc<Message>, target: Target) {
         let (mut provisional, mut cancelled, mut watch_closed) = (false, false, false);
         loop {
             let stopping = *self.stop.borrow() || watch_closed;

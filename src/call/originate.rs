@@ -39,7 +39,7 @@ pub struct Origination {
 /// How a first party's INVITE is going.
 struct Ringing {
     /// The INVITE as sent (with its Via), for CANCEL and the dialog.
-    sent: Message,
+    sent: Arc<Message>,
     /// Where it went.
     target: Target,
     /// Its branch, which its CANCEL shares.

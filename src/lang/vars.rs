@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use rhai::{Dynamic, Map, Scope};
+use rhai::{Dynamic, EvalAltResult, Map, Scope};
+
+use super::expr::Template;
 
 /// The variables of one call, updated as applets run.
 #[derive(Debug, Clone, Default)]
@@ -96,6 +98,15 @@ impl Vars {
         call
     }
 
+    /// Renders templates against these variables, making their scope only when a
+    /// template has an expression in it.
+    pub fn renderer(&self) -> Renderer<'_> {
+        Renderer {
+            vars: self,
+            scope: None,
+        }
+    }
+
     /// A scope holding the variables, for evaluating an expression.
     pub fn scope(&self) -> Scope<'static> {
         let mut scope = Scope::new();
@@ -144,5 +155,25 @@ impl Vars {
             h.insert(n.clone().into(), v.clone().into());
         }
         self.refer.insert("headers".into(), h.into());
+    }
+}
+/// Renders templates with a call's variables: the rhai scope (the `call` map with
+/// its headers, `connect`, `passthru`, `refer`) is made on the first template that
+/// has an expression, and shared by the next ones.
+pub struct Renderer<'a> {
+    /// The variables.
+    vars: &'a Vars,
+    /// Their scope, once made.
+    scope: Option<Scope<'static>>,
+}
+
+impl Renderer<'_> {
+    /// Renders `template`.
+    pub fn render(&mut self, template: &Template) -> Result<String, Box<EvalAltResult>> {
+        if let Some(text) = template.literal() {
+            return Ok(text);
+        }
+        let vars = self.vars;
+        template.render(self.scope.get_or_insert_with(|| vars.scope()))
     }
 }

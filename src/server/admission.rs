@@ -60,7 +60,7 @@ pub fn call_info(
         headers: match call.shared_request() {
             Some(request) => CallHeaders(Arc::new(RequestHeaders(request))),
             None => CallHeaders(Arc::new(
-                req.headers
+                req.headers()
                     .iter()
                     .filter(|h| h.name != Name::Via)
                     .map(|h| (h.name.as_str().to_string(), h.value.clone()))
@@ -76,7 +76,7 @@ struct RequestHeaders(Arc<Message>);
 
 impl HeaderList for RequestHeaders {
     fn each(&self, f: &mut dyn FnMut(&str, &str)) {
-        for h in self.0.headers.iter().filter(|h| h.name != Name::Via) {
+        for h in self.0.headers().iter().filter(|h| h.name != Name::Via) {
             f(h.name.as_str(), &h.value);
         }
     }

@@ -54,9 +54,6 @@ impl Gate for SourceGate {
 /// A final response to `request` with a To tag (RFC 3261 §8.2.6.2).
 fn response(request: &Message, status: u16) -> Message {
     let mut r = Message::response_to(request, status);
-    if let Ok(mut to) = r.to_header() {
-        to.set_tag(&new_tag());
-        r.set_header(Name::To, to.to_string());
-    }
+    let _ = r.set_to_tag(&new_tag());
     r
 }

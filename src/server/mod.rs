@@ -285,13 +285,27 @@ fn api_addr_of(config: &Config) -> SocketAddr {
         .map_or(SocketAddr::from(([127, 0, 0, 1], 8080)), |a| a.listen)
 }
 
-/// The runtime `serve` runs the engine on: `config.workers` worker threads.
+/// The runtime `serve` runs the engine on: `config.workers` worker threads, in a
+/// process without transparent huge pages ([`no_huge_pages`]).
 pub fn runtime(config: &Config) -> std::io::Result<tokio::runtime::Runtime> {
+    no_huge_pages();
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.workers)
         .thread_name("callflow-worker")
         .enable_all()
         .build()
+}
+
+/// Turns transparent huge pages off for the process (Linux). The allocator asks for
+/// them on its arenas; the first touch of each 2 MiB then zeroes it whole while the
+/// engine's thread waits: 10-14 ms stalls under load on a virtual machine (BENCHMARKS.md,
+/// setup time), and a huge page cannot go back to the system until all of it is free.
+/// Failing to turn them off costs only that, so it is logged, not fatal.
+pub fn no_huge_pages() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = rustix::thread::disable_transparent_huge_pages(true) {
+        tracing::debug!(error = %e, "transparent huge pages left on");
+    }
 }
 
 /// Where `serve` finds its configuration: `--config`, else `./callflow.yaml` if

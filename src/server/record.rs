@@ -66,10 +66,9 @@ impl StatusCallback {
 impl StatusCallback {
     /// The status callback a flow names (JSON), if it names one.
     pub fn of_flow(flow: Option<&Flow>) -> Option<StatusCallback> {
-        let url = flow?
-            .status_callback
-            .as_ref()?
-            .render(&mut Vars::default().scope())
+        let url = Vars::default()
+            .renderer()
+            .render(flow?.status_callback.as_ref()?)
             .ok()?;
         Some(StatusCallback {
             url,

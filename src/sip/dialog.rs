@@ -56,8 +56,8 @@ fn contact_uri(message: &Message) -> Result<Uri, ParseError> {
 impl Dialog {
     /// The UAS side, from the INVITE and the tag we put in our answer (§12.1.1).
     pub fn uas(invite: &Message, local_tag: &str) -> Result<Dialog, ParseError> {
-        let remote = invite.from_header()?;
-        let mut local = invite.to_header()?;
+        let remote = invite.from_header()?.clone();
+        let mut local = invite.to_header()?.clone();
         local.set_tag(local_tag);
         Ok(Dialog {
             id: DialogId {
@@ -76,8 +76,8 @@ impl Dialog {
 
     /// The UAC side, from our INVITE and the peer's 1xx-with-tag or 2xx (§12.1.2).
     pub fn uac(invite: &Message, response: &Message) -> Result<Dialog, ParseError> {
-        let local = invite.from_header()?;
-        let remote = response.to_header()?;
+        let local = invite.from_header()?.clone();
+        let remote = response.to_header()?.clone();
         let mut route_set = response.record_routes()?;
         route_set.reverse();
         Ok(Dialog {

@@ -7,12 +7,14 @@
 //! unquoted. It never panics: anything malformed is a [`ParseError`].
 
 use std::fmt::Write as _;
+use std::sync::OnceLock;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::error::ParseError;
 use super::header::{Header, Name, split_list};
 use super::method::Method;
+use super::parsed::{Parsed, read};
 use super::typed::{CSeq, NameAddr, Via};
 use super::uri::Uri;
 
@@ -48,10 +50,13 @@ pub struct Message {
     /// The request or status line.
     pub start: StartLine,
     /// The headers in order, without Content-Length (it is derived from the body and
-    /// written when the message is serialised).
-    pub headers: Vec<Header>,
+    /// written when the message is serialised). Changed only through the setters, so
+    /// that `parsed` stays true.
+    headers: Vec<Header>,
     /// The body.
     pub body: Bytes,
+    /// The typed headers read so far, parsed once each.
+    parsed: Parsed,
 }
 
 /// How the bytes arrived, which decides how Content-Length is read (RFC 3261 §18.3).
@@ -126,6 +131,7 @@ impl Message {
     pub fn forget(&mut self) {
         self.headers = Vec::new();
         self.body = Bytes::new();
+        self.parsed.forget_all();
     }
 
     /// Parses one message.
@@ -174,6 +180,7 @@ impl Message {
             start,
             headers,
             body: Bytes::copy_from_slice(body),
+            parsed: Parsed::default(),
         })
     }
 
@@ -183,10 +190,12 @@ impl Message {
             start: StartLine::Request { method, uri },
             headers: Vec::new(),
             body: Bytes::new(),
+            parsed: Parsed::default(),
         }
     }
 
-    /// A response to `req` (RFC 3261 §8.2.6.2): its Vias, From, To, Call-ID and CSeq.
+    /// A response to `req` (RFC 3261 §8.2.6.2): its Vias, From, To, Call-ID and CSeq,
+    /// and with them what `req` had already parsed of them.
     pub fn response_to(req: &Message, status: u16) -> Message {
         let mut headers = Vec::with_capacity(8);
         for h in &req.headers {
@@ -204,7 +213,19 @@ impl Message {
             },
             headers,
             body: Bytes::new(),
+            parsed: req.parsed.clone(),
         }
+    }
+
+    /// The headers, in order.
+    pub fn headers(&self) -> &[Header] {
+        &self.headers
+    }
+
+    /// The headers to change in place: what was parsed of them is dropped.
+    pub fn headers_mut(&mut self) -> &mut Vec<Header> {
+        self.parsed.forget_all();
+        &mut self.headers
     }
 
     /// The method, for a request.
@@ -260,6 +281,7 @@ impl Message {
 
     /// Adds a header at the end.
     pub fn push_header(&mut self, name: Name, value: impl Into<String>) {
+        self.parsed.forget(&name);
         self.headers.push(Header {
             name,
             value: value.into(),
@@ -269,6 +291,7 @@ impl Message {
     /// Adds a header before every other header of the same name (a new top Via or
     /// Record-Route).
     pub fn prepend_header(&mut self, name: Name, value: impl Into<String>) {
+        self.parsed.forget(&name);
         let at = self
             .headers
             .iter()
@@ -297,8 +320,33 @@ impl Message {
         }
     }
 
+    /// Puts `tag` on To (a UAS's answer, RFC 3261 §8.2.6.2), keeping its parsed value.
+    pub fn set_to_tag(&mut self, tag: &str) -> Result<(), ParseError> {
+        let mut to = self.to_header()?.clone();
+        to.set_tag(tag);
+        self.set_header(Name::To, to.to_string());
+        self.parsed.keep(|s| s.to = OnceLock::from(Ok(to)));
+        Ok(())
+    }
+
+    /// Replaces the first Via value (which may share a header line with others),
+    /// keeping it parsed.
+    pub fn replace_top_via(&mut self, via: Via) {
+        let Some(i) = self.headers.iter().position(|h| h.name == Name::Via) else {
+            return;
+        };
+        let mut value = via.to_string();
+        for rest in split_list(&self.headers[i].value).into_iter().skip(1) {
+            value.push_str(", ");
+            value.push_str(rest);
+        }
+        self.headers[i].value = value;
+        self.parsed.keep(|s| s.via = OnceLock::from(Ok(via)));
+    }
+
     /// Removes every header of this name.
     pub fn remove_header(&mut self, name: &Name) {
+        self.parsed.forget(name);
         self.headers.retain(|h| &h.name != name);
     }
 
@@ -317,34 +365,41 @@ impl Message {
         self.required(Name::CallId, "Call-ID")
     }
 
-    /// The CSeq.
-    pub fn cseq(&self) -> Result<CSeq, ParseError> {
-        CSeq::parse(self.required(Name::CSeq, "CSeq")?)
+    /// The CSeq (parsed once).
+    pub fn cseq(&self) -> Result<&CSeq, ParseError> {
+        read(&self.parsed.slots().cseq, || {
+            CSeq::parse(self.required(Name::CSeq, "CSeq")?)
+        })
     }
 
-    /// The From header.
-    pub fn from_header(&self) -> Result<NameAddr, ParseError> {
-        NameAddr::parse(self.required(Name::From, "From")?).map_err(|e| ParseError::Header {
-            name: "From",
+    /// The From header (parsed once).
+    pub fn from_header(&self) -> Result<&NameAddr, ParseError> {
+        read(&self.parsed.slots().from, || {
+            self.name_addr(Name::From, "From")
+        })
+    }
+
+    /// The To header (parsed once).
+    pub fn to_header(&self) -> Result<&NameAddr, ParseError> {
+        read(&self.parsed.slots().to, || self.name_addr(Name::To, "To"))
+    }
+
+    fn name_addr(&self, name: Name, label: &'static str) -> Result<NameAddr, ParseError> {
+        NameAddr::parse(self.required(name, label)?).map_err(|e| ParseError::Header {
+            name: label,
             reason: e.to_string(),
         })
     }
 
-    /// The To header.
-    pub fn to_header(&self) -> Result<NameAddr, ParseError> {
-        NameAddr::parse(self.required(Name::To, "To")?).map_err(|e| ParseError::Header {
-            name: "To",
-            reason: e.to_string(),
+    /// The top Via (parsed once).
+    pub fn top_via(&self) -> Result<&Via, ParseError> {
+        read(&self.parsed.slots().via, || {
+            let first = self
+                .header_values(&Name::Via)
+                .next()
+                .ok_or(ParseError::Missing("Via"))?;
+            Via::parse(first)
         })
-    }
-
-    /// The top Via.
-    pub fn top_via(&self) -> Result<Via, ParseError> {
-        let first = self
-            .header_values(&Name::Via)
-            .next()
-            .ok_or(ParseError::Missing("Via"))?;
-        Via::parse(first)
     }
 
     /// Every Via, top first.
@@ -418,15 +473,24 @@ impl Message {
         Ok(())
     }
 
-    /// Serialises the message; Content-Length is always written, from the body.
+    /// Serialises the message straight into one buffer sized for it; Content-Length
+    /// is always written, from the body.
     pub fn to_bytes(&self) -> Bytes {
-        let mut head = String::with_capacity(512 + 64 * self.headers.len());
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|h| h.name.as_str().len() + h.value.len() + 4)
+            .sum();
+        let mut out = BytesMut::with_capacity(128 + headers + self.body.len());
         match &self.start {
             StartLine::Request { method, uri } => {
-                let _ = write!(head, "{method} {uri} SIP/2.0\r\n");
+                out.put_slice(method.as_str().as_bytes());
+                let _ = write!(out, " {uri} SIP/2.0\r\n");
             }
             StartLine::Response { status, reason } => {
-                let _ = write!(head, "SIP/2.0 {status} {}\r\n", one_line(reason));
+                let _ = write!(out, "SIP/2.0 {status} ");
+                put_one_line(&mut out, reason);
+                out.put_slice(b"\r\n");
             }
         }
         for h in self
@@ -434,24 +498,27 @@ impl Message {
             .iter()
             .filter(|h| h.name != Name::ContentLength)
         {
-            let _ = write!(head, "{}: {}\r\n", h.name, one_line(&h.value));
+            out.put_slice(h.name.as_str().as_bytes());
+            out.put_slice(b": ");
+            put_one_line(&mut out, &h.value);
+            out.put_slice(b"\r\n");
         }
-        let _ = write!(head, "Content-Length: {}\r\n\r\n", self.body.len());
-        let mut out = BytesMut::with_capacity(head.len() + self.body.len());
-        out.put_slice(head.as_bytes());
+        let _ = write!(out, "Content-Length: {}\r\n\r\n", self.body.len());
         out.put_slice(&self.body);
         out.freeze()
     }
 }
 
-/// A header value or reason phrase with any CR or LF replaced by a space, so that no
-/// value can ever inject a header line. Values are checked before they get here; this
-/// is the last guard.
-fn one_line(s: &str) -> std::borrow::Cow<'_, str> {
-    if s.contains(['\r', '\n']) {
-        s.replace(['\r', '\n'], " ").into()
-    } else {
-        s.into()
+/// Writes a header value or reason phrase with any CR or LF replaced by a space, so
+/// that no value can ever inject a header line. Values are checked before they get
+/// here; this is the last guard.
+fn put_one_line(out: &mut BytesMut, s: &str) {
+    let start = out.len();
+    out.put_slice(s.as_bytes());
+    for b in &mut out[start..] {
+        if matches!(*b, b'\r' | b'\n') {
+            *b = b' ';
+        }
     }
 }
 

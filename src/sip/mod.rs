@@ -10,6 +10,7 @@ pub mod error;
 pub mod header;
 pub mod message;
 pub mod method;
+pub mod parsed;
 pub mod resolve;
 pub mod shield;
 pub mod srv;

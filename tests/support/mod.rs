@@ -405,7 +405,7 @@ impl Ua {
     pub fn response(&self, req: &Message, status: u16, tag: &str, body: Option<&str>) -> Message {
         let mut r = Message::response_to(req, status);
         if status > 100 {
-            let mut to = r.to_header().unwrap();
+            let mut to = r.to_header().unwrap().clone();
             if to.tag().is_none() {
                 to.set_tag(tag);
             }
@@ -436,7 +436,7 @@ impl Ua {
                 dialog_msg.header(&Name::To).unwrap().to_string(),
             )
         } else {
-            let mut from = dialog_msg.to_header().unwrap();
+            let mut from = dialog_msg.to_header().unwrap().clone();
             if from.tag().is_none() {
                 from.set_tag(our_tag);
             }

@@ -93,7 +93,7 @@ fn expand(target: &Target, cx: &Context<'_>, allow_template: bool) -> Result<Vec
         Target::Template(t) if allow_template => {
             let rendered = Template::compile(t)
                 .map_err(|e| e.error.message)
-                .and_then(|t| t.render(&mut cx.vars.scope()).map_err(|e| e.to_string()))
+                .and_then(|t| cx.vars.renderer().render(&t).map_err(|e| e.to_string()))
                 .map_err(|e| format!("target '{t}' failed: {e}"))?;
             let parsed = parse_target(rendered.trim())
                 .map_err(|e| format!("target '{t}' gave '{rendered}': {e}"))?;
@@ -186,11 +186,10 @@ pub fn render_headers(
     extra: Vec<(String, String)>,
 ) -> Result<Vec<(String, String)>, String> {
     let mut out = Vec::new();
-    let mut scope = cx.vars.scope();
+    let mut renderer = cx.vars.renderer();
     for h in &c.headers {
-        let value = h
-            .value
-            .render(&mut scope)
+        let value = renderer
+            .render(&h.value)
             .map_err(|e| format!("header {}: {e}", h.name))?;
         out.push((h.name.clone(), value));
     }
@@ -202,8 +201,10 @@ pub fn render_headers(
 /// Renders the caller-id override; it must give an E.164 number.
 pub fn render_caller_id(t: Option<&Template>, cx: &Context<'_>) -> Result<Option<String>, String> {
     let Some(t) = t else { return Ok(None) };
-    let v = t
-        .render(&mut cx.vars.scope())
+    let v = cx
+        .vars
+        .renderer()
+        .render(t)
         .map_err(|e| format!("caller_id: {e}"))?;
     if crate::lang::number::is_e164(&v) {
         Ok(Some(v))

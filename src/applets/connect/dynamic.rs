@@ -213,7 +213,7 @@ async fn fetch(
     for (label, t) in
         std::iter::once(("dynamic_url", url)).chain(fallback.map(|f| ("fallback_url", f)))
     {
-        let target = match t.render(&mut cx.vars.scope()) {
+        let target = match cx.vars.renderer().render(t) {
             Ok(u) => u,
             Err(e) => {
                 reasons.push(format!("{label}: template failed: {e}"));

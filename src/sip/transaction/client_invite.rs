@@ -4,6 +4,7 @@
 //! Calling/Proceeding → (300–699, ACK sent) Completed → Terminated after Timer D;
 //! Calling → Terminated when Timer B fires.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -58,7 +59,7 @@ pub(crate) struct ClientInvite {
     state: State,
     /// The INVITE, kept until the final response (the ACK for a non-2xx is built
     /// from it).
-    request: Option<Box<Message>>,
+    request: Option<Arc<Message>>,
     /// The INVITE as sent, resent on Timer A while Calling.
     sent: Option<Outgoing>,
     /// The ACK for a non-2xx final response, resent when the response is.
@@ -83,7 +84,7 @@ impl ClientInvite {
     /// A new transaction for `request` (our Via on top) to `target`; it sends the
     /// INVITE at once.
     pub(crate) fn start(
-        request: Message,
+        request: Arc<Message>,
         target: Target,
         timers: Timers,
         events: mpsc::Sender<ClientEvent>,
@@ -93,7 +94,7 @@ impl ClientInvite {
         let sent = Outgoing::new(target, &request);
         let tx = ClientInvite {
             state: State::Calling,
-            request: Some(Box::new(request)),
+            request: Some(request),
             sent: Some(sent.clone()),
             ack: None,
             reliable,

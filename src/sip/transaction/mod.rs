@@ -79,7 +79,7 @@ impl Key {
         let via = response.top_via().ok()?;
         Some(Key {
             branch: via.branch()?.to_string(),
-            method: response.cseq().ok()?.method,
+            method: response.cseq().ok()?.method.clone(),
             sent_by: String::new(),
         })
     }
@@ -240,27 +240,26 @@ pub struct ServerTransaction {
 
 impl ServerTransaction {
     /// Sends a response through the transaction (retransmitted as RFC 3261 says).
-    pub async fn respond(&self, response: Message) {
+    pub async fn respond(&self, response: &Message) {
         if let Some(layer) = self.handle.layer.upgrade() {
-            layer.respond(&self.handle.key, &response).await;
+            layer.respond(&self.handle.key, response).await;
         }
     }
 
     /// Builds a response to the request with `status`, adding `to_tag` to To when the
     /// request's To has none, and sends it.
     pub async fn reply(&self, status: u16, to_tag: Option<&str>) {
-        self.respond(self.response(status, to_tag)).await;
+        self.respond(&self.response(status, to_tag)).await;
     }
 
     /// A response to the request with `status` and, when To has no tag yet, `to_tag`.
     pub fn response(&self, status: u16, to_tag: Option<&str>) -> Message {
         let mut resp = Message::response_to(&self.request, status);
-        if let (Some(tag), Ok(mut to)) = (to_tag, resp.to_header())
+        if let (Some(tag), Ok(to)) = (to_tag, resp.to_header())
             && to.tag().is_none()
             && status > 100
         {
-            to.set_tag(tag);
-            resp.set_header(Name::To, to.to_string());
+            let _ = resp.set_to_tag(tag);
         }
         resp
     }
@@ -277,8 +276,8 @@ impl ServerTransaction {
 /// A client transaction in progress: its events arrive on `events`.
 #[derive(Debug)]
 pub struct ClientTransaction {
-    /// The request as sent (with our Via).
-    pub request: Message,
+    /// The request as sent (with our Via), shared with its transaction.
+    pub request: Arc<Message>,
     /// Where it went.
     pub target: Target,
     /// Responses, timeouts and transport errors.
@@ -625,9 +624,10 @@ impl TransactionLayer {
     async fn start_server(&self, key: Key, msg: Incoming) -> ServerTransaction {
         let key = Arc::new(key);
         let reliable = msg.transport.is_reliable();
+        let request = Arc::new(msg.message);
         let (machine, first) = if key.method == Method::Invite {
             let (t, first) = ServerInvite::start(
-                &msg.message,
+                &request,
                 msg.source,
                 reliable,
                 self.timers,
@@ -635,13 +635,12 @@ impl TransactionLayer {
             );
             (Machine::InviteServer(t), first)
         } else {
-            let (t, first) =
-                ServerNonInvite::start(&msg.message, msg.source, reliable, self.timers);
+            let (t, first) = ServerNonInvite::start(&request, msg.source, reliable, self.timers);
             (Machine::NonInviteServer(t), first)
         };
         self.insert(key.clone(), machine, first).await;
         ServerTransaction {
-            request: Arc::new(msg.message),
+            request,
             source: msg.source,
             transport: msg.transport,
             local: msg.local,
@@ -669,7 +668,7 @@ impl TransactionLayer {
                 target.transport
             )));
             return ClientTransaction {
-                request,
+                request: Arc::new(request),
                 target,
                 events,
             };
@@ -683,9 +682,15 @@ impl TransactionLayer {
             sent_by: String::new(),
         });
         let now = Instant::now();
+        let request = Arc::new(request);
         let (machine, first) = if method == Method::Invite {
-            let (t, first) =
-                ClientInvite::start(request.clone(), target.clone(), self.timers, events_tx, now);
+            let (t, first) = ClientInvite::start(
+                Arc::clone(&request),
+                target.clone(),
+                self.timers,
+                events_tx,
+                now,
+            );
             (Machine::InviteClient(t), first)
         } else {
             let (t, first) =

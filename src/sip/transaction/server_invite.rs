@@ -5,6 +5,7 @@
 //! or Completed → Terminated when Timer H fires with no ACK.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -30,7 +31,7 @@ pub(crate) struct ServerInvite {
     state: State,
     /// The INVITE, kept until the final response (a 500 is built from it if the
     /// user abandons the transaction).
-    request: Option<Box<Message>>,
+    request: Option<Arc<Message>>,
     /// Where the INVITE came from.
     source: SocketAddr,
     /// Whether it came over TCP or TLS (no retransmissions, Timer I is 0).
@@ -56,7 +57,7 @@ impl ServerInvite {
     /// A new transaction for `request`; it sends 100 Trying at once (the B2BUA's
     /// answer depends on the network, §17.2.1).
     pub(crate) fn start(
-        request: &Message,
+        request: &Arc<Message>,
         source: SocketAddr,
         reliable: bool,
         timers: Timers,
@@ -67,7 +68,7 @@ impl ServerInvite {
         let step = Step::sending(provisional.clone());
         let tx = ServerInvite {
             state: State::Proceeding,
-            request: Some(Box::new(request.clone())),
+            request: Some(Arc::clone(request)),
             source,
             reliable,
             timers,

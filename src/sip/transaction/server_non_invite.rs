@@ -3,6 +3,7 @@
 //! Trying → (1xx) Proceeding → (final) Completed → Terminated after Timer J.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -25,7 +26,7 @@ pub(crate) struct ServerNonInvite {
     /// Where it is in §17.2.2.
     state: State,
     /// The request, kept until the final response (for a 500 if abandoned).
-    request: Option<Box<Message>>,
+    request: Option<Arc<Message>>,
     /// Where the request came from.
     source: SocketAddr,
     /// Whether it came over TCP or TLS (Timer J is 0).
@@ -41,14 +42,14 @@ pub(crate) struct ServerNonInvite {
 impl ServerNonInvite {
     /// A new transaction for `request`.
     pub(crate) fn start(
-        request: &Message,
+        request: &Arc<Message>,
         source: SocketAddr,
         reliable: bool,
         timers: Timers,
     ) -> (ServerNonInvite, Step) {
         let tx = ServerNonInvite {
             state: State::Trying,
-            request: Some(Box::new(request.clone())),
+            request: Some(Arc::clone(request)),
             source,
             reliable,
             timers,

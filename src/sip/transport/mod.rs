@@ -22,7 +22,6 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::header::Name;
 use super::message::Message;
 use super::typed::{Transport, Via};
 use super::uri::Host;
@@ -401,7 +400,7 @@ impl Transports {
                 addr,
                 server_name: None,
             },
-            None => response_target(&via, request_source).ok_or_else(|| {
+            None => response_target(via, request_source).ok_or_else(|| {
                 TransportError::Connect(unspecified(), "no address in Via".into())
             })?,
         };
@@ -479,31 +478,22 @@ fn unspecified() -> SocketAddr {
 /// Adds `received` (when the source differs from sent-by) and fills a valueless
 /// `rport` (RFC 3581) on a request's top Via.
 fn stamp_received(message: &mut Message, source: SocketAddr) {
-    let Ok(mut via) = message.top_via() else {
+    let Ok(via) = message.top_via() else {
         return;
     };
-    if via.host.ip() != Some(source.ip()) {
+    let stamp_ip = via.host.ip() != Some(source.ip());
+    let stamp_port = via.param("rport") == Some(None);
+    if !stamp_ip && !stamp_port {
+        return;
+    }
+    let mut via = via.clone();
+    if stamp_ip {
         via.set_param("received", Some(source.ip().to_string()));
     }
-    if via.param("rport") == Some(None) {
+    if stamp_port {
         via.set_param("rport", Some(source.port().to_string()));
     }
-    replace_top_via(message, &via);
-}
-
-/// Replaces the first Via value (which may share a header line with others).
-pub fn replace_top_via(message: &mut Message, via: &Via) {
-    let Some(i) = message.headers.iter().position(|h| h.name == Name::Via) else {
-        return;
-    };
-    let values = super::header::split_list(&message.headers[i].value);
-    let rest: Vec<&str> = values.into_iter().skip(1).collect();
-    let mut value = via.to_string();
-    for r in rest {
-        value.push_str(", ");
-        value.push_str(r);
-    }
-    message.headers[i].value = value;
+    message.replace_top_via(via);
 }
 
 /// Where a response to a request with this top Via goes (RFC 3261 §18.2.2, RFC 3581).

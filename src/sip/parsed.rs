@@ -1,0 +1,91 @@
+//! The typed headers every layer reads (the top Via, From, To, CSeq), parsed once per
+//! message and shared by the transport, the transaction layer, the dialog and the
+//! call, instead of parsed again by each.
+//!
+//! A [`Message`](super::Message) keeps one [`Parsed`]: each value is parsed on its
+//! first read and kept until a change to that header ([`Parsed::forget`]), which the
+//! message's setters make; its headers cannot be changed any other way.
+
+use std::sync::OnceLock;
+
+use super::error::ParseError;
+use super::header::Name;
+use super::typed::{CSeq, NameAddr, Via};
+
+/// One header's typed value, or why it could not be read; empty until first asked.
+pub(super) type Slot<T> = OnceLock<Result<T, ParseError>>;
+
+/// The typed values kept for one message: nothing until the first read, then one
+/// allocation holding a slot per header (a message nobody reads costs 16 bytes).
+#[derive(Clone, Default)]
+pub struct Parsed(OnceLock<Box<Slots>>);
+
+/// The typed values of a message's top Via, From, To and CSeq.
+#[derive(Clone, Default)]
+pub(super) struct Slots {
+    /// The first Via value.
+    pub(super) via: Slot<Via>,
+    /// From.
+    pub(super) from: Slot<NameAddr>,
+    /// To.
+    pub(super) to: Slot<NameAddr>,
+    /// CSeq.
+    pub(super) cseq: Slot<CSeq>,
+}
+
+impl Parsed {
+    /// The slots, made on the first read.
+    pub(super) fn slots(&self) -> &Slots {
+        self.0.get_or_init(Box::default)
+    }
+
+    /// Puts in a value the caller already has (`put` fills its slot).
+    pub(super) fn keep(&mut self, put: impl FnOnce(&mut Slots)) {
+        self.0.get_or_init(Box::default);
+        if let Some(slots) = self.0.get_mut() {
+            put(slots);
+        }
+    }
+
+    /// Drops the value kept for `name`, after that header changed.
+    pub fn forget(&mut self, name: &Name) {
+        let Some(slots) = self.0.get_mut() else {
+            return;
+        };
+        match name {
+            Name::Via => slots.via = OnceLock::new(),
+            Name::From => slots.from = OnceLock::new(),
+            Name::To => slots.to = OnceLock::new(),
+            Name::CSeq => slots.cseq = OnceLock::new(),
+            _ => {}
+        }
+    }
+
+    /// Drops every value kept.
+    pub fn forget_all(&mut self) {
+        self.0 = OnceLock::new();
+    }
+}
+
+/// The value in `slot`, parsed by `parse` on the first read.
+pub(super) fn read<T>(
+    slot: &Slot<T>,
+    parse: impl FnOnce() -> Result<T, ParseError>,
+) -> Result<&T, ParseError> {
+    slot.get_or_init(parse).as_ref().map_err(Clone::clone)
+}
+
+/// Two messages are equal by what they say: what has been parsed so far does not count.
+impl PartialEq for Parsed {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Parsed {}
+
+impl std::fmt::Debug for Parsed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Parsed")
+    }
+}
