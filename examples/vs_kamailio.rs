@@ -10,7 +10,13 @@
 //! ```sh
 //! cargo run --release --example vs_kamailio -- 500 10000    # rate (calls/s), calls
 //! cargo run --release --example vs_kamailio -- 500 10000 30000   # each call held 30 s
+//! cargo run --release --example vs_kamailio -- 500 10000 0 5   # 5 rounds, median ratio
 //! ```
+//!
+//! With rounds, callflow and Kamailio take turns (callflow, Kamailio, callflow, …) and
+//! the ratio is taken round by round: on a shared machine whose speed drifts (other
+//! tenants' steal time, printed for each run) one round's ratio can be off by a
+//! third either way; the median of the rounds is the figure to quote.
 //!
 //! With a hold time, calls stay answered that long (SIPp `-d`): 500/s held 30 s keeps
 //! all 10,000 answered at once at the end of the run. callflow's RSS is also read
@@ -55,20 +61,24 @@ struct Run {
     peak_rss_mib: f64,
     /// Calls the engine carried besides SIPp's (the setup-time probe's).
     extra_calls: u64,
+    /// The share of the machine's CPU time the hypervisor took during the load
+    /// (`steal` in /proc/stat): time no process here could run.
+    steal: f64,
 }
 
 impl Run {
     fn print(&self, name: &str) {
         let per_call = self.per_call() * 1e6;
         println!(
-            "{name:>9}: {} ok (+{} probe calls), {} failed, {} retransmissions, {:.1} calls/s, CPU {:.2} s = {per_call:.0} µs per call, peak RSS {:.1} MiB",
+            "{name:>9}: {} ok (+{} probe calls), {} failed, {} retransmissions, {:.1} calls/s, CPU {:.2} s = {per_call:.0} µs per call, peak RSS {:.1} MiB; steal {:.0}% of the machine's CPU time",
             self.ok,
             self.extra_calls,
             self.failed,
             self.retransmissions,
             self.ok as f64 / self.elapsed,
             self.cpu,
-            self.peak_rss_mib
+            self.peak_rss_mib,
+            self.steal * 100.0
         );
     }
 
@@ -149,6 +159,7 @@ async fn load(target: &str, load: Load, pids: impl Fn() -> Vec<String>) -> anyho
     };
     let cpu = |p: &[String]| p.iter().map(of).sum::<f64>();
     let before = cpu(&pids());
+    let steal0 = steal_ticks();
     let t0 = Instant::now();
     let out = sipp_caller(&["-sn", "uac"], target, rate, calls)
         .args(["-d", &hold_ms.to_string()])
@@ -157,6 +168,7 @@ async fn load(target: &str, load: Load, pids: impl Fn() -> Vec<String>) -> anyho
     let elapsed = t0.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after = cpu(&pids());
+    let steal1 = steal_ticks();
     let (ok, failed) = sipp_counts(&out.stdout);
     Ok(Run {
         ok,
@@ -166,10 +178,28 @@ async fn load(target: &str, load: Load, pids: impl Fn() -> Vec<String>) -> anyho
         cpu: after - before,
         peak_rss_mib: 0.0,
         extra_calls: 0,
+        steal: (steal1.0 - steal0.0) / (steal1.1 - steal0.1).max(1.0),
     })
 }
 
-async fn callflow(l: Load) -> anyhow::Result<Run> {
+/// The machine's steal ticks and all its ticks so far (the `cpu` line of /proc/stat).
+fn steal_ticks() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    (
+        ticks.get(7).copied().unwrap_or(0.0),
+        ticks.iter().take(8).sum(),
+    )
+}
+
+async fn callflow(l: Load, first: bool) -> anyhow::Result<Run> {
     let bot = std::net::UdpSocket::bind("127.0.0.1:0")?;
     let (server, _dir) = pstn_server_probed("", FAR, Some(bot.local_addr()?)).await?;
     let addr = server
@@ -191,6 +221,9 @@ async fn callflow(l: Load) -> anyhow::Result<Run> {
     run.extra_calls = probed.through.len() as u64;
     print_setup(probed);
     let _ = far.kill().await;
+    if !first {
+        return Ok(run);
+    }
     // The transactions of the last calls live 32 s (RFC 3261's Timers J and L).
     tokio::time::sleep(Duration::from_secs(60)).await;
     println!(
@@ -224,6 +257,7 @@ fn print_setup(mut probed: common::Probed) {
     println!(" callflow: slowest probe calls: {}", slowest.join(", "));
     probed.through.sort();
     probed.direct.sort();
+    probed.relayed.sort();
     if probed.through.is_empty() || probed.direct.is_empty() {
         println!(" callflow: no probe call got through during the load");
         return;
@@ -236,6 +270,12 @@ fn print_setup(mut probed: common::Probed) {
         probed.through.len(),
         p99 - b99
     );
+    if !probed.relayed.is_empty() {
+        let (r50, r99) = (us(&probed.relayed, 0.5), us(&probed.relayed, 0.99));
+        println!(
+            " callflow: for scale, one datagram through a relay thread woken by it (same run): p50 {r50:.0} µs, p99 {r99:.0} µs"
+        );
+    }
 }
 
 async fn kamailio(l: Load) -> anyhow::Result<Option<Run>> {
@@ -283,7 +323,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn measure() -> anyhow::Result<()> {
-    let (rate, calls, hold_ms) = (arg(1, 500), arg(2, 10_000), arg(3, 0));
+    let (rate, calls, hold_ms, rounds) = (arg(1, 500), arg(2, 10_000), arg(3, 0), arg(4, 1));
     let l = Load {
         rate,
         calls,
@@ -292,14 +332,32 @@ async fn measure() -> anyhow::Result<()> {
     println!(
         "SIPp uac → engine → SIPp uas, {rate} calls/s × {calls} calls, each held {hold_ms} ms"
     );
-    let ours = callflow(l).await?;
-    ours.print("callflow");
-    if let Some(theirs) = kamailio(l).await? {
+    let mut ratios = Vec::new();
+    for round in 1..=rounds.max(1) {
+        if rounds > 1 {
+            println!("round {round} of {rounds}");
+        }
+        let ours = callflow(l, round == 1).await?;
+        ours.print("callflow");
+        let Some(theirs) = kamailio(l).await? else {
+            continue;
+        };
         theirs.print("kamailio");
+        let ratio = ours.per_call() / theirs.per_call().max(1e-9);
+        ratios.push(ratio);
         println!(
-            "    ratio: callflow CPU per call = {:.2}× Kamailio's (target ≤ 0.5); peak RSS {:.1}× (Kamailio's summed over its processes, shared pages counted in each)",
-            ours.per_call() / theirs.per_call().max(1e-9),
+            "    ratio: callflow CPU per call = {ratio:.2}× Kamailio's (target ≤ 0.5); peak RSS {:.1}× (Kamailio's summed over its processes, shared pages counted in each)",
             ours.peak_rss_mib / theirs.peak_rss_mib.max(1e-9)
+        );
+    }
+    if ratios.len() > 1 {
+        ratios.sort_by(f64::total_cmp);
+        println!(
+            "median ratio over {} rounds: callflow CPU per call = {:.2}× Kamailio's (min {:.2}, max {:.2}; target ≤ 0.5)",
+            ratios.len(),
+            ratios[ratios.len() / 2],
+            ratios[0],
+            ratios[ratios.len() - 1]
         );
     }
     Ok(())

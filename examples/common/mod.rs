@@ -265,6 +265,11 @@ pub struct Probed {
     /// When each call in `through` was sent, from the probe's start (to see whether
     /// slow setups cluster).
     pub sent_at: Vec<Duration>,
+    /// A second reference, measured in turn too: one datagram through a relay thread
+    /// of this process that sleeps in `recv` and passes it on to the bot, the least
+    /// any program woken by a packet adds on this machine under the same load (the
+    /// wake-up and the wait for a core that the engine's INVITE pays too).
+    pub relayed: Vec<Duration>,
 }
 
 /// From a thread of its own (blocking sockets: the engine's thread is not shared),
@@ -279,11 +284,13 @@ pub fn probe_under_load(
     let caller = std::net::UdpSocket::bind("127.0.0.1:0")?;
     caller.set_read_timeout(Some(Duration::from_secs(2)))?;
     bot.set_read_timeout(Some(Duration::from_secs(2)))?;
+    let relay = relay_to(bot.local_addr()?, stop.clone())?;
     Ok(std::thread::spawn(move || {
         let mut probed = Probed {
             through: Vec::new(),
             direct: Vec::new(),
             sent_at: Vec::new(),
+            relayed: Vec::new(),
         };
         let start = Instant::now();
         let mut n = 0u32;
@@ -294,8 +301,11 @@ pub fn probe_under_load(
                 probed.through.push(t);
                 probed.sent_at.push(at);
             }
-            if let Some(t) = probe_datagram(&caller, &bot) {
+            if let Some(t) = probe_datagram(&caller, &bot, bot.local_addr().ok()) {
                 probed.direct.push(t);
+            }
+            if let Some(t) = probe_datagram(&caller, &bot, Some(relay)) {
+                probed.relayed.push(t);
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -336,11 +346,35 @@ fn probe_call(
     }
 }
 
-/// One datagram straight from the caller's socket to the bot's.
-fn probe_datagram(caller: &std::net::UdpSocket, bot: &std::net::UdpSocket) -> Option<Duration> {
+/// A thread that passes every datagram it gets on to `to`, until `stop`; its address.
+fn relay_to(
+    to: SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::io::Result<SocketAddr> {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    socket.set_read_timeout(Some(Duration::from_millis(200)))?;
+    let addr = socket.local_addr()?;
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 64];
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Ok((len, _)) = socket.recv_from(&mut buf) {
+                let _ = socket.send_to(&buf[..len], to);
+            }
+        }
+    });
+    Ok(addr)
+}
+
+/// One datagram from the caller's socket to `via` (the bot's socket, or a relay to
+/// it), timed until the bot has it.
+fn probe_datagram(
+    caller: &std::net::UdpSocket,
+    bot: &std::net::UdpSocket,
+    via: Option<SocketAddr>,
+) -> Option<Duration> {
     let mut buf = [0u8; 64];
     let t0 = Instant::now();
-    caller.send_to(b"probe", bot.local_addr().ok()?).ok()?;
+    caller.send_to(b"probe", via?).ok()?;
     loop {
         let (len, _) = bot.recv_from(&mut buf).ok()?;
         if &buf[..len] == b"probe" {

@@ -32,6 +32,9 @@ pub fn log(record: &CallRecord) {
             status: record.status.as_str().to_string(),
         })
         .inc();
+    if !tracing::enabled!(target: "callflow::record", tracing::Level::INFO) {
+        return; // nobody reads the line: not worth serialising
+    }
     match serde_json::to_string(record) {
         Ok(json) => {
             tracing::info!(target: "callflow::record", sid = %record.call_sid, record = %json, "call ended")
