@@ -153,26 +153,69 @@ pub struct Header {
 
 /// Splits a list header's value at commas that are outside quotes and angle brackets.
 pub fn split_list(value: &str) -> Vec<&str> {
-    let mut out = Vec::new();
-    let (mut in_quotes, mut in_angle, mut escaped) = (false, false, false);
-    let mut start = 0;
-    for (i, c) in value.char_indices() {
-        match c {
-            _ if escaped => escaped = false,
-            '\\' if in_quotes => escaped = true,
-            '"' => in_quotes = !in_quotes,
-            '<' if !in_quotes => in_angle = true,
-            '>' if !in_quotes => in_angle = false,
-            ',' if !in_quotes && !in_angle => {
-                out.push(value[start..i].trim());
-                start = i + 1;
-            }
-            _ => {}
+    Values::new(value, true).collect()
+}
+
+/// The values of one header line: for a list header, split at commas outside
+/// quotes and angle brackets, trimmed, empty ones skipped; for any other header, the
+/// whole value once (even empty). Allocates nothing.
+pub struct Values<'a> {
+    /// What is left of a list header's line.
+    rest: &'a str,
+    /// Another header's value, until it is taken.
+    whole: Option<&'a str>,
+}
+
+impl<'a> Values<'a> {
+    /// The values of `value`; `list` says whether commas separate them.
+    pub fn new(value: &'a str, list: bool) -> Values<'a> {
+        match list {
+            true => Values {
+                rest: value,
+                whole: None,
+            },
+            false => Values {
+                rest: "",
+                whole: Some(value),
+            },
         }
     }
-    out.push(value[start..].trim());
-    out.retain(|s| !s.is_empty());
-    out
+
+    /// Where the first value of `s` ends (a separating comma, or the end).
+    fn first_end(s: &str) -> usize {
+        let (mut in_quotes, mut in_angle, mut escaped) = (false, false, false);
+        for (i, c) in s.char_indices() {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' if in_quotes => escaped = true,
+                '"' => in_quotes = !in_quotes,
+                '<' if !in_quotes => in_angle = true,
+                '>' if !in_quotes => in_angle = false,
+                ',' if !in_quotes && !in_angle => return i,
+                _ => {}
+            }
+        }
+        s.len()
+    }
+}
+
+impl<'a> Iterator for Values<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        if let Some(whole) = self.whole.take() {
+            return Some(whole);
+        }
+        while !self.rest.is_empty() {
+            let end = Self::first_end(self.rest);
+            let value = self.rest[..end].trim();
+            self.rest = self.rest.get(end + 1..).unwrap_or("");
+            if !value.is_empty() {
+                return Some(value);
+            }
+        }
+        None
+    }
 }
 
 #[cfg(test)]
@@ -194,5 +237,10 @@ mod tests {
             split_list("<sip:a;x=1,2>, \"B, b\" <sip:b>,sip:c"),
             vec!["<sip:a;x=1,2>", "\"B, b\" <sip:b>", "sip:c"]
         );
+        assert_eq!(split_list(" , a,, b ,"), vec!["a", "b"]);
+        let whole: Vec<&str> = Values::new("x, y", false).collect();
+        assert_eq!(whole, vec!["x, y"], "not a list: the whole value");
+        assert_eq!(Values::new("", false).collect::<Vec<_>>(), vec![""]);
+        assert_eq!(Values::new("", true).count(), 0);
     }
 }

@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::error::ParseError;
-use super::header::{Header, Name, split_list};
+use super::header::{Header, Name, Values, split_list};
 use super::method::Method;
 use super::parsed::{Parsed, read};
 use super::typed::{CSeq, NameAddr, Via};
@@ -270,13 +270,7 @@ impl Message {
         self.headers
             .iter()
             .filter(move |h| &h.name == name)
-            .flat_map(|h| {
-                if h.name.is_list() {
-                    split_list(&h.value)
-                } else {
-                    vec![h.value.as_str()]
-                }
-            })
+            .flat_map(|h| Values::new(&h.value, h.name.is_list()))
     }
 
     /// Adds a header at the end.
