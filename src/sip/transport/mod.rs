@@ -260,6 +260,7 @@ impl Transports {
             match l.transport {
                 Transport::Udp => {
                     let s = Arc::new(UdpSocket::bind(l.addr).await?);
+                    udp::grow_receive_buffer(&s);
                     let addr = s.local_addr()?;
                     local.push(Listen {
                         transport: l.transport,
