@@ -91,7 +91,11 @@ mod tests {
         grow_receive_buffer(&grown);
         let size = |s: &UdpSocket| rustix::net::sockopt::socket_recv_buffer_size(s).unwrap();
         let granted = RECEIVE_BUFFER_BYTES.min(read_sysctl("rmem_max"));
-        assert!(size(&grown) >= 2 * granted, "{} < 2 × {granted}", size(&grown));
+        assert!(
+            size(&grown) >= 2 * granted,
+            "{} < 2 × {granted}",
+            size(&grown)
+        );
         if read_sysctl("rmem_max") > read_sysctl("rmem_default") {
             assert!(size(&grown) > size(&plain));
         }
