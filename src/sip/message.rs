@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::error::ParseError;
-use super::header::{Header, Name, Values, split_list};
+use super::header::{Header, Name, Values};
 use super::method::Method;
 use super::parsed::{Parsed, read};
 use super::typed::{CSeq, NameAddr, Via};
@@ -330,7 +330,7 @@ impl Message {
             return;
         };
         let mut value = via.to_string();
-        for rest in split_list(&self.headers[i].value).into_iter().skip(1) {
+        for rest in Values::new(&self.headers[i].value, true).skip(1) {
             value.push_str(", ");
             value.push_str(rest);
         }
