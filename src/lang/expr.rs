@@ -214,9 +214,6 @@ impl Template {
 
     /// Renders the template; each expression's value is turned into text.
     pub fn render(&self, scope: &mut Scope) -> Result<String, Box<EvalAltResult>> {
-        if let Some(text) = self.literal() {
-            return Ok(text);
-        }
         let mut out = String::new();
         for part in &self.parts {
             match part {
@@ -230,20 +227,6 @@ impl Template {
             }
         }
         Ok(out)
-    }
-}
-
-impl Template {
-    /// The text, when the template has no expression in it (most URLs and headers):
-    /// it renders without a scope.
-    pub fn literal(&self) -> Option<String> {
-        self.parts
-            .iter()
-            .map(|p| match p {
-                Part::Literal(s) => Some(s.as_str()),
-                Part::Expr(_) => None,
-            })
-            .collect()
     }
 }
 

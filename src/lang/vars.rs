@@ -170,8 +170,8 @@ pub struct Renderer<'a> {
 impl Renderer<'_> {
     /// Renders `template`.
     pub fn render(&mut self, template: &Template) -> Result<String, Box<EvalAltResult>> {
-        if let Some(text) = template.literal() {
-            return Ok(text);
+        if template.is_static() {
+            return Ok(template.literal_text());
         }
         let vars = self.vars;
         template.render(self.scope.get_or_insert_with(|| vars.scope()))
