@@ -49,6 +49,22 @@ async fn records(node: &Node, a: &Account, n: usize) -> Vec<Value> {
     panic!("fewer than {n} records");
 }
 
+/// Waits for a record `matches` picks out (records are written as calls end,
+/// in no fixed order, so a count alone can be met by others first).
+async fn record_where(node: &Node, a: &Account, matches: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..100 {
+        let (_, v) = v1(node, a, "/Calls.json").await;
+        if let Some(c) = v["Calls"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| matches(c)))
+        {
+            return c.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no such record");
+}
+
 #[tokio::test]
 async fn allowed_destinations_and_the_longest_call() {
     let mut carrier = Ua::new_at(Transport::Udp, "carrier", None, "127.0.0.2").await;
@@ -177,14 +193,11 @@ async fn an_accounts_caps_on_calls_in_progress_and_calls_a_day() {
     let inv = late.invite(&format!("sip:{did}@{}", node.sip()), "cap4");
     late.send(&inv, node.sip()).await;
     assert_eq!(late.expect_final("INVITE").await.status(), Some(403));
-    let calls = records(&node, &a, 2).await;
-    let daily = calls
-        .iter()
-        .find(|c| {
-            c["Trace"]["steps"][0]["notes"][0]
-                .as_str()
-                .is_some_and(|n| n.contains("calls of the day"))
-        })
-        .expect("the refused call's record");
+    let daily = record_where(&node, &a, |c| {
+        c["Trace"]["steps"][0]["notes"][0]
+            .as_str()
+            .is_some_and(|n| n.contains("calls of the day"))
+    })
+    .await;
     assert_eq!(daily["Status"], "failed");
 }
