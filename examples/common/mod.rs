@@ -257,10 +257,14 @@ pub const PROBE_NUMBER: &str = "+918047112299";
 
 /// Setup times measured while a load runs: what [`probe_under_load`] returns.
 pub struct Probed {
-    /// Caller's INVITE sent → the probe's bot received callflow's INVITE, per call.
+    /// Caller's INVITE sent → callflow's INVITE arrived in the probe's bot socket (the
+    /// kernel's receive timestamp), per call.
     pub through: Vec<Duration>,
+    /// The same calls timed until the probe's thread read the INVITE: `through` plus
+    /// the probe thread's own wake-up, which is not callflow's.
+    pub through_read: Vec<Duration>,
     /// The baseline, measured in turn with each call: one datagram sent straight
-    /// from the caller's socket to the bot's.
+    /// from the caller's socket to the bot's (its arrival timestamp, as `through`).
     pub direct: Vec<Duration>,
     /// When each call in `through` was sent, from the probe's start (to see whether
     /// slow setups cluster).
@@ -284,10 +288,13 @@ pub fn probe_under_load(
     let caller = std::net::UdpSocket::bind("127.0.0.1:0")?;
     caller.set_read_timeout(Some(Duration::from_secs(2)))?;
     bot.set_read_timeout(Some(Duration::from_secs(2)))?;
+    nix::sys::socket::setsockopt(&bot, nix::sys::socket::sockopt::ReceiveTimestampns, &true)
+        .map_err(std::io::Error::from)?;
     let relay = relay_to(bot.local_addr()?, stop.clone())?;
     Ok(std::thread::spawn(move || {
         let mut probed = Probed {
             through: Vec::new(),
+            through_read: Vec::new(),
             direct: Vec::new(),
             sent_at: Vec::new(),
             relayed: Vec::new(),
@@ -297,8 +304,9 @@ pub fn probe_under_load(
         while !stop.load(std::sync::atomic::Ordering::Relaxed) {
             n += 1;
             let at = start.elapsed();
-            if let Some(t) = probe_call(&caller, &bot, engine, n) {
+            if let Some((t, read)) = probe_call(&caller, &bot, engine, n) {
                 probed.through.push(t);
+                probed.through_read.push(read);
                 probed.sent_at.push(at);
             }
             if let Some(t) = probe_datagram(&caller, &bot, bot.local_addr().ok()) {
@@ -313,13 +321,14 @@ pub fn probe_under_load(
     }))
 }
 
-/// One probe call: the setup time, or `None` if something did not arrive.
+/// One probe call: the setup time until callflow's INVITE arrived and until the
+/// probe read it, or `None` if something did not arrive.
 fn probe_call(
     caller: &std::net::UdpSocket,
     bot: &std::net::UdpSocket,
     engine: SocketAddr,
     n: u32,
-) -> Option<Duration> {
+) -> Option<(Duration, Duration)> {
     let mut buf = vec![0u8; 65536];
     let msg = invite_to(
         PROBE_NUMBER,
@@ -327,15 +336,15 @@ fn probe_call(
         caller.local_addr().ok()?,
         engine,
     );
-    let t0 = Instant::now();
+    let (t0, sent) = (Instant::now(), std::time::SystemTime::now());
     caller.send_to(msg.as_bytes(), engine).ok()?;
-    let (len, from) = loop {
-        let (len, from) = bot.recv_from(&mut buf).ok()?;
+    let (len, from, arrived) = loop {
+        let (len, from, arrived) = recv_stamped(bot, &mut buf)?;
         if buf[..len].starts_with(b"INVITE") {
-            break (len, from);
+            break (len, from, arrived);
         }
     };
-    let setup = t0.elapsed();
+    let setup = (arrived.duration_since(sent).ok()?, t0.elapsed());
     let text = String::from_utf8_lossy(&buf[..len]).to_string();
     bot.send_to(busy_for(&text).as_bytes(), from).ok()?;
     loop {
@@ -373,12 +382,38 @@ fn probe_datagram(
     via: Option<SocketAddr>,
 ) -> Option<Duration> {
     let mut buf = [0u8; 64];
-    let t0 = Instant::now();
+    let sent = std::time::SystemTime::now();
     caller.send_to(b"probe", via?).ok()?;
     loop {
-        let (len, _) = bot.recv_from(&mut buf).ok()?;
+        let (len, _, arrived) = recv_stamped(bot, &mut buf)?;
         if &buf[..len] == b"probe" {
-            return Some(t0.elapsed());
+            return arrived.duration_since(sent).ok();
         }
     }
+}
+
+/// One datagram from `socket` (with `SO_TIMESTAMPNS` on): its length, its source,
+/// and when the kernel received it, so that the reader's own wake-up is not timed.
+fn recv_stamped(
+    socket: &UdpSocket,
+    buf: &mut [u8],
+) -> Option<(usize, SocketAddr, std::time::SystemTime)> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrIn, recvmsg};
+    use std::os::fd::AsRawFd;
+    let mut space = nix::cmsg_space!(nix::sys::time::TimeSpec);
+    let mut iov = [std::io::IoSliceMut::new(buf)];
+    let msg = recvmsg::<SockaddrIn>(
+        socket.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::empty(),
+    )
+    .ok()?;
+    let from = SocketAddr::from(std::net::SocketAddrV4::from(msg.address?));
+    let stamp = msg.cmsgs().ok()?.find_map(|c| match c {
+        ControlMessageOwned::ScmTimestampns(t) => Some(t),
+        _ => None,
+    })?;
+    let at = std::time::UNIX_EPOCH + Duration::new(stamp.tv_sec() as u64, stamp.tv_nsec() as u32);
+    Some((msg.bytes, from, at))
 }
