@@ -303,9 +303,9 @@ impl Machine {
         }
     }
 
-    fn on_timer(&mut self, now: Instant) -> Step {
+    fn on_timer(&mut self, transports: &Transports, now: Instant) -> Step {
         match self {
-            Machine::InviteServer(t) => t.on_timer(now),
+            Machine::InviteServer(t) => t.on_timer(transports, now),
             Machine::NonInviteServer(t) => t.on_timer(now),
             Machine::InviteClient(t) => t.on_timer(now),
             Machine::NonInviteClient(t) => t.on_timer(now),
@@ -431,7 +431,7 @@ impl TransactionLayer {
             port: Some(port),
             params: Vec::new(),
         };
-        via.set_param("branch", Some(branch.to_string()));
+        via.set_param("branch", Some(branch.into()));
         via.set_param("rport", None);
         Some(via)
     }
@@ -462,7 +462,7 @@ impl TransactionLayer {
                 let step = self.update(&key, |entry| {
                     (entry.armed == Some(at)).then(|| {
                         entry.armed = None;
-                        entry.machine.on_timer(now)
+                        entry.machine.on_timer(&self.transports, now)
                     })
                 });
                 if let Some(step) = step {
@@ -602,7 +602,7 @@ impl TransactionLayer {
         let now = Instant::now();
         let method = msg.message.method();
         let step = self.update(&key, |entry| match entry.machine.as_mut() {
-            Machine::InviteServer(t) => Some(t.on_request(method, now)),
+            Machine::InviteServer(t) => Some(t.on_request(method, &self.transports, now)),
             Machine::NonInviteServer(t) => Some(t.on_request()),
             _ => None,
         });
@@ -626,13 +626,8 @@ impl TransactionLayer {
         let reliable = msg.transport.is_reliable();
         let request = Arc::new(msg.message);
         let (machine, first) = if key.method == Method::Invite {
-            let (t, first) = ServerInvite::start(
-                &request,
-                msg.source,
-                reliable,
-                self.timers,
-                &self.transports,
-            );
+            let (t, first) =
+                ServerInvite::start(&request, msg.source, reliable, self.timers, Instant::now());
             (Machine::InviteServer(t), first)
         } else {
             let (t, first) = ServerNonInvite::start(&request, msg.source, reliable, self.timers);

@@ -40,6 +40,15 @@ impl Timers {
         }
     }
 
+    /// The Trying timer: how long an INVITE server transaction waits for its user's
+    /// first response before it sends 100 Trying itself. §17.2.1 allows none if the
+    /// user answers within 200 ms; half of that leaves room for a late wake-up, and
+    /// a fifth of T1 keeps the 100 ahead of a peer's first retransmission (Timer A)
+    /// when T1 is set lower for a fast network (or a test).
+    pub fn trying(&self) -> Duration {
+        (self.t1 / 5).min(Duration::from_millis(100))
+    }
+
     /// Timers I and K: T4 on UDP, 0 on a reliable transport.
     pub fn t4_unless_reliable(&self, reliable: bool) -> Duration {
         if reliable { Duration::ZERO } else { self.t4 }

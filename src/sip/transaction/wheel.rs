@@ -48,12 +48,22 @@ impl Ord for Due {
     }
 }
 
+/// The deadlines, and when the loop sleeping on them wakes next.
+#[derive(Debug, Default)]
+struct Deadlines {
+    /// Earliest first.
+    heap: BinaryHeap<Reverse<Due>>,
+    /// The tick the loop sleeps until (`None`: it waits for a first deadline). A
+    /// deadline filed for that tick or later needs no wake-up.
+    wake_at: Option<Instant>,
+}
+
 /// The deadlines of every transaction.
 #[derive(Debug)]
 pub(crate) struct Wheel {
-    /// Earliest first.
-    heap: Mutex<BinaryHeap<Reverse<Due>>>,
-    /// Wakes the loop when a deadline earlier than every other arrives.
+    /// The deadlines and the loop's next wake-up.
+    deadlines: Mutex<Deadlines>,
+    /// Wakes the loop when a deadline falls before the tick it sleeps until.
     earlier: Notify,
     /// The granularity: an eighth of T1, at most [`MAX_TICK`].
     tick: Duration,
@@ -65,24 +75,28 @@ impl Wheel {
     /// A wheel whose ticks suit `t1`.
     pub(crate) fn new(t1: Duration) -> Wheel {
         Wheel {
-            heap: Mutex::new(BinaryHeap::new()),
+            deadlines: Mutex::new(Deadlines::default()),
             earlier: Notify::new(),
             tick: (t1 / 8).clamp(Duration::from_millis(1), MAX_TICK),
             origin: Instant::now(),
         }
     }
 
-    fn heap(&self) -> std::sync::MutexGuard<'_, BinaryHeap<Reverse<Due>>> {
-        self.heap.lock().unwrap_or_else(PoisonError::into_inner)
+    fn deadlines(&self) -> std::sync::MutexGuard<'_, Deadlines> {
+        self.deadlines
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Files `key`'s deadline `at`.
+    /// Files `key`'s deadline `at`; wakes the loop only if it sleeps past `at`'s
+    /// tick (a new INVITE's Trying timer is usually the earliest deadline, but its
+    /// tick is often one the loop already wakes for).
     pub(crate) fn arm(&self, key: Arc<Key>, at: Instant) {
-        let mut heap = self.heap();
-        let first = heap.peek().is_none_or(|Reverse(d)| at < d.at);
-        heap.push(Reverse(Due { at, key }));
-        drop(heap);
-        if first {
+        let mut d = self.deadlines();
+        let sooner = d.wake_at.is_none_or(|w| self.tick_after(at) < w);
+        d.heap.push(Reverse(Due { at, key }));
+        drop(d);
+        if sooner {
             self.earlier.notify_one();
         }
     }
@@ -100,11 +114,15 @@ impl Wheel {
     pub(crate) async fn due(&self) -> (Instant, Vec<(Arc<Key>, Instant)>) {
         loop {
             let earlier = self.earlier.notified();
-            let next = self.heap().peek().map(|Reverse(d)| d.at);
-            match next {
+            let wake = {
+                let mut d = self.deadlines();
+                d.wake_at = d.heap.peek().map(|Reverse(due)| self.tick_after(due.at));
+                d.wake_at
+            };
+            match wake {
                 Some(at) => {
                     tokio::select! {
-                        _ = tokio::time::sleep_until(self.tick_after(at)) => {}
+                        _ = tokio::time::sleep_until(at) => {}
                         _ = earlier => continue,
                     }
                 }
@@ -114,14 +132,14 @@ impl Wheel {
                 }
             }
             let now = Instant::now();
-            let mut heap = self.heap();
+            let mut d = self.deadlines();
             let mut due = Vec::new();
-            while heap.peek().is_some_and(|Reverse(d)| d.at <= now) {
-                if let Some(Reverse(d)) = heap.pop() {
-                    due.push((d.key, d.at));
+            while d.heap.peek().is_some_and(|Reverse(x)| x.at <= now) {
+                if let Some(Reverse(x)) = d.heap.pop() {
+                    due.push((x.key, x.at));
                 }
             }
-            drop(heap);
+            drop(d);
             if !due.is_empty() {
                 return (now, due);
             }
