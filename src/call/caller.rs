@@ -287,7 +287,7 @@ impl CallerLeg {
         let mut resp = invite.response(status, Some(&self.tag));
         if let (Some(why), crate::sip::StartLine::Response { reason, .. }) = (why, &mut resp.start)
         {
-            *reason = format!("{} ({why})", crate::sip::message::reason_phrase(status));
+            *reason = format!("{} ({why})", crate::sip::message::reason_phrase(status)).into();
         }
         for (name, value) in headers {
             resp.push_header(name, value);

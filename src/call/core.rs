@@ -120,7 +120,7 @@ impl Core {
                 if transport != Transport::Udp {
                     uri.params.push(Param {
                         name: "transport".into(),
-                        value: Some(transport.as_str().to_ascii_lowercase()),
+                        value: Some(transport.as_str().to_ascii_lowercase().into()),
                     });
                 }
                 format!("<{uri}>")

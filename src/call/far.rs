@@ -132,7 +132,7 @@ pub(crate) fn invite(core: &Core, calling: &Calling, leg: &LegRequest, target: &
     let mut to_uri = leg.uri.clone();
     to_uri.params.clear();
     if let Some(did) = &calling.did {
-        to_uri.user = Some(did.clone());
+        to_uri.user = Some(did.as_str().into());
     }
     let mut m = Message::request(Method::Invite, Uri::Sip(leg.uri.clone()));
     m.push_header(Name::MaxForwards, calling.hops.to_string());

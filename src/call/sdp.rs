@@ -33,7 +33,10 @@ pub fn filter(body: &[u8]) -> Result<String, SdpError> {
         .iter()
         .position(|l| l.starts_with("m="))
         .ok_or(SdpError::NotSdp)?;
-    let mut out: Vec<String> = lines[..first_m].iter().map(|l| l.to_string()).collect();
+    let mut out = String::with_capacity(text.len() + 2);
+    for line in &lines[..first_m] {
+        push_line(&mut out, line);
+    }
     let mut usable_audio = false;
     let mut i = first_m;
     while i < lines.len() {
@@ -41,17 +44,19 @@ pub fn filter(body: &[u8]) -> Result<String, SdpError> {
             .iter()
             .position(|l| l.starts_with("m="))
             .map_or(lines.len(), |p| i + 1 + p);
-        let (section, audio_ok) = filter_media(&lines[i..end]);
-        usable_audio |= audio_ok;
-        out.extend(section);
+        usable_audio |= filter_media(&lines[i..end], &mut out);
         i = end;
     }
     if !usable_audio {
         return Err(SdpError::NoCodec);
     }
-    let mut s = out.join("\r\n");
-    s.push_str("\r\n");
-    Ok(s)
+    Ok(out)
+}
+
+/// Appends `line` and its CRLF.
+fn push_line(out: &mut String, line: &str) {
+    out.push_str(line);
+    out.push_str("\r\n");
 }
 
 /// Restricts a filtered SDP body to the voice codecs named in `codecs` (encoding
@@ -150,16 +155,20 @@ pub fn refuse(offer: &[u8]) -> String {
 }
 
 /// Filters one media section; true when it is an audio stream with PCMA or PCMU left.
-fn filter_media(section: &[&str]) -> (Vec<String>, bool) {
+fn filter_media(section: &[&str], out: &mut String) -> bool {
     let m = section[0];
     let parts: Vec<&str> = m[2..].split_whitespace().collect();
     if parts.len() < 4 || parts[0] != "audio" {
         // Not audio: disable the stream, keep its place.
-        let mut disabled = parts.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        if disabled.len() >= 2 {
-            disabled[1] = "0".into();
+        out.push_str("m=");
+        for (i, part) in parts.iter().enumerate() {
+            if i > 0 {
+                out.push(' ');
+            }
+            out.push_str(if i == 1 { "0" } else { part });
         }
-        return (vec![format!("m={}", disabled.join(" "))], false);
+        out.push_str("\r\n");
+        return false;
     }
     let names = rtpmap_names(section);
     let keep: Vec<&str> = parts[3..]
@@ -178,24 +187,18 @@ fn filter_media(section: &[&str]) -> (Vec<String>, bool) {
                 !n.eq_ignore_ascii_case("telephone-event")
             })
     });
+    let (port, formats) = if has_voice {
+        (parts[1], &keep[..])
+    } else {
+        ("0", &parts[3..])
+    };
+    push_line(
+        out,
+        &format!("m={} {port} {} {}", parts[0], parts[2], formats.join(" ")),
+    );
     if !has_voice {
-        return (
-            vec![format!(
-                "m={} 0 {} {}",
-                parts[0],
-                parts[2],
-                parts[3..].join(" ")
-            )],
-            false,
-        );
+        return false;
     }
-    let mut out = vec![format!(
-        "m={} {} {} {}",
-        parts[0],
-        parts[1],
-        parts[2],
-        keep.join(" ")
-    )];
     for line in &section[1..] {
         let pt = line
             .strip_prefix("a=rtpmap:")
@@ -204,10 +207,10 @@ fn filter_media(section: &[&str]) -> (Vec<String>, bool) {
             .and_then(|r| r.split_whitespace().next());
         match pt {
             Some(pt) if !keep.contains(&pt) => {}
-            _ => out.push(line.to_string()),
+            _ => push_line(out, line),
         }
     }
-    (out, true)
+    true
 }
 
 /// `(payload type, encoding name)` from the section's rtpmap lines.

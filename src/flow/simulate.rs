@@ -270,7 +270,7 @@ pub struct SimulatedDirectory;
 
 impl Directory for SimulatedDirectory {
     fn trunk(&self, sid: &str) -> Result<TrunkRoute, DirectoryError> {
-        let host = Host::Domain(format!("{sid}.simulated"));
+        let host = Host::Domain(format!("{sid}.simulated").into());
         Ok(TrunkRoute {
             destinations: vec![SipUri::new(None, host, None)],
             external_alias: None,

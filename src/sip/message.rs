@@ -6,6 +6,7 @@
 //! IPv6 references, Content-Length checked against the body, and display names
 //! unquoted. It never panics: anything malformed is a [`ParseError`].
 
+use compact_str::CompactString;
 use std::fmt::Write as _;
 use std::sync::OnceLock;
 
@@ -40,7 +41,7 @@ pub enum StartLine {
         /// The status code, 100 to 699.
         status: u16,
         /// The reason phrase.
-        reason: String,
+        reason: CompactString,
     },
 }
 
@@ -209,7 +210,7 @@ impl Message {
         Message {
             start: StartLine::Response {
                 status,
-                reason: reason_phrase(status).to_string(),
+                reason: reason_phrase(status).into(),
             },
             headers,
             body: Bytes::new(),
@@ -527,7 +528,7 @@ fn parse_start_line(line: &str) -> Result<StartLine, ParseError> {
             .ok_or_else(|| bad("bad status code"))?;
         return Ok(StartLine::Response {
             status,
-            reason: reason.to_string(),
+            reason: reason.into(),
         });
     }
     let mut parts = line.split(' ');

@@ -1,6 +1,7 @@
 //! Typed values of the headers callflow reads: Via, From/To/Contact/Route (name-addr),
 //! CSeq.
 
+use compact_str::CompactString;
 use std::fmt;
 
 use super::error::ParseError;
@@ -118,10 +119,10 @@ impl Via {
     }
 
     /// Sets a parameter, replacing any of the same name.
-    pub fn set_param(&mut self, name: &str, value: Option<String>) {
+    pub fn set_param(&mut self, name: &str, value: Option<CompactString>) {
         self.params.retain(|p| !p.name.eq_ignore_ascii_case(name));
         self.params.push(Param {
-            name: name.to_string(),
+            name: name.into(),
             value,
         });
     }
@@ -207,7 +208,7 @@ impl NameAddr {
         self.params.retain(|p| !p.name.eq_ignore_ascii_case("tag"));
         self.params.push(Param {
             name: "tag".into(),
-            value: Some(tag.to_string()),
+            value: Some(tag.into()),
         });
     }
 }

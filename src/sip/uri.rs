@@ -1,5 +1,6 @@
 //! SIP, SIPS and tel URIs (RFC 3261 §19.1, RFC 3966), including IPv6 references.
 
+use compact_str::CompactString;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -18,7 +19,7 @@ pub enum Scheme {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Host {
     /// A domain name, kept as written (compare it case-insensitively).
-    Domain(String),
+    Domain(CompactString),
     /// An IPv4 address.
     Ipv4(Ipv4Addr),
     /// An IPv6 address, written in brackets.
@@ -46,7 +47,7 @@ impl Host {
                         .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
             });
         if ok {
-            Ok(Host::Domain(s.to_string()))
+            Ok(Host::Domain(s.into()))
         } else {
             Err(bad())
         }
@@ -113,13 +114,15 @@ pub fn split_host_port(s: &str) -> Result<(Host, Option<u16>), ParseError> {
     Ok((Host::parse(host)?, port))
 }
 
-/// A `;name[=value]` parameter.
+/// A `;name[=value]` parameter. Both parts are short strings kept inline (up to 24
+/// bytes: `tag`, `branch`, `transport`, their values) so that parsing, cloning and
+/// dropping a URI or a Via does not allocate for each parameter.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Param {
     /// The name, as written.
-    pub name: String,
+    pub name: CompactString,
     /// The value, if any.
-    pub value: Option<String>,
+    pub value: Option<CompactString>,
 }
 
 /// Parses `;a=b;c` (the leading `;` already removed) into parameters.
@@ -130,7 +133,7 @@ pub fn parse_params(s: &str) -> Result<Vec<Param>, ParseError> {
     s.split(';')
         .map(|p| {
             let (name, value) = match p.split_once('=') {
-                Some((n, v)) => (n.trim(), Some(v.trim().to_string())),
+                Some((n, v)) => (n.trim(), Some(CompactString::from(v.trim()))),
                 None => (p.trim(), None),
             };
             if name.is_empty() || !name.bytes().all(is_token_byte) {
@@ -140,7 +143,7 @@ pub fn parse_params(s: &str) -> Result<Vec<Param>, ParseError> {
                 )));
             }
             Ok(Param {
-                name: name.to_string(),
+                name: name.into(),
                 value,
             })
         })
@@ -177,7 +180,7 @@ pub struct SipUri {
     /// `sip` or `sips`.
     pub scheme: Scheme,
     /// The user part (with any `:password`), as written (escaped).
-    pub user: Option<String>,
+    pub user: Option<CompactString>,
     /// The host.
     pub host: Host,
     /// The port, if written.
@@ -193,7 +196,7 @@ impl SipUri {
     pub fn new(user: Option<&str>, host: Host, port: Option<u16>) -> SipUri {
         SipUri {
             scheme: Scheme::Sip,
-            user: user.map(str::to_string),
+            user: user.map(CompactString::from),
             host,
             port,
             params: Vec::new(),
@@ -291,7 +294,7 @@ fn parse_sip(scheme: Scheme, rest: &str) -> Result<SipUri, ParseError> {
         None => (rest, None),
     };
     let (userinfo, hostpart) = match rest.rsplit_once('@') {
-        Some((u, h)) if !u.is_empty() => (Some(u.to_string()), h),
+        Some((u, h)) if !u.is_empty() => (Some(CompactString::from(u)), h),
         Some(_) => return Err(ParseError::Uri("empty user part".into())),
         None => (None, rest),
     };

@@ -121,7 +121,7 @@ pub fn expand_target(
                 .destinations
                 .into_iter()
                 .map(|mut uri| {
-                    uri.user = Some(user.clone());
+                    uri.user = Some(user.as_str().into());
                     Attempt {
                         uri,
                         trunk: Some(sid.clone()),
@@ -142,7 +142,7 @@ pub fn expand_target(
                 .into_iter()
                 .map(|c| {
                     let mut uri = c.uri;
-                    uri.user = Some(n.clone());
+                    uri.user = Some(n.as_str().into());
                     Attempt {
                         uri,
                         trunk: None,

@@ -11,6 +11,7 @@ mod stream;
 pub mod tls;
 mod udp;
 
+use compact_str::ToCompactString;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -424,7 +425,7 @@ impl Transports {
             {
                 let mut resp = Message::response_to(&message, 400);
                 if let super::StartLine::Response { reason, .. } = &mut resp.start {
-                    *reason = format!("Bad Request ({why})");
+                    *reason = format!("Bad Request ({why})").into();
                 }
                 stamp_received(&mut resp, source);
                 self.stats
@@ -489,10 +490,10 @@ fn stamp_received(message: &mut Message, source: SocketAddr) {
     }
     let mut via = via.clone();
     if stamp_ip {
-        via.set_param("received", Some(source.ip().to_string()));
+        via.set_param("received", Some(source.ip().to_compact_string()));
     }
     if stamp_port {
-        via.set_param("rport", Some(source.port().to_string()));
+        via.set_param("rport", Some(source.port().to_compact_string()));
     }
     message.replace_top_via(via);
 }
@@ -512,7 +513,7 @@ pub fn response_target(via: &Via, source: Option<SocketAddr>) -> Option<Target> 
         .or(via.port)
         .unwrap_or(via.transport.default_port());
     let server_name = match &via.host {
-        Host::Domain(d) => Some(d.clone()),
+        Host::Domain(d) => Some(d.to_string()),
         _ => None,
     };
     Some(Target {
