@@ -623,7 +623,7 @@ impl Call {
             .headers()
             .iter()
             .filter(|h| h.name.as_str().to_ascii_lowercase().starts_with("x-"))
-            .map(|h| (h.name.as_str().to_string(), h.value.clone()))
+            .map(|h| (h.name.as_str().to_string(), h.value.to_string()))
             .collect();
         let mut resp = st.response(202, None);
         resp.push_header(Name::Contact, self.core.contact(st.transport));

@@ -63,7 +63,7 @@ pub fn call_info(
                 req.headers()
                     .iter()
                     .filter(|h| h.name != Name::Via)
-                    .map(|h| (h.name.as_str().to_string(), h.value.clone()))
+                    .map(|h| (h.name.as_str().to_string(), h.value.to_string()))
                     .collect::<Vec<_>>(),
             )),
         },

@@ -1,6 +1,7 @@
 //! Header names: the ones callflow reads by type, their compact forms (RFC 3261 §7.3.3,
 //! RFC 3515, RFC 6665), and every other name kept as written.
 
+use compact_str::CompactString;
 use std::fmt;
 
 /// A header name. Known names compare by identity whatever their spelling or compact
@@ -147,8 +148,9 @@ impl fmt::Display for Name {
 pub struct Header {
     /// The name.
     pub name: Name,
-    /// The value.
-    pub value: String,
+    /// The value (inline when short: a CSeq, a Call-ID, Max-Forwards, a
+    /// Content-Type need no allocation of their own).
+    pub value: CompactString,
 }
 
 /// Splits a list header's value at commas that are outside quotes and angle brackets.

@@ -275,7 +275,7 @@ impl Message {
     }
 
     /// Adds a header at the end.
-    pub fn push_header(&mut self, name: Name, value: impl Into<String>) {
+    pub fn push_header(&mut self, name: Name, value: impl Into<CompactString>) {
         self.parsed.forget(&name);
         self.headers.push(Header {
             name,
@@ -285,7 +285,7 @@ impl Message {
 
     /// Adds a header before every other header of the same name (a new top Via or
     /// Record-Route).
-    pub fn prepend_header(&mut self, name: Name, value: impl Into<String>) {
+    pub fn prepend_header(&mut self, name: Name, value: impl Into<CompactString>) {
         self.parsed.forget(&name);
         let at = self
             .headers
@@ -302,7 +302,7 @@ impl Message {
     }
 
     /// Replaces every header of this name with one value.
-    pub fn set_header(&mut self, name: Name, value: impl Into<String>) {
+    pub fn set_header(&mut self, name: Name, value: impl Into<CompactString>) {
         let at = self.headers.iter().position(|h| h.name == name);
         self.remove_header(&name);
         let header = Header {
@@ -335,7 +335,7 @@ impl Message {
             value.push_str(", ");
             value.push_str(rest);
         }
-        self.headers[i].value = value;
+        self.headers[i].value = value.into();
         self.parsed.keep(|s| s.via = OnceLock::from(Ok(via)));
     }
 
@@ -587,7 +587,7 @@ fn parse_headers<'a>(lines: impl Iterator<Item = &'a str>) -> Result<Vec<Header>
         }
         headers.push(Header {
             name: Name::parse(name),
-            value: value.trim().to_string(),
+            value: value.trim().into(),
         });
     }
     Ok(headers)
