@@ -22,6 +22,13 @@
 //! all 10,000 answered at once at the end of the run. callflow's RSS is also read
 //! before the load and a minute after it ended, to see that memory comes back.
 //!
+//! Setup time under the load (callflow only): a probe thread places a call every
+//! 20 ms to a second number whose trunk points at its own socket, and times INVITE
+//! sent → callflow's INVITE arrived, from the kernel's receive timestamp
+//! (`SO_TIMESTAMPNS`), so that the probe thread's own wake-up is not counted as
+//! callflow's (the time until the probe read it is printed too). The baseline in the
+//! same run is one datagram sent straight to the same socket, timed the same way.
+//!
 //! Needs `sipp` (Debian package sip-tester).
 
 use std::process::Stdio;
