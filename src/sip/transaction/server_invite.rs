@@ -175,6 +175,7 @@ impl ServerInvite {
     /// Enters Completed with `last_final` sent.
     fn complete(&mut self, last_final: Outgoing, now: Instant) {
         self.state = State::Completed;
+        self.timer_trying = None;
         self.last_final = Some(last_final);
         self.request = None;
         self.provisional = None;
@@ -289,5 +290,10 @@ mod tests {
         let step = again.on_request(Some(&Method::Invite), &transports, early);
         assert_eq!(sent_status(&step), Some(100));
         assert_eq!(sent_status(&again.on_timer(&transports, at)), None);
+        // Abandoned by its user first: the 500, and no 100 after it.
+        let mut dropped = start(now);
+        let step = dropped.on_abandoned(&transports, early);
+        assert_eq!(sent_status(&step), Some(500));
+        assert!(dropped.deadline() > Some(at), "the Trying timer stopped");
     }
 }
