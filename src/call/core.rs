@@ -4,8 +4,9 @@
 //! dialogs in it and send through [`Core::transact`].
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
+use compact_str::CompactString;
 use tokio::sync::mpsc;
 
 use super::CallInput;
@@ -38,6 +39,9 @@ pub struct Core {
     routes: Mutex<Routes>,
     /// Where calls' media is anchored; `None`: SDP passes through (`media: none`).
     pub media: Option<MediaConfig>,
+    /// Our Contact for UDP, TCP and TLS, made on first use (the listeners are bound
+    /// before the core exists and do not change).
+    contacts: OnceLock<[CompactString; 3]>,
 }
 
 /// Media anchored in rtpengine (`media: { rtpengine: … }`).
@@ -61,6 +65,7 @@ impl Core {
             resolver,
             routes: Mutex::new(Routes::default()),
             media,
+            contacts: OnceLock::new(),
         }
     }
 
@@ -113,7 +118,16 @@ impl Core {
     }
 
     /// Our Contact for messages over `transport`.
-    pub fn contact(&self, transport: Transport) -> String {
+    pub fn contact(&self, transport: Transport) -> CompactString {
+        const ALL: [Transport; 3] = [Transport::Udp, Transport::Tcp, Transport::Tls];
+        let contacts = self
+            .contacts
+            .get_or_init(|| ALL.map(|t| self.make_contact(t).into()));
+        let i = ALL.iter().position(|t| *t == transport).unwrap_or(0);
+        contacts[i].clone()
+    }
+
+    fn make_contact(&self, transport: Transport) -> String {
         match self.layer.local_host_port(transport) {
             Some((host, port)) => {
                 let mut uri = SipUri::new(None, host, Some(port));

@@ -19,6 +19,7 @@ mod server_non_invite;
 pub mod timers;
 mod wheel;
 
+use compact_str::{CompactString, format_compact};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
@@ -46,12 +47,12 @@ use wheel::Wheel;
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Key {
     /// The branch (for pre-RFC 3261 peers without one, a stand-in made of the
-    /// dialog headers).
-    pub branch: String,
+    /// dialog headers). Inline when short, as most are.
+    pub branch: CompactString,
     /// INVITE, CANCEL, BYE, … (ACK is filed under INVITE).
     pub method: Method,
     /// The Via sent-by, for server transactions.
-    pub sent_by: String,
+    pub sent_by: CompactString,
 }
 
 impl Key {
@@ -63,10 +64,10 @@ impl Key {
             m => m.clone(),
         };
         let branch = match via.branch() {
-            Some(b) if b.starts_with(BRANCH_COOKIE) => b.to_string(),
-            _ => legacy_branch(request)?,
+            Some(b) if b.starts_with(BRANCH_COOKIE) => b.into(),
+            _ => legacy_branch(request)?.into(),
         };
-        let sent_by = format!("{}:{}", via.host, via.port.unwrap_or(0));
+        let sent_by = format_compact!("{}:{}", via.host, via.port.unwrap_or(0));
         Some(Key {
             branch,
             method,
@@ -78,9 +79,9 @@ impl Key {
     pub fn client(response: &Message) -> Option<Key> {
         let via = response.top_via().ok()?;
         Some(Key {
-            branch: via.branch()?.to_string(),
+            branch: via.branch()?.into(),
             method: response.cseq().ok()?.method.clone(),
-            sent_by: String::new(),
+            sent_by: CompactString::default(),
         })
     }
 }
@@ -672,9 +673,9 @@ impl TransactionLayer {
         request.prepend_header(Name::Via, via.to_string());
         let method = request.method().cloned().unwrap_or(Method::Invite);
         let key = Arc::new(Key {
-            branch,
+            branch: branch.into(),
             method: method.clone(),
-            sent_by: String::new(),
+            sent_by: CompactString::default(),
         });
         let now = Instant::now();
         let request = Arc::new(request);
