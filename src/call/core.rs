@@ -119,11 +119,14 @@ impl Core {
 
     /// Our Contact for messages over `transport`.
     pub fn contact(&self, transport: Transport) -> CompactString {
-        const ALL: [Transport; 3] = [Transport::Udp, Transport::Tcp, Transport::Tls];
-        let contacts = self
-            .contacts
-            .get_or_init(|| ALL.map(|t| self.make_contact(t).into()));
-        let i = ALL.iter().position(|t| *t == transport).unwrap_or(0);
+        let contacts = self.contacts.get_or_init(|| {
+            [Transport::Udp, Transport::Tcp, Transport::Tls].map(|t| self.make_contact(t).into())
+        });
+        let i = match transport {
+            Transport::Udp => 0,
+            Transport::Tcp => 1,
+            Transport::Tls => 2,
+        };
         contacts[i].clone()
     }
 

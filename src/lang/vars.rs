@@ -157,6 +157,7 @@ impl Vars {
         self.refer.insert("headers".into(), h.into());
     }
 }
+
 /// Renders templates with a call's variables: the rhai scope (the `call` map with
 /// its headers, `connect`, `passthru`, `refer`) is made on the first template that
 /// has an expression, and shared by the next ones.
