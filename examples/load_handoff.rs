@@ -1,13 +1,21 @@
 //! The seed's hand-off at a fixed rate, with SIPp as caller, bot and agent and the
 //! partner webhook (examples/partner_webhook, built beside this one) in its own
-//! process. Prints calls per second, failed calls, and callflow's CPU per call (this
-//! process's CPU from /proc; SIPp and the webhook run elsewhere). The baseline measured
-//! in the same run is the three SIPp processes' CPU for the same calls.
+//! process. The flow has the seed's two webhooks: the bot's connect asks a dynamic
+//! URL whom to dial, and the passthru after the bot hangs up picks the agent. Prints
+//! calls per second, failed calls, and callflow's CPU per call (this process's CPU
+//! from /proc; SIPp and the webhook run elsewhere). The baselines measured in the
+//! same run: the three SIPp processes' CPU for the same calls, and Kamailio's CPU per
+//! plain call (examples/vs_kamailio's setup, skipped when Kamailio is not installed)
+//! at the same rate, which gives issue 12's ratio.
 //!
 //! ```sh
 //! cargo build --release --examples
 //! ./target/release/examples/load_handoff 200 2000      # rate (calls/s), calls
+//! ./target/release/examples/load_handoff 200 2000 3    # 3 rounds, median ratio
 //! ```
+//!
+//! With rounds, the hand-off and Kamailio's plain calls take turns and the ratio is
+//! taken round by round (the machine's speed drifts; see vs_kamailio).
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -19,7 +27,9 @@ use callflow::sip::transaction::Timers;
 use tokio::process::{Child, Command};
 
 mod common;
-use common::{cpu_seconds, cpu_seconds_of, free_port, sipp_caller, sipp_counts, sipp_far_end};
+use common::{
+    arg, cpu_seconds, cpu_seconds_of, free_port, kamailio, sipp_caller, sipp_counts, sipp_far_end,
+};
 
 fn scenario(name: &str) -> String {
     format!("{}/tests/sipp/{name}", env!("CARGO_MANIFEST_DIR"))
@@ -35,12 +45,45 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn measure() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let rate: u32 = args.first().and_then(|a| a.parse().ok()).unwrap_or(200);
-    let calls: u32 = args
-        .get(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(rate * 10);
+    let (rate, calls, rounds) = (arg(1, 200), arg(2, 2000), arg(3, 1));
+    println!(
+        "rate asked          {rate} calls/s, {calls} hand-off calls (caller → bot → webhook → agent)"
+    );
+    let mut ratios = Vec::new();
+    for round in 1..=rounds.max(1) {
+        if rounds > 1 {
+            println!("round {round} of {rounds}");
+        }
+        let ours = handoff(rate, calls).await?;
+        let Some((ok, failed, cpu)) = kamailio::plain_calls(rate, calls).await? else {
+            continue;
+        };
+        let theirs = cpu / (ok.max(1) as f64);
+        let ratio = ours / theirs.max(1e-9);
+        ratios.push(ratio);
+        println!(
+            "baseline: Kamailio, plain calls at the same rate: {ok} ok, {failed} failed, CPU {cpu:.2} s = {:.0} µs per call",
+            theirs * 1e6
+        );
+        println!(
+            "    ratio: callflow CPU per hand-off call = {ratio:.2}× Kamailio's per plain call (target ≤ 1.0)"
+        );
+    }
+    if ratios.len() > 1 {
+        ratios.sort_by(f64::total_cmp);
+        println!(
+            "median ratio over {} rounds: {:.2}× (min {:.2}, max {:.2}; target ≤ 1.0)",
+            ratios.len(),
+            ratios[ratios.len() / 2],
+            ratios[0],
+            ratios[ratios.len() - 1]
+        );
+    }
+    Ok(())
+}
+
+/// One hand-off run: callflow's CPU per call, in seconds (after printing the run).
+async fn handoff(rate: u32, calls: u32) -> anyhow::Result<f64> {
     let web_port = free_port();
     let partner_bin = std::env::current_exe()?
         .parent()
@@ -63,13 +106,13 @@ async fn measure() -> anyhow::Result<()> {
     std::fs::write(
         dir.path().join("flows/handoff.yaml"),
         format!(
-            "flow: handoff\nstart: bot\napplets:\n  bot:\n    connect: {{ to: sip:trunk_bot }}\n    on: {{ completed: handoff, transfer: handoff, no_answer: bye }}\n  handoff:\n    passthru: {{ url: \"http://127.0.0.1:{web_port}/handoff\" }}\n    on: {{ ok: route, fail: bye }}\n  route:\n    switchcase: {{ cases: {{ sales: agent }}, default: bye }}\n  agent:\n    connect: {{ to: sip:trunk_sales }}\n    next: bye\n  bye:\n    hangup: {{}}\n"
+            "flow: handoff\nstart: bot\napplets:\n  bot:\n    connect: {{ dynamic_url: \"http://127.0.0.1:{web_port}/route\" }}\n    on: {{ completed: handoff, transfer: handoff, no_answer: bye }}\n  handoff:\n    passthru: {{ url: \"http://127.0.0.1:{web_port}/handoff\" }}\n    on: {{ ok: route, fail: bye }}\n  route:\n    switchcase: {{ cases: {{ sales: agent }}, default: bye }}\n  agent:\n    connect: {{ to: sip:trunk_sales }}\n    next: bye\n  bye:\n    hangup: {{}}\n"
         ),
     )?;
     std::fs::write(
         dir.path().join("callflow.yaml"),
         format!(
-            "sip: {{ listen: [\"udp://127.0.0.1:0\"], options_interval: null }}\nflows: flows\ncarriers:\n  - {{ name: pstn, uri: \"sip:127.0.0.1:9\", addresses: [127.0.0.1/32] }}\ntrunks:\n  - sid: trunk_bot\n    destinations: [\"sip:bot@127.0.0.1:{bot_port}\"]\n    numbers: [{{ number: \"+918047112233\", mode: flow, flow: handoff }}]\n  - sid: trunk_sales\n    destinations: [\"sip:agent@127.0.0.1:{agent_port}\"]\n"
+            "sip: {{ listen: [\"udp://127.0.0.1:0\"], options_interval: null }}\nflows: flows\ncarriers:\n  - {{ name: pstn, uri: \"sip:127.0.0.1:9\", addresses: [127.0.0.1/32] }}\ntrunks:\n  - sid: trunk_demo_bot\n    destinations: [\"sip:bot@127.0.0.1:{bot_port}\"]\n    numbers: [{{ number: \"+918047112233\", mode: flow, flow: handoff }}]\n  - sid: trunk_sales\n    destinations: [\"sip:agent@127.0.0.1:{agent_port}\"]\n"
         ),
     )?;
     let server = Server::start(
@@ -124,9 +167,6 @@ async fn measure() -> anyhow::Result<()> {
         pids.iter().map(|p| cpu_seconds_of(p)).sum::<f64>() - base0 + watcher.await.unwrap_or(0.0);
     let (ok, failed) = sipp_counts(&out.stdout);
     let _ = (bot.kill().await, agent.kill().await, partner.kill().await);
-    println!(
-        "rate asked          {rate} calls/s, {calls} hand-off calls (caller → bot → webhook → agent)"
-    );
     println!("elapsed             {elapsed:.2} s");
     println!("calls/s reached     {:.1}", ok as f64 / elapsed);
     println!("successful calls    {ok}");
@@ -141,5 +181,5 @@ async fn measure() -> anyhow::Result<()> {
         cpu / base.max(0.001)
     );
     drop(server);
-    Ok(())
+    Ok(cpu / (ok.max(1) as f64))
 }

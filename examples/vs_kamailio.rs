@@ -31,21 +31,14 @@
 //!
 //! Needs `sipp` (Debian package sip-tester).
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use tokio::process::{Child, Command};
-
 mod common;
+use common::kamailio::{FAR, KAMAILIO, Kamailio, far_end};
 use common::{
     arg, cpu_seconds_of, engine_cpu_seconds, percentile, probe_under_load, pstn_server_probed,
-    rss_mib, sipp_caller, sipp_counts, sipp_far_end,
+    rss_mib, sipp_caller, sipp_counts,
 };
-
-/// Where SIPp's far end listens (as the Kamailio configuration has it).
-const FAR: &str = "127.0.0.3:25071";
-/// Where Kamailio listens.
-const KAMAILIO: &str = "127.0.0.1:25065";
 
 /// The SIPp load.
 #[derive(Debug, Clone, Copy)]
@@ -121,35 +114,6 @@ fn peak_rss_mib(pid: &str) -> f64 {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0)
-}
-
-/// `pid` and every process below it.
-fn tree(pid: u32) -> Vec<String> {
-    let mut out = vec![pid.to_string()];
-    let mut i = 0;
-    while i < out.len() {
-        let parent = out[i].clone();
-        if let Ok(entries) = std::fs::read_dir("/proc") {
-            for e in entries.flatten() {
-                let name = e.file_name().to_string_lossy().to_string();
-                let stat =
-                    std::fs::read_to_string(format!("/proc/{name}/stat")).unwrap_or_default();
-                let ppid = stat
-                    .rsplit_once(')')
-                    .and_then(|(_, r)| r.split_whitespace().nth(1))
-                    .unwrap_or("");
-                if ppid == parent && !out.contains(&name) {
-                    out.push(name);
-                }
-            }
-        }
-        i += 1;
-    }
-    out
-}
-
-fn far_end() -> std::io::Result<Child> {
-    sipp_far_end(&["-sn", "uas"], "127.0.0.3", 25071)
 }
 
 /// Runs SIPp's caller against `target`, measuring the CPU of `pids()` around it
@@ -292,41 +256,12 @@ fn print_setup(mut probed: common::Probed) {
 }
 
 async fn kamailio(l: Load) -> anyhow::Result<Option<Run>> {
-    if std::process::Command::new("kamailio")
-        .arg("-v")
-        .output()
-        .is_err()
-    {
-        println!(" kamailio: not installed (apt-get install kamailio); skipped");
+    let Some(kamailio) = Kamailio::start().await? else {
         return Ok(None);
-    }
-    let dir = tempfile::tempdir()?;
-    let cfg = dir.path().join("kamailio.cfg");
-    std::fs::write(&cfg, include_str!("../bench/kamailio-proxy.cfg"))?;
-    let mut kam = Command::new("kamailio")
-        .args(["-f", &cfg.display().to_string(), "-DD", "-E"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()?;
-    let pid = kam
-        .id()
-        .ok_or_else(|| anyhow::anyhow!("kamailio did not start"))?;
-    let mut far = far_end()?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let procs = tree(pid);
-    if procs.len() < 2 {
-        anyhow::bail!("kamailio did not start (is {KAMAILIO} taken by a stray one?)");
-    }
-    let mut run = load(KAMAILIO, l, || tree(pid)).await?;
-    run.peak_rss_mib = tree(pid).iter().map(|p| peak_rss_mib(p)).sum();
-    let _ = far.kill().await;
-    // Its children outlive the main process unless told too.
-    let _ = std::process::Command::new("kill")
-        .args(tree(pid).iter().rev())
-        .status();
-    let _ = kam.kill().await;
+    };
+    let mut run = load(KAMAILIO, l, || kamailio.processes()).await?;
+    run.peak_rss_mib = kamailio.processes().iter().map(|p| peak_rss_mib(p)).sum();
+    kamailio.stop().await;
     Ok(Some(run))
 }
 

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod kamailio;
+
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
