@@ -23,11 +23,9 @@ pub fn key(uri: &SipUri) -> String {
 impl Health {
     /// Whether `uri` answered its last ping (or has not been pinged yet).
     pub fn is_up(&self, uri: &SipUri) -> bool {
-        !self
-            .down
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .contains(&key(uri))
+        let down = self.down.lock().unwrap_or_else(PoisonError::into_inner);
+        // Nothing down (the usual case): no key to make on a call's path.
+        down.is_empty() || !down.contains(&key(uri))
     }
 
     /// Records a ping's result; true when that changed the state.
