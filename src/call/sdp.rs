@@ -21,10 +21,14 @@ fn static_allowed(pt: &str) -> bool {
     pt == "0" || pt == "8"
 }
 
+/// A short list kept on the stack: an SDP body's lines, a media line's formats, its
+/// rtpmaps (a filter per offer and answer allocates only its output).
+type Few<T, const N: usize> = smallvec::SmallVec<[T; N]>;
+
 /// Filters an SDP body; the result keeps at least one audio stream with PCMA or PCMU.
 pub fn filter(body: &[u8]) -> Result<String, SdpError> {
     let text = std::str::from_utf8(body).map_err(|_| SdpError::NotSdp)?;
-    let lines: Vec<&str> = text
+    let lines: Few<&str, 24> = text
         .lines()
         .map(str::trim_end)
         .filter(|l| !l.is_empty())
@@ -157,7 +161,7 @@ pub fn refuse(offer: &[u8]) -> String {
 /// Filters one media section; true when it is an audio stream with PCMA or PCMU left.
 fn filter_media(section: &[&str], out: &mut String) -> bool {
     let m = section[0];
-    let parts: Vec<&str> = m[2..].split_whitespace().collect();
+    let parts: Few<&str, 16> = m[2..].split_whitespace().collect();
     if parts.len() < 4 || parts[0] != "audio" {
         // Not audio: disable the stream, keep its place.
         out.push_str("m=");
@@ -171,7 +175,7 @@ fn filter_media(section: &[&str], out: &mut String) -> bool {
         return false;
     }
     let names = rtpmap_names(section);
-    let keep: Vec<&str> = parts[3..]
+    let keep: Few<&str, 16> = parts[3..]
         .iter()
         .copied()
         .filter(|pt| match names.iter().find(|(p, _)| p == pt) {
@@ -192,10 +196,14 @@ fn filter_media(section: &[&str], out: &mut String) -> bool {
     } else {
         ("0", &parts[3..])
     };
-    push_line(
-        out,
-        &format!("m={} {port} {} {}", parts[0], parts[2], formats.join(" ")),
-    );
+    for piece in ["m=", parts[0], " ", port, " ", parts[2]] {
+        out.push_str(piece);
+    }
+    for format in formats {
+        out.push(' ');
+        out.push_str(format);
+    }
+    out.push_str("\r\n");
     if !has_voice {
         return false;
     }
@@ -214,7 +222,7 @@ fn filter_media(section: &[&str], out: &mut String) -> bool {
 }
 
 /// `(payload type, encoding name)` from the section's rtpmap lines.
-fn rtpmap_names<'a>(section: &[&'a str]) -> Vec<(&'a str, &'a str)> {
+fn rtpmap_names<'a>(section: &[&'a str]) -> Few<(&'a str, &'a str), 16> {
     section
         .iter()
         .filter_map(|l| l.strip_prefix("a=rtpmap:"))
