@@ -6,6 +6,7 @@
 //! the media-timeout check and the delete when the call ends. With `media: none`
 //! every function here passes the SDP through as the codec filter leaves it.
 
+use compact_str::CompactString;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -32,14 +33,14 @@ pub enum OfferRefused {
 #[derive(Debug, Clone)]
 pub(crate) struct FarMedia {
     /// The branch of its INVITE (rtpengine's `via-branch`, which tells forks apart).
-    pub branch: String,
+    pub branch: CompactString,
     /// Whether it speaks SRTP.
     pub srtp: bool,
 }
 
 impl FarMedia {
     /// The media of `leg` reached at `target` through INVITE branch `branch`.
-    pub(crate) fn of(leg: &LegRequest, target: &Target, branch: String) -> FarMedia {
+    pub(crate) fn of(leg: &LegRequest, target: &Target, branch: CompactString) -> FarMedia {
         FarMedia {
             branch,
             srtp: leg.media.srtp(target.transport == Transport::Tls),

@@ -314,7 +314,7 @@ impl Call {
             let _ct = self
                 .core
                 .layer
-                .send_request(cancel, target.clone(), Some(branch.to_string()))
+                .send_request(cancel, target.clone(), Some(branch.into()))
                 .await;
         }
     }

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use super::core::{ALLOW, Core};
 use crate::runtime::LegRequest;
 use crate::sip::dialog::{Dialog, new_tag};
-use crate::sip::header::Name;
+use crate::sip::header::{Name, value_of};
 use crate::sip::message::Message;
 use crate::sip::method::Method;
 use crate::sip::transport::Target;
@@ -136,14 +136,14 @@ pub(crate) fn invite(core: &Core, calling: &Calling, leg: &LegRequest, target: &
     }
     let mut m = Message::request(Method::Invite, Uri::Sip(leg.uri.clone()));
     m.push_header(Name::MaxForwards, calling.hops.to_string());
-    m.push_header(Name::From, from.to_string());
-    m.push_header(Name::To, NameAddr::new(Uri::Sip(to_uri)).to_string());
+    m.push_header(Name::From, value_of(&from));
+    m.push_header(Name::To, value_of(&NameAddr::new(Uri::Sip(to_uri))));
     m.push_header(Name::CallId, format!("{:032x}", rand::random::<u128>()));
     let cseq = CSeq {
         seq: 1,
         method: Method::Invite,
     };
-    m.push_header(Name::CSeq, cseq.to_string());
+    m.push_header(Name::CSeq, value_of(&cseq));
     m.push_header(Name::Contact, core.contact(target.transport));
     m.push_header(Name::Allow, ALLOW);
     for (name, value) in &leg.headers {

@@ -6,6 +6,7 @@
 //! sends CANCEL (waiting for a provisional response first, RFC 3261 §9.1), and ACKs
 //! then BYEs a 2xx that arrives after the race is over.
 
+use compact_str::CompactString;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -193,7 +194,7 @@ struct Watcher {
     won: Arc<AtomicUsize>,
     stop: watch::Receiver<bool>,
     tx: mpsc::Sender<ForkEvent>,
-    branch: String,
+    branch: CompactString,
 }
 
 impl Watcher {

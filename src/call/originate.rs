@@ -10,6 +10,7 @@
 //! through its [`Controller`] while the first party rings (CANCEL), and becomes a
 //! [`Call`] whose caller is the first party once it answers.
 
+use compact_str::CompactString;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,7 +44,7 @@ struct Ringing {
     /// Where it went.
     target: Target,
     /// Its branch, which its CANCEL shares.
-    branch: String,
+    branch: CompactString,
     /// Whether a provisional response came (a CANCEL may be sent only after one).
     provisional: bool,
     /// Why the call gave up on it, once it did.

@@ -42,11 +42,11 @@ impl Gate for SourceGate {
             for v in state.auth.challenge(false, source.ip()) {
                 r.push_header(Name::parse("WWW-Authenticate"), v);
             }
-            return Admission::Answer(r);
+            return Admission::Answer(Box::new(r));
         }
         match state.unknown_sources {
             UnknownSources::Drop => Admission::Drop,
-            UnknownSources::Reject => Admission::Answer(response(request, 403)),
+            UnknownSources::Reject => Admission::Answer(Box::new(response(request, 403))),
         }
     }
 }

@@ -2,7 +2,7 @@
 //! set, remote target, CSeq on both sides — and how in-dialog requests are built.
 
 use super::error::ParseError;
-use super::header::Name;
+use super::header::{Name, value_of};
 use super::message::Message;
 use super::method::Method;
 use super::typed::{CSeq, NameAddr};
@@ -111,12 +111,12 @@ impl Dialog {
     fn build(&self, method: Method, seq: u32) -> Message {
         let mut m = Message::request(method.clone(), self.remote_target.clone());
         m.push_header(Name::MaxForwards, "70");
-        m.push_header(Name::From, self.local.to_string());
-        m.push_header(Name::To, self.remote.to_string());
+        m.push_header(Name::From, value_of(&self.local));
+        m.push_header(Name::To, value_of(&self.remote));
         m.push_header(Name::CallId, self.id.call_id.clone());
-        m.push_header(Name::CSeq, CSeq { seq, method }.to_string());
+        m.push_header(Name::CSeq, value_of(&CSeq { seq, method }));
         for r in &self.route_set {
-            m.push_header(Name::Route, r.to_string());
+            m.push_header(Name::Route, value_of(r));
         }
         m
     }

@@ -6,7 +6,9 @@ use std::fmt;
 
 use super::error::ParseError;
 use super::method::Method;
-use super::uri::{Host, Param, Uri, find_param, parse_params, split_host_port, write_params};
+use super::uri::{
+    Host, Param, Params, Uri, find_param, parse_params, split_host_port, write_params,
+};
 
 /// The transport named in a Via.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -69,7 +71,7 @@ pub struct Via {
     /// sent-by port.
     pub port: Option<u16>,
     /// Parameters: branch, received, rport, …
-    pub params: Vec<Param>,
+    pub params: Params,
 }
 
 /// The magic cookie that starts every RFC 3261 branch.
@@ -97,7 +99,7 @@ impl Via {
         let rest = rest.trim();
         let (sent_by, params) = match rest.split_once(';') {
             Some((sb, p)) => (sb.trim(), parse_params(p).map_err(|e| bad(&e.to_string()))?),
-            None => (rest, Vec::new()),
+            None => (rest, Params::new()),
         };
         let (host, port) = split_host_port(sent_by).map_err(|e| bad(&e.to_string()))?;
         Ok(Via {
@@ -147,7 +149,7 @@ pub struct NameAddr {
     /// The URI.
     pub uri: Uri,
     /// Header parameters (`tag`, `expires`, …), not the URI's own.
-    pub params: Vec<Param>,
+    pub params: Params,
 }
 
 impl NameAddr {
@@ -156,7 +158,7 @@ impl NameAddr {
         NameAddr {
             display: None,
             uri,
-            params: Vec::new(),
+            params: Params::new(),
         }
     }
 
@@ -173,7 +175,7 @@ impl NameAddr {
             let uri = Uri::parse(&s[lt + 1..gt])?;
             let params = match s[gt + 1..].trim().strip_prefix(';') {
                 Some(p) => parse_params(p)?,
-                None if s[gt + 1..].trim().is_empty() => Vec::new(),
+                None if s[gt + 1..].trim().is_empty() => Params::new(),
                 None => return Err(ParseError::Uri("junk after '>'".into())),
             };
             return Ok(NameAddr {
@@ -184,7 +186,7 @@ impl NameAddr {
         }
         let (uri, params) = match s.split_once(';') {
             Some((u, p)) => (u, parse_params(p)?),
-            None => (s, Vec::new()),
+            None => (s, Params::new()),
         };
         Ok(NameAddr {
             display: None,

@@ -125,10 +125,15 @@ pub struct Param {
     pub value: Option<CompactString>,
 }
 
+/// A URI's, a name-addr's or a Via's parameters: the first two inline (a `tag`, a
+/// `branch` and `rport`, a `transport` and `lr`), so that parsing or cloning one
+/// allocates nothing for them.
+pub type Params = smallvec::SmallVec<[Param; 2]>;
+
 /// Parses `;a=b;c` (the leading `;` already removed) into parameters.
-pub fn parse_params(s: &str) -> Result<Vec<Param>, ParseError> {
+pub fn parse_params(s: &str) -> Result<Params, ParseError> {
     if s.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Params::new());
     }
     s.split(';')
         .map(|p| {
@@ -186,7 +191,7 @@ pub struct SipUri {
     /// The port, if written.
     pub port: Option<u16>,
     /// URI parameters (`;transport=tcp`, `;lr`, …).
-    pub params: Vec<Param>,
+    pub params: Params,
     /// URI headers after `?`, as written.
     pub headers: Option<String>,
 }
@@ -199,7 +204,7 @@ impl SipUri {
             user: user.map(CompactString::from),
             host,
             port,
-            params: Vec::new(),
+            params: Params::new(),
             headers: None,
         }
     }
@@ -223,7 +228,7 @@ pub struct TelUri {
     /// The number, e.g. `+918047112233`.
     pub number: String,
     /// Parameters such as `phone-context`.
-    pub params: Vec<Param>,
+    pub params: Params,
 }
 
 /// A URI in a Request-URI, a name-addr or a Refer-To.
@@ -300,7 +305,7 @@ fn parse_sip(scheme: Scheme, rest: &str) -> Result<SipUri, ParseError> {
     };
     let (hostport, params) = match hostpart.split_once(';') {
         Some((hp, p)) => (hp, parse_params(p)?),
-        None => (hostpart, Vec::new()),
+        None => (hostpart, Params::new()),
     };
     let (host, port) = split_host_port(hostport)?;
     Ok(SipUri {
@@ -316,7 +321,7 @@ fn parse_sip(scheme: Scheme, rest: &str) -> Result<SipUri, ParseError> {
 fn parse_tel(rest: &str) -> Result<TelUri, ParseError> {
     let (number, params) = match rest.split_once(';') {
         Some((n, p)) => (n, parse_params(p)?),
-        None => (rest, Vec::new()),
+        None => (rest, Params::new()),
     };
     let digits = number.strip_prefix('+').unwrap_or(number);
     let ok = !digits.is_empty()

@@ -16,7 +16,7 @@ pub enum Admission {
     /// Nothing: no response, no state.
     Drop,
     /// This response, sent once and statelessly (RFC 3261 §8.2.7); no transaction.
-    Answer(Message),
+    Answer(Box<Message>),
 }
 
 /// Decides what becomes of each new out-of-dialog INVITE.

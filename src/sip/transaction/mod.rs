@@ -27,12 +27,12 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::header::Name;
+use super::header::{Name, value_of};
 use super::message::Message;
 use super::method::Method;
 use super::transport::{Incoming, Outgoing, Target, Transports};
 use super::typed::{BRANCH_COOKIE, Transport, Via};
-use super::uri::Host;
+use super::uri::{Host, Params};
 use client_invite::ClientInvite;
 pub use client_invite::{ack_for, request_for_invite};
 use client_non_invite::ClientNonInvite;
@@ -98,9 +98,9 @@ fn legacy_branch(request: &Message) -> Option<String> {
     ))
 }
 
-/// A new branch: the magic cookie and 16 random hex digits.
-pub fn new_branch() -> String {
-    format!("{BRANCH_COOKIE}{:016x}", rand::random::<u64>())
+/// A new branch: the magic cookie and 16 random hex digits (23 bytes, kept inline).
+pub fn new_branch() -> CompactString {
+    compact_str::format_compact!("{BRANCH_COOKIE}{:016x}", rand::random::<u64>())
 }
 
 /// What the transaction layer hands to the core.
@@ -430,7 +430,7 @@ impl TransactionLayer {
             transport,
             host,
             port: Some(port),
-            params: Vec::new(),
+            params: Params::new(),
         };
         via.set_param("branch", Some(branch.into()));
         via.set_param("rport", None);
@@ -654,7 +654,7 @@ impl TransactionLayer {
         self: &Arc<Self>,
         mut request: Message,
         target: Target,
-        branch: Option<String>,
+        branch: Option<CompactString>,
     ) -> ClientTransaction {
         let branch = branch.unwrap_or_else(new_branch);
         let (events_tx, events) = mpsc::channel(16);
@@ -670,10 +670,10 @@ impl TransactionLayer {
             };
         };
         request.remove_header(&Name::Via);
-        request.prepend_header(Name::Via, via.to_string());
+        request.prepend_header(Name::Via, value_of(&via));
         let method = request.method().cloned().unwrap_or(Method::Invite);
         let key = Arc::new(Key {
-            branch: branch.into(),
+            branch,
             method: method.clone(),
             sent_by: CompactString::default(),
         });
@@ -714,12 +714,12 @@ impl TransactionLayer {
         self: &Arc<Self>,
         mut request: Message,
         target: &Target,
-        branch: Option<String>,
+        branch: Option<CompactString>,
     ) {
         let branch = branch.unwrap_or_else(new_branch);
         if let Some(via) = self.via(target.transport, &branch) {
             request.remove_header(&Name::Via);
-            request.prepend_header(Name::Via, via.to_string());
+            request.prepend_header(Name::Via, value_of(&via));
         }
         if let Err(e) = self.transports.send_message(target, &request).await {
             tracing::debug!(error = %e, "stateless send failed");
