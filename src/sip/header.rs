@@ -1,8 +1,29 @@
 //! Header names: the ones callflow reads by type, their compact forms (RFC 3261 §7.3.3,
 //! RFC 3515, RFC 6665), and every other name kept as written.
 
+use bytestring::ByteString;
 use compact_str::CompactString;
-use std::fmt;
+use std::cell::RefCell;
+use std::fmt::{self, Write};
+
+/// A typed header (a URI, a name-addr, a Via, a CSeq) written as a header value, in
+/// one allocation at most: formatted into a buffer this thread reuses, then copied
+/// once (inline, without allocating, when it fits in 24 bytes). `to_string()` grows
+/// its string three or four times on the way to a 60-byte name-addr.
+pub fn value_of(typed: &dyn fmt::Display) -> CompactString {
+    thread_local! {
+        static SCRATCH: RefCell<String> = const { RefCell::new(String::new()) };
+    }
+    SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+        Ok(mut s) => {
+            s.clear();
+            let _ = write!(s, "{typed}");
+            CompactString::from(s.as_str())
+        }
+        // Called from inside a Display of the value being written: no scratch to share.
+        Err(_) => compact_str::format_compact!("{typed}"),
+    })
+}
 
 /// A header name. Known names compare by identity whatever their spelling or compact
 /// form on the wire; other names compare case-insensitively.
@@ -148,9 +169,85 @@ impl fmt::Display for Name {
 pub struct Header {
     /// The name.
     pub name: Name,
-    /// The value (inline when short: a CSeq, a Call-ID, Max-Forwards, a
-    /// Content-Type need no allocation of their own).
-    pub value: CompactString,
+    /// The value.
+    pub value: Value,
+}
+
+/// A header's value: a slice of the message it arrived in (no allocation or copy of
+/// its own; the message's bytes live while any of their values does), or one that
+/// callflow wrote (inline when short: a CSeq, a Call-ID, Max-Forwards, a Content-Type
+/// need no allocation of their own). Either way, a string of one line: the parser
+/// and the setters see to that.
+#[derive(Clone)]
+pub enum Value {
+    /// Part of a received message.
+    Received(ByteString),
+    /// Written by callflow.
+    Written(CompactString),
+}
+
+impl Value {
+    /// The value as text.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Value::Received(s) => s,
+            Value::Written(s) => s,
+        }
+    }
+
+    /// The value as a string callflow may change.
+    pub fn into_written(self) -> CompactString {
+        match self {
+            Value::Received(s) => CompactString::from(&*s),
+            Value::Written(s) => s,
+        }
+    }
+}
+
+impl From<&str> for Value {
+    fn from(s: &str) -> Value {
+        Value::Written(s.into())
+    }
+}
+
+impl From<String> for Value {
+    fn from(s: String) -> Value {
+        Value::Written(s.into())
+    }
+}
+
+impl From<CompactString> for Value {
+    fn from(s: CompactString) -> Value {
+        Value::Written(s)
+    }
+}
+
+impl std::ops::Deref for Value {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+/// Two values are equal when they say the same, wherever they were made.
+impl PartialEq for Value {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Value {}
+
+impl fmt::Debug for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Splits a list header's value at commas that are outside quotes and angle brackets.

@@ -11,9 +11,10 @@ use std::fmt::Write as _;
 use std::sync::OnceLock;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use bytestring::ByteString;
 
 use super::error::ParseError;
-use super::header::{Header, Name, Values};
+use super::header::{Header, Name, Value, Values, value_of};
 use super::method::Method;
 use super::parsed::{Parsed, read};
 use super::typed::{CSeq, NameAddr, Via};
@@ -94,16 +95,19 @@ pub fn frame(buf: &[u8]) -> Result<Option<usize>, ParseError> {
     Ok((buf.len() >= total).then_some(total))
 }
 
-/// Where the header section ends: (end of the headers, start of the body).
+/// Where the header section ends: (end of the headers, start of the body). The first
+/// blank line ends it, written `\r\n\r\n` or `\n\n`: one pass over the line ends.
 fn find_head_end(buf: &[u8]) -> Option<(usize, usize)> {
-    let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n");
-    let lf = buf.windows(2).position(|w| w == b"\n\n");
-    match (crlf, lf) {
-        (Some(c), Some(l)) if l < c => Some((l, l + 2)),
-        (Some(c), _) => Some((c, c + 4)),
-        (None, Some(l)) => Some((l, l + 2)),
-        (None, None) => None,
+    for nl in memchr::memchr_iter(b'\n', buf) {
+        match buf.get(nl + 1) {
+            Some(b'\n') => return Some((nl, nl + 2)),
+            Some(b'\r') if nl > 0 && buf[nl - 1] == b'\r' && buf.get(nl + 2) == Some(&b'\n') => {
+                return Some((nl - 1, nl + 3));
+            }
+            _ => {}
+        }
     }
+    None
 }
 
 /// Reads Content-Length from its values: one value, or several that agree.
@@ -149,10 +153,13 @@ impl Message {
             return Err(ParseError::Empty);
         }
         let (head_end, body_start) = find_head_end(buf).ok_or(ParseError::Incomplete)?;
-        let head = std::str::from_utf8(&buf[..head_end]).map_err(|_| ParseError::NotUtf8)?;
+        // The message's one copy: its header values and body are slices of it.
+        let bytes = Bytes::copy_from_slice(buf);
+        let head =
+            ByteString::try_from(bytes.slice(..head_end)).map_err(|_| ParseError::NotUtf8)?;
         let mut lines = head.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
         let start = parse_start_line(lines.next().unwrap_or(""))?;
-        let mut headers = parse_headers(lines)?;
+        let mut headers = parse_headers(&head, lines)?;
         let rest = &buf[body_start..];
         let length = content_length(
             headers
@@ -175,12 +182,13 @@ impl Message {
             }
             (Some(n), _) => &rest[..n],
         };
+        let body = bytes.slice(body_start..body_start + body.len());
         // The body's length is what counts; it is written again on serialisation.
         headers.retain(|h| h.name != Name::ContentLength);
         Ok(Message {
             start,
             headers,
-            body: Bytes::copy_from_slice(body),
+            body,
             parsed: Parsed::default(),
         })
     }
@@ -189,7 +197,8 @@ impl Message {
     pub fn request(method: Method, uri: Uri) -> Message {
         Message {
             start: StartLine::Request { method, uri },
-            headers: Vec::new(),
+            // Room for what callflow writes on a request, without growing.
+            headers: Vec::with_capacity(12),
             body: Bytes::new(),
             parsed: Parsed::default(),
         }
@@ -279,7 +288,7 @@ impl Message {
         self.parsed.forget(&name);
         self.headers.push(Header {
             name,
-            value: value.into(),
+            value: Value::Written(value.into()),
         });
     }
 
@@ -296,7 +305,7 @@ impl Message {
             at,
             Header {
                 name,
-                value: value.into(),
+                value: Value::Written(value.into()),
             },
         );
     }
@@ -307,7 +316,7 @@ impl Message {
         self.remove_header(&name);
         let header = Header {
             name,
-            value: value.into(),
+            value: Value::Written(value.into()),
         };
         match at {
             Some(i) if i <= self.headers.len() => self.headers.insert(i, header),
@@ -319,7 +328,7 @@ impl Message {
     pub fn set_to_tag(&mut self, tag: &str) -> Result<(), ParseError> {
         let mut to = self.to_header()?.clone();
         to.set_tag(tag);
-        self.set_header(Name::To, to.to_string());
+        self.set_header(Name::To, value_of(&to));
         self.parsed.keep(|s| s.to = OnceLock::from(Ok(to)));
         Ok(())
     }
@@ -330,12 +339,12 @@ impl Message {
         let Some(i) = self.headers.iter().position(|h| h.name == Name::Via) else {
             return;
         };
-        let mut value = via.to_string();
+        let mut value = value_of(&via);
         for rest in Values::new(&self.headers[i].value, true).skip(1) {
             value.push_str(", ");
             value.push_str(rest);
         }
-        self.headers[i].value = value.into();
+        self.headers[i].value = Value::Written(value);
         self.parsed.keep(|s| s.via = OnceLock::from(Ok(via)));
     }
 
@@ -546,11 +555,16 @@ fn parse_start_line(line: &str) -> Result<StartLine, ParseError> {
     })
 }
 
-fn parse_headers<'a>(lines: impl Iterator<Item = &'a str>) -> Result<Vec<Header>, ParseError> {
+/// The header lines of `head` (`lines` are slices of it): each value is a slice of
+/// `head`, not a copy.
+fn parse_headers<'a>(
+    head: &ByteString,
+    lines: impl Iterator<Item = &'a str>,
+) -> Result<Vec<Header>, ParseError> {
     let mut headers: Vec<Header> = Vec::with_capacity(16);
     for (i, line) in lines.enumerate() {
         let number = i + 2;
-        if line.contains(|c: char| c.is_control() && c != '\t') {
+        if has_control(line) {
             return Err(ParseError::HeaderLine {
                 line: number,
                 reason: "control character in header line".into(),
@@ -564,10 +578,14 @@ fn parse_headers<'a>(lines: impl Iterator<Item = &'a str>) -> Result<Vec<Header>
             })?;
             let more = line.trim();
             if !more.is_empty() {
-                if !prev.value.is_empty() {
-                    prev.value.push(' ');
+                let mut value =
+                    std::mem::replace(&mut prev.value, Value::Written(CompactString::default()))
+                        .into_written();
+                if !value.is_empty() {
+                    value.push(' ');
                 }
-                prev.value.push_str(more);
+                value.push_str(more);
+                prev.value = Value::Written(value);
             }
             continue;
         }
@@ -587,10 +605,22 @@ fn parse_headers<'a>(lines: impl Iterator<Item = &'a str>) -> Result<Vec<Header>
         }
         headers.push(Header {
             name: Name::parse(name),
-            value: value.trim().into(),
+            // `value` is part of `head` (it came from splitting it), as slice_ref needs.
+            value: Value::Received(head.slice_ref(value.trim())),
         });
     }
     Ok(headers)
+}
+
+/// Whether `line` holds a control character other than tab (Unicode's Cc: U+0000 to
+/// U+001F, U+007F to U+009F; the last 32 are `0xC2 0x80..=0x9F` in UTF-8).
+fn has_control(line: &str) -> bool {
+    let b = line.as_bytes();
+    b.iter().enumerate().any(|(i, &c)| {
+        (c < 0x20 && c != b'\t')
+            || c == 0x7f
+            || (c == 0xc2 && b.get(i + 1).is_some_and(|n| (0x80..=0x9f).contains(n)))
+    })
 }
 
 /// The usual reason phrase for a status code.
@@ -631,5 +661,60 @@ pub fn reason_phrase(status: u16) -> &'static str {
         604 => "Does Not Exist Anywhere",
         606 => "Not Acceptable",
         _ => "Unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The search `find_head_end` replaced: two window scans.
+    fn by_windows(buf: &[u8]) -> Option<(usize, usize)> {
+        let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n");
+        let lf = buf.windows(2).position(|w| w == b"\n\n");
+        match (crlf, lf) {
+            (Some(c), Some(l)) if l < c => Some((l, l + 2)),
+            (Some(c), _) => Some((c, c + 4)),
+            (None, Some(l)) => Some((l, l + 2)),
+            (None, None) => None,
+        }
+    }
+
+    #[test]
+    fn head_end_is_the_first_blank_line_in_either_spelling() {
+        // Every string of up to 7 bytes over a, \r, \n: 3^7 = 2187 of each length.
+        let alphabet = [b'a', b'\r', b'\n'];
+        for len in 0..=7u32 {
+            for n in 0..3usize.pow(len) {
+                let buf: Vec<u8> = (0..len).map(|i| alphabet[n / 3usize.pow(i) % 3]).collect();
+                assert_eq!(find_head_end(&buf), by_windows(&buf), "{buf:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn header_values_and_body_are_slices_of_one_copy() {
+        let text = "INVITE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nSubject: \r\nCall-ID: c\r\n  folded\r\nContent-Length: 2\r\n\r\nhi";
+        let m = Message::parse(text.as_bytes(), Framing::Datagram).unwrap();
+        let via = m.header(&Name::Via).unwrap();
+        assert!(matches!(m.headers()[0].value, Value::Received(_)));
+        assert_eq!(m.header(&Name::Subject), Some(""));
+        // A folded value is written anew; the others point into the copy.
+        assert_eq!(m.header(&Name::CallId), Some("c folded"));
+        assert!(matches!(m.headers()[2].value, Value::Written(_)));
+        let distance = m.body.as_ptr() as usize - via.as_ptr() as usize;
+        assert_eq!(
+            distance,
+            text.find("hi").unwrap() - text.find("SIP/2.0/UDP").unwrap()
+        );
+        assert_eq!(&m.body[..], b"hi");
+    }
+
+    #[test]
+    fn control_characters_are_those_unicode_calls_control() {
+        for c in (0..=0x10ffffu32).filter_map(char::from_u32) {
+            let line = format!("a{c}b");
+            assert_eq!(has_control(&line), c.is_control() && c != '\t', "{c:?}");
+        }
     }
 }
