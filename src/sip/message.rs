@@ -205,7 +205,7 @@ impl Message {
     }
 
     /// A response to `req` (RFC 3261 §8.2.6.2): its Vias, From, To, Call-ID and CSeq,
-    /// and with them what `req` had already parsed of them.
+    /// and with them what `req` had already parsed of its top Via, To and CSeq.
     pub fn response_to(req: &Message, status: u16) -> Message {
         let mut headers = Vec::with_capacity(8);
         for h in &req.headers {
@@ -223,7 +223,7 @@ impl Message {
             },
             headers,
             body: Bytes::new(),
-            parsed: req.parsed.clone(),
+            parsed: req.parsed.for_response(),
         }
     }
 

@@ -47,6 +47,23 @@ impl Parsed {
         }
     }
 
+    /// What a response built from this request keeps: the top Via (the transport
+    /// routes the response by it), To (its tag is set next) and CSeq, not From, which
+    /// nothing reads on a response callflow sends (copying it cost a name-addr clone
+    /// per response).
+    pub(super) fn for_response(&self) -> Parsed {
+        let Some(slots) = self.0.get() else {
+            return Parsed::default();
+        };
+        let kept = Slots {
+            via: slots.via.clone(),
+            from: OnceLock::new(),
+            to: slots.to.clone(),
+            cseq: slots.cseq.clone(),
+        };
+        Parsed(OnceLock::from(Box::new(kept)))
+    }
+
     /// Drops the value kept for `name`, after that header changed.
     pub fn forget(&mut self, name: &Name) {
         let Some(slots) = self.0.get_mut() else {
