@@ -153,10 +153,10 @@ impl Message {
             return Err(ParseError::Empty);
         }
         let (head_end, body_start) = find_head_end(buf).ok_or(ParseError::Incomplete)?;
-        // The message's one copy: its header values and body are slices of it.
-        let bytes = Bytes::copy_from_slice(buf);
-        let head =
-            ByteString::try_from(bytes.slice(..head_end)).map_err(|_| ParseError::NotUtf8)?;
+        // The head's one copy: its header values are slices of it. The body is
+        // copied on its own, so that bytes past Content-Length are not kept.
+        let head = ByteString::try_from(Bytes::copy_from_slice(&buf[..head_end]))
+            .map_err(|_| ParseError::NotUtf8)?;
         let mut lines = head.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
         let start = parse_start_line(lines.next().unwrap_or(""))?;
         let mut headers = parse_headers(&head, lines)?;
@@ -182,13 +182,12 @@ impl Message {
             }
             (Some(n), _) => &rest[..n],
         };
-        let body = bytes.slice(body_start..body_start + body.len());
         // The body's length is what counts; it is written again on serialisation.
         headers.retain(|h| h.name != Name::ContentLength);
         Ok(Message {
             start,
             headers,
-            body,
+            body: Bytes::copy_from_slice(body),
             parsed: Parsed::default(),
         })
     }
@@ -693,20 +692,21 @@ mod tests {
     }
 
     #[test]
-    fn header_values_and_body_are_slices_of_one_copy() {
-        let text = "INVITE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nSubject: \r\nCall-ID: c\r\n  folded\r\nContent-Length: 2\r\n\r\nhi";
+    fn header_values_are_slices_of_one_copy() {
+        let text = "INVITE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nSubject: \r\nCall-ID: c\r\n  folded\r\nMax-Forwards: 70\r\nContent-Length: 2\r\n\r\nhi and junk";
         let m = Message::parse(text.as_bytes(), Framing::Datagram).unwrap();
         let via = m.header(&Name::Via).unwrap();
+        let hops = m.header(&Name::MaxForwards).unwrap();
         assert!(matches!(m.headers()[0].value, Value::Received(_)));
         assert_eq!(m.header(&Name::Subject), Some(""));
-        // A folded value is written anew; the others point into the copy.
+        // A folded value is written anew; the others point into the one copy.
         assert_eq!(m.header(&Name::CallId), Some("c folded"));
         assert!(matches!(m.headers()[2].value, Value::Written(_)));
-        let distance = m.body.as_ptr() as usize - via.as_ptr() as usize;
         assert_eq!(
-            distance,
-            text.find("hi").unwrap() - text.find("SIP/2.0/UDP").unwrap()
+            hops.as_ptr() as usize - via.as_ptr() as usize,
+            text.find("70\r\n").unwrap() - text.find("SIP/2.0/UDP").unwrap()
         );
+        // The body is its Content-Length, copied on its own: what follows is not kept.
         assert_eq!(&m.body[..], b"hi");
     }
 
