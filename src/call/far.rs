@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use compact_str::CompactString;
 
 use super::core::{ALLOW, Core};
 use crate::runtime::LegRequest;
@@ -103,7 +104,7 @@ pub(crate) struct Calling {
     /// The calling number (From's user) when the leg names no caller id.
     pub user: Option<String>,
     /// From's display name.
-    pub display: Option<String>,
+    pub display: Option<CompactString>,
     /// The number called (the DID), To's user whatever user the Request-URI has.
     pub did: Option<String>,
     /// Max-Forwards.

@@ -144,8 +144,8 @@ impl fmt::Display for Via {
 /// Record-Route, Refer-To (RFC 3261 §20.10).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NameAddr {
-    /// The display name, unquoted and unescaped.
-    pub display: Option<String>,
+    /// The display name, unquoted and unescaped (inline when short).
+    pub display: Option<CompactString>,
     /// The URI.
     pub uri: Uri,
     /// Header parameters (`tag`, `expires`, …), not the URI's own.
@@ -230,17 +230,17 @@ fn find_unquoted(s: &str, needle: char) -> Option<usize> {
 }
 
 /// A display name: a token list or a quoted string (quotes and escapes removed).
-fn parse_display(s: &str) -> Result<Option<String>, ParseError> {
+fn parse_display(s: &str) -> Result<Option<CompactString>, ParseError> {
     if s.is_empty() {
         return Ok(None);
     }
     let Some(inner) = s.strip_prefix('"') else {
-        return Ok(Some(s.to_string()));
+        return Ok(Some(s.into()));
     };
     let inner = inner
         .strip_suffix('"')
         .ok_or_else(|| ParseError::Uri("unterminated quoted display name".into()))?;
-    let mut out = String::with_capacity(inner.len());
+    let mut out = CompactString::with_capacity(inner.len());
     let mut chars = inner.chars();
     while let Some(c) = chars.next() {
         match c {
