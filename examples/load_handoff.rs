@@ -69,16 +69,11 @@ async fn measure() -> anyhow::Result<()> {
             "    ratio: callflow CPU per hand-off call = {ratio:.2}× Kamailio's per plain call (target ≤ 1.0)"
         );
     }
-    if ratios.len() > 1 {
-        ratios.sort_by(f64::total_cmp);
-        println!(
-            "median ratio over {} rounds: {:.2}× (min {:.2}, max {:.2}; target ≤ 1.0)",
-            ratios.len(),
-            ratios[ratios.len() / 2],
-            ratios[0],
-            ratios[ratios.len() - 1]
-        );
-    }
+    common::print_median(
+        &mut ratios,
+        "callflow CPU per hand-off call / Kamailio's per plain call",
+        1.0,
+    );
     Ok(())
 }
 

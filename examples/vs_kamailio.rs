@@ -298,15 +298,6 @@ async fn measure() -> anyhow::Result<()> {
             ours.peak_rss_mib / theirs.peak_rss_mib.max(1e-9)
         );
     }
-    if ratios.len() > 1 {
-        ratios.sort_by(f64::total_cmp);
-        println!(
-            "median ratio over {} rounds: callflow CPU per call = {:.2}× Kamailio's (min {:.2}, max {:.2}; target ≤ 0.5)",
-            ratios.len(),
-            ratios[ratios.len() / 2],
-            ratios[0],
-            ratios[ratios.len() - 1]
-        );
-    }
+    common::print_median(&mut ratios, "callflow CPU per call / Kamailio's", 0.5);
     Ok(())
 }

@@ -118,6 +118,22 @@ pub fn sipp_caller(
     c
 }
 
+/// Prints the median of per-round ratios (with their range) when there are several
+/// rounds: `what` names the ratio, `target` is issue 12's.
+pub fn print_median(ratios: &mut [f64], what: &str, target: f64) {
+    if ratios.len() < 2 {
+        return;
+    }
+    ratios.sort_by(f64::total_cmp);
+    println!(
+        "median ratio over {} rounds: {what} = {:.2}× (min {:.2}, max {:.2}; target ≤ {target})",
+        ratios.len(),
+        ratios[ratios.len() / 2],
+        ratios[0],
+        ratios[ratios.len() - 1]
+    );
+}
+
 /// The value at fraction `p` of sorted durations.
 pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
