@@ -173,8 +173,8 @@ pub struct Header {
     pub value: Value,
 }
 
-/// A header's value: a slice of the message it arrived in (no allocation or copy of
-/// its own; the message's bytes live while any of their values does), or one that
+/// A header's value: a slice of the copy of the received head it came in (no
+/// allocation or copy of its own; that copy lives while any of its values does), or one that
 /// callflow wrote (inline when short: a CSeq, a Call-ID, Max-Forwards, a Content-Type
 /// need no allocation of their own). Either way, a string of one line: the parser
 /// and the setters see to that.
