@@ -3,7 +3,7 @@
 //!
 //! The executor knows applets only through [`crate::applets::Applet`], and the call,
 //! webhooks and trunks only through the runtime contract ([`crate::runtime`]): the live
-//! SIP engine and the reqwest client implement it, and so do the scripted stand-ins of
+//! SIP engine and the webhook client implement it, and so do the scripted stand-ins of
 //! `callflow simulate` and the unit tests.
 
 use std::sync::Arc;

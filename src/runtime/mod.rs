@@ -3,7 +3,7 @@
 //!
 //! This module is a leaf of the upper half: it imports nothing of callflow but the
 //! SIP URI type and the language kernel's header prefixes. The live SIP engine implements [`CallControl`], `callflow simulate`
-//! and the unit tests implement it with scripted legs; the reqwest client implements
+//! and the unit tests implement it with scripted legs; the webhook client implements
 //! [`Http`]; the routing table implements [`Directory`]. One executor, two worlds.
 //! See docs/architecture.md §2 for where it sits.
 
