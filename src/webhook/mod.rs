@@ -35,6 +35,8 @@ pub const MAX_BODY: usize = 64 * 1024;
 pub struct WebhookClient {
     /// Idle keep-alive connections by origin.
     pool: Pool,
+    /// The URLs called so far, taken apart.
+    endpoints: Arc<Endpoints>,
     /// Makes TLS connections for `https` URLs.
     tls: tokio_rustls::TlsConnector,
     /// Whether only public addresses may be called (an account's flows).
@@ -83,6 +85,7 @@ impl WebhookClient {
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(WebhookClient {
             pool: Pool::default(),
+            endpoints: Arc::default(),
             tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
             public_only,
         })
@@ -128,16 +131,16 @@ impl WebhookClient {
         body: Option<(&str, &[u8])>,
         timeout: Duration,
     ) -> Result<Response, HttpError> {
-        let target = Target::parse(url, query)?;
+        let endpoint = self.endpoints.get(url)?;
         let request = Request {
             method: if body.is_some() { "POST" } else { "GET" },
-            target: &target.path,
-            host: &target.host,
-            authorization: target.authorization.as_deref(),
+            target: &endpoint.target(query),
+            host: &endpoint.host,
+            authorization: endpoint.authorization.as_deref(),
             body,
         }
         .to_bytes();
-        tokio::time::timeout(timeout, self.send(&target.origin, &request))
+        tokio::time::timeout(timeout, self.send(&endpoint.origin, &request))
             .await
             .map_err(|_| HttpError::Timeout)?
     }
@@ -196,23 +199,23 @@ async fn attempt(connection: &mut Connection, request: &[u8]) -> Result<Response
         })
 }
 
-/// A URL taken apart for one request.
-#[derive(Debug)]
-struct Target {
+/// A webhook URL taken apart: flows call the same few URLs again and again, so
+/// each is parsed on its first use and kept ([`Endpoints`]).
+#[derive(Debug, PartialEq, Eq)]
+struct Endpoint {
     /// Where the connection goes.
     origin: Origin,
     /// The `Host` field.
     host: String,
-    /// Path and query (with the request's parameters added).
+    /// The path and the URL's own query.
     path: String,
     /// `Basic` credentials from the URL's user information, if it has any.
     authorization: Option<String>,
 }
 
-impl Target {
-    /// `url` with `query` appended to its own query, form-encoded.
-    fn parse(url: &str, query: &[(String, String)]) -> Result<Target, HttpError> {
-        let mut parsed =
+impl Endpoint {
+    fn parse(url: &str) -> Result<Endpoint, HttpError> {
+        let parsed =
             url::Url::parse(url).map_err(|e| HttpError::Other(format!("URL '{url}': {e}")))?;
         let tls = match parsed.scheme() {
             "http" => false,
@@ -223,9 +226,6 @@ impl Target {
                 )));
             }
         };
-        if !query.is_empty() {
-            parsed.query_pairs_mut().extend_pairs(query);
-        }
         let host = match parsed.host() {
             Some(url::Host::Domain(d)) => d.to_string(),
             Some(url::Host::Ipv4(ip)) => ip.to_string(),
@@ -245,12 +245,53 @@ impl Target {
             path.push('?');
             path.push_str(q);
         }
-        Ok(Target {
+        Ok(Endpoint {
             authorization: basic_credentials(&parsed),
             origin: Origin { tls, host, port },
             host: host_field,
             path,
         })
+    }
+
+    /// The request target: the path and query with `query` appended, form-encoded.
+    fn target(&self, query: &[(String, String)]) -> String {
+        let mut target = String::with_capacity(self.path.len() + 48 * query.len());
+        target.push_str(&self.path);
+        if query.is_empty() {
+            return target;
+        }
+        if !target.contains('?') {
+            target.push('?');
+        }
+        let start = target.find('?').map_or(target.len(), |q| q + 1);
+        url::form_urlencoded::Serializer::for_suffix(target, start)
+            .extend_pairs(query)
+            .finish()
+    }
+}
+
+/// Endpoints parsed so far, by URL. A flow whose URL differs on every call (an
+/// expression in it) fills it: it is emptied when it holds [`MAX_ENDPOINTS`].
+#[derive(Default)]
+struct Endpoints(std::sync::Mutex<std::collections::HashMap<Box<str>, Arc<Endpoint>>>);
+
+/// Most endpoints kept.
+const MAX_ENDPOINTS: usize = 256;
+
+impl Endpoints {
+    /// `url` taken apart, parsed now if it has not been.
+    fn get(&self, url: &str) -> Result<Arc<Endpoint>, HttpError> {
+        let lock = || self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(found) = lock().get(url) {
+            return Ok(found.clone());
+        }
+        let endpoint = Arc::new(Endpoint::parse(url)?);
+        let mut kept = lock();
+        if kept.len() >= MAX_ENDPOINTS {
+            kept.clear();
+        }
+        kept.insert(url.into(), endpoint.clone());
+        Ok(endpoint)
     }
 }
 

@@ -388,7 +388,8 @@ async fn bad_urls_are_errors() {
 
 #[test]
 fn targets_keep_the_default_port_out_of_host_and_brackets_out_of_the_origin() {
-    let t = Target::parse("https://example.com/a/b?x=1#frag", &pairs(&[("y", "2")])).unwrap();
+    let t = Endpoint::parse("https://example.com/a/b?x=1#frag").unwrap();
+    assert_eq!(t.target(&pairs(&[("y", "2 3")])), "/a/b?x=1&y=2+3");
     assert_eq!(
         t.origin,
         Origin {
@@ -399,9 +400,9 @@ fn targets_keep_the_default_port_out_of_host_and_brackets_out_of_the_origin() {
     );
     assert_eq!(
         (t.host.as_str(), t.path.as_str()),
-        ("example.com", "/a/b?x=1&y=2")
+        ("example.com", "/a/b?x=1")
     );
-    let t = Target::parse("http://[::1]:8080", &[]).unwrap();
+    let t = Endpoint::parse("http://[::1]:8080").unwrap();
     assert_eq!(
         t.origin,
         Origin {
@@ -412,6 +413,10 @@ fn targets_keep_the_default_port_out_of_host_and_brackets_out_of_the_origin() {
     );
     assert_eq!((t.host.as_str(), t.path.as_str()), ("[::1]:8080", "/"));
     assert!(t.authorization.is_none());
+    assert_eq!(t.target(&pairs(&[("a", "1"), ("b", "&")])), "/?a=1&b=%26");
+    let empty_query = Endpoint::parse("http://h/x?").unwrap();
+    assert_eq!(empty_query.target(&pairs(&[("a", "1")])), "/x?a=1");
+    assert_eq!(empty_query.target(&[]), "/x?");
 }
 
 #[tokio::test]
@@ -455,4 +460,15 @@ async fn https_is_verified_against_the_roots() {
     }
     assert_eq!(requests.lock().unwrap().len(), 2);
     assert_eq!(trusting.pool.idle_count(), 1, "the TLS connection is kept");
+}
+
+#[test]
+fn endpoints_kept_are_bounded() {
+    let endpoints = Endpoints::default();
+    for n in 0..MAX_ENDPOINTS + 10 {
+        endpoints.get(&format!("http://h/{n}")).unwrap();
+    }
+    let kept = endpoints.0.lock().unwrap().len();
+    assert!(kept <= MAX_ENDPOINTS && kept > 0, "{kept}");
+    assert!(endpoints.get("gopher://h/").is_err());
 }
