@@ -27,8 +27,8 @@ use crate::lang::diagnostic::Diagnostics;
 use crate::lang::vars::{CallInfo, Vars};
 use crate::lang::yaml::{Node, Pos};
 use crate::runtime::{
-    CallControl, CallRecord, CallStatus, Directory, Http, HttpError, HttpResponse, Settings, Step,
-    StepTrace, WebhookTrace,
+    CallControl, CallRecord, CallStatus, Directory, Http, HttpError, HttpResponse, Query, Settings,
+    Step, StepTrace, WebhookTrace,
 };
 
 /// Every applet kind, as written in flow files. Adding an applet: one line here.
@@ -259,14 +259,8 @@ impl<'a> Context<'a> {
     }
 
     /// The parameters every webhook request carries (docs/architecture.md §4).
-    pub fn webhook_params(&self) -> Vec<(String, String)> {
-        let connect = |k: &str| {
-            self.vars
-                .connect
-                .get(k)
-                .map(|v| v.to_string())
-                .unwrap_or_default()
-        };
+    pub fn webhook_params(&self) -> Query {
+        let connect = |k: &str| self.vars.connect.get(k);
         let call_type = if self.call.caller_gone() {
             "client-hangup"
         } else if self.legs_placed == 0 {
@@ -274,27 +268,33 @@ impl<'a> Context<'a> {
         } else {
             "completed"
         };
-        [
-            ("CallSid", self.info.sid.clone()),
-            ("CallFrom", self.info.from.clone()),
-            ("CallTo", self.info.to.clone()),
-            ("From", self.info.from.clone()),
-            ("To", self.info.to.clone()),
-            ("Direction", self.info.direction.clone()),
-            ("Created", self.record.created_unix.to_string()),
-            ("StartTime", self.record.created_unix.to_string()),
-            ("CurrentTime", unix_now().to_string()),
-            ("DialCallStatus", connect("status")),
-            ("DialCallDuration", connect("duration")),
-            ("DialWhomNumber", connect("dialed")),
-            ("CallType", call_type.to_string()),
-            ("CustomField", self.info.custom_field.clone()),
-            ("flow_id", self.record.flow_id.clone()),
-            ("applet", self.applet.clone()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect()
+        let info = &self.info;
+        let created = self.record.created_unix;
+        let mut q = Query::with_capacity(640);
+        q.push("CallSid", &info.sid)
+            .push("CallFrom", &info.from)
+            .push("CallTo", &info.to)
+            .push("From", &info.from)
+            .push("To", &info.to)
+            .push("Direction", &info.direction)
+            .push_display("Created", &created)
+            .push_display("StartTime", &created)
+            .push_display("CurrentTime", &unix_now());
+        for (name, key) in [
+            ("DialCallStatus", "status"),
+            ("DialCallDuration", "duration"),
+            ("DialWhomNumber", "dialed"),
+        ] {
+            match connect(key) {
+                Some(v) => q.push_display(name, v),
+                None => q.push(name, ""),
+            };
+        }
+        q.push("CallType", call_type)
+            .push("CustomField", &info.custom_field)
+            .push("flow_id", &self.record.flow_id)
+            .push("applet", &self.applet);
+        q
     }
 
     /// Calls a webhook with GET, racing it against the caller hanging up (which
@@ -302,7 +302,7 @@ impl<'a> Context<'a> {
     pub async fn get(
         &mut self,
         url: &str,
-        query: Vec<(String, String)>,
+        query: Query,
         timeout: std::time::Duration,
     ) -> Option<Result<HttpResponse, HttpError>> {
         let started = Instant::now();

@@ -25,7 +25,7 @@ use serde::Deserialize;
 
 use crate::runtime::{
     CallControl, CarrierRoute, Channel, Directory, DirectoryError, Http, HttpError, HttpResponse,
-    LegEnd, LegError, LegOutcome, LegRequest, TrunkRoute,
+    LegEnd, LegError, LegOutcome, LegRequest, Query, TrunkRoute,
 };
 use crate::sip::{Host, SipUri};
 
@@ -211,21 +211,10 @@ impl ScriptedHttp {
     }
 }
 
-fn query_string(query: &[(String, String)]) -> String {
-    url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(query)
-        .finish()
-}
-
 #[async_trait]
 impl Http for ScriptedHttp {
-    async fn get(
-        &self,
-        url: &str,
-        query: &[(String, String)],
-        _t: Duration,
-    ) -> Result<HttpResponse, HttpError> {
-        self.log(format!("GET {url}?{}", query_string(query)));
+    async fn get(&self, url: &str, query: &Query, _t: Duration) -> Result<HttpResponse, HttpError> {
+        self.log(format!("GET {url}?{}", query.as_str()));
         let a = self
             .next(url)
             .ok_or_else(|| HttpError::Connect("connection refused (no scripted answer)".into()))?;
@@ -245,11 +234,8 @@ impl Http for ScriptedHttp {
         })
     }
 
-    fn spawn_get(&self, url: &str, query: &[(String, String)], _t: Duration) {
-        self.log(format!(
-            "GET {url}?{} (async, not awaited)",
-            query_string(query)
-        ));
+    fn spawn_get(&self, url: &str, query: &Query, _t: Duration) {
+        self.log(format!("GET {url}?{} (async, not awaited)", query.as_str()));
     }
 
     async fn post_json(

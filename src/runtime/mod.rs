@@ -8,6 +8,7 @@
 //! See docs/architecture.md §2 for where it sits.
 
 pub mod leg;
+pub mod query;
 pub mod record;
 
 use std::time::Duration;
@@ -15,6 +16,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 pub use leg::{LegEnd, LegError, LegMedia, LegOutcome, LegRequest};
+pub use query::Query;
 pub use record::{CallRecord, CallStatus, CallbackAttempt, LegTrace, StepTrace, WebhookTrace};
 
 use crate::sip::SipUri;
@@ -90,11 +92,11 @@ pub trait Http: Send + Sync {
     async fn get(
         &self,
         url: &str,
-        query: &[(String, String)],
+        query: &Query,
         timeout: Duration,
     ) -> Result<HttpResponse, HttpError>;
     /// `GET url?query` in the background: the caller does not wait (async passthru).
-    fn spawn_get(&self, url: &str, query: &[(String, String)], timeout: Duration);
+    fn spawn_get(&self, url: &str, query: &Query, timeout: Duration);
     /// `POST url` with a JSON body, within `timeout`; the HTTP status.
     async fn post_json(
         &self,

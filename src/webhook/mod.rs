@@ -20,7 +20,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::io::AsyncWriteExt;
 
-use crate::runtime::{Http, HttpError, HttpResponse};
+use crate::runtime::{Http, HttpError, HttpResponse, Query};
 use http1::{ReadError, Request, Response};
 use pool::{Connection, Origin, Pool};
 
@@ -101,7 +101,7 @@ impl WebhookClient {
     ) -> Result<u16, HttpError> {
         let started = std::time::Instant::now();
         let result = self
-            .exchange(url, &[], Some((content_type, &body)), timeout)
+            .exchange(url, &Query::default(), Some((content_type, &body)), timeout)
             .await;
         observe(started, result.is_err());
         Ok(result?.status)
@@ -111,7 +111,7 @@ impl WebhookClient {
     async fn fetch(
         &self,
         url: &str,
-        query: &[(String, String)],
+        query: &Query,
         timeout: Duration,
     ) -> Result<HttpResponse, HttpError> {
         let answer = self.exchange(url, query, None, timeout).await?;
@@ -127,7 +127,7 @@ impl WebhookClient {
     async fn exchange(
         &self,
         url: &str,
-        query: &[(String, String)],
+        query: &Query,
         body: Option<(&str, &[u8])>,
         timeout: Duration,
     ) -> Result<Response, HttpError> {
@@ -254,19 +254,19 @@ impl Endpoint {
     }
 
     /// The request target: the path and query with `query` appended, form-encoded.
-    fn target(&self, query: &[(String, String)]) -> String {
-        let mut target = String::with_capacity(self.path.len() + 48 * query.len());
+    fn target(&self, query: &Query) -> String {
+        let mut target = String::with_capacity(self.path.len() + 1 + query.as_str().len());
         target.push_str(&self.path);
         if query.is_empty() {
             return target;
         }
-        if !target.contains('?') {
-            target.push('?');
+        match target.find('?') {
+            None => target.push('?'),
+            Some(q) if q + 1 < target.len() => target.push('&'),
+            Some(_) => {}
         }
-        let start = target.find('?').map_or(target.len(), |q| q + 1);
-        url::form_urlencoded::Serializer::for_suffix(target, start)
-            .extend_pairs(query)
-            .finish()
+        target.push_str(query.as_str());
+        target
     }
 }
 
@@ -353,7 +353,7 @@ impl Http for WebhookClient {
     async fn get(
         &self,
         url: &str,
-        query: &[(String, String)],
+        query: &Query,
         timeout: Duration,
     ) -> Result<HttpResponse, HttpError> {
         let started = std::time::Instant::now();
@@ -362,10 +362,10 @@ impl Http for WebhookClient {
         result
     }
 
-    fn spawn_get(&self, url: &str, query: &[(String, String)], timeout: Duration) {
+    fn spawn_get(&self, url: &str, query: &Query, timeout: Duration) {
         let client = self.clone();
         let url = url.to_string();
-        let query = query.to_vec();
+        let query = query.clone();
         tokio::spawn(async move {
             let started = std::time::Instant::now();
             let result = client.exchange(&url, &query, None, timeout).await;

@@ -126,10 +126,16 @@ fn ok(body: &str) -> String {
     )
 }
 
-fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
-    p.iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+fn pairs(p: &[(&str, &str)]) -> Query {
+    let mut q = Query::default();
+    for (k, v) in p {
+        q.push(k, v);
+    }
+    q
+}
+
+fn none() -> Query {
+    Query::default()
 }
 
 #[tokio::test]
@@ -179,7 +185,7 @@ async fn a_chunked_answer_in_pieces_with_extensions_and_trailers_is_read_whole()
     .await;
     let c = client();
     for _ in 0..2 {
-        let got = c.get(&server.url("/c"), &[], T).await.unwrap();
+        let got = c.get(&server.url("/c"), &none(), T).await.unwrap();
         assert_eq!(got.body, b"hello, world");
     }
     assert_eq!(
@@ -203,8 +209,8 @@ async fn connection_close_and_http_1_0_are_not_reused() {
     .await;
     let c = client();
     for _ in 0..2 {
-        assert_eq!(c.get(&closing.url("/"), &[], T).await.unwrap().body, b"ok");
-        let got = c.get(&old.url("/"), &[], T).await.unwrap();
+        assert_eq!(c.get(&closing.url("/"), &none(), T).await.unwrap().body, b"ok");
+        let got = c.get(&old.url("/"), &none(), T).await.unwrap();
         assert_eq!(got.body, b"until the end");
     }
     assert_eq!(closing.accepted(), 2);
@@ -222,7 +228,7 @@ async fn a_kept_connection_the_server_closed_is_replaced_without_an_error() {
     .await;
     let c = client();
     for _ in 0..3 {
-        let got = c.get(&server.url("/"), &[], T).await.unwrap();
+        let got = c.get(&server.url("/"), &none(), T).await.unwrap();
         assert_eq!(got.body, b"fine");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -238,7 +244,7 @@ async fn informational_answers_are_skipped() {
         ))
     })
     .await;
-    let got = client().get(&server.url("/"), &[], T).await.unwrap();
+    let got = client().get(&server.url("/"), &none(), T).await.unwrap();
     assert_eq!((got.status, got.body.as_slice()), (200, &b"after"[..]));
 }
 
@@ -256,9 +262,9 @@ async fn a_body_over_the_limit_is_refused_by_get_and_its_status_kept_by_post() {
     })
     .await;
     let c = client();
-    let e = c.get(&server.url("/"), &[], T).await.unwrap_err();
+    let e = c.get(&server.url("/"), &none(), T).await.unwrap_err();
     assert_eq!(e, HttpError::TooLarge(MAX_BODY));
-    let e = c.get(&chunked.url("/"), &[], T).await.unwrap_err();
+    let e = c.get(&chunked.url("/"), &none(), T).await.unwrap_err();
     assert_eq!(e, HttpError::TooLarge(MAX_BODY));
     let status = c
         .post(&chunked.url("/cb"), "application/json", b"{}".to_vec(), T)
@@ -290,7 +296,7 @@ async fn a_post_carries_its_type_length_and_body() {
 async fn credentials_in_the_url_are_sent_as_basic_authorization() {
     let server = Server::start(|_| reply(&ok(""))).await;
     let url = format!("http://part%40ner:s%3Acret@{}/", server.addr);
-    client().get(&url, &[], T).await.unwrap();
+    client().get(&url, &none(), T).await.unwrap();
     // base64("part@ner:s:cret")
     assert!(
         server
@@ -319,7 +325,7 @@ async fn malformed_answers_are_errors_not_panics() {
             ..reply(case)
         })
         .await;
-        match client().get(&server.url("/"), &[], T).await {
+        match client().get(&server.url("/"), &none(), T).await {
             Err(HttpError::Other(why)) => assert!(!why.is_empty()),
             other => panic!("{case:?}: {other:?}"),
         }
@@ -328,7 +334,7 @@ async fn malformed_answers_are_errors_not_panics() {
     let endless =
         Server::start(|_| reply(&format!("HTTP/1.1 200 OK\r\n{}", "X-A: b\r\n".repeat(3000))))
             .await;
-    let e = client().get(&endless.url("/"), &[], T).await.unwrap_err();
+    let e = client().get(&endless.url("/"), &none(), T).await.unwrap_err();
     assert!(matches!(e, HttpError::Other(_)), "{e:?}");
 }
 
@@ -338,10 +344,10 @@ async fn silence_times_out_and_a_closed_port_is_a_connection_failure() {
     let silent = listener.local_addr().unwrap();
     let c = client();
     let url = format!("http://{silent}/");
-    let e = c.get(&url, &[], Duration::from_millis(200)).await;
+    let e = c.get(&url, &none(), Duration::from_millis(200)).await;
     assert_eq!(e.unwrap_err(), HttpError::Timeout);
     drop(listener);
-    match c.get(&url, &[], T).await {
+    match c.get(&url, &none(), T).await {
         Err(HttpError::Connect(why)) => assert!(why.contains("refused"), "{why}"),
         other => panic!("{other:?}"),
     }
@@ -351,7 +357,7 @@ async fn silence_times_out_and_a_closed_port_is_a_connection_failure() {
         close: true,
     })
     .await;
-    match c.get(&mute.url("/"), &[], T).await {
+    match c.get(&mute.url("/"), &none(), T).await {
         Err(HttpError::Connect(why)) => assert!(why.contains("closed"), "{why}"),
         other => panic!("{other:?}"),
     }
@@ -367,7 +373,7 @@ async fn a_public_only_client_refuses_private_addresses_and_names() {
         "http://[::1]:9/".to_string(),
         "http://10.1.2.3/".to_string(),
     ] {
-        match c.get(&url, &[], T).await {
+        match c.get(&url, &none(), T).await {
             Err(HttpError::Private(_)) => {}
             other => panic!("{url}: {other:?}"),
         }
@@ -379,7 +385,7 @@ async fn a_public_only_client_refuses_private_addresses_and_names() {
 async fn bad_urls_are_errors() {
     let c = client();
     for url in ["not a url", "ftp://example.com/x", "http://[::1/x"] {
-        match c.get(url, &[], T).await {
+        match c.get(url, &none(), T).await {
             Err(HttpError::Other(why)) => assert!(why.contains("URL"), "{why}"),
             other => panic!("{url}: {other:?}"),
         }
@@ -416,7 +422,7 @@ fn targets_keep_the_default_port_out_of_host_and_brackets_out_of_the_origin() {
     assert_eq!(t.target(&pairs(&[("a", "1"), ("b", "&")])), "/?a=1&b=%26");
     let empty_query = Endpoint::parse("http://h/x?").unwrap();
     assert_eq!(empty_query.target(&pairs(&[("a", "1")])), "/x?a=1");
-    assert_eq!(empty_query.target(&[]), "/x?");
+    assert_eq!(empty_query.target(&none()), "/x?");
 }
 
 #[tokio::test]
@@ -447,7 +453,7 @@ async fn https_is_verified_against_the_roots() {
     });
     let url = format!("https://localhost:{port}/hook");
     // Not trusted: the default roots do not hold a self-signed certificate.
-    match client().get(&url, &[], T).await {
+    match client().get(&url, &none(), T).await {
         Err(HttpError::Connect(why)) => assert!(why.contains("TLS"), "{why}"),
         other => panic!("{other:?}"),
     }
@@ -455,7 +461,7 @@ async fn https_is_verified_against_the_roots() {
     roots.add(ck.cert.der().clone()).unwrap();
     let trusting = WebhookClient::with_roots(roots, false).unwrap();
     for _ in 0..2 {
-        let got = trusting.get(&url, &[], T).await.unwrap();
+        let got = trusting.get(&url, &none(), T).await.unwrap();
         assert_eq!(got.body, b"secure");
     }
     assert_eq!(requests.lock().unwrap().len(), 2);

@@ -221,7 +221,7 @@ async fn fetch(
             }
         };
         let mut query = cx.webhook_params();
-        query.push(("Attempt".into(), attempt.to_string()));
+        query.push_display("Attempt", &attempt);
         let timeout = cx.settings.webhook_timeout;
         match cx.get(&target, query, timeout).await {
             None => return Fetched::CallerGone,
