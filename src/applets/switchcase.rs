@@ -95,7 +95,7 @@ impl Applet for Switchcase {
     /// The case whose value equals the expression's, else `default` (also when the
     /// expression fails on the live call; the trace says why).
     async fn run(&self, cx: &mut Context<'_>) -> Step {
-        let mut scope = cx.vars.scope();
+        let mut scope = cx.vars.scope_for(self.value.reads);
         let value = match self.value.eval(&mut scope) {
             Ok(v) if v.is_unit() => String::new(),
             Ok(v) => v.to_string(),

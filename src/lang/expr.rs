@@ -13,6 +13,55 @@ use rhai::{AST, Dynamic, Engine, EvalAltResult, ParseErrorType, Scope};
 /// The variables an expression may read; each is an object map at run time.
 pub const VARIABLES: [&str; 4] = ["call", "connect", "passthru", "refer"];
 
+/// Which of the [`VARIABLES`] an expression reads, found in its compiled form, so
+/// that a scope holds only those (making `call` copies the call's headers).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reads(u8);
+
+impl Reads {
+    /// Every variable.
+    pub const ALL: Reads = Reads((1 << VARIABLES.len()) - 1);
+
+    /// Whether `name` (one of [`VARIABLES`]) is read.
+    pub fn has(self, name: &str) -> bool {
+        Self::bit(name).is_some_and(|b| self.0 & b != 0)
+    }
+
+    /// These and `other`.
+    pub fn union(self, other: Reads) -> Reads {
+        Reads(self.0 | other.0)
+    }
+
+    /// These without `other`.
+    pub fn without(self, other: Reads) -> Reads {
+        Reads(self.0 & !other.0)
+    }
+
+    /// Whether nothing is read.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    fn bit(name: &str) -> Option<u8> {
+        VARIABLES.iter().position(|v| *v == name).map(|i| 1 << i)
+    }
+
+    /// The variables `ast` reads (function bodies included). The engine compiles
+    /// with strict variables, so every read is by one of these names.
+    fn of(ast: &AST) -> Reads {
+        let mut reads = Reads::default();
+        ast.walk(&mut |path: &[rhai::ASTNode]| {
+            if let Some(rhai::ASTNode::Expr(rhai::Expr::Variable(v, ..))) = path.last()
+                && let Some(b) = Self::bit(v.1.as_str())
+            {
+                reads.0 |= b;
+            }
+            true
+        });
+        reads
+    }
+}
+
 /// Most operations one evaluation may perform.
 const MAX_OPERATIONS: u64 = 100_000;
 
@@ -66,6 +115,8 @@ pub struct Expr {
     /// The expression as written.
     pub source: String,
     ast: Arc<AST>,
+    /// The variables it reads.
+    pub reads: Reads,
 }
 
 impl fmt::Debug for Expr {
@@ -87,6 +138,7 @@ impl Expr {
         match engine().compile_expression_with_scope(&compile_scope(), source) {
             Ok(ast) => Ok(Expr {
                 source: source.to_string(),
+                reads: Reads::of(&ast),
                 ast: Arc::new(ast),
             }),
             Err(err) => {
@@ -212,6 +264,17 @@ impl Template {
             .collect()
     }
 
+    /// The variables its expressions read.
+    pub fn reads(&self) -> Reads {
+        self.parts
+            .iter()
+            .filter_map(|p| match p {
+                Part::Expr(e) => Some(e.reads),
+                Part::Literal(_) => None,
+            })
+            .fold(Reads::default(), Reads::union)
+    }
+
     /// Renders the template; each expression's value is turned into text.
     pub fn render(&self, scope: &mut Scope) -> Result<String, Box<EvalAltResult>> {
         let mut out = String::new();
@@ -272,6 +335,28 @@ mod tests {
             scope.push_constant(name, rhai::Map::new());
         }
         scope
+    }
+
+    #[test]
+    fn the_variables_an_expression_reads_are_found() {
+        let reads = |src: &str| {
+            let r = Expr::compile(src).unwrap().reads;
+            VARIABLES
+                .iter()
+                .filter(|v| r.has(v))
+                .copied()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(reads("passthru.select"), ["passthru"]);
+        assert_eq!(reads("call.headers[\"x-a\"] ?? \"\""), ["call"]);
+        assert_eq!(
+            reads("if connect.status == \"busy\" { refer.to } else { call.to }"),
+            ["call", "connect", "refer"]
+        );
+        assert_eq!(reads("\"call\" + 1"), Vec::<&str>::new());
+        assert_eq!(reads("[1, 2].map(|x| x + passthru.status)"), ["passthru"]);
+        let t = Template::compile("sip:${call.to}@${connect.dialed}").unwrap();
+        assert!(t.reads().has("call") && t.reads().has("connect") && !t.reads().has("refer"));
     }
 
     #[test]

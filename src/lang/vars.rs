@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use rhai::{Dynamic, EvalAltResult, Map, Scope};
 
-use super::expr::Template;
+use super::expr::{Reads, Template};
 
 /// The variables of one call, updated as applets run.
 #[derive(Debug, Clone, Default)]
@@ -103,18 +103,37 @@ impl Vars {
     pub fn renderer(&self) -> Renderer<'_> {
         Renderer {
             vars: self,
-            scope: None,
+            scope: Scope::new(),
+            has: Reads::default(),
         }
     }
 
-    /// A scope holding the variables, for evaluating an expression.
+    /// A scope holding every variable.
     pub fn scope(&self) -> Scope<'static> {
+        self.scope_for(Reads::ALL)
+    }
+
+    /// A scope holding the variables in `reads`, for an expression that reads those.
+    pub fn scope_for(&self, reads: Reads) -> Scope<'static> {
         let mut scope = Scope::new();
-        scope.push_constant("call", self.call_map());
-        scope.push_constant("connect", self.connect.clone());
-        scope.push_constant("passthru", self.passthru.clone());
-        scope.push_constant("refer", self.refer.clone());
+        self.fill(&mut scope, reads);
         scope
+    }
+
+    /// Adds the variables in `reads` to `scope`.
+    fn fill(&self, scope: &mut Scope<'static>, reads: Reads) {
+        if reads.has("call") {
+            scope.push_constant("call", self.call_map());
+        }
+        for (name, map) in [
+            ("connect", &self.connect),
+            ("passthru", &self.passthru),
+            ("refer", &self.refer),
+        ] {
+            if reads.has(name) {
+                scope.push_constant(name, map.clone());
+            }
+        }
     }
 
     /// Records a passthru answer: status, the body parsed as JSON (whatever its
@@ -158,14 +177,16 @@ impl Vars {
     }
 }
 
-/// Renders templates with a call's variables: the rhai scope (the `call` map with
-/// its headers, `connect`, `passthru`, `refer`) is made on the first template that
-/// has an expression, and shared by the next ones.
+/// Renders templates with a call's variables: the rhai scope gets each variable (the
+/// `call` map with its headers, `connect`, `passthru`, `refer`) when the first
+/// template that reads it is rendered, and shares it with the next ones.
 pub struct Renderer<'a> {
     /// The variables.
     vars: &'a Vars,
-    /// Their scope, once made.
-    scope: Option<Scope<'static>>,
+    /// Their scope, as far as it is made.
+    scope: Scope<'static>,
+    /// The variables in the scope.
+    has: Reads,
 }
 
 impl Renderer<'_> {
@@ -174,7 +195,41 @@ impl Renderer<'_> {
         if template.is_static() {
             return Ok(template.literal_text());
         }
-        let vars = self.vars;
-        template.render(self.scope.get_or_insert_with(|| vars.scope()))
+        let missing = template.reads().without(self.has);
+        if !missing.is_empty() {
+            self.vars.fill(&mut self.scope, missing);
+            self.has = self.has.union(missing);
+        }
+        template.render(&mut self.scope)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The renderer's scope gets each variable when a template first reads it, and
+    /// keeps it for the next templates.
+    #[test]
+    fn a_renderer_adds_variables_as_templates_read_them() {
+        let info = CallInfo {
+            to: "+9180".into(),
+            headers: CallHeaders(Arc::new(vec![("X-Lang".to_string(), "hi".to_string())])),
+            ..CallInfo::default()
+        };
+        let mut vars = Vars::new(&info);
+        vars.set_connect("busy", 0, "sip:a@b");
+        let mut r = vars.renderer();
+        let t = |s: &str| Template::compile(s).unwrap();
+        assert_eq!(r.render(&t("${connect.status}")).unwrap(), "busy");
+        assert_eq!(r.render(&t("plain")).unwrap(), "plain");
+        assert_eq!(
+            r.render(&t(
+                "${call.to}/${call.headers[\"x-lang\"]}/${connect.dialed}"
+            ))
+            .unwrap(),
+            "+9180/hi/sip:a@b"
+        );
+        assert!(r.has.has("call") && !r.has.has("refer"));
     }
 }

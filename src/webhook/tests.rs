@@ -209,7 +209,10 @@ async fn connection_close_and_http_1_0_are_not_reused() {
     .await;
     let c = client();
     for _ in 0..2 {
-        assert_eq!(c.get(&closing.url("/"), &none(), T).await.unwrap().body, b"ok");
+        assert_eq!(
+            c.get(&closing.url("/"), &none(), T).await.unwrap().body,
+            b"ok"
+        );
         let got = c.get(&old.url("/"), &none(), T).await.unwrap();
         assert_eq!(got.body, b"until the end");
     }
@@ -334,7 +337,10 @@ async fn malformed_answers_are_errors_not_panics() {
     let endless =
         Server::start(|_| reply(&format!("HTTP/1.1 200 OK\r\n{}", "X-A: b\r\n".repeat(3000))))
             .await;
-    let e = client().get(&endless.url("/"), &none(), T).await.unwrap_err();
+    let e = client()
+        .get(&endless.url("/"), &none(), T)
+        .await
+        .unwrap_err();
     assert!(matches!(e, HttpError::Other(_)), "{e:?}");
 }
 
