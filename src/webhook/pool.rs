@@ -44,6 +44,24 @@ pub(super) struct Connection {
     pub buf: BytesMut,
 }
 
+impl Connection {
+    /// Whether an idle connection can carry a request: nothing has arrived on it
+    /// since its last answer. The server closing it, resetting it or sending
+    /// something unasked (a `408` before it closes, say) all make it unusable; this
+    /// is seen without waiting, by one read that must find nothing.
+    pub fn still_open(&mut self) -> bool {
+        if !self.buf.is_empty() {
+            return false;
+        }
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let mut byte = [0u8; 1];
+        let mut read = tokio::io::ReadBuf::new(&mut byte);
+        std::pin::Pin::new(&mut self.io)
+            .poll_read(&mut cx, &mut read)
+            .is_pending()
+    }
+}
+
 /// An idle connection and when it became idle.
 struct Idle {
     connection: Connection,
@@ -66,12 +84,13 @@ struct Idler {
 }
 
 impl Pool {
-    /// The most recently used idle connection to `origin` that has not expired.
+    /// The most recently used idle connection to `origin` that has not expired and
+    /// is [still open](Connection::still_open); the others are dropped.
     pub fn take(&self, origin: &Origin) -> Option<Connection> {
         let mut idler = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         let list = idler.by_origin.get_mut(origin)?;
-        while let Some(idle) = list.pop() {
-            if idle.since.elapsed() < IDLE_TIMEOUT {
+        while let Some(mut idle) = list.pop() {
+            if idle.since.elapsed() < IDLE_TIMEOUT && idle.connection.still_open() {
                 return Some(idle.connection);
             }
         }

@@ -239,6 +239,27 @@ async fn a_kept_connection_the_server_closed_is_replaced_without_an_error() {
 }
 
 #[tokio::test]
+async fn a_kept_connection_with_something_unasked_on_it_is_not_used() {
+    // After each answer, a 408 nobody asked for (as some servers send before they
+    // close an idle connection), the connection left open.
+    let server = Server::start(|_| Reply {
+        pieces: vec![
+            ok("fine").into_bytes(),
+            b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n".to_vec(),
+        ],
+        close: false,
+    })
+    .await;
+    let c = client();
+    for _ in 0..2 {
+        let got = c.get(&server.url("/"), &none(), T).await.unwrap();
+        assert_eq!((got.status, got.body.as_slice()), (200, &b"fine"[..]));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(server.accepted(), 2);
+}
+
+#[tokio::test]
 async fn informational_answers_are_skipped() {
     let server = Server::start(|_| {
         reply(&format!(
