@@ -346,3 +346,63 @@ async fn read_to_close<S: AsyncRead + Unpin>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn read(bytes: &[u8], limit: usize) -> Result<Response, ReadError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(read_response(&mut &bytes[..], &mut BytesMut::new(), limit))
+    }
+
+    #[test]
+    fn a_chunked_body_and_what_follows_it() {
+        let r = read(
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+            100,
+        )
+        .unwrap();
+        assert_eq!(r.body.as_deref(), Some(&b"abc"[..]));
+        assert!(r.reusable);
+        // Bytes after the answer: the connection is not kept.
+        let r = read(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nxy", 100).unwrap();
+        assert_eq!((r.body.as_deref(), r.reusable), (Some(&b"x"[..]), false));
+        // A transfer coding that is not chunked runs to the close.
+        let r = read(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nzz", 100).unwrap();
+        assert_eq!((r.body.as_deref(), r.reusable), (Some(&b"zz"[..]), false));
+        // Nothing at all: closed before an answer.
+        assert!(matches!(read(b"", 100), Err(ReadError::Closed)));
+    }
+
+    proptest! {
+        /// Whatever a server sends, reading it ends in an answer or an error.
+        #[test]
+        fn any_bytes_are_read_without_a_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let _ = read(&bytes, 256);
+        }
+
+        /// The same after a valid head, for each way a body's end is found.
+        #[test]
+        fn any_body_is_read_without_a_panic(
+            head in prop_oneof![
+                Just("Transfer-Encoding: chunked"),
+                Just("Content-Length: 40"),
+                Just("Connection: close"),
+            ],
+            body in proptest::collection::vec(
+                prop_oneof![Just(b'0'), Just(b'a'), Just(b'\r'), Just(b'\n'), Just(b';'), any::<u8>()],
+                0..400,
+            ),
+        ) {
+            let mut bytes = format!("HTTP/1.1 200 OK\r\n{head}\r\n\r\n").into_bytes();
+            bytes.extend(body);
+            if let Ok(r) = read(&bytes, 256) {
+                prop_assert!(r.body.is_none_or(|b| b.len() <= 256));
+            }
+        }
+    }
+}
