@@ -19,9 +19,6 @@ pub const VARIABLES: [&str; 4] = ["call", "connect", "passthru", "refer"];
 pub struct Reads(u8);
 
 impl Reads {
-    /// Every variable.
-    pub const ALL: Reads = Reads((1 << VARIABLES.len()) - 1);
-
     /// Whether `name` (one of [`VARIABLES`]) is read.
     pub fn has(self, name: &str) -> bool {
         Self::bit(name).is_some_and(|b| self.0 & b != 0)

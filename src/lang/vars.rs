@@ -13,7 +13,7 @@ pub struct Vars {
     /// `call.sid`, `call.from`, `call.to`, `call.direction`, `call.custom_field`.
     pub call: Map,
     /// `call.headers`: the INVITE's headers, shared with the call's [`CallInfo`]; the
-    /// map expressions read is made when a [`Vars::scope`] is (a rhai map of a dozen
+    /// map expressions read is made when a [`Vars::scope_for`] is (a rhai map of a dozen
     /// headers held for a whole call was a tenth of a held call's memory).
     pub call_headers: CallHeaders,
     /// `connect.status`, `connect.duration`, `connect.dialed`.
@@ -106,11 +106,6 @@ impl Vars {
             scope: Scope::new(),
             has: Reads::default(),
         }
-    }
-
-    /// A scope holding every variable.
-    pub fn scope(&self) -> Scope<'static> {
-        self.scope_for(Reads::ALL)
     }
 
     /// A scope holding the variables in `reads`, for an expression that reads those.

@@ -2,7 +2,6 @@
 //! as a URL's query is) as each is added: one buffer per request, where a list of
 //! name and value strings cost two allocations a parameter and an encoding pass.
 
-use std::borrow::Cow;
 use std::fmt::{self, Write};
 
 use url::form_urlencoded::byte_serialize;
@@ -48,11 +47,6 @@ impl Query {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
-
-    /// The parameters, decoded, in order.
-    pub fn pairs(&self) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
-        url::form_urlencoded::parse(self.0.as_bytes())
-    }
 }
 
 /// Form-encodes what is written into the string it wraps.
@@ -87,7 +81,9 @@ mod tests {
             ])
             .finish();
         assert_eq!(q.as_str(), expected);
-        let back: Vec<(String, String)> = q.pairs().map(|(k, v)| (k.into(), v.into())).collect();
+        let back: Vec<(String, String)> = url::form_urlencoded::parse(q.as_str().as_bytes())
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
         assert_eq!(back[0], ("CallSid".into(), "CA 1&2=3".into()));
         assert_eq!(back.len(), 5);
         assert!(Query::default().is_empty());

@@ -77,9 +77,6 @@ pub(super) enum ReadError {
     /// connection kept from an earlier request, the server had closed it.
     #[error("the connection closed before an answer")]
     Closed,
-    /// The peer reset the connection (kept only until told where it happened).
-    #[error("the connection was reset")]
-    Reset,
     /// Reading failed part way.
     #[error("{0}")]
     Io(std::io::Error),
@@ -134,16 +131,18 @@ pub(super) async fn read_response<S: AsyncRead + Unpin>(
             None if buf.len() > MAX_HEAD => {
                 return Err(ReadError::Protocol(format!("head over {MAX_HEAD} bytes")));
             }
-            None => match io_fill(io, buf).await {
-                Ok(0) | Err(ReadError::Reset) if !started => return Err(ReadError::Closed),
+            None => match fill(io, buf).await {
+                Ok(0) if !started => return Err(ReadError::Closed),
+                Err(e) if !started && e.kind() == std::io::ErrorKind::ConnectionReset => {
+                    return Err(ReadError::Closed);
+                }
                 Ok(0) => {
                     return Err(ReadError::Protocol(
                         "the connection closed inside the head".into(),
                     ));
                 }
                 Ok(_) => started = true,
-                Err(ReadError::Reset) => return Err(ReadError::Io(reset())),
-                Err(e) => return Err(e),
+                Err(e) => return Err(ReadError::Io(e)),
             },
         }
     };
@@ -166,25 +165,14 @@ pub(super) async fn read_response<S: AsyncRead + Unpin>(
 }
 
 /// Reads more bytes into `buf`; how many (0 at the end of the stream).
-async fn fill<S: AsyncRead + Unpin>(io: &mut S, buf: &mut BytesMut) -> Result<usize, ReadError> {
-    match io_fill(io, buf).await {
-        Err(ReadError::Reset) => Err(ReadError::Io(reset())),
-        other => other,
-    }
-}
-
-/// As [`fill`], a reset by the peer told apart.
-async fn io_fill<S: AsyncRead + Unpin>(io: &mut S, buf: &mut BytesMut) -> Result<usize, ReadError> {
+async fn fill<S: AsyncRead + Unpin>(io: &mut S, buf: &mut BytesMut) -> std::io::Result<usize> {
     buf.reserve(8 * 1024);
-    match io.read_buf(buf).await {
-        Ok(n) => Ok(n),
-        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Err(ReadError::Reset),
-        Err(e) => Err(ReadError::Io(e)),
-    }
+    io.read_buf(buf).await
 }
 
-fn reset() -> std::io::Error {
-    std::io::ErrorKind::ConnectionReset.into()
+/// [`fill`] past the head, where any failure to read is the answer's error.
+async fn more<S: AsyncRead + Unpin>(io: &mut S, buf: &mut BytesMut) -> Result<usize, ReadError> {
+    fill(io, buf).await.map_err(ReadError::Io)
 }
 
 /// The head at the start of `buf`, or `None` while it is incomplete.
@@ -251,7 +239,7 @@ async fn read_exact<S: AsyncRead + Unpin>(
     n: usize,
 ) -> Result<Vec<u8>, ReadError> {
     while buf.len() < n {
-        if fill(io, buf).await? == 0 {
+        if more(io, buf).await? == 0 {
             return Err(cut_short());
         }
     }
@@ -276,7 +264,7 @@ async fn read_chunked<S: AsyncRead + Unpin>(
                 return Err(ReadError::Protocol("a chunk-size line too long".into()));
             }
             Ok(httparse::Status::Partial) => {
-                if fill(io, buf).await? == 0 {
+                if more(io, buf).await? == 0 {
                     return Err(cut_short());
                 }
                 continue;
@@ -293,7 +281,7 @@ async fn read_chunked<S: AsyncRead + Unpin>(
         }
         let size = size as usize;
         while buf.len() < size_len + size + 2 {
-            if fill(io, buf).await? == 0 {
+            if more(io, buf).await? == 0 {
                 return Err(cut_short());
             }
         }
@@ -325,7 +313,7 @@ async fn skip_trailers<S: AsyncRead + Unpin>(
                 "trailers over {MAX_HEAD} bytes"
             )));
         }
-        if fill(io, buf).await? == 0 {
+        if more(io, buf).await? == 0 {
             return Err(cut_short());
         }
     }
@@ -341,7 +329,7 @@ async fn read_to_close<S: AsyncRead + Unpin>(
         if buf.len() > limit {
             return Ok(None);
         }
-        if fill(io, buf).await? == 0 {
+        if more(io, buf).await? == 0 {
             return Ok(Some(buf.split().to_vec()));
         }
     }

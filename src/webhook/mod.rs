@@ -226,19 +226,18 @@ impl Endpoint {
                 )));
             }
         };
-        let host = match parsed.host() {
-            Some(url::Host::Domain(d)) => d.to_string(),
-            Some(url::Host::Ipv4(ip)) => ip.to_string(),
-            Some(url::Host::Ipv6(ip)) => ip.to_string(),
-            None => return Err(HttpError::Other(format!("URL '{url}' has no host"))),
+        let (host, written) = match (parsed.host(), parsed.host_str()) {
+            (Some(url::Host::Domain(d)), Some(w)) => (d.to_string(), w),
+            (Some(url::Host::Ipv4(ip)), Some(w)) => (ip.to_string(), w),
+            (Some(url::Host::Ipv6(ip)), Some(w)) => (ip.to_string(), w),
+            _ => return Err(HttpError::Other(format!("URL '{url}' has no host"))),
         };
         let port = parsed
             .port_or_known_default()
             .unwrap_or(if tls { 443 } else { 80 });
-        let host_field = match (parsed.host_str(), parsed.port()) {
-            (Some(h), Some(p)) => format!("{h}:{p}"),
-            (Some(h), None) => h.to_string(),
-            (None, _) => host.clone(),
+        let host_field = match parsed.port() {
+            Some(p) => format!("{written}:{p}"),
+            None => written.to_string(),
         };
         let mut path = parsed.path().to_string();
         if let Some(q) = parsed.query() {
