@@ -77,8 +77,7 @@ pub fn check_name<S: AsRef<str>>(name: &str, reserved: &[S]) -> Result<(), Heade
             what: describe(c),
         });
     }
-    let lower = name.to_ascii_lowercase();
-    if !lower.starts_with("x-") {
+    if !starts_with_ignore_case(name, "x-") {
         return Err(HeaderError::NotExtension(name.to_string()));
     }
     if name.len() == 2 {
@@ -86,7 +85,7 @@ pub fn check_name<S: AsRef<str>>(name: &str, reserved: &[S]) -> Result<(), Heade
     }
     for prefix in reserved {
         let prefix = prefix.as_ref();
-        if lower.starts_with(&prefix.to_ascii_lowercase()) {
+        if starts_with_ignore_case(name, prefix) {
             return Err(HeaderError::Reserved {
                 name: name.to_string(),
                 prefix: prefix.to_string(),
@@ -94,6 +93,13 @@ pub fn check_name<S: AsRef<str>>(name: &str, reserved: &[S]) -> Result<(), Heade
         }
     }
     Ok(())
+}
+
+/// Whether `s` starts with `prefix`, ASCII letters compared in either case.
+fn starts_with_ignore_case(s: &str, prefix: &str) -> bool {
+    s.as_bytes()
+        .get(..prefix.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(prefix.as_bytes()))
 }
 
 /// Checks the literal text of a header value: no CR, LF or other control characters

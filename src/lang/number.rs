@@ -29,14 +29,15 @@ pub fn allowed_by(prefixes: &[String], number: &str) -> bool {
 /// The number in a Request-URI user part, as E.164: visual separators removed, a
 /// leading `+` added when missing.
 pub fn normalise(user: &str) -> String {
-    let digits: String = user
+    let mut number = String::with_capacity(user.len() + 1);
+    let kept = user
         .chars()
-        .filter(|c| !matches!(c, '-' | '.' | '(' | ')' | ' '))
-        .collect();
-    match digits.strip_prefix('+') {
-        Some(_) => digits,
-        None => format!("+{digits}"),
+        .filter(|c| !matches!(c, '-' | '.' | '(' | ')' | ' '));
+    if kept.clone().next().is_none_or(|c| c != '+') {
+        number.push('+');
     }
+    number.extend(kept);
+    number
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use super::header::{Header, Name, Value, Values, value_of};
 use super::method::Method;
 use super::parsed::{Parsed, read};
 use super::typed::{CSeq, NameAddr, Via};
-use super::uri::Uri;
+use super::uri::{Uri, write_decimal};
 
 /// Largest message accepted on any transport, in bytes.
 pub const MAX_MESSAGE_BYTES: usize = 65_535;
@@ -153,10 +153,11 @@ impl Message {
             return Err(ParseError::Empty);
         }
         let (head_end, body_start) = find_head_end(buf).ok_or(ParseError::Incomplete)?;
-        // The head's one copy: its header values are slices of it. The body is
-        // copied on its own, so that bytes past Content-Length are not kept.
-        let head = ByteString::try_from(Bytes::copy_from_slice(&buf[..head_end]))
-            .map_err(|_| ParseError::NotUtf8)?;
+        // One copy of the message: the header values and the body are slices of it
+        // (bytes past Content-Length, which a datagram may carry, are kept with it).
+        let whole = Bytes::copy_from_slice(buf);
+        let head =
+            ByteString::try_from(whole.slice(..head_end)).map_err(|_| ParseError::NotUtf8)?;
         let mut lines = head.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
         let start = parse_start_line(lines.next().unwrap_or(""))?;
         let mut headers = parse_headers(&head, lines)?;
@@ -168,7 +169,7 @@ impl Message {
                 .map(|h| h.value.as_str()),
         )?;
         let body = match (length, framing) {
-            (None, Framing::Datagram) => rest,
+            (None, Framing::Datagram) => rest.len(),
             (None, Framing::Stream) => {
                 return Err(ParseError::ContentLength(
                     "missing on a stream transport".into(),
@@ -180,14 +181,14 @@ impl Message {
                     rest.len()
                 )));
             }
-            (Some(n), _) => &rest[..n],
+            (Some(n), _) => n,
         };
         // The body's length is what counts; it is written again on serialisation.
         headers.retain(|h| h.name != Name::ContentLength);
         Ok(Message {
             start,
             headers,
-            body: Bytes::copy_from_slice(body),
+            body: whole.slice(body_start..body_start + body),
             parsed: Parsed::default(),
         })
     }
@@ -488,10 +489,14 @@ impl Message {
         match &self.start {
             StartLine::Request { method, uri } => {
                 out.put_slice(method.as_str().as_bytes());
-                let _ = write!(out, " {uri} SIP/2.0\r\n");
+                out.put_slice(b" ");
+                let _ = write!(out, "{uri}");
+                out.put_slice(b" SIP/2.0\r\n");
             }
             StartLine::Response { status, reason } => {
-                let _ = write!(out, "SIP/2.0 {status} ");
+                out.put_slice(b"SIP/2.0 ");
+                let _ = write_decimal(&mut out, u32::from(*status));
+                out.put_slice(b" ");
                 put_one_line(&mut out, reason);
                 out.put_slice(b"\r\n");
             }
@@ -506,7 +511,9 @@ impl Message {
             put_one_line(&mut out, &h.value);
             out.put_slice(b"\r\n");
         }
-        let _ = write!(out, "Content-Length: {}\r\n\r\n", self.body.len());
+        out.put_slice(b"Content-Length: ");
+        let _ = write_decimal(&mut out, u32::try_from(self.body.len()).unwrap_or(u32::MAX));
+        out.put_slice(b"\r\n\r\n");
         out.put_slice(&self.body);
         out.freeze()
     }

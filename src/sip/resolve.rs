@@ -34,10 +34,10 @@ pub enum ResolveError {
 /// The transport a URI asks for explicitly, if any.
 pub fn explicit_transport(uri: &SipUri) -> Result<Option<Transport>, ResolveError> {
     match uri.transport() {
-        Some(t) => match Transport::parse(&t) {
+        Some(t) => match Transport::parse(t) {
             Some(Transport::Tcp) if uri.scheme == Scheme::Sips => Ok(Some(Transport::Tls)),
             Some(t) => Ok(Some(t)),
-            None => Err(ResolveError::Transport(t)),
+            None => Err(ResolveError::Transport(t.to_ascii_lowercase())),
         },
         None if uri.scheme == Scheme::Sips => Ok(Some(Transport::Tls)),
         None => Ok(None),
@@ -89,17 +89,29 @@ impl Resolver {
     /// The targets to try for `uri`, in order.
     pub async fn resolve(&self, uri: &SipUri) -> Result<Vec<Target>, ResolveError> {
         let explicit = explicit_transport(uri)?;
-        let name = match &uri.host {
-            Host::Domain(d) => d.trim_end_matches('.').to_string(),
+        match &uri.host {
+            // Boxed: the DNS lookups' future is large, and an address needs none.
+            Host::Domain(d) => Box::pin(self.resolve_name(uri, d, explicit)).await,
             ip_host => {
                 let ip = ip_host
                     .ip()
                     .ok_or_else(|| lookup_error(uri, "no address"))?;
                 let transport = explicit.unwrap_or(Transport::Udp);
                 let port = uri.port.unwrap_or(transport.default_port());
-                return Ok(vec![target(transport, SocketAddr::new(ip, port), None)]);
+                Ok(vec![target(transport, SocketAddr::new(ip, port), None)])
             }
-        };
+        }
+    }
+
+    /// The targets for `uri`, whose host is the domain name `domain` (RFC 3263 §4):
+    /// SRV records unless a port is given, then addresses.
+    async fn resolve_name(
+        &self,
+        uri: &SipUri,
+        domain: &str,
+        explicit: Option<Transport>,
+    ) -> Result<Vec<Target>, ResolveError> {
+        let name = domain.trim_end_matches('.').to_string();
         if let Some(port) = uri.port {
             let transport = explicit.unwrap_or(Transport::Udp);
             return self.addresses(&name, port, transport, &name).await;

@@ -7,7 +7,8 @@ use std::fmt;
 use super::error::ParseError;
 use super::method::Method;
 use super::uri::{
-    Host, Param, Params, Uri, find_param, parse_params, split_host_port, write_params,
+    Host, Param, Params, Uri, find_param, parse_params, split_host_port, write_decimal,
+    write_params,
 };
 
 /// The transport named in a Via.
@@ -33,12 +34,9 @@ impl Transport {
 
     /// Parses a transport name in any case.
     pub fn parse(s: &str) -> Option<Transport> {
-        match s.to_ascii_uppercase().as_str() {
-            "UDP" => Some(Transport::Udp),
-            "TCP" => Some(Transport::Tcp),
-            "TLS" => Some(Transport::Tls),
-            _ => None,
-        }
+        [Transport::Udp, Transport::Tcp, Transport::Tls]
+            .into_iter()
+            .find(|t| t.as_str().eq_ignore_ascii_case(s))
     }
 
     /// Whether the transport is reliable (no retransmissions, RFC 3261 §17).
@@ -132,9 +130,13 @@ impl Via {
 
 impl fmt::Display for Via {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SIP/2.0/{} {}", self.transport, self.host)?;
+        f.write_str("SIP/2.0/")?;
+        f.write_str(self.transport.as_str())?;
+        f.write_str(" ")?;
+        fmt::Display::fmt(&self.host, f)?;
         if let Some(p) = self.port {
-            write!(f, ":{p}")?;
+            f.write_str(":")?;
+            write_decimal(f, u32::from(p))?;
         }
         write_params(f, &self.params)
     }
@@ -255,15 +257,19 @@ impl fmt::Display for NameAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if let Some(d) = &self.display {
             f.write_str("\"")?;
-            for c in d.chars() {
-                if c == '"' || c == '\\' {
-                    f.write_str("\\")?;
-                }
-                write!(f, "{c}")?;
+            let mut rest = d.as_str();
+            while let Some(at) = rest.find(['"', '\\']) {
+                f.write_str(&rest[..at])?;
+                f.write_str("\\")?;
+                f.write_str(&rest[at..at + 1])?;
+                rest = &rest[at + 1..];
             }
+            f.write_str(rest)?;
             f.write_str("\" ")?;
         }
-        write!(f, "<{}>", self.uri)?;
+        f.write_str("<")?;
+        fmt::Display::fmt(&self.uri, f)?;
+        f.write_str(">")?;
         write_params(f, &self.params)
     }
 }
@@ -303,7 +309,9 @@ impl CSeq {
 
 impl fmt::Display for CSeq {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.seq, self.method)
+        write_decimal(f, self.seq)?;
+        f.write_str(" ")?;
+        fmt::Display::fmt(&self.method, f)
     }
 }
 
@@ -336,7 +344,7 @@ mod tests {
         .unwrap();
         assert_eq!(n.display.as_deref(), Some("Bob \"B\" Smith"));
         assert_eq!(n.tag(), Some("a6c85cf"));
-        assert_eq!(n.uri.as_sip().unwrap().transport().as_deref(), Some("tcp"));
+        assert_eq!(n.uri.as_sip().unwrap().transport(), Some("tcp"));
         let n = NameAddr::parse("sip:+918047112233@10.0.0.1;tag=x").unwrap();
         assert_eq!(n.tag(), Some("x"));
         assert_eq!(n.uri.to_string(), "sip:+918047112233@10.0.0.1");
