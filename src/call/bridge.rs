@@ -195,6 +195,11 @@ impl Call {
 
     /// Sends the far leg's INVITE and follows it until it is answered, refused, or
     /// given up (ring timeout, caller gone).
+    ///
+    /// What a call rarely does while ringing (a CANCEL to send, a 2xx to retransmit,
+    /// a request from the caller) awaits a boxed future, as do the rare outcomes of
+    /// [`Call::far_answered`]: a future holds room for the largest one it awaits, and
+    /// this one is made, and so copied, for every leg placed (BENCHMARKS.md, session 10).
     async fn ring(
         &mut self,
         invite: Message,
@@ -227,7 +232,7 @@ impl Call {
             if cancel_wanted && provisional && !cancel_sent {
                 cancel_sent = true;
                 give_up = Some(Instant::now() + t1x64);
-                self.send_cancel(&sent, &target, &branch).await;
+                Box::pin(self.send_cancel(&sent, &target, &branch)).await;
             }
             let retransmit = self.caller.retransmit_at();
             tokio::select! {
@@ -260,7 +265,7 @@ impl Call {
                     return gave_up(caller_left, true, LegOutcome::NoAnswer);
                 }
                 _ = until(retransmit) => {
-                    self.retransmit_2xx().await;
+                    Box::pin(self.retransmit_2xx()).await;
                     if self.caller.gone() {
                         (caller_left, cancel_wanted) = (true, true);
                     }
@@ -268,7 +273,7 @@ impl Call {
                 input = self.rx.recv() => match input {
                     None => return LegOutcome::Failed(LegError::EngineStopped),
                     Some(input) => {
-                        if self.while_ringing(input).await == Ringing::Left {
+                        if Box::pin(self.while_ringing(input)).await == Ringing::Left {
                             caller_left = true;
                             cancel_wanted = true;
                         }
@@ -335,7 +340,7 @@ impl Call {
         };
         if cancelled || caller_left {
             far.ack(None).await;
-            far.bye().await;
+            Box::pin(far.bye()).await;
             return if caller_left {
                 LegOutcome::CallerGone
             } else {
@@ -343,7 +348,7 @@ impl Call {
             };
         }
         if self.media.is_some() {
-            return self.bridge_anchored(far, resp, media).await;
+            return Box::pin(self.bridge_anchored(far, resp, media)).await;
         }
         let far_sdp = (!resp.body.is_empty()).then(|| sdp::filter(&resp.body));
         if !self.caller.answered() {
@@ -351,8 +356,8 @@ impl Call {
             let body = match far_sdp {
                 Some(Ok(s)) => Some(Bytes::from(s)),
                 Some(Err(_)) => {
-                    far.bye().await;
-                    self.caller.finish(488).await;
+                    Box::pin(far.bye()).await;
+                    Box::pin(self.caller.finish(488)).await;
                     return LegOutcome::Failed(LegError::NoCodec);
                 }
                 None => None,
@@ -363,14 +368,14 @@ impl Call {
             // caller's answer goes back in the ACK.
             let Some(Ok(offer)) = far_sdp else {
                 far.ack(None).await;
-                far.bye().await;
+                Box::pin(far.bye()).await;
                 return LegOutcome::Failed(LegError::NoOffer);
             };
-            match self.caller.reinvite(Bytes::from(offer)).await {
+            match Box::pin(self.caller.reinvite(Bytes::from(offer))).await {
                 Some(answer) => far.ack(Some(answer)).await,
                 None => {
                     far.ack(None).await;
-                    far.bye().await;
+                    Box::pin(far.bye()).await;
                     return LegOutcome::Failed(LegError::ReinviteRefused);
                 }
             }

@@ -466,8 +466,7 @@ impl CallerLeg {
         let dialog = self.dialog.as_mut()?;
         let mut req = dialog.request(method);
         build(&mut req);
-        let dialog = dialog.clone();
-        Some(self.core.request_on(&dialog, req, &fallback).await)
+        Some(self.core.request_on(dialog, req, &fallback).await)
     }
 
     /// Whether a request from the caller has a CSeq above the last (RFC 3261

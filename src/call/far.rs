@@ -20,8 +20,9 @@ use crate::sip::uri::{Host, SipUri, Uri};
 /// An answered far leg.
 pub struct FarLeg {
     core: Arc<Core>,
-    /// The leg's dialog.
-    pub(crate) dialog: Dialog,
+    /// The leg's dialog (boxed: a leg is moved into and out of the call's futures,
+    /// and a dialog is most of a kilobyte).
+    pub(crate) dialog: Box<Dialog>,
     /// Where its INVITE went (in-dialog requests go there when the dialog's next
     /// hop does not resolve).
     pub(crate) target: Target,
@@ -36,7 +37,7 @@ impl FarLeg {
         resp: &Message,
         target: Target,
     ) -> Option<FarLeg> {
-        let dialog = Dialog::uac(invite, resp).ok()?;
+        let dialog = Box::new(Dialog::uac(invite, resp).ok()?);
         Some(FarLeg {
             core,
             dialog,

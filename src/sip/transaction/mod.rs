@@ -501,15 +501,15 @@ impl TransactionLayer {
         }
     }
 
-    /// Adds a new transaction and performs its first step.
-    async fn insert(&self, key: Arc<Key>, machine: Machine, first: Step) {
+    /// Adds a new transaction, its timer armed; the caller then performs its first
+    /// step. (Not itself async: a future would keep room for the machine it moved.)
+    fn insert(&self, key: Arc<Key>, machine: Machine) {
         let mut entry = Entry {
             machine: Box::new(machine),
             armed: None,
         };
         self.rearm(key.clone(), &mut entry);
-        lock(&self.table).insert(key.clone(), entry);
-        self.perform(&key, first).await;
+        lock(&self.table).insert(key, entry);
     }
 
     /// Sends what `step` sends and tells the user what it reports. A client
@@ -637,7 +637,8 @@ impl TransactionLayer {
             let (t, first) = ServerNonInvite::start(&request, msg.source, reliable, self.timers);
             (Machine::NonInviteServer(t), first)
         };
-        self.insert(key.clone(), machine, first).await;
+        self.insert(key.clone(), machine);
+        self.perform(&key, first).await;
         ServerTransaction {
             request,
             source: msg.source,
@@ -701,9 +702,13 @@ impl TransactionLayer {
         if target.transport.is_reliable() && !self.transports.is_open(target.transport, target.addr)
         {
             let layer = self.clone();
-            tokio::spawn(async move { layer.insert(key, machine, first).await });
+            tokio::spawn(async move {
+                layer.insert(key.clone(), machine);
+                layer.perform(&key, first).await;
+            });
         } else {
-            self.insert(key, machine, first).await;
+            self.insert(key.clone(), machine);
+            self.perform(&key, first).await;
         }
         ClientTransaction {
             request,

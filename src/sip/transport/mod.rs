@@ -349,7 +349,9 @@ impl Transports {
     ) -> Result<(), TransportError> {
         match target.transport {
             Transport::Udp => self.send_udp(target.addr, &bytes).await?,
-            Transport::Tcp | Transport::Tls => stream::send(self, target, bytes).await?,
+            // Boxed: connecting (TCP, TLS) takes a large future, which every future
+            // that sends would otherwise carry inline, UDP or not.
+            Transport::Tcp | Transport::Tls => Box::pin(stream::send(self, target, bytes)).await?,
         }
         self.stats.sent.fetch_add(1, Ordering::Relaxed);
         Ok(())
@@ -365,8 +367,14 @@ impl Transports {
             .find(|(_, local)| local.is_ipv4() == addr.is_ipv4())
             .map(|(s, _)| s)
             .ok_or(TransportError::NoTransport(Transport::Udp, addr))?;
-        socket
-            .send_to(bytes, addr)
+        // A UDP socket can nearly always take a datagram at once: try that first, and
+        // wait for room (in a boxed future, kept out of every sender's) only if not.
+        match socket.try_send_to(bytes, addr) {
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(TransportError::Io(addr, e)),
+        }
+        Box::pin(socket.send_to(bytes, addr))
             .await
             .map(|_| ())
             .map_err(|e| TransportError::Io(addr, e))
