@@ -21,13 +21,17 @@ use crate::sip::uri::{Param, SipUri, Uri};
 /// The methods callflow takes, for Allow headers.
 pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REFER, NOTIFY, UPDATE, INFO";
 
+/// The routes' hasher: fast, and seeded at random per table, since their keys
+/// (Call-IDs, tags, branches) come from the network.
+type Keyed = foldhash::quality::RandomState;
+
 /// Where messages for a call's dialogs and pending INVITE go.
 #[derive(Default)]
 struct Routes {
     /// (Call-ID, our tag) of each dialog leg → its call.
-    dialogs: HashMap<(String, String), mpsc::Sender<CallInput>>,
+    dialogs: HashMap<(String, String), mpsc::Sender<CallInput>, Keyed>,
     /// The server-transaction key of each caller INVITE not yet answered → its call.
-    invites: HashMap<Key, mpsc::Sender<CallInput>>,
+    invites: HashMap<Key, mpsc::Sender<CallInput>, Keyed>,
 }
 
 /// State shared by the engine and every call.
