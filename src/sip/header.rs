@@ -81,33 +81,55 @@ pub enum Name {
     Other(Box<str>),
 }
 
-/// Canonical spelling, compact form, and the name, for every known header.
-const KNOWN: &[(&str, Option<&str>, Name)] = &[
-    ("Via", Some("v"), Name::Via),
-    ("From", Some("f"), Name::From),
-    ("To", Some("t"), Name::To),
-    ("Call-ID", Some("i"), Name::CallId),
-    ("CSeq", None, Name::CSeq),
-    ("Contact", Some("m"), Name::Contact),
-    ("Route", None, Name::Route),
-    ("Record-Route", None, Name::RecordRoute),
-    ("Max-Forwards", None, Name::MaxForwards),
-    ("Content-Length", Some("l"), Name::ContentLength),
-    ("Content-Type", Some("c"), Name::ContentType),
-    ("Content-Encoding", Some("e"), Name::ContentEncoding),
-    ("Supported", Some("k"), Name::Supported),
-    ("Require", None, Name::Require),
-    ("Allow", None, Name::Allow),
-    ("Subject", Some("s"), Name::Subject),
-    ("Refer-To", Some("r"), Name::ReferTo),
-    ("Referred-By", Some("b"), Name::ReferredBy),
-    ("Event", Some("o"), Name::Event),
-    ("Subscription-State", None, Name::SubscriptionState),
-    ("Retry-After", None, Name::RetryAfter),
-    ("User-Agent", None, Name::UserAgent),
-    ("Server", None, Name::Server),
-    ("Reason", None, Name::Reason),
-];
+/// Defines [`KNOWN`] and [`Name::known_str`] from one list: each known name with its
+/// canonical spelling and compact form.
+macro_rules! known_names {
+    ($($name:ident: $full:literal $(/ $compact:literal)?;)*) => {
+        /// Canonical spelling, compact form, and the name, for every known header.
+        const KNOWN: &[(&str, Option<&str>, Name)] =
+            &[$(($full, known_names!(@compact $($compact)?), Name::$name)),*];
+
+        impl Name {
+            /// The canonical spelling of a known name (a match, not a search: it is
+            /// read for every header written).
+            fn known_str(&self) -> Option<&'static str> {
+                match self {
+                    $(Name::$name => Some($full),)*
+                    Name::Other(_) => None,
+                }
+            }
+        }
+    };
+    (@compact) => { None };
+    (@compact $c:literal) => { Some($c) };
+}
+
+known_names! {
+    Via: "Via" / "v";
+    From: "From" / "f";
+    To: "To" / "t";
+    CallId: "Call-ID" / "i";
+    CSeq: "CSeq";
+    Contact: "Contact" / "m";
+    Route: "Route";
+    RecordRoute: "Record-Route";
+    MaxForwards: "Max-Forwards";
+    ContentLength: "Content-Length" / "l";
+    ContentType: "Content-Type" / "c";
+    ContentEncoding: "Content-Encoding" / "e";
+    Supported: "Supported" / "k";
+    Require: "Require";
+    Allow: "Allow";
+    Subject: "Subject" / "s";
+    ReferTo: "Refer-To" / "r";
+    ReferredBy: "Referred-By" / "b";
+    Event: "Event" / "o";
+    SubscriptionState: "Subscription-State";
+    RetryAfter: "Retry-After";
+    UserAgent: "User-Agent";
+    Server: "Server";
+    Reason: "Reason";
+}
 
 impl Name {
     /// The name for `s`, a full or compact name in any case.
@@ -126,10 +148,7 @@ impl Name {
     pub fn as_str(&self) -> &str {
         match self {
             Name::Other(s) => s,
-            known => KNOWN
-                .iter()
-                .find(|(_, _, n)| n == known)
-                .map_or("", |(full, _, _)| full),
+            known => known.known_str().unwrap_or_default(),
         }
     }
 
@@ -328,6 +347,16 @@ mod tests {
         assert_eq!(Name::parse("i"), Name::CallId);
         assert_eq!(Name::parse("X-Foo"), Name::parse("x-foo"));
         assert_eq!(Name::parse("l").as_str(), "Content-Length");
+        // Every known name reads back as its canonical spelling, in any case and in
+        // its compact form.
+        for (full, compact, name) in KNOWN {
+            assert_eq!(name.as_str(), *full);
+            assert_eq!(Name::parse(&full.to_ascii_uppercase()).as_str(), *full);
+            if let Some(c) = compact {
+                assert_eq!(Name::parse(c), *name);
+            }
+        }
+        assert_eq!(Name::parse("X-Foo").as_str(), "X-Foo");
     }
 
     #[test]
