@@ -168,7 +168,7 @@ impl NameAddr {
     /// where every `;` parameter belongs to the header).
     pub fn parse(s: &str) -> Result<NameAddr, ParseError> {
         let s = s.trim();
-        if let Some(lt) = find_unquoted(s, '<') {
+        if let Some(lt) = find_unquoted(s, b'<') {
             let display = parse_display(s[..lt].trim())?;
             let gt = s[lt..]
                 .find('>')
@@ -217,14 +217,16 @@ impl NameAddr {
     }
 }
 
-fn find_unquoted(s: &str, needle: char) -> Option<usize> {
+/// The first `needle` outside a quoted string. Byte by byte: the needle, quotes and
+/// backslashes are ASCII, and no byte of a multi-byte UTF-8 character is.
+fn find_unquoted(s: &str, needle: u8) -> Option<usize> {
     let (mut in_quotes, mut escaped) = (false, false);
-    for (i, c) in s.char_indices() {
-        match c {
+    for (i, b) in s.bytes().enumerate() {
+        match b {
             _ if escaped => escaped = false,
-            '\\' if in_quotes => escaped = true,
-            '"' => in_quotes = !in_quotes,
-            c if c == needle && !in_quotes => return Some(i),
+            b'\\' if in_quotes => escaped = true,
+            b'"' => in_quotes = !in_quotes,
+            b if b == needle && !in_quotes => return Some(i),
             _ => {}
         }
     }

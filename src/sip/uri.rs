@@ -276,7 +276,10 @@ impl Uri {
     /// Parses a URI. Schemes other than sip, sips and tel are refused.
     pub fn parse(s: &str) -> Result<Uri, ParseError> {
         let s = s.trim();
-        if let Some(c) = s.chars().find(|c| c.is_whitespace() || c.is_control()) {
+        // Printable ASCII, as URIs nearly always are, holds neither.
+        if !s.bytes().all(|b| b > b' ' && b < 0x7f)
+            && let Some(c) = s.chars().find(|c| c.is_whitespace() || c.is_control())
+        {
             return Err(ParseError::Uri(format!("URI contains {:?}", c)));
         }
         let (scheme, rest) = s
