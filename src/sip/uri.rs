@@ -111,6 +111,38 @@ fn write_ipv4(f: &mut impl fmt::Write, a: Ipv4Addr) -> fmt::Result {
     Ok(())
 }
 
+/// `s.split_once(c)` for an ASCII `c`, by a plain scan of the bytes: a URI's or a
+/// header line's parts are short, and a `char` pattern's searcher costs more to set
+/// up than the scan. Splitting at an ASCII byte always falls on a char boundary.
+pub fn split_once_byte(s: &str, c: u8) -> Option<(&str, &str)> {
+    let at = s.bytes().position(|b| b == c)?;
+    Some((&s[..at], &s[at + 1..]))
+}
+
+/// `s.split(c)` for an ASCII `c`, as [`split_once_byte`].
+pub fn split_byte(s: &str, c: u8) -> impl Iterator<Item = &str> {
+    let mut rest = Some(s);
+    std::iter::from_fn(move || {
+        let part = rest?;
+        match split_once_byte(part, c) {
+            Some((head, tail)) => {
+                rest = Some(tail);
+                Some(head)
+            }
+            None => {
+                rest = None;
+                Some(part)
+            }
+        }
+    })
+}
+
+/// `s.rsplit_once(c)` for an ASCII `c`, as [`split_once_byte`].
+pub fn rsplit_once_byte(s: &str, c: u8) -> Option<(&str, &str)> {
+    let at = s.bytes().rposition(|b| b == c)?;
+    Some((&s[..at], &s[at + 1..]))
+}
+
 /// Splits `host[:port]`, with IPv6 references in brackets.
 pub fn split_host_port(s: &str) -> Result<(Host, Option<u16>), ParseError> {
     let (host, port) = if s.starts_with('[') {
@@ -126,7 +158,7 @@ pub fn split_host_port(s: &str) -> Result<(Host, Option<u16>), ParseError> {
         };
         (&s[..=end], port)
     } else {
-        match s.rsplit_once(':') {
+        match rsplit_once_byte(s, b':') {
             Some((h, p)) => (h, Some(p)),
             None => (s, None),
         }
@@ -164,11 +196,11 @@ pub fn parse_params(s: &str) -> Result<Params, ParseError> {
     if s.is_empty() {
         return Ok(Params::new());
     }
-    s.split(';')
+    split_byte(s, b';')
         .map(|p| {
-            let (name, value) = match p.split_once('=') {
-                Some((n, v)) => (n.trim(), Some(CompactString::from(v.trim()))),
-                None => (p.trim(), None),
+            let (name, value) = match split_once_byte(p, b'=') {
+                Some((n, v)) => (n.trim_ascii(), Some(CompactString::from(v.trim_ascii()))),
+                None => (p.trim_ascii(), None),
             };
             if name.is_empty() || !name.bytes().all(is_token_byte) {
                 return Err(ParseError::Uri(format!(
@@ -275,15 +307,14 @@ pub enum Uri {
 impl Uri {
     /// Parses a URI. Schemes other than sip, sips and tel are refused.
     pub fn parse(s: &str) -> Result<Uri, ParseError> {
-        let s = s.trim();
+        let s = s.trim_ascii();
         // Printable ASCII, as URIs nearly always are, holds neither.
         if !s.bytes().all(|b| b > b' ' && b < 0x7f)
             && let Some(c) = s.chars().find(|c| c.is_whitespace() || c.is_control())
         {
             return Err(ParseError::Uri(format!("URI contains {:?}", c)));
         }
-        let (scheme, rest) = s
-            .split_once(':')
+        let (scheme, rest) = split_once_byte(s, b':')
             .ok_or_else(|| ParseError::Uri(format!("no scheme in '{}'", s.escape_default())))?;
         let scheme = match scheme {
             name if name.eq_ignore_ascii_case("sip") => Scheme::Sip,
@@ -326,16 +357,16 @@ impl Uri {
 }
 
 fn parse_sip(scheme: Scheme, rest: &str) -> Result<SipUri, ParseError> {
-    let (rest, headers) = match rest.split_once('?') {
+    let (rest, headers) = match split_once_byte(rest, b'?') {
         Some((r, h)) => (r, Some(h.to_string())),
         None => (rest, None),
     };
-    let (userinfo, hostpart) = match rest.rsplit_once('@') {
+    let (userinfo, hostpart) = match rsplit_once_byte(rest, b'@') {
         Some((u, h)) if !u.is_empty() => (Some(CompactString::from(u)), h),
         Some(_) => return Err(ParseError::Uri("empty user part".into())),
         None => (None, rest),
     };
-    let (hostport, params) = match hostpart.split_once(';') {
+    let (hostport, params) = match split_once_byte(hostpart, b';') {
         Some((hp, p)) => (hp, parse_params(p)?),
         None => (hostpart, Params::new()),
     };
@@ -412,6 +443,27 @@ impl fmt::Display for Uri {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The byte splitters split as `split_once` and `rsplit_once` do, non-ASCII
+    /// text around the separator included.
+    #[test]
+    fn byte_splits_agree_with_str_splits() {
+        for s in [
+            "",
+            ":",
+            "a:b",
+            "a:b:c",
+            "ab",
+            "é:ü",
+            ":é",
+            "é:",
+            "sip:bob@h:5060",
+        ] {
+            assert_eq!(split_once_byte(s, b':'), s.split_once(':'));
+            assert_eq!(rsplit_once_byte(s, b':'), s.rsplit_once(':'));
+            assert!(split_byte(s, b':').eq(s.split(':')));
+        }
+    }
 
     /// The digit writers agree with the standard formatting at the edges and
     /// across the range.
