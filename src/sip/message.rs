@@ -18,7 +18,7 @@ use super::header::{Header, Name, Value, Values, value_of};
 use super::method::Method;
 use super::parsed::{Parsed, read};
 use super::typed::{CSeq, NameAddr, Via};
-use super::uri::{Uri, split_byte, split_once_byte, write_decimal};
+use super::uri::{Uri, split_once_byte, write_decimal};
 
 /// Largest message accepted on any transport, in bytes.
 pub const MAX_MESSAGE_BYTES: usize = 65_535;
@@ -158,7 +158,7 @@ impl Message {
         let whole = Bytes::copy_from_slice(buf);
         let head =
             ByteString::try_from(whole.slice(..head_end)).map_err(|_| ParseError::NotUtf8)?;
-        let mut lines = split_byte(&head, b'\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
+        let mut lines = head.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
         let start = parse_start_line(lines.next().unwrap_or(""))?;
         let mut headers = parse_headers(&head, lines)?;
         let rest = &buf[body_start..];
@@ -612,7 +612,7 @@ fn parse_headers<'a>(
         headers.push(Header {
             name: Name::parse(name),
             // `value` is part of `head` (it came from splitting it), as slice_ref needs.
-            value: Value::Received(head.slice_ref(value.trim_ascii())),
+            value: Value::Received(head.slice_ref(value.trim())),
         });
     }
     Ok(headers)

@@ -119,24 +119,6 @@ pub fn split_once_byte(s: &str, c: u8) -> Option<(&str, &str)> {
     Some((&s[..at], &s[at + 1..]))
 }
 
-/// `s.split(c)` for an ASCII `c`, as [`split_once_byte`].
-pub fn split_byte(s: &str, c: u8) -> impl Iterator<Item = &str> {
-    let mut rest = Some(s);
-    std::iter::from_fn(move || {
-        let part = rest?;
-        match split_once_byte(part, c) {
-            Some((head, tail)) => {
-                rest = Some(tail);
-                Some(head)
-            }
-            None => {
-                rest = None;
-                Some(part)
-            }
-        }
-    })
-}
-
 /// `s.rsplit_once(c)` for an ASCII `c`, as [`split_once_byte`].
 pub fn rsplit_once_byte(s: &str, c: u8) -> Option<(&str, &str)> {
     let at = s.bytes().rposition(|b| b == c)?;
@@ -196,11 +178,11 @@ pub fn parse_params(s: &str) -> Result<Params, ParseError> {
     if s.is_empty() {
         return Ok(Params::new());
     }
-    split_byte(s, b';')
+    s.split(';')
         .map(|p| {
             let (name, value) = match split_once_byte(p, b'=') {
-                Some((n, v)) => (n.trim_ascii(), Some(CompactString::from(v.trim_ascii()))),
-                None => (p.trim_ascii(), None),
+                Some((n, v)) => (n.trim(), Some(CompactString::from(v.trim()))),
+                None => (p.trim(), None),
             };
             if name.is_empty() || !name.bytes().all(is_token_byte) {
                 return Err(ParseError::Uri(format!(
@@ -307,7 +289,7 @@ pub enum Uri {
 impl Uri {
     /// Parses a URI. Schemes other than sip, sips and tel are refused.
     pub fn parse(s: &str) -> Result<Uri, ParseError> {
-        let s = s.trim_ascii();
+        let s = s.trim();
         // Printable ASCII, as URIs nearly always are, holds neither.
         if !s.bytes().all(|b| b > b' ' && b < 0x7f)
             && let Some(c) = s.chars().find(|c| c.is_whitespace() || c.is_control())
@@ -461,7 +443,6 @@ mod tests {
         ] {
             assert_eq!(split_once_byte(s, b':'), s.split_once(':'));
             assert_eq!(rsplit_once_byte(s, b':'), s.rsplit_once(':'));
-            assert!(split_byte(s, b':').eq(s.split(':')));
         }
     }
 
