@@ -10,6 +10,7 @@ use compact_str::CompactString;
 use tokio::sync::mpsc;
 
 use super::CallInput;
+use crate::sip::NetworkHasher;
 use crate::sip::dialog::Dialog;
 use crate::sip::message::Message;
 use crate::sip::resolve::Resolver;
@@ -21,17 +22,13 @@ use crate::sip::uri::{Param, SipUri, Uri};
 /// The methods callflow takes, for Allow headers.
 pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REFER, NOTIFY, UPDATE, INFO";
 
-/// The routes' hasher: fast, and seeded at random per table, since their keys
-/// (Call-IDs, tags, branches) come from the network.
-type Keyed = foldhash::quality::RandomState;
-
 /// Where messages for a call's dialogs and pending INVITE go.
 #[derive(Default)]
 struct Routes {
     /// (Call-ID, our tag) of each dialog leg → its call.
-    dialogs: HashMap<(String, String), mpsc::Sender<CallInput>, Keyed>,
+    dialogs: HashMap<(String, String), mpsc::Sender<CallInput>, NetworkHasher>,
     /// The server-transaction key of each caller INVITE not yet answered → its call.
-    invites: HashMap<Key, mpsc::Sender<CallInput>, Keyed>,
+    invites: HashMap<Key, mpsc::Sender<CallInput>, NetworkHasher>,
 }
 
 /// State shared by the engine and every call.

@@ -14,6 +14,7 @@
 //!   to an hour. Each block is counted and logged once (at most one log line a
 //!   second; the lines skipped are counted in the next).
 
+use super::NetworkHasher;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -98,17 +99,13 @@ pub type Exempt = Arc<dyn Fn(IpAddr) -> bool + Send + Sync>;
 /// request rate (the far ends of its calls answer and send BYEs at its call rate).
 pub const PEER_MEMORY: Duration = Duration::from_secs(300);
 
-/// The tables' hasher: fast, and seeded at random per table, since their keys come
-/// from the network.
-type Keyed = foldhash::quality::RandomState;
-
 #[derive(Default)]
 struct Tables {
     /// Addresses callflow sent requests to, and when it last did.
-    peers: HashMap<IpAddr, Instant, Keyed>,
-    sources: HashMap<IpAddr, Source, Keyed>,
+    peers: HashMap<IpAddr, Instant, NetworkHasher>,
+    sources: HashMap<IpAddr, Source, NetworkHasher>,
     /// Per user name: the start of the minute, and failures in it.
-    users: HashMap<String, (Instant, u32), Keyed>,
+    users: HashMap<String, (Instant, u32), NetworkHasher>,
     /// When the last block was logged, and blocks not logged since.
     last_log: Option<(Instant, u64)>,
 }
@@ -279,7 +276,7 @@ impl Shield {
 }
 
 /// Forgets sources that are not blocked and have nothing counted in a current window.
-fn sweep(sources: &mut HashMap<IpAddr, Source, Keyed>, now: Instant) {
+fn sweep(sources: &mut HashMap<IpAddr, Source, NetworkHasher>, now: Instant) {
     sources.retain(|_, s| {
         s.blocked_until.is_some_and(|u| now < u)
             || s.strikes > 0

@@ -323,10 +323,8 @@ struct Entry {
     armed: Option<Instant>,
 }
 
-/// Live transactions by key. Hashed with foldhash, seeded at random per table (keys
-/// come from the network, so a fixed hash would let a peer aim for collisions):
-/// SipHash, the standard map's, was 1.5% of a hand-off call's CPU.
-type Table = HashMap<Arc<Key>, Entry, foldhash::quality::RandomState>;
+/// Live transactions by key.
+type Table = HashMap<Arc<Key>, Entry, super::NetworkHasher>;
 
 /// The transaction layer: matches messages to transactions and starts new ones.
 pub struct TransactionLayer {
