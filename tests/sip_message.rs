@@ -259,3 +259,23 @@ fn serialiser_never_writes_a_line_break_inside_a_value() {
     let again = Message::parse(&m.to_bytes(), Framing::Stream).unwrap();
     assert_eq!(again.vias().unwrap().len(), 1);
 }
+
+/// A UAS's tag goes after the request's To as the request wrote it (RFC 3261
+/// §8.2.6.2); a To that already had a tag has it replaced, not doubled.
+#[test]
+fn to_tag_follows_the_to_as_written() {
+    let mut m = parse(&INVITE.replace(
+        "To: <sip:+918047112233@callflow.example>",
+        "To: \"Sales\" <sip:+918047112233@callflow.example;user=phone>;x=1",
+    ))
+    .unwrap();
+    m.set_to_tag("t1").unwrap();
+    assert_eq!(
+        m.header(&Name::To),
+        Some("\"Sales\" <sip:+918047112233@callflow.example;user=phone>;x=1;tag=t1")
+    );
+    m.set_to_tag("t2").unwrap();
+    let to = m.to_header().unwrap();
+    assert_eq!((to.tag(), to.param("x")), (Some("t2"), Some(Some("1"))));
+    assert_eq!(m.header(&Name::To).unwrap().matches("tag=").count(), 1);
+}

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use compact_str::CompactString;
+use compact_str::{CompactString, ToCompactString};
 
 use super::core::{ALLOW, Core};
 use crate::runtime::LegRequest;
@@ -137,7 +137,7 @@ pub(crate) fn invite(core: &Core, calling: &Calling, leg: &LegRequest, target: &
         to_uri.user = Some(did.as_str().into());
     }
     let mut m = Message::request(Method::Invite, Uri::Sip(leg.uri.clone()));
-    m.push_header(Name::MaxForwards, calling.hops.to_string());
+    m.push_header(Name::MaxForwards, calling.hops.to_compact_string());
     m.push_header(Name::From, value_of(&from));
     m.push_header(Name::To, value_of(&NameAddr::new(Uri::Sip(to_uri))));
     m.push_header(Name::CallId, format!("{:032x}", rand::random::<u128>()));
@@ -145,7 +145,7 @@ pub(crate) fn invite(core: &Core, calling: &Calling, leg: &LegRequest, target: &
         seq: 1,
         method: Method::Invite,
     };
-    m.push_header(Name::CSeq, value_of(&cseq));
+    m.push_header(Name::CSeq, cseq.value());
     m.push_header(Name::Contact, core.contact(target.transport));
     m.push_header(Name::Allow, ALLOW);
     for (name, value) in &leg.headers {

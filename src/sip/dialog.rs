@@ -1,6 +1,8 @@
 //! Dialogs (RFC 3261 §12): the state a UAC or UAS keeps for one call leg — ids, route
 //! set, remote target, CSeq on both sides — and how in-dialog requests are built.
 
+use compact_str::CompactString;
+
 use super::error::ParseError;
 use super::header::{Name, value_of};
 use super::message::Message;
@@ -24,10 +26,11 @@ pub struct DialogId {
 pub struct Dialog {
     /// Call-ID and tags.
     pub id: DialogId,
-    /// Our URI and tag (From in our requests).
-    pub local: NameAddr,
-    /// The peer's URI and tag (To in our requests).
-    pub remote: NameAddr,
+    /// Our URI and tag, as From in our requests: written once, when the dialog
+    /// begins, not again for each request.
+    pub local: CompactString,
+    /// The peer's URI and tag, as To in our requests (written once too).
+    pub remote: CompactString,
     /// Where in-dialog requests go: the peer's Contact, refreshed by target-refresh
     /// requests and responses.
     pub remote_target: Uri,
@@ -44,6 +47,20 @@ pub fn new_tag() -> String {
     format!("{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff)
 }
 
+/// A name-addr header (From, To) as `message` has it, when that text can be written
+/// again as it is: one header line, nothing folded.
+fn as_received<'a>(message: &'a Message, name: &Name) -> Option<&'a str> {
+    message
+        .header(name)
+        .filter(|text| !text.bytes().any(|b| b == b'\r' || b == b'\n'))
+}
+
+/// `parsed`, the name-addr header `name` of `message`, as our requests write it: the
+/// text as received (it parsed, so it is well formed), else written anew.
+fn written(message: &Message, name: &Name, parsed: &NameAddr) -> CompactString {
+    as_received(message, name).map_or_else(|| value_of(parsed), CompactString::from)
+}
+
 fn contact_uri(message: &Message) -> Result<Uri, ParseError> {
     message
         .contacts()?
@@ -56,9 +73,21 @@ fn contact_uri(message: &Message) -> Result<Uri, ParseError> {
 impl Dialog {
     /// The UAS side, from the INVITE and the tag we put in our answer (§12.1.1).
     pub fn uas(invite: &Message, local_tag: &str) -> Result<Dialog, ParseError> {
-        let remote = invite.from_header()?.clone();
-        let mut local = invite.to_header()?.clone();
-        local.set_tag(local_tag);
+        let remote = invite.from_header()?;
+        let to = invite.to_header()?;
+        let local = match (to.tag(), as_received(invite, &Name::To)) {
+            (None, Some(text)) => {
+                let mut local = CompactString::from(text);
+                local.push_str(";tag=");
+                local.push_str(local_tag);
+                local
+            }
+            _ => {
+                let mut local = to.clone();
+                local.set_tag(local_tag);
+                value_of(&local)
+            }
+        };
         Ok(Dialog {
             id: DialogId {
                 call_id: invite.call_id()?.to_string(),
@@ -66,7 +95,7 @@ impl Dialog {
                 remote_tag: remote.tag().unwrap_or("").to_string(),
             },
             local,
-            remote,
+            remote: written(invite, &Name::From, remote),
             remote_target: contact_uri(invite)?,
             route_set: invite.record_routes()?,
             local_cseq: rand::random::<u32>() % 10_000 + 1,
@@ -76,8 +105,8 @@ impl Dialog {
 
     /// The UAC side, from our INVITE and the peer's 1xx-with-tag or 2xx (§12.1.2).
     pub fn uac(invite: &Message, response: &Message) -> Result<Dialog, ParseError> {
-        let local = invite.from_header()?.clone();
-        let remote = response.to_header()?.clone();
+        let local = invite.from_header()?;
+        let remote = response.to_header()?;
         let mut route_set = response.record_routes()?;
         route_set.reverse();
         Ok(Dialog {
@@ -86,8 +115,8 @@ impl Dialog {
                 local_tag: local.tag().unwrap_or("").to_string(),
                 remote_tag: remote.tag().unwrap_or("").to_string(),
             },
-            local,
-            remote,
+            local: written(invite, &Name::From, local),
+            remote: written(response, &Name::To, remote),
             remote_target: contact_uri(response)?,
             route_set,
             local_cseq: invite.cseq()?.seq,
@@ -111,10 +140,10 @@ impl Dialog {
     fn build(&self, method: Method, seq: u32) -> Message {
         let mut m = Message::request(method.clone(), self.remote_target.clone());
         m.push_header(Name::MaxForwards, "70");
-        m.push_header(Name::From, value_of(&self.local));
-        m.push_header(Name::To, value_of(&self.remote));
+        m.push_header(Name::From, self.local.clone());
+        m.push_header(Name::To, self.remote.clone());
         m.push_header(Name::CallId, self.id.call_id.clone());
-        m.push_header(Name::CSeq, value_of(&CSeq { seq, method }));
+        m.push_header(Name::CSeq, CSeq { seq, method }.value());
         for r in &self.route_set {
             m.push_header(Name::Route, value_of(r));
         }
@@ -154,5 +183,95 @@ impl Dialog {
         if let Ok(uri) = contact_uri(message) {
             self.remote_target = uri;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sip::message::Framing;
+
+    fn message(text: &str) -> Message {
+        Message::parse(text.replace('\n', "\r\n").as_bytes(), Framing::Datagram).unwrap()
+    }
+
+    const INVITE: &str = "INVITE sip:bob@b.example SIP/2.0
+Via: SIP/2.0/UDP a.example:5060;branch=z9hG4bK1
+Max-Forwards: 70
+From: \"Alice A.\" <sip:alice@a.example;user=phone>;tag=a1;x-y=z
+To: sip:bob@b.example
+Call-ID: c1@a.example
+CSeq: 7 INVITE
+Contact: <sip:alice@10.0.0.1:5060>
+Content-Length: 0
+
+";
+
+    /// The UAS's requests carry From and To as the INVITE had them (swapped), with
+    /// our tag added to what was its To; the CSeq counts on from ours.
+    #[test]
+    fn uas_requests_carry_the_invites_names() {
+        let invite = message(INVITE);
+        let mut dialog = Dialog::uas(&invite, "b2").unwrap();
+        let bye = dialog.request(Method::Bye);
+        assert_eq!(bye.header(&Name::From), Some("sip:bob@b.example;tag=b2"));
+        assert_eq!(
+            bye.header(&Name::To),
+            Some("\"Alice A.\" <sip:alice@a.example;user=phone>;tag=a1;x-y=z")
+        );
+        assert_eq!(bye.from_header().unwrap().tag(), Some("b2"));
+        assert_eq!(bye.to_header().unwrap().tag(), Some("a1"));
+        let cseq = bye.cseq().unwrap();
+        assert_eq!((cseq.seq, &cseq.method), (dialog.local_cseq, &Method::Bye));
+    }
+
+    /// A From folded over two lines is never written back with its line break.
+    #[test]
+    fn a_folded_from_is_written_on_one_line() {
+        let invite = message(&INVITE.replace("From: \"Alice A.\" <", "From: \"Alice A.\"\n <"));
+        let mut dialog = Dialog::uas(&invite, "b2").unwrap();
+        let to = dialog.request(Method::Bye);
+        let to = to.header(&Name::To).unwrap();
+        assert!(!to.contains(['\r', '\n']), "{to:?}");
+        assert!(to.contains("<sip:alice@a.example;user=phone>") && to.contains("tag=a1"));
+    }
+
+    /// A To that already had a tag gets ours instead, written anew.
+    #[test]
+    fn uas_replaces_a_tag_the_to_had() {
+        let invite =
+            message(&INVITE.replace("To: sip:bob@b.example", "To: <sip:bob@b.example>;tag=old"));
+        let dialog = Dialog::uas(&invite, "b2").unwrap();
+        assert_eq!(dialog.local, "<sip:bob@b.example>;tag=b2");
+    }
+
+    /// The UAC's requests carry our INVITE's From and the answer's To.
+    #[test]
+    fn uac_requests_carry_from_and_the_answers_to() {
+        let invite = message(INVITE);
+        let ok = message(
+            "SIP/2.0 200 OK
+Via: SIP/2.0/UDP a.example:5060;branch=z9hG4bK1
+From: \"Alice A.\" <sip:alice@a.example;user=phone>;tag=a1;x-y=z
+To: <sip:bob@b.example>;tag=b9
+Call-ID: c1@a.example
+CSeq: 7 INVITE
+Contact: <sip:bob@10.0.0.2>
+Content-Length: 0
+
+",
+        );
+        let dialog = Dialog::uac(&invite, &ok).unwrap();
+        let ack = dialog.ack(7);
+        assert_eq!(
+            ack.header(&Name::From),
+            Some("\"Alice A.\" <sip:alice@a.example;user=phone>;tag=a1;x-y=z")
+        );
+        assert_eq!(ack.header(&Name::To), Some("<sip:bob@b.example>;tag=b9"));
+        assert_eq!(ack.header(&Name::CSeq), Some("7 ACK"));
+        assert_eq!(
+            ack.request_uri().map(|u| u.to_string()).as_deref(),
+            Some("sip:bob@10.0.0.2")
+        );
     }
 }

@@ -325,10 +325,22 @@ impl Message {
     }
 
     /// Puts `tag` on To (a UAS's answer, RFC 3261 §8.2.6.2), keeping its parsed value.
+    /// The To text is kept as it was when it had no tag (RFC 3261 §8.2.6.2: the
+    /// request's To, the tag added), else written anew.
     pub fn set_to_tag(&mut self, tag: &str) -> Result<(), ParseError> {
         let mut to = self.to_header()?.clone();
+        let value = match (to.tag(), self.header(&Name::To)) {
+            (None, Some(text)) if !text.bytes().any(|b| b == b'\r' || b == b'\n') => {
+                let mut value = CompactString::with_capacity(text.len() + 5 + tag.len());
+                value.push_str(text);
+                value.push_str(";tag=");
+                value.push_str(tag);
+                Some(value)
+            }
+            _ => None,
+        };
         to.set_tag(tag);
-        self.set_header(Name::To, value_of(&to));
+        self.set_header(Name::To, value.unwrap_or_else(|| value_of(&to)));
         self.parsed.keep(|s| s.to = OnceLock::from(Ok(to)));
         Ok(())
     }

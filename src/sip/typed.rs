@@ -310,6 +310,17 @@ impl CSeq {
     }
 }
 
+impl CSeq {
+    /// The header value, written without the formatting machinery (it fits inline).
+    pub fn value(&self) -> CompactString {
+        let mut value = CompactString::default();
+        let _ = write_decimal(&mut value, self.seq);
+        value.push(' ');
+        value.push_str(self.method.as_str());
+        value
+    }
+}
+
 impl fmt::Display for CSeq {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write_decimal(f, self.seq)?;

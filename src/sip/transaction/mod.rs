@@ -336,6 +336,9 @@ pub struct TransactionLayer {
     /// Their timers.
     wheel: Wheel,
     advertised: Option<Host>,
+    /// The start of our Via for each transport we can send over (`SIP/2.0/UDP
+    /// host:port`), written once: each request adds its branch and `rport`.
+    sent_by: Vec<(Transport, CompactString)>,
     /// What new out-of-dialog INVITEs pass before they get a transaction.
     gate: std::sync::OnceLock<Arc<dyn Gate>>,
     /// Ourselves, for the handles of server transactions.
@@ -352,14 +355,32 @@ impl TransactionLayer {
     /// A layer over `transports`; `advertised` is the host put in our Via and Contact
     /// when the listening address is not what peers should use.
     pub fn new(transports: Arc<Transports>, timers: Timers, advertised: Option<Host>) -> Arc<Self> {
-        Arc::new_cyclic(|this| TransactionLayer {
+        let mut layer = TransactionLayer {
             transports,
             timers,
             table: Mutex::new(Table::default()),
             wheel: Wheel::new(timers.t1),
             advertised,
+            sent_by: Vec::new(),
             gate: std::sync::OnceLock::new(),
+            this: Weak::new(),
+        };
+        layer.sent_by = [Transport::Udp, Transport::Tcp, Transport::Tls]
+            .into_iter()
+            .filter_map(|t| {
+                let (host, port) = layer.local_host_port(t)?;
+                let bare = Via {
+                    transport: t,
+                    host,
+                    port: Some(port),
+                    params: Params::new(),
+                };
+                Some((t, value_of(&bare)))
+            })
+            .collect();
+        Arc::new_cyclic(|this| TransactionLayer {
             this: this.clone(),
+            ..layer
         })
     }
 
@@ -436,6 +457,18 @@ impl TransactionLayer {
         via.set_param("branch", Some(branch.into()));
         via.set_param("rport", None);
         Some(via)
+    }
+
+    /// [`TransactionLayer::via`] as the header value, without writing the sent-by
+    /// part again.
+    pub fn via_value(&self, transport: Transport, branch: &str) -> Option<CompactString> {
+        let (_, sent_by) = self.sent_by.iter().find(|(t, _)| *t == transport)?;
+        let mut value = CompactString::with_capacity(sent_by.len() + branch.len() + 14);
+        value.push_str(sent_by);
+        value.push_str(";branch=");
+        value.push_str(branch);
+        value.push_str(";rport");
+        Some(value)
     }
 
     /// Receives from the transports until they close, routing each message, and
@@ -660,7 +693,7 @@ impl TransactionLayer {
     ) -> ClientTransaction {
         let branch = branch.unwrap_or_else(new_branch);
         let (events_tx, events) = mpsc::channel(16);
-        let Some(via) = self.via(target.transport, &branch) else {
+        let Some(via) = self.via_value(target.transport, &branch) else {
             let _ = events_tx.try_send(ClientEvent::TransportError(format!(
                 "no {} transport to send from",
                 target.transport
@@ -672,7 +705,7 @@ impl TransactionLayer {
             };
         };
         request.remove_header(&Name::Via);
-        request.prepend_header(Name::Via, value_of(&via));
+        request.prepend_header(Name::Via, via);
         let method = request.method().cloned().unwrap_or(Method::Invite);
         let key = Arc::new(Key {
             branch,
@@ -723,9 +756,9 @@ impl TransactionLayer {
         branch: Option<CompactString>,
     ) {
         let branch = branch.unwrap_or_else(new_branch);
-        if let Some(via) = self.via(target.transport, &branch) {
+        if let Some(via) = self.via_value(target.transport, &branch) {
             request.remove_header(&Name::Via);
-            request.prepend_header(Name::Via, value_of(&via));
+            request.prepend_header(Name::Via, via);
         }
         if let Err(e) = self.transports.send_message(target, &request).await {
             tracing::debug!(error = %e, "stateless send failed");
@@ -762,6 +795,35 @@ mod tests {
         eprintln!("transaction entry {entry} B, machine {machine} B");
         assert!(entry <= 32, "a transaction's entry takes {entry} B");
         assert!(machine <= 512, "a transaction takes {machine} B");
+    }
+
+    /// The Via written from its parts once and the Via written whole are the same
+    /// text, over every transport the layer has (and none over one it lacks).
+    #[tokio::test]
+    async fn via_value_is_the_via_written_whole() {
+        let config = crate::sip::transport::TransportConfig {
+            listen: vec![
+                "udp://127.0.0.1:0".parse().unwrap(),
+                "tcp://127.0.0.1:0".parse().unwrap(),
+            ],
+            ..Default::default()
+        };
+        let (transports, _incoming) =
+            Transports::bind(config, tokio_util::sync::CancellationToken::new())
+                .await
+                .unwrap();
+        for advertised in [None, Some(Host::Domain("sbc.example.com".into()))] {
+            let layer = TransactionLayer::new(transports.clone(), Timers::default(), advertised);
+            for t in [Transport::Udp, Transport::Tcp, Transport::Tls] {
+                let branch = new_branch();
+                let whole = layer.via(t, &branch).map(|v| value_of(&v));
+                assert_eq!(layer.via_value(t, &branch), whole, "{t}");
+            }
+            let via = layer.via_value(Transport::Udp, "z9hG4bKx").unwrap();
+            let parsed = Via::parse(&via).unwrap();
+            assert_eq!(parsed.branch(), Some("z9hG4bKx"));
+            assert!(parsed.param("rport").is_some());
+        }
     }
 
     /// A server transaction's user sees its response sent, and the table lets the
