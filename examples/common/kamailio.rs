@@ -47,7 +47,10 @@ impl Kamailio {
         let cfg = dir.path().join("kamailio.cfg");
         std::fs::write(&cfg, include_str!("../../bench/kamailio-proxy.cfg"))?;
         let main = Command::new("kamailio")
-            .args(["-f", &cfg.display().to_string(), "-DD", "-E"])
+            // 256 MB of shared memory: with the package's default 64 MB, tm runs out
+            // of it at 500 calls/s (`could not allocate shared memory`), drops
+            // requests and logs each, and SIPp retransmits (BENCHMARKS.md, session 11).
+            .args(["-f", &cfg.display().to_string(), "-DD", "-E", "-m", "256"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
