@@ -47,18 +47,12 @@ pub fn new_tag() -> String {
     format!("{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff)
 }
 
-/// A name-addr header (From, To) as `message` has it, when that text can be written
-/// again as it is: one header line, nothing folded.
-fn as_received<'a>(message: &'a Message, name: &Name) -> Option<&'a str> {
-    message
-        .header(name)
-        .filter(|text| !text.bytes().any(|b| b == b'\r' || b == b'\n'))
-}
-
 /// `parsed`, the name-addr header `name` of `message`, as our requests write it: the
 /// text as received (it parsed, so it is well formed), else written anew.
 fn written(message: &Message, name: &Name, parsed: &NameAddr) -> CompactString {
-    as_received(message, name).map_or_else(|| value_of(parsed), CompactString::from)
+    message
+        .header_on_one_line(name)
+        .map_or_else(|| value_of(parsed), CompactString::from)
 }
 
 fn contact_uri(message: &Message) -> Result<Uri, ParseError> {
@@ -75,7 +69,7 @@ impl Dialog {
     pub fn uas(invite: &Message, local_tag: &str) -> Result<Dialog, ParseError> {
         let remote = invite.from_header()?;
         let to = invite.to_header()?;
-        let local = match (to.tag(), as_received(invite, &Name::To)) {
+        let local = match (to.tag(), invite.header_on_one_line(&Name::To)) {
             (None, Some(text)) => {
                 let mut local = CompactString::from(text);
                 local.push_str(";tag=");

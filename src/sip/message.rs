@@ -275,6 +275,13 @@ impl Message {
             .map(|h| h.value.as_str())
     }
 
+    /// The first value of a header, when it can be written again as it is: on one
+    /// line (a folded value is not).
+    pub fn header_on_one_line(&self, name: &Name) -> Option<&str> {
+        self.header(name)
+            .filter(|text| !text.bytes().any(|b| b == b'\r' || b == b'\n'))
+    }
+
     /// Every value of a header, list headers split at their commas.
     pub fn header_values<'a>(&'a self, name: &'a Name) -> impl Iterator<Item = &'a str> + 'a {
         self.headers
@@ -329,8 +336,8 @@ impl Message {
     /// request's To, the tag added), else written anew.
     pub fn set_to_tag(&mut self, tag: &str) -> Result<(), ParseError> {
         let mut to = self.to_header()?.clone();
-        let value = match (to.tag(), self.header(&Name::To)) {
-            (None, Some(text)) if !text.bytes().any(|b| b == b'\r' || b == b'\n') => {
+        let value = match (to.tag(), self.header_on_one_line(&Name::To)) {
+            (None, Some(text)) => {
                 let mut value = CompactString::with_capacity(text.len() + 5 + tag.len());
                 value.push_str(text);
                 value.push_str(";tag=");
