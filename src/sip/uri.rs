@@ -119,6 +119,24 @@ pub fn split_once_byte(s: &str, c: u8) -> Option<(&str, &str)> {
     Some((&s[..at], &s[at + 1..]))
 }
 
+/// `s.split(c)` for an ASCII `c`, piece by piece with [`split_once_byte`].
+pub fn split_byte(s: &str, c: u8) -> impl Iterator<Item = &str> {
+    let mut rest = Some(s);
+    std::iter::from_fn(move || {
+        let text = rest?;
+        Some(match split_once_byte(text, c) {
+            Some((piece, after)) => {
+                rest = Some(after);
+                piece
+            }
+            None => {
+                rest = None;
+                text
+            }
+        })
+    })
+}
+
 /// `s.rsplit_once(c)` for an ASCII `c`, as [`split_once_byte`].
 pub fn rsplit_once_byte(s: &str, c: u8) -> Option<(&str, &str)> {
     let at = s.bytes().rposition(|b| b == c)?;
@@ -178,7 +196,7 @@ pub fn parse_params(s: &str) -> Result<Params, ParseError> {
     if s.is_empty() {
         return Ok(Params::new());
     }
-    s.split(';')
+    split_byte(s, b';')
         .map(|p| {
             let (name, value) = match split_once_byte(p, b'=') {
                 Some((n, v)) => (n.trim(), Some(CompactString::from(v.trim()))),
@@ -443,6 +461,10 @@ mod tests {
         ] {
             assert_eq!(split_once_byte(s, b':'), s.split_once(':'));
             assert_eq!(rsplit_once_byte(s, b':'), s.rsplit_once(':'));
+            assert_eq!(
+                split_byte(s, b':').collect::<Vec<_>>(),
+                s.split(':').collect::<Vec<_>>()
+            );
         }
     }
 
