@@ -354,6 +354,7 @@ mod tests {
             assert_eq!(Name::parse(&full.to_ascii_uppercase()).as_str(), *full);
             if let Some(c) = compact {
                 assert_eq!(Name::parse(c), *name);
+                assert_eq!(Name::parse(&c.to_ascii_uppercase()), *name);
             }
         }
         assert_eq!(Name::parse("X-Foo").as_str(), "X-Foo");
