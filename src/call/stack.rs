@@ -81,3 +81,32 @@ impl Drop for SipStack {
         self.shutdown.cancel();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// A dropped stack lets everything go: the transaction layer's loop and the
+    /// engine's end, and the engine (with the layer it holds) is freed.
+    #[tokio::test]
+    async fn a_dropped_stack_ends_its_tasks() {
+        let transport = TransportConfig {
+            listen: vec!["udp://127.0.0.1:0".parse().unwrap()],
+            ..Default::default()
+        };
+        let handler: CallHandler = Arc::new(|_call| Box::pin(async {}));
+        let stack = SipStack::start(StackConfig::new(transport), handler)
+            .await
+            .unwrap();
+        let engine = Arc::downgrade(&stack.engine);
+        drop(stack);
+        for _ in 0..200 {
+            if engine.upgrade().is_none() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the engine outlived its stack by 2 s");
+    }
+}

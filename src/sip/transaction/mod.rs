@@ -471,8 +471,11 @@ impl TransactionLayer {
         Some(value)
     }
 
-    /// Receives from the transports until they close, routing each message, and
-    /// fires the transactions' timers meanwhile.
+    /// Receives from the transports until they shut down, routing each message, and
+    /// fires the transactions' timers meanwhile. It then returns, dropping `core`,
+    /// which ends the transaction user's loop in turn: the channel of received
+    /// messages never closes by itself (the transports hold its sender, and the layer
+    /// the transports).
     pub async fn run(
         self: Arc<Self>,
         mut incoming: mpsc::Receiver<Incoming>,
@@ -486,6 +489,7 @@ impl TransactionLayer {
         tokio::select! {
             _ = receive => {}
             _ = self.fire_timers() => {}
+            _ = self.transports.closed() => {}
         }
     }
 

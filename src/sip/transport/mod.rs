@@ -479,6 +479,11 @@ impl Transports {
     pub fn shutdown(&self) {
         self.shutdown.cancel();
     }
+
+    /// Waits until the transports are shut down.
+    pub async fn closed(&self) {
+        self.shutdown.cancelled().await;
+    }
 }
 
 fn unspecified() -> SocketAddr {
