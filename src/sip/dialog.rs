@@ -68,20 +68,7 @@ impl Dialog {
     /// The UAS side, from the INVITE and the tag we put in our answer (§12.1.1).
     pub fn uas(invite: &Message, local_tag: &str) -> Result<Dialog, ParseError> {
         let remote = invite.from_header()?;
-        let to = invite.to_header()?;
-        let local = match (to.tag(), invite.header_on_one_line(&Name::To)) {
-            (None, Some(text)) => {
-                let mut local = CompactString::from(text);
-                local.push_str(";tag=");
-                local.push_str(local_tag);
-                local
-            }
-            _ => {
-                let mut local = to.clone();
-                local.set_tag(local_tag);
-                value_of(&local)
-            }
-        };
+        let (_, local) = invite.to_with_tag(local_tag)?;
         Ok(Dialog {
             id: DialogId {
                 call_id: invite.call_id()?.to_string(),

@@ -18,7 +18,7 @@ use super::header::{Header, Name, Value, Values, value_of};
 use super::method::Method;
 use super::parsed::{Parsed, read};
 use super::typed::{CSeq, NameAddr, Via};
-use super::uri::{Uri, split_once_byte, write_decimal};
+use super::uri::{Uri, split_byte, split_once_byte, write_decimal};
 
 /// Largest message accepted on any transport, in bytes.
 pub const MAX_MESSAGE_BYTES: usize = 65_535;
@@ -96,25 +96,9 @@ pub fn frame(buf: &[u8]) -> Result<Option<usize>, ParseError> {
 }
 
 /// The lines of a message head without their ends (`\n` or `\r\n`), as
-/// `split('\n')` cuts them; found with `memchr`, which costs a fraction of `str`'s
-/// own searcher on lines of a few dozen bytes (BENCHMARKS.md, session 11).
+/// `split('\n')` cuts them.
 fn lines(head: &str) -> impl Iterator<Item = &str> {
-    let mut rest = Some(head);
-    std::iter::from_fn(move || {
-        let text = rest?;
-        // `\n` is ASCII: the bytes either side of it are character boundaries.
-        let line = match memchr::memchr(b'\n', text.as_bytes()) {
-            Some(i) => {
-                rest = text.get(i + 1..);
-                text.get(..i)
-            }
-            None => {
-                rest = None;
-                Some(text)
-            }
-        }?;
-        Some(line.strip_suffix('\r').unwrap_or(line))
-    })
+    split_byte(head, b'\n').map(|line| line.strip_suffix('\r').unwrap_or(line))
 }
 
 /// Where the header section ends: (end of the headers, start of the body). The first
@@ -354,12 +338,12 @@ impl Message {
         }
     }
 
-    /// Puts `tag` on To (a UAS's answer, RFC 3261 §8.2.6.2), keeping its parsed value.
-    /// The To text is kept as it was when it had no tag (RFC 3261 §8.2.6.2: the
-    /// request's To, the tag added), else written anew.
-    pub fn set_to_tag(&mut self, tag: &str) -> Result<(), ParseError> {
+    /// To with `tag` on it (a UAS's answer, RFC 3261 §8.2.6.2: the request's To, the
+    /// tag added), parsed and as text: the text as it was with the tag appended when
+    /// it had none, else written anew.
+    pub fn to_with_tag(&self, tag: &str) -> Result<(NameAddr, CompactString), ParseError> {
         let mut to = self.to_header()?.clone();
-        let value = match (to.tag(), self.header_on_one_line(&Name::To)) {
+        let text = match (to.tag(), self.header_on_one_line(&Name::To)) {
             (None, Some(text)) => {
                 let mut value = CompactString::with_capacity(text.len() + 5 + tag.len());
                 value.push_str(text);
@@ -370,7 +354,15 @@ impl Message {
             _ => None,
         };
         to.set_tag(tag);
-        self.set_header(Name::To, value.unwrap_or_else(|| value_of(&to)));
+        let text = text.unwrap_or_else(|| value_of(&to));
+        Ok((to, text))
+    }
+
+    /// Puts `tag` on To (a UAS's answer), keeping its parsed value; the text is
+    /// [`Message::to_with_tag`]'s.
+    pub fn set_to_tag(&mut self, tag: &str) -> Result<(), ParseError> {
+        let (to, text) = self.to_with_tag(tag)?;
+        self.set_header(Name::To, text);
         self.parsed.keep(|s| s.to = OnceLock::from(Ok(to)));
         Ok(())
     }

@@ -119,21 +119,23 @@ pub fn split_once_byte(s: &str, c: u8) -> Option<(&str, &str)> {
     Some((&s[..at], &s[at + 1..]))
 }
 
-/// `s.split(c)` for an ASCII `c`, piece by piece with [`split_once_byte`].
+/// `s.split(c)` for an ASCII `c`, each cut found with `memchr`, which costs a
+/// fraction of `str::split`'s searcher on pieces of a few dozen bytes (BENCHMARKS.md,
+/// session 11). Cutting at an ASCII byte always falls on a char boundary.
 pub fn split_byte(s: &str, c: u8) -> impl Iterator<Item = &str> {
     let mut rest = Some(s);
     std::iter::from_fn(move || {
         let text = rest?;
-        Some(match split_once_byte(text, c) {
-            Some((piece, after)) => {
-                rest = Some(after);
-                piece
+        match memchr::memchr(c, text.as_bytes()) {
+            Some(i) => {
+                rest = text.get(i + 1..);
+                text.get(..i)
             }
             None => {
                 rest = None;
-                text
+                Some(text)
             }
-        })
+        }
     })
 }
 

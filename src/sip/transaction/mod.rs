@@ -345,6 +345,20 @@ pub struct TransactionLayer {
     this: Weak<TransactionLayer>,
 }
 
+/// Our host and port for `transport` on `transports`: the address listening for it
+/// (else the UDP one), with `advertised` for its host when there is one.
+fn host_port(
+    transports: &Transports,
+    advertised: Option<&Host>,
+    transport: Transport,
+) -> Option<(Host, u16)> {
+    let addr = transports
+        .local_addr(transport)
+        .or_else(|| transports.local_addr(Transport::Udp))?;
+    let host = advertised.cloned().unwrap_or_else(|| Host::from(addr.ip()));
+    Some((host, addr.port()))
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Each critical section runs one transaction's step; a panic elsewhere cannot
     // leave the table half-changed.
@@ -355,20 +369,10 @@ impl TransactionLayer {
     /// A layer over `transports`; `advertised` is the host put in our Via and Contact
     /// when the listening address is not what peers should use.
     pub fn new(transports: Arc<Transports>, timers: Timers, advertised: Option<Host>) -> Arc<Self> {
-        let mut layer = TransactionLayer {
-            transports,
-            timers,
-            table: Mutex::new(Table::default()),
-            wheel: Wheel::new(timers.t1),
-            advertised,
-            sent_by: Vec::new(),
-            gate: std::sync::OnceLock::new(),
-            this: Weak::new(),
-        };
-        layer.sent_by = [Transport::Udp, Transport::Tcp, Transport::Tls]
+        let sent_by = [Transport::Udp, Transport::Tcp, Transport::Tls]
             .into_iter()
             .filter_map(|t| {
-                let (host, port) = layer.local_host_port(t)?;
+                let (host, port) = host_port(&transports, advertised.as_ref(), t)?;
                 let bare = Via {
                     transport: t,
                     host,
@@ -379,8 +383,14 @@ impl TransactionLayer {
             })
             .collect();
         Arc::new_cyclic(|this| TransactionLayer {
+            transports,
+            timers,
+            table: Mutex::new(Table::default()),
+            wheel: Wheel::new(timers.t1),
+            advertised,
+            sent_by,
+            gate: std::sync::OnceLock::new(),
             this: this.clone(),
-            ..layer
         })
     }
 
@@ -434,15 +444,7 @@ impl TransactionLayer {
 
     /// Our host and port for `transport`, as peers should address us.
     pub fn local_host_port(&self, transport: Transport) -> Option<(Host, u16)> {
-        let addr = self
-            .transports
-            .local_addr(transport)
-            .or_else(|| self.transports.local_addr(Transport::Udp))?;
-        let host = match (&self.advertised, addr.ip().is_unspecified()) {
-            (Some(h), _) => h.clone(),
-            (None, _) => Host::from(addr.ip()),
-        };
-        Some((host, addr.port()))
+        host_port(&self.transports, self.advertised.as_ref(), transport)
     }
 
     /// Our Via for a request over `transport`.
