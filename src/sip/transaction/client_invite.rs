@@ -118,7 +118,13 @@ impl ClientInvite {
     /// later 2xx retransmissions go to the core as stray responses, which the dialog
     /// acknowledges (RFC 6026 §8.4).
     pub(crate) fn user_gone(&self) -> bool {
-        self.state != State::Completed && self.events.is_closed()
+        self.ends_without_user() && self.events.is_closed()
+    }
+
+    /// Whether it ends when its user goes: in every state but Completed, where it
+    /// still answers the final response's retransmissions with the ACK.
+    pub(crate) fn ends_without_user(&self) -> bool {
+        self.state != State::Completed
     }
 
     /// A response that matched.

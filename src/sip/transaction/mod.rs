@@ -40,7 +40,7 @@ pub use gate::{Admission, Gate};
 use server_invite::ServerInvite;
 use server_non_invite::ServerNonInvite;
 pub use timers::Timers;
-use wheel::Wheel;
+use wheel::{Filed, TableKey, Wheel};
 
 /// What identifies a transaction (RFC 3261 §17.1.3, §17.2.3): the top Via's branch,
 /// the method (ACK counts as INVITE), and for server transactions the sent-by.
@@ -209,13 +209,13 @@ pub async fn until(deadline: Option<tokio::time::Instant>) {
 #[derive(Debug)]
 struct Handle {
     layer: Weak<TransactionLayer>,
-    key: Arc<Key>,
+    filed: Arc<Filed>,
 }
 
 impl Drop for Handle {
     fn drop(&mut self) {
         if let Some(layer) = self.layer.upgrade() {
-            layer.abandon(&self.key);
+            layer.abandon(&self.filed.key);
         }
     }
 }
@@ -243,7 +243,7 @@ impl ServerTransaction {
     /// Sends a response through the transaction (retransmitted as RFC 3261 says).
     pub async fn respond(&self, response: &Message) {
         if let Some(layer) = self.handle.layer.upgrade() {
-            layer.respond(&self.handle.key, response).await;
+            layer.respond(&self.handle.filed.key, response).await;
         }
     }
 
@@ -283,6 +283,22 @@ pub struct ClientTransaction {
     pub target: Target,
     /// Responses, timeouts and transport errors.
     pub events: mpsc::Receiver<ClientEvent>,
+    /// Its key (`None` when nothing was sent).
+    filed: Option<Arc<Filed>>,
+    /// The layer it lives in.
+    layer: Weak<TransactionLayer>,
+}
+
+impl Drop for ClientTransaction {
+    /// An INVITE's transaction ends with its user, unless Completed
+    /// ([`TransactionLayer::forsake`]).
+    fn drop(&mut self) {
+        if let (Some(filed), Some(layer)) = (&self.filed, self.layer.upgrade())
+            && filed.key.method == Method::Invite
+        {
+            layer.forsake(&filed.key);
+        }
+    }
 }
 
 /// A transaction of either side and either kind.
@@ -314,17 +330,18 @@ impl Machine {
     }
 }
 
-/// A transaction in the table, with the deadline the wheel holds for it.
+/// A transaction in the table.
 #[derive(Debug)]
 struct Entry {
+    /// Its key, as the wheel holds it too.
+    filed: Arc<Filed>,
     /// Boxed: the table moves its entries when it grows, and tens of thousands
     /// live at once under load.
     machine: Box<Machine>,
-    armed: Option<Instant>,
 }
 
 /// Live transactions by key.
-type Table = HashMap<Arc<Key>, Entry, super::NetworkHasher>;
+type Table = HashMap<TableKey, Entry, super::NetworkHasher>;
 
 /// The transaction layer: matches messages to transactions and starts new ones.
 pub struct TransactionLayer {
@@ -499,54 +516,63 @@ impl TransactionLayer {
     async fn fire_timers(&self) {
         loop {
             let (now, due) = self.wheel.due().await;
-            for (key, at) in due {
-                let step = self.update(&key, |entry| {
-                    (entry.armed == Some(at)).then(|| {
-                        entry.armed = None;
-                        entry.machine.on_timer(&self.transports, now)
-                    })
-                });
+            for filed in due {
+                let key = &filed.key;
+                let step = self.update(key, |m| Some(m.on_timer(&self.transports, now)));
                 if let Some(step) = step {
-                    self.perform(&key, step).await;
+                    self.perform(key, step).await;
                 }
             }
         }
     }
 
     /// Runs `f` on `key`'s transaction, if it is alive, then files its next deadline
-    /// or removes it when its step ended it.
-    fn update(&self, key: &Key, f: impl FnOnce(&mut Entry) -> Option<Step>) -> Option<Step> {
+    /// or removes it when its step ended it (dropping it after the table's lock).
+    fn update(&self, key: &Key, f: impl FnOnce(&mut Machine) -> Option<Step>) -> Option<Step> {
         let mut table = lock(&self.table);
-        let k = table.get_key_value(key)?.0.clone();
         let entry = table.get_mut(key)?;
-        let step = f(entry)?;
+        let step = f(&mut entry.machine)?;
         if step.ended {
-            table.remove(key);
+            self.wheel.disarm(&entry.filed);
+            let gone = table.remove(key);
+            drop(table);
+            drop(gone);
         } else {
-            self.rearm(k, entry);
+            self.rearm(entry);
         }
         Some(step)
     }
 
-    /// Files `entry`'s next deadline with the wheel unless an earlier one is there.
-    fn rearm(&self, key: Arc<Key>, entry: &mut Entry) {
-        if let Some(at) = entry.machine.deadline()
-            && entry.armed.is_none_or(|armed| at < armed)
-        {
-            entry.armed = Some(at);
-            self.wheel.arm(key, at);
+    /// Files `entry`'s next deadline with the wheel, at once: the one filed before
+    /// becomes stale, and costs nothing more when it comes up.
+    fn rearm(&self, entry: &Entry) {
+        match entry.machine.deadline() {
+            Some(at) => self.wheel.arm(&entry.filed, at),
+            None => self.wheel.disarm(&entry.filed),
         }
     }
 
     /// Adds a new transaction, its timer armed; the caller then performs its first
     /// step. (Not itself async: a future would keep room for the machine it moved.)
-    fn insert(&self, key: Arc<Key>, machine: Machine) {
-        let mut entry = Entry {
+    fn insert(&self, filed: Arc<Filed>, machine: Machine) {
+        let entry = Entry {
+            filed: filed.clone(),
             machine: Box::new(machine),
-            armed: None,
         };
-        self.rearm(key.clone(), &mut entry);
-        lock(&self.table).insert(key, entry);
+        self.rearm(&entry);
+        lock(&self.table).insert(TableKey(filed), entry);
+    }
+
+    /// The user of a client INVITE transaction let it go: unless it is Completed
+    /// (absorbing the final response's retransmissions and answering them with its
+    /// ACK), it ends now rather than at its next timer, while its memory is still
+    /// warm. What it would have passed on, 2xx retransmissions, goes to the core as
+    /// stray responses, as after it ends.
+    fn forsake(&self, key: &Key) {
+        self.update(key, |m| match m {
+            Machine::InviteClient(t) if t.ends_without_user() => Some(Step::ended()),
+            _ => None,
+        });
     }
 
     /// Sends what `step` sends and tells the user what it reports. A client
@@ -570,7 +596,7 @@ impl TransactionLayer {
     /// The user's response to a server transaction.
     async fn respond(&self, key: &Key, response: &Message) {
         let now = Instant::now();
-        let step = self.update(key, |entry| match entry.machine.as_mut() {
+        let step = self.update(key, |m| match m {
             Machine::InviteServer(t) => Some(t.on_respond(response, &self.transports, now)),
             Machine::NonInviteServer(t) => Some(t.on_respond(response, &self.transports, now)),
             _ => None,
@@ -583,7 +609,7 @@ impl TransactionLayer {
     /// Every handle of a server transaction dropped.
     fn abandon(&self, key: &Key) {
         let now = Instant::now();
-        let step = self.update(key, |entry| match entry.machine.as_mut() {
+        let step = self.update(key, |m| match m {
             Machine::InviteServer(t) => Some(t.on_abandoned(&self.transports, now)),
             Machine::NonInviteServer(t) => Some(t.on_abandoned(&self.transports, now)),
             _ => None,
@@ -614,7 +640,7 @@ impl TransactionLayer {
         let key = Key::client(&msg.message);
         let mut message = Some(msg.message);
         let step = key.and_then(|key| {
-            let step = self.update(&key, |entry| match entry.machine.as_mut() {
+            let step = self.update(&key, |m| match m {
                 Machine::InviteClient(t) if t.user_gone() => Some(Step::ended()),
                 Machine::InviteClient(t) => Some(t.on_response(message.take()?, now)),
                 Machine::NonInviteClient(t) => Some(t.on_response(message.take()?, now)),
@@ -642,7 +668,7 @@ impl TransactionLayer {
         };
         let now = Instant::now();
         let method = msg.message.method();
-        let step = self.update(&key, |entry| match entry.machine.as_mut() {
+        let step = self.update(&key, |m| match m {
             Machine::InviteServer(t) => Some(t.on_request(method, &self.transports, now)),
             Machine::NonInviteServer(t) => Some(t.on_request()),
             _ => None,
@@ -663,10 +689,10 @@ impl TransactionLayer {
     }
 
     async fn start_server(&self, key: Key, msg: Incoming) -> ServerTransaction {
-        let key = Arc::new(key);
+        let filed = Filed::new(key);
         let reliable = msg.transport.is_reliable();
         let request = Arc::new(msg.message);
-        let (machine, first) = if key.method == Method::Invite {
+        let (machine, first) = if filed.key.method == Method::Invite {
             let (t, first) =
                 ServerInvite::start(&request, msg.source, reliable, self.timers, Instant::now());
             (Machine::InviteServer(t), first)
@@ -674,17 +700,17 @@ impl TransactionLayer {
             let (t, first) = ServerNonInvite::start(&request, msg.source, reliable, self.timers);
             (Machine::NonInviteServer(t), first)
         };
-        self.insert(key.clone(), machine);
-        self.perform(&key, first).await;
+        self.insert(filed.clone(), machine);
+        self.perform(&filed.key, first).await;
         ServerTransaction {
             request,
             source: msg.source,
             transport: msg.transport,
             local: msg.local,
-            key: Key::clone(&key),
+            key: filed.key.clone(),
             handle: Arc::new(Handle {
                 layer: self.this.clone(),
-                key,
+                filed,
             }),
         }
     }
@@ -708,12 +734,14 @@ impl TransactionLayer {
                 request: Arc::new(request),
                 target,
                 events,
+                filed: None,
+                layer: Weak::new(),
             };
         };
         request.remove_header(&Name::Via);
         request.prepend_header(Name::Via, via);
         let method = request.method().cloned().unwrap_or(Method::Invite);
-        let key = Arc::new(Key {
+        let filed = Filed::new(Key {
             branch,
             method: method.clone(),
             sent_by: CompactString::default(),
@@ -738,19 +766,21 @@ impl TransactionLayer {
         // (up to its timeout) in a task of its own, not in the caller's.
         if target.transport.is_reliable() && !self.transports.is_open(target.transport, target.addr)
         {
-            let layer = self.clone();
+            let (layer, filed) = (self.clone(), filed.clone());
             tokio::spawn(async move {
-                layer.insert(key.clone(), machine);
-                layer.perform(&key, first).await;
+                layer.insert(filed.clone(), machine);
+                layer.perform(&filed.key, first).await;
             });
         } else {
-            self.insert(key.clone(), machine);
-            self.perform(&key, first).await;
+            self.insert(filed.clone(), machine);
+            self.perform(&filed.key, first).await;
         }
         ClientTransaction {
             request,
             target,
             events,
+            filed: Some(filed),
+            layer: self.this.clone(),
         }
     }
 
@@ -796,7 +826,7 @@ mod tests {
     /// or shared bytes, not inline).
     #[test]
     fn transactions_are_small() {
-        let entry = std::mem::size_of::<Entry>();
+        let entry = std::mem::size_of::<(TableKey, Entry)>();
         let machine = std::mem::size_of::<Machine>();
         eprintln!("transaction entry {entry} B, machine {machine} B");
         assert!(entry <= 32, "a transaction's entry takes {entry} B");
@@ -829,6 +859,63 @@ mod tests {
             let parsed = Via::parse(&via).unwrap();
             assert_eq!(parsed.branch(), Some("z9hG4bKx"));
             assert!(parsed.param("rport").is_some());
+        }
+    }
+
+    /// Answers the INVITE that arrives at `peer` with `status`, returning it.
+    async fn answer(peer: &tokio::net::UdpSocket, status: u16) -> Message {
+        let mut buf = [0u8; 4096];
+        let (n, from) = peer.recv_from(&mut buf).await.unwrap();
+        let invite = Message::parse(&buf[..n], super::super::message::Framing::Datagram).unwrap();
+        let mut answer = Message::response_to(&invite, status);
+        answer.set_to_tag("callee").unwrap();
+        peer.send_to(&answer.to_bytes(), from).await.unwrap();
+        invite
+    }
+
+    /// An INVITE's client transaction ends when its user drops it after a 2xx
+    /// (Accepted), not 32 s later at Timer M; a Completed one (after a non-2xx) stays
+    /// to answer the final response's retransmissions with its ACK.
+    #[tokio::test]
+    async fn an_invite_transaction_ends_with_its_user_unless_completed() {
+        let config = crate::sip::transport::TransportConfig {
+            listen: vec!["udp://127.0.0.1:0".parse().unwrap()],
+            ..Default::default()
+        };
+        let (transports, incoming) =
+            Transports::bind(config, tokio_util::sync::CancellationToken::new())
+                .await
+                .unwrap();
+        let layer = TransactionLayer::new(transports, Timers::default(), None);
+        let (core_tx, _core) = mpsc::channel(4);
+        tokio::spawn(layer.clone().run(incoming, core_tx));
+        let peer = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let target = Target {
+            transport: Transport::Udp,
+            addr: peer.local_addr().unwrap(),
+            server_name: None,
+        };
+        for (status, alive_after_drop) in [(200, 0), (486, 1)] {
+            let invite = Message::parse(
+                format!(
+                    "INVITE sip:b@{0} SIP/2.0\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:b@x>\r\n\
+                     Call-ID: c{status}\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\n\
+                     Content-Length: 0\r\n\r\n",
+                    target.addr
+                )
+                .as_bytes(),
+                super::super::message::Framing::Datagram,
+            )
+            .unwrap();
+            let mut ct = layer.send_request(invite, target.clone(), None).await;
+            answer(&peer, status).await;
+            let Some(ClientEvent::Response(r)) = ct.events.recv().await else {
+                panic!("no response");
+            };
+            assert_eq!(r.status(), Some(status));
+            assert_eq!(layer.alive(), 1, "{status}: alive while its user holds it");
+            drop(ct);
+            assert_eq!(layer.alive(), alive_after_drop, "{status}: after its user let go");
         }
     }
 
