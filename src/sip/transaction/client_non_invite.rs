@@ -31,8 +31,9 @@ pub(crate) struct ClientNonInvite {
     timers: Timers,
     /// Whether the target is over TCP or TLS (no Timer E, Timer K is 0).
     reliable: bool,
-    /// The user's end.
-    events: mpsc::Sender<ClientEvent>,
+    /// The user's end, until the final response is reported (Completed tells the
+    /// user nothing more, so the channel is let go then, not at Timer K).
+    events: Option<mpsc::Sender<ClientEvent>>,
     /// Timer E: when it fires next, and the interval after that.
     timer_e: Option<(Instant, Duration)>,
     /// Timer F: no final response in time.
@@ -58,7 +59,7 @@ impl ClientNonInvite {
             sent: Some(sent.clone()),
             timers,
             reliable,
-            events,
+            events: Some(events),
             timer_e: (!reliable).then(|| (now + timers.t1, timers.t1)),
             timer_f: Some(now + timers.t1x64()),
             timer_k: None,
@@ -68,7 +69,12 @@ impl ClientNonInvite {
     }
 
     fn step(&self, send: Option<Outgoing>, report: Option<ClientEvent>) -> Step {
-        Step::for_user(&self.events, send, report)
+        Step {
+            send,
+            report,
+            user: self.events.clone(),
+            ended: false,
+        }
     }
 
     /// A response that matched.
@@ -86,7 +92,11 @@ impl ClientNonInvite {
                 self.timer_f = None;
                 self.sent = None;
                 self.timer_k = Some(now + self.timers.t4_unless_reliable(self.reliable));
-                self.step(None, report)
+                Step {
+                    report,
+                    user: self.events.take(),
+                    ..Step::default()
+                }
             }
             _ => Step::default(), // retransmissions absorbed in Completed
         }
@@ -95,7 +105,10 @@ impl ClientNonInvite {
     /// Whatever timer is due at `now`.
     pub(crate) fn on_timer(&mut self, now: Instant) -> Step {
         if self.timer_f.is_some_and(|at| at <= now) {
-            return Step::timed_out(&self.events);
+            return self
+                .events
+                .as_ref()
+                .map_or_else(Step::ended, Step::timed_out);
         }
         if self.timer_k.is_some_and(|at| at <= now) {
             return Step::ended();

@@ -862,22 +862,18 @@ mod tests {
         }
     }
 
-    /// Answers the INVITE that arrives at `peer` with `status`, returning it.
-    async fn answer(peer: &tokio::net::UdpSocket, status: u16) -> Message {
+    /// Answers the request that arrives at `peer` with `status`.
+    async fn answer(peer: &tokio::net::UdpSocket, status: u16) {
         let mut buf = [0u8; 4096];
         let (n, from) = peer.recv_from(&mut buf).await.unwrap();
-        let invite = Message::parse(&buf[..n], super::super::message::Framing::Datagram).unwrap();
-        let mut answer = Message::response_to(&invite, status);
+        let request = Message::parse(&buf[..n], super::super::message::Framing::Datagram).unwrap();
+        let mut answer = Message::response_to(&request, status);
         answer.set_to_tag("callee").unwrap();
         peer.send_to(&answer.to_bytes(), from).await.unwrap();
-        invite
     }
 
-    /// An INVITE's client transaction ends when its user drops it after a 2xx
-    /// (Accepted), not 32 s later at Timer M; a Completed one (after a non-2xx) stays
-    /// to answer the final response's retransmissions with its ACK.
-    #[tokio::test]
-    async fn an_invite_transaction_ends_with_its_user_unless_completed() {
+    /// A layer on a UDP port of its own, running, and a peer socket to send to.
+    async fn layer_and_peer() -> (Arc<TransactionLayer>, tokio::net::UdpSocket, Target) {
         let config = crate::sip::transport::TransportConfig {
             listen: vec!["udp://127.0.0.1:0".parse().unwrap()],
             ..Default::default()
@@ -887,26 +883,62 @@ mod tests {
                 .await
                 .unwrap();
         let layer = TransactionLayer::new(transports, Timers::default(), None);
-        let (core_tx, _core) = mpsc::channel(4);
+        let (core_tx, mut core) = mpsc::channel(4);
         tokio::spawn(layer.clone().run(incoming, core_tx));
+        tokio::spawn(async move { while core.recv().await.is_some() {} });
         let peer = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let target = Target {
             transport: Transport::Udp,
             addr: peer.local_addr().unwrap(),
             server_name: None,
         };
-        for (status, alive_after_drop) in [(200, 0), (486, 1)] {
-            let invite = Message::parse(
-                format!(
-                    "INVITE sip:b@{0} SIP/2.0\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:b@x>\r\n\
-                     Call-ID: c{status}\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\n\
-                     Content-Length: 0\r\n\r\n",
-                    target.addr
-                )
-                .as_bytes(),
-                super::super::message::Framing::Datagram,
+        (layer, peer, target)
+    }
+
+    /// `method` from a@x to b@`to`.
+    fn request(method: &str, to: SocketAddr, call_id: &str) -> Message {
+        Message::parse(
+            format!(
+                "{method} sip:b@{to} SIP/2.0\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:b@x>\r\n\
+                 Call-ID: {call_id}\r\nCSeq: 1 {method}\r\nMax-Forwards: 70\r\n\
+                 Content-Length: 0\r\n\r\n"
             )
-            .unwrap();
+            .as_bytes(),
+            super::super::message::Framing::Datagram,
+        )
+        .unwrap()
+    }
+
+    /// A non-INVITE client transaction tells its user of the final response and lets
+    /// the user's channel go with it (Completed reports nothing more), though it stays
+    /// for Timer K (5 s over UDP) to absorb the response's retransmissions.
+    #[tokio::test]
+    async fn a_completed_non_invite_lets_its_user_go() {
+        let (layer, peer, target) = layer_and_peer().await;
+        let bye = request("BYE", target.addr, "k1");
+        let mut ct = layer.send_request(bye, target.clone(), None).await;
+        answer(&peer, 200).await;
+        let Some(ClientEvent::Response(r)) = ct.events.recv().await else {
+            panic!("no response");
+        };
+        assert_eq!(r.status(), Some(200));
+        let closed =
+            tokio::time::timeout(std::time::Duration::from_secs(2), ct.events.recv()).await;
+        assert!(
+            matches!(closed, Ok(None)),
+            "the channel stays open: {closed:?}"
+        );
+        assert_eq!(layer.alive(), 1, "Timer K still runs");
+    }
+
+    /// An INVITE's client transaction ends when its user drops it after a 2xx
+    /// (Accepted), not 32 s later at Timer M; a Completed one (after a non-2xx) stays
+    /// to answer the final response's retransmissions with its ACK.
+    #[tokio::test]
+    async fn an_invite_transaction_ends_with_its_user_unless_completed() {
+        let (layer, peer, target) = layer_and_peer().await;
+        for (status, alive_after_drop) in [(200, 0), (486, 1)] {
+            let invite = request("INVITE", target.addr, &format!("c{status}"));
             let mut ct = layer.send_request(invite, target.clone(), None).await;
             answer(&peer, status).await;
             let Some(ClientEvent::Response(r)) = ct.events.recv().await else {
@@ -915,7 +947,11 @@ mod tests {
             assert_eq!(r.status(), Some(status));
             assert_eq!(layer.alive(), 1, "{status}: alive while its user holds it");
             drop(ct);
-            assert_eq!(layer.alive(), alive_after_drop, "{status}: after its user let go");
+            assert_eq!(
+                layer.alive(),
+                alive_after_drop,
+                "{status}: after its user let go"
+            );
         }
     }
 

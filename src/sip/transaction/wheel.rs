@@ -246,7 +246,11 @@ mod tests {
         wheel.arm(&twice, now + Duration::from_millis(200));
         wheel.arm(&disarmed, now + Duration::from_millis(150));
         wheel.disarm(&disarmed);
-        assert_eq!(wheel.deadlines().heap.len(), 4, "a deadline filed twice is held once");
+        assert_eq!(
+            wheel.deadlines().heap.len(),
+            4,
+            "a deadline filed twice is held once"
+        );
         let mut fired = Vec::new();
         while fired.len() < 2 {
             let (at, due) = wheel.due().await;
