@@ -195,12 +195,19 @@ async fn callflow(l: Load, first: bool) -> anyhow::Result<Run> {
     if !first {
         return Ok(run);
     }
-    // The transactions of the last calls live 32 s (RFC 3261's Timers J and L).
+    // The transactions of the last calls live 32 s (RFC 3261's Timers J and L), so
+    // the CPU they take to end falls after the load; it is shown on its own.
+    let cpu_at_end = engine_cpu_seconds();
     tokio::time::sleep(Duration::from_secs(60)).await;
+    let tail = engine_cpu_seconds() - cpu_at_end;
     println!(
         " callflow: RSS {idle:.1} MiB before the load, {:.1} MiB a minute after it ended ({} transactions alive)",
         rss_mib("self"),
         server.engine.core.layer.alive()
+    );
+    println!(
+        " callflow: CPU in that minute (the load's transactions ending on their timers): {tail:.2} s = {:.0} µs per call",
+        tail / ((run.ok + run.extra_calls).max(1) as f64) * 1e6
     );
     Ok(run)
 }
@@ -255,12 +262,27 @@ fn print_setup(mut probed: common::Probed) {
     }
 }
 
-async fn kamailio(l: Load) -> anyhow::Result<Option<Run>> {
+async fn kamailio(l: Load, first: bool) -> anyhow::Result<Option<Run>> {
     let Some(kamailio) = Kamailio::start().await? else {
         return Ok(None);
     };
     let mut run = load(KAMAILIO, l, || kamailio.processes()).await?;
     run.peak_rss_mib = kamailio.processes().iter().map(|p| peak_rss_mib(p)).sum();
+    if first {
+        // Its transactions end 5 s after their final response (tm's wait timer); its
+        // timer processes tick when idle too, so the next 10 s are the idle rate.
+        let ten = Duration::from_secs(10);
+        let at_end = kamailio.cpu_seconds();
+        tokio::time::sleep(ten).await;
+        let tail = kamailio.cpu_seconds() - at_end;
+        tokio::time::sleep(ten).await;
+        let idle = kamailio.cpu_seconds() - at_end - tail;
+        println!(
+            " kamailio: CPU in the 10 s after the load, less its idle rate: {:.2} s = {:.0} µs per call",
+            tail - idle,
+            (tail - idle) / (run.ok.max(1) as f64) * 1e6
+        );
+    }
     kamailio.stop().await;
     Ok(Some(run))
 }
@@ -287,7 +309,7 @@ async fn measure() -> anyhow::Result<()> {
         }
         let ours = callflow(l, round == 1).await?;
         ours.print("callflow");
-        let Some(theirs) = kamailio(l).await? else {
+        let Some(theirs) = kamailio(l, round == 1).await? else {
             continue;
         };
         theirs.print("kamailio");

@@ -175,6 +175,28 @@ pub fn busy_for(invite: &str) -> String {
     out
 }
 
+/// The caller's ACK for the final non-2xx `response` to its `invite` (RFC 3261
+/// §17.1.1.3: the INVITE's Request-URI, Via, From, Call-ID and CSeq number, the
+/// response's To). Without it callflow's server transaction would resend its final
+/// response for 32 s (Timer G until Timer H), work a real caller does not cause.
+pub fn ack_for(invite: &str, response: &str) -> String {
+    let request_uri = invite.split(' ').nth(1).unwrap_or("");
+    let header = |text: &str, name: &str| {
+        text.split("\r\n")
+            .find(|l| l.len() > name.len() && l[..name.len()].eq_ignore_ascii_case(name))
+            .unwrap_or("")
+            .to_string()
+    };
+    let cseq = header(invite, "cseq:").replace("INVITE", "ACK");
+    format!(
+        "ACK {request_uri} SIP/2.0\r\n{}\r\nMax-Forwards: 70\r\n{}\r\n{}\r\n{}\r\n{cseq}\r\nContent-Length: 0\r\n\r\n",
+        header(invite, "via:"),
+        header(invite, "from:"),
+        header(response, "to:"),
+        header(invite, "call-id:"),
+    )
+}
+
 /// `calls` sequential calls from `caller` through `engine` to `bot`, each refused by
 /// the bot with 486: the time from the caller's INVITE to the bot's, per call.
 pub async fn probe_setup(
@@ -199,10 +221,13 @@ pub async fn probe_setup(
         setup.push(t0.elapsed());
         let text = String::from_utf8_lossy(&buf[..len]).to_string();
         bot.send_to(busy_for(&text).as_bytes(), from).await?;
-        // Drain the caller's responses (100, then the final one) before the next call.
+        // Drain the caller's responses (100, then the final one, acknowledged) before
+        // the next call.
         loop {
             let (len, _) = caller.recv_from(&mut buf).await?;
             if buf[..len].starts_with(b"SIP/2.0 ") && !buf[..len].starts_with(b"SIP/2.0 1") {
+                let ack = ack_for(&msg, &String::from_utf8_lossy(&buf[..len]));
+                caller.send_to(ack.as_bytes(), engine).await?;
                 break;
             }
         }
@@ -368,6 +393,8 @@ fn probe_call(
     loop {
         let (len, _) = caller.recv_from(&mut buf).ok()?;
         if buf[..len].starts_with(b"SIP/2.0 ") && !buf[..len].starts_with(b"SIP/2.0 1") {
+            let ack = ack_for(&msg, &String::from_utf8_lossy(&buf[..len]));
+            caller.send_to(ack.as_bytes(), engine).ok()?;
             return Some(setup);
         }
     }
