@@ -1,15 +1,21 @@
-//! The transactions' timers, all in one place: a heap of deadlines that one loop
+//! The transactions' timers, all in one place: queues of deadlines that one loop
 //! sleeps on, in ticks, so that the timers of a whole second of calls fire in a
 //! hundred wake-ups rather than one wake-up (and one task) per transaction.
 //!
 //! A transaction files its next deadline after every event that changes it. A
-//! deadline that is no longer its next (a Timer A stopped by a 2xx, say) stays in the
-//! heap and is skipped when it comes up: the key the transaction shares with the
+//! deadline that is no longer its next (a Timer A stopped by a 2xx, say) stays
+//! queued and is skipped when it comes up: the key the transaction shares with the
 //! wheel ([`Filed`]) tells which deadline is current, so a stale one costs a look at
 //! that key alone, not a look-up of a transaction whose memory has long gone cold.
+//!
+//! The timers of RFC 3261 run for a few lengths (T1 and its doublings, T2, T4,
+//! 64·T1), so deadlines are queued by how far ahead they were filed: each queue is
+//! then in deadline order by construction (give or take a tick), filing is a push at
+//! its back and firing a pop at its front. Unlike a heap's, those touch memory in
+//! order, which matters where memory left alone for a second costs microseconds to
+//! come back to (BENCHMARKS.md, session 12).
 
-use std::cmp::{Ordering, Reverse};
-use std::collections::BinaryHeap;
+use std::collections::VecDeque;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering as MemoryOrder};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -78,31 +84,22 @@ struct Due {
     filed: Arc<Filed>,
 }
 
-impl PartialEq for Due {
-    fn eq(&self, other: &Self) -> bool {
-        self.at == other.at
-    }
-}
-
-impl Eq for Due {}
-
-impl PartialOrd for Due {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Due {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.at.cmp(&other.at)
-    }
+/// The deadlines filed the same number of ticks ahead, in the order they were
+/// filed, which is their order (within a tick).
+#[derive(Debug)]
+struct Queue {
+    /// How far ahead, in ticks.
+    ahead: u64,
+    /// Oldest first.
+    due: VecDeque<Due>,
 }
 
 /// The deadlines, and when the loop sleeping on them wakes next.
 #[derive(Debug, Default)]
 struct Deadlines {
-    /// Earliest first.
-    heap: BinaryHeap<Reverse<Due>>,
+    /// One queue per distance ahead that has deadlines (a handful: the RFC's timer
+    /// lengths).
+    queues: Vec<Queue>,
     /// The tick the loop sleeps until (`None`: it waits for a first deadline). A
     /// deadline filed for that tick or later needs no wake-up.
     wake_at: Option<Instant>,
@@ -153,29 +150,42 @@ impl Wheel {
         if filed.armed.swap(stamp, MemoryOrder::Relaxed) == stamp {
             return;
         }
-        let mut d = self.deadlines();
-        let sooner = d.wake_at.is_none_or(|w| self.tick_after(at) < w);
-        d.heap.push(Reverse(Due {
+        let ahead = self.ticks(at.saturating_duration_since(Instant::now()));
+        let due = Due {
             at,
             filed: filed.clone(),
-        }));
+        };
+        let mut d = self.deadlines();
+        let sooner = d.wake_at.is_none_or(|w| self.tick_after(at) < w);
+        match d.queues.iter_mut().find(|q| q.ahead == ahead) {
+            Some(q) => q.due.push_back(due),
+            None => d.queues.push(Queue {
+                ahead,
+                due: VecDeque::from([due]),
+            }),
+        }
         drop(d);
         if sooner {
             self.earlier.notify_one();
         }
     }
 
-    /// Leaves `filed` without a deadline: the one in the heap is skipped.
+    /// Leaves `filed` without a deadline: the one queued is skipped.
     pub(crate) fn disarm(&self, filed: &Filed) {
         filed.armed.store(0, MemoryOrder::Relaxed);
     }
 
+    /// `d` in ticks, rounded up.
+    fn ticks(&self, d: Duration) -> u64 {
+        let ticks = d.as_nanos().div_ceil(self.tick.as_nanos().max(1));
+        u64::try_from(ticks).unwrap_or(u64::MAX)
+    }
+
     /// `at` rounded up to the next tick.
     fn tick_after(&self, at: Instant) -> Instant {
-        let since = at.saturating_duration_since(self.origin).as_nanos();
-        let tick = self.tick.as_nanos().max(1);
-        let rounded = since.div_ceil(tick) * tick;
-        self.origin + Duration::from_nanos(u64::try_from(rounded).unwrap_or(u64::MAX))
+        let ticks = self.ticks(at.saturating_duration_since(self.origin));
+        let nanos = u64::try_from(self.tick.as_nanos()).unwrap_or(u64::MAX);
+        self.origin + Duration::from_nanos(ticks.saturating_mul(nanos))
     }
 
     /// Waits for the next tick with a deadline due, and returns the transactions
@@ -186,7 +196,13 @@ impl Wheel {
             let earlier = self.earlier.notified();
             let wake = {
                 let mut d = self.deadlines();
-                d.wake_at = d.heap.peek().map(|Reverse(due)| self.tick_after(due.at));
+                let first = d
+                    .queues
+                    .iter()
+                    .filter_map(|q| q.due.front())
+                    .map(|x| x.at)
+                    .min();
+                d.wake_at = first.map(|at| self.tick_after(at));
                 d.wake_at
             };
             match wake {
@@ -204,14 +220,17 @@ impl Wheel {
             let now = Instant::now();
             let mut d = self.deadlines();
             let mut due = Vec::new();
-            while d.heap.peek().is_some_and(|Reverse(x)| x.at <= now) {
-                if let Some(Reverse(x)) = d.heap.pop()
-                    && x.filed.armed.load(MemoryOrder::Relaxed) == self.stamp(x.at)
-                {
-                    self.disarm(&x.filed);
-                    due.push(x.filed);
+            for q in &mut d.queues {
+                while let Some(x) = q.due.pop_front_if(|x| x.at <= now) {
+                    if x.filed.armed.load(MemoryOrder::Relaxed) == self.stamp(x.at) {
+                        self.disarm(&x.filed);
+                        due.push(x.filed);
+                    }
                 }
             }
+            // A deadline filed at an odd distance (Timer B's rest after a 1xx) makes
+            // a queue of its own; it goes when it empties.
+            d.queues.retain(|q| !q.due.is_empty());
             drop(d);
             if !due.is_empty() {
                 return (now, due);
@@ -246,11 +265,14 @@ mod tests {
         wheel.arm(&twice, now + Duration::from_millis(200));
         wheel.arm(&disarmed, now + Duration::from_millis(150));
         wheel.disarm(&disarmed);
-        assert_eq!(
-            wheel.deadlines().heap.len(),
-            4,
-            "a deadline filed twice is held once"
-        );
+        let held = |w: &Wheel| {
+            w.deadlines()
+                .queues
+                .iter()
+                .map(|q| q.due.len())
+                .sum::<usize>()
+        };
+        assert_eq!(held(&wheel), 4, "a deadline filed twice is held once");
         let mut fired = Vec::new();
         while fired.len() < 2 {
             let (at, due) = wheel.due().await;
@@ -259,7 +281,8 @@ mod tests {
         assert_eq!(fired[0].0, "b");
         assert_eq!(fired[1].0, "a");
         assert!(fired[1].1 >= Duration::from_millis(300), "{fired:?}");
-        assert!(wheel.deadlines().heap.is_empty());
+        assert_eq!(held(&wheel), 0);
+        assert!(wheel.deadlines().queues.is_empty(), "empty queues go");
         // Fired, each is disarmed until it files its next deadline.
         assert_eq!(moved.armed.load(MemoryOrder::Relaxed), 0);
     }
