@@ -872,16 +872,20 @@ mod tests {
         peer.send_to(&answer.to_bytes(), from).await.unwrap();
     }
 
-    /// A layer on a UDP port of its own, running, and a peer socket to send to.
-    async fn layer_and_peer() -> (Arc<TransactionLayer>, tokio::net::UdpSocket, Target) {
+    /// Transports on a UDP port of their own, and what they receive.
+    async fn udp_transports() -> (Arc<Transports>, mpsc::Receiver<Incoming>) {
         let config = crate::sip::transport::TransportConfig {
             listen: vec!["udp://127.0.0.1:0".parse().unwrap()],
             ..Default::default()
         };
-        let (transports, incoming) =
-            Transports::bind(config, tokio_util::sync::CancellationToken::new())
-                .await
-                .unwrap();
+        Transports::bind(config, tokio_util::sync::CancellationToken::new())
+            .await
+            .unwrap()
+    }
+
+    /// A layer on a UDP port of its own, running, and a peer socket to send to.
+    async fn layer_and_peer() -> (Arc<TransactionLayer>, tokio::net::UdpSocket, Target) {
+        let (transports, incoming) = udp_transports().await;
         let layer = TransactionLayer::new(transports, Timers::default(), None);
         let (core_tx, mut core) = mpsc::channel(4);
         tokio::spawn(layer.clone().run(incoming, core_tx));
@@ -959,14 +963,7 @@ mod tests {
     /// transaction go once Timer J has fired.
     #[tokio::test]
     async fn a_transaction_ends_on_its_timer() {
-        let config = crate::sip::transport::TransportConfig {
-            listen: vec!["udp://127.0.0.1:0".parse().unwrap()],
-            ..Default::default()
-        };
-        let (transports, incoming) =
-            Transports::bind(config, tokio_util::sync::CancellationToken::new())
-                .await
-                .unwrap();
+        let (transports, incoming) = udp_transports().await;
         let addr = transports.local_addr(Transport::Udp).unwrap();
         let timers = Timers {
             t1: std::time::Duration::from_millis(5),
