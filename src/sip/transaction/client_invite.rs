@@ -113,18 +113,39 @@ impl ClientInvite {
         Step::for_user(&self.events, send, report)
     }
 
-    /// Whether the user dropped its end. Then the transaction ends (but in
-    /// Completed, where it still acknowledges retransmitted final responses), and
-    /// later 2xx retransmissions go to the core as stray responses, which the dialog
-    /// acknowledges (RFC 6026 §8.4).
+    /// Whether its user is gone and nothing is left for it to do: Accepted, whose
+    /// 2xx retransmissions go to the core as stray responses once it has ended,
+    /// which the dialog acknowledges (RFC 6026 §8.4).
     pub(crate) fn user_gone(&self) -> bool {
-        self.ends_without_user() && self.events.is_closed()
+        self.state == State::Accepted && self.events.is_closed()
     }
 
-    /// Whether it ends when its user goes: in every state but Completed, where it
-    /// still answers the final response's retransmissions with the ACK.
-    pub(crate) fn ends_without_user(&self) -> bool {
-        self.state != State::Completed
+    /// Its user let it go. Accepted ends at once. Calling and Proceeding wait for
+    /// the final response, to acknowledge a non-2xx one (§17.1.1.3), for 64·T1 at
+    /// most, as a UAC waits after a CANCEL (§9.1); Completed still answers the final
+    /// response's retransmissions with its ACK until Timer D.
+    pub(crate) fn on_user_gone(&mut self, now: Instant) -> Step {
+        match self.state {
+            State::Accepted => Step::ended(),
+            State::Calling | State::Proceeding => {
+                let limit = now + self.timers.t1x64();
+                self.timer_b = Some(self.timer_b.map_or(limit, |b| b.min(limit)));
+                Step::default()
+            }
+            State::Completed => Step::default(),
+        }
+    }
+
+    /// Whether a response with `status` that matched goes to the core instead, and
+    /// ends the transaction: once its user is gone, a 2xx is the core's (RFC 6026
+    /// §8.4), as is anything after Accepted.
+    pub(crate) fn passes_on(&self, status: u16) -> bool {
+        self.events.is_closed()
+            && match self.state {
+                State::Accepted => true,
+                State::Calling | State::Proceeding => (200..300).contains(&status),
+                State::Completed => false,
+            }
     }
 
     /// A response that matched.

@@ -290,7 +290,7 @@ pub struct ClientTransaction {
 }
 
 impl Drop for ClientTransaction {
-    /// An INVITE's transaction ends with its user, unless Completed
+    /// An INVITE's transaction ends with its user once Accepted
     /// ([`TransactionLayer::forsake`]).
     fn drop(&mut self) {
         if let (Some(filed), Some(layer)) = (&self.filed, self.layer.upgrade())
@@ -563,14 +563,15 @@ impl TransactionLayer {
         lock(&self.table).insert(TableKey(filed), entry);
     }
 
-    /// The user of a client INVITE transaction let it go: unless it is Completed
-    /// (absorbing the final response's retransmissions and answering them with its
-    /// ACK), it ends now rather than at its next timer, while its memory is still
-    /// warm. What it would have passed on, 2xx retransmissions, goes to the core as
-    /// stray responses, as after it ends.
+    /// The user of a client INVITE transaction let it go. An Accepted one ends now
+    /// rather than at its next timer, while its memory is still warm: what it would
+    /// have passed on, 2xx retransmissions, goes to the core as stray responses, as
+    /// after it ends. One still waiting for its final response stays to acknowledge
+    /// it ([`ClientInvite::on_user_gone`]).
     fn forsake(&self, key: &Key) {
+        let now = Instant::now();
         self.update(key, |m| match m {
-            Machine::InviteClient(t) if t.ends_without_user() => Some(Step::ended()),
+            Machine::InviteClient(t) => Some(t.on_user_gone(now)),
             _ => None,
         });
     }
@@ -638,10 +639,11 @@ impl TransactionLayer {
     async fn route_response(&self, msg: Incoming, core: &mpsc::Sender<ToCore>) {
         let now = Instant::now();
         let key = Key::client(&msg.message);
+        let status = msg.message.status().unwrap_or(0);
         let mut message = Some(msg.message);
         let step = key.and_then(|key| {
             let step = self.update(&key, |m| match m {
-                Machine::InviteClient(t) if t.user_gone() => Some(Step::ended()),
+                Machine::InviteClient(t) if t.passes_on(status) => Some(Step::ended()),
                 Machine::InviteClient(t) => Some(t.on_response(message.take()?, now)),
                 Machine::NonInviteClient(t) => Some(t.on_response(message.take()?, now)),
                 _ => None,
@@ -956,6 +958,47 @@ mod tests {
                 alive_after_drop,
                 "{status}: after its user let go"
             );
+        }
+    }
+
+    /// An INVITE whose user drops its transaction while it rings still has its
+    /// non-2xx final response acknowledged (RFC 3261 §17.1.1.3); a 2xx then ends it
+    /// and goes to the core.
+    #[tokio::test]
+    async fn an_invite_dropped_while_ringing_acknowledges_its_final_response() {
+        for status in [486, 200] {
+            let (layer, peer, target) = layer_and_peer().await;
+            let invite = request("INVITE", target.addr, &format!("r{status}"));
+            let mut ct = layer.send_request(invite, target.clone(), None).await;
+            let mut buf = [0u8; 4096];
+            let (n, from) = peer.recv_from(&mut buf).await.unwrap();
+            let sent = Message::parse(&buf[..n], super::super::message::Framing::Datagram);
+            let sent = sent.unwrap();
+            let mut ringing = Message::response_to(&sent, 180);
+            ringing.set_to_tag("callee").unwrap();
+            peer.send_to(&ringing.to_bytes(), from).await.unwrap();
+            let Some(ClientEvent::Response(r)) = ct.events.recv().await else {
+                panic!("no 180");
+            };
+            assert_eq!(r.status(), Some(180));
+            drop(ct);
+            assert_eq!(
+                layer.alive(),
+                1,
+                "{status}: it waits for the final response"
+            );
+            let mut last = Message::response_to(&sent, status);
+            last.set_to_tag("callee").unwrap();
+            peer.send_to(&last.to_bytes(), from).await.unwrap();
+            if status == 486 {
+                let (n, _) = peer.recv_from(&mut buf).await.unwrap();
+                let ack = Message::parse(&buf[..n], super::super::message::Framing::Datagram);
+                assert_eq!(ack.unwrap().method(), Some(&Method::Ack));
+                assert_eq!(layer.alive(), 1, "Completed, for Timer D");
+            } else {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                assert_eq!(layer.alive(), 0, "a 2xx ends it");
+            }
         }
     }
 
