@@ -67,6 +67,9 @@ pub struct Metrics {
     pub transactions: Gauge,
     /// Packets dropped unread because their source is blocked.
     pub shield_dropped: Counter,
+    /// SIP messages that broke RFC 3261, by what became of them (`answered` 400 or
+    /// 505, `dropped`, `unframed`: a stream connection closed).
+    pub sip_malformed: Family<ReasonLabels, Counter>,
     /// Sources blocked, by reason (`flood`, `auth_failures`).
     pub shield_blocks: Family<ReasonLabels, Counter>,
 }
@@ -88,6 +91,7 @@ impl Metrics {
             transactions: Gauge::default(),
             shield_dropped: Counter::default(),
             shield_blocks: Family::default(),
+            sip_malformed: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -140,6 +144,11 @@ impl Metrics {
             "shield_blocks",
             "Sources blocked, by reason",
             m.shield_blocks.clone(),
+        );
+        registry.register(
+            "sip_malformed",
+            "Malformed SIP messages, answered or dropped",
+            m.sip_malformed.clone(),
         );
         Metrics { registry, ..m }
     }

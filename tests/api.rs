@@ -792,6 +792,7 @@ async fn metrics_count_messages_refusals_and_calls() {
     );
     at_least("callflow_active_calls", 0.0);
     at_least("callflow_transactions_alive", 0.0);
+    at_least("callflow_sip_malformed_total{reason=\"answered\"}", 0.0);
     assert!(text.contains("# TYPE callflow_webhook_latency_seconds histogram"));
     assert!(
         text.contains("callflow_calls_total{direction=\"incoming\",status="),

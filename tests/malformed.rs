@@ -68,10 +68,6 @@ async fn malformed_corpus_is_answered_or_dropped_and_counted() {
     let vias = format!("Via: SIP/2.0/UDP {me};branch=z9hG4bKv\r\n").repeat(1000);
     let dropped: Vec<Vec<u8>> = vec![
         good.as_bytes()[..good.len() / 2].to_vec(), // truncated
-        good.replace("Content-Length: 0", "Content-Length: 500")
-            .into_bytes(), // wrong
-        good.replace("Content-Length: 0", "Content-Length: -4")
-            .into_bytes(), // negative
         good.replace("Max-Forwards: 70", "Max-Forwards: \u{fffd}7\u{0}")
             .into_bytes(), // control byte
         {
@@ -81,6 +77,16 @@ async fn malformed_corpus_is_answered_or_dropped_and_counted() {
         },
         good.replace("Max-Forwards: 70\r\n", &vias).into_bytes(), // thousands of Via
         b"\x00\x01\x02 garbage".to_vec(),
+        // Not a request, so never answered: an ACK and a response, both unreadable.
+        good.replace("INVITE sip:", "ACK sip:")
+            .replace("SIP/2.0\r\nVia", "SIP/7.0\r\nVia")
+            .replace("1 INVITE", "1 ACK")
+            .into_bytes(),
+        good.replace(
+            "INVITE sip:+918047112233@",
+            "SIP/2.0 4294967301 better not break the receiver\r\nX-Was: ",
+        )
+        .into_bytes(),
     ];
     let stats = &engine.transports.stats;
     let before = Stats::get(&stats.malformed_dropped);
@@ -101,6 +107,58 @@ async fn malformed_corpus_is_answered_or_dropped_and_counted() {
         dropped.len() as u64
     );
     assert_eq!(Stats::get(&stats.malformed_answered) - answered_before, 3);
+
+    // RFC 4475's requests whose request line or Content-Length is bad but whose
+    // headers read: 505 for another SIP version, 400 saying why for the rest.
+    let line = format!("INVITE sip:+918047112233@{to} SIP/2.0");
+    let refused = [
+        (
+            line.replace("SIP/2.0", "SIP/7.0"),
+            505,
+            "Version Not Supported",
+        ), // badvers
+        (
+            line.replace("sip:+918047112233@", "<sip:+918047112233@")
+                .replace(" SIP/2.0", "> SIP/2.0"),
+            400,
+            "URI",
+        ), // ltgtruri
+        (line.replace(' ', "  "), 400, "start line"), // lwsstart
+        (format!("{line} "), 400, "start line"),      // trws
+    ];
+    let body_lines = [
+        ("Content-Length: 0", "Content-Length: 500", "says 500 bytes"), // wrong
+        ("Content-Length: 0", "Content-Length: -4", "-4"),              // ncl
+        (
+            "Content-Length: 0",
+            "Content-Length: 0\r\nContent-Length: 2",
+            "several",
+        ), // mcl01
+    ];
+    let mut answered = 0;
+    for (first, status, why) in refused {
+        let m = good.replacen(&line, &first, 1);
+        ua.send_raw(m.as_bytes(), to).await;
+        let (r, _) = ua.recv(2.0).await.expect("an answer");
+        assert_eq!(r.status(), Some(status), "{first}");
+        assert!(
+            r.reason().is_some_and(|w| w.contains(why)),
+            "{first}: {r:?}"
+        );
+        answered += 1;
+    }
+    for (from, into, why) in body_lines {
+        ua.send_raw(good.replace(from, into).as_bytes(), to).await;
+        let (r, _) = ua.recv(2.0).await.expect("a 400");
+        assert_eq!(r.status(), Some(400), "{into}");
+        assert!(r.reason().is_some_and(|w| w.contains(why)), "{into}: {r:?}");
+        answered += 1;
+    }
+    assert!(ua.recv(0.3).await.is_none());
+    assert_eq!(
+        Stats::get(&stats.malformed_answered) - answered_before,
+        3 + answered
+    );
 
     // Over TCP: an oversized header section cannot be framed; the connection is closed
     // and counted.

@@ -1,5 +1,5 @@
-//! Hostile bytes never panic the SIP parser, and whatever it accepts survives a round
-//! trip through the serialiser unchanged.
+//! Hostile bytes never panic the SIP parser, whatever it accepts survives a round
+//! trip through the serialiser unchanged, and the answer to what it refuses reads back.
 
 use callflow::sip::message::frame;
 use callflow::sip::{Framing, Message};
@@ -21,6 +21,14 @@ v=0\n";
 fn check(bytes: &[u8]) -> Result<(), TestCaseError> {
     let _ = frame(bytes);
     for framing in [Framing::Datagram, Framing::Stream] {
+        if let Err(e) = Message::parse(bytes, framing)
+            && let Some(answer) = Message::answer_unparsable(bytes, &e)
+        {
+            // What is refused with an answer gets one that reads back.
+            prop_assert!(matches!(answer.status(), Some(400 | 505)));
+            let again = Message::parse(&answer.to_bytes(), Framing::Stream);
+            prop_assert_eq!(again.as_ref(), Ok(&answer));
+        }
         if let Ok(m) = Message::parse(bytes, framing) {
             let _ = m.validate();
             let _ = (

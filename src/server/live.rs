@@ -180,6 +180,20 @@ impl crate::api::Live for Live {
             m.transactions.set(i64::try_from(alive).unwrap_or(i64::MAX));
         }
         if let Some(t) = &self.transports {
+            let read =
+                |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+            for (reason, n) in [
+                ("answered", read(&t.stats.malformed_answered)),
+                ("dropped", read(&t.stats.malformed_dropped)),
+                ("unframed", read(&t.stats.framing_errors)),
+            ] {
+                m.sip_malformed
+                    .get_or_create(&crate::metrics::ReasonLabels {
+                        reason: reason.into(),
+                    })
+                    .inner()
+                    .store(n, std::sync::atomic::Ordering::Relaxed);
+            }
             let counts = &t.stats.messages;
             for (d, direction) in ["in", "out"].iter().enumerate() {
                 for (i, method) in COUNTED_METHODS.iter().enumerate() {

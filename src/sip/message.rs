@@ -199,6 +199,60 @@ impl Message {
         })
     }
 
+    /// The answer to a request [`Message::parse`] refused for its request line or
+    /// its Content-Length, when the rest of it reads: 505 for a SIP version other
+    /// than 2.0, else 400 saying why (RFC 3261 §8.2, §18.3; RFC 4475 §3.1.2 and
+    /// §3.3 expect these of the torture messages). `None` for a response, an ACK,
+    /// any other error, or a request whose headers do not parse or lack what an
+    /// answer copies (Via, From, To, Call-ID, a CSeq of its method).
+    pub fn answer_unparsable(buf: &[u8], error: &ParseError) -> Option<Message> {
+        if !matches!(
+            error,
+            ParseError::StartLine(_)
+                | ParseError::Uri(_)
+                | ParseError::UnsupportedScheme(_)
+                | ParseError::ContentLength(_)
+        ) {
+            return None;
+        }
+        let buf = &buf[buf
+            .iter()
+            .take_while(|b| matches!(b, b'\r' | b'\n'))
+            .count()..];
+        let (head_end, _) = find_head_end(buf)?;
+        let head = ByteString::try_from(Bytes::copy_from_slice(&buf[..head_end])).ok()?;
+        let mut lines = lines(&head);
+        let first = lines.next()?;
+        let method = Method::parse(split_byte(first, b' ').next()?).ok()?;
+        if first.starts_with("SIP/") || method == Method::Ack {
+            return None;
+        }
+        let request = Message {
+            start: StartLine::Request {
+                method,
+                uri: Uri::parse("sip:invalid").ok()?,
+            },
+            headers: parse_headers(&head, lines).ok()?,
+            body: Bytes::new(),
+            parsed: Parsed::default(),
+        };
+        request.validate().ok()?;
+        let version = first.rsplit(' ').next().unwrap_or("");
+        let other_version = version.len() > 4
+            && version
+                .get(..4)
+                .is_some_and(|p| p.eq_ignore_ascii_case("SIP/"))
+            && !version.eq_ignore_ascii_case("SIP/2.0");
+        if other_version {
+            return Some(Message::response_to(&request, 505));
+        }
+        let mut answer = Message::response_to(&request, 400);
+        if let StartLine::Response { reason, .. } = &mut answer.start {
+            *reason = format!("Bad Request ({error})").into();
+        }
+        Some(answer)
+    }
+
     /// A request with no headers yet.
     pub fn request(method: Method, uri: Uri) -> Message {
         Message {
@@ -264,6 +318,14 @@ impl Message {
     pub fn status(&self) -> Option<u16> {
         match &self.start {
             StartLine::Response { status, .. } => Some(*status),
+            StartLine::Request { .. } => None,
+        }
+    }
+
+    /// The reason phrase, for a response.
+    pub fn reason(&self) -> Option<&str> {
+        match &self.start {
+            StartLine::Response { reason, .. } => Some(reason),
             StartLine::Request { .. } => None,
         }
     }
@@ -677,31 +739,53 @@ pub fn reason_phrase(status: u16) -> &'static str {
         181 => "Call Is Being Forwarded",
         182 => "Queued",
         183 => "Session Progress",
+        199 => "Early Dialog Terminated",
         200 => "OK",
         202 => "Accepted",
+        204 => "No Notification",
+        300 => "Multiple Choices",
+        301 => "Moved Permanently",
+        302 => "Moved Temporarily",
+        305 => "Use Proxy",
+        380 => "Alternative Service",
         400 => "Bad Request",
         401 => "Unauthorized",
+        402 => "Payment Required",
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        406 => "Not Acceptable",
         407 => "Proxy Authentication Required",
         408 => "Request Timeout",
+        410 => "Gone",
+        413 => "Request Entity Too Large",
+        414 => "Request-URI Too Long",
         415 => "Unsupported Media Type",
         416 => "Unsupported URI Scheme",
         420 => "Bad Extension",
+        421 => "Extension Required",
+        422 => "Session Interval Too Small",
+        423 => "Interval Too Brief",
         480 => "Temporarily Unavailable",
         481 => "Call/Transaction Does Not Exist",
         482 => "Loop Detected",
         483 => "Too Many Hops",
+        484 => "Address Incomplete",
+        485 => "Ambiguous",
         486 => "Busy Here",
         487 => "Request Terminated",
         488 => "Not Acceptable Here",
+        489 => "Bad Event",
         491 => "Request Pending",
+        493 => "Undecipherable",
         500 => "Server Internal Error",
         501 => "Not Implemented",
         502 => "Bad Gateway",
         503 => "Service Unavailable",
         504 => "Server Time-out",
+        505 => "Version Not Supported",
+        513 => "Message Too Large",
+        580 => "Precondition Failure",
         600 => "Busy Everywhere",
         603 => "Decline",
         604 => "Does Not Exist Anywhere",
@@ -712,6 +796,64 @@ pub fn reason_phrase(status: u16) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+
+    /// A request refused for its request line or Content-Length is answered when
+    /// its headers read: 505 for another SIP version, 400 with the reason else;
+    /// a response, an ACK, a request missing what an answer copies, and any other
+    /// error get nothing.
+    #[test]
+    fn unparsable_requests_are_answered_when_they_can_be() {
+        let head = "Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKu\r\nMax-Forwards: 70\r\n\
+                    From: <sip:a@x>;tag=1\r\nTo: <sip:b@y>\r\nCall-ID: u1\r\n";
+        let message = |first: &str, cseq: &str, extra: &str| {
+            format!("{first}\r\n{head}CSeq: 1 {cseq}\r\n{extra}Content-Length: 0\r\n\r\n")
+        };
+        let answer = |text: String| {
+            let error = Message::parse(text.as_bytes(), Framing::Datagram).unwrap_err();
+            Message::answer_unparsable(text.as_bytes(), &error).map(|a| {
+                assert_eq!(a.call_id().ok(), Some("u1"));
+                (a.status(), a.reason().map(str::to_string))
+            })
+        };
+        let status = |text: String| answer(text).and_then(|(s, _)| s);
+        assert_eq!(
+            status(message("OPTIONS sip:y SIP/7.0", "OPTIONS", "")),
+            Some(505)
+        );
+        assert_eq!(
+            status(message("OPTIONS sip:y SIP/2.0 ", "OPTIONS", "")),
+            Some(400)
+        );
+        assert_eq!(
+            status(message("OPTIONS <sip:y> SIP/2.0", "OPTIONS", "")),
+            Some(400)
+        );
+        let (_, reason) = answer(message(
+            "OPTIONS sip:y SIP/2.0",
+            "OPTIONS",
+            "Content-Length: 9\r\n",
+        ))
+        .unwrap();
+        assert!(reason.is_some_and(|r| r.starts_with("Bad Request (bad Content-Length")));
+        // Multi-byte text where the version goes does not trip the check.
+        assert_eq!(
+            status(message("OPTIONS sip:y S\u{e9}\u{e9}", "OPTIONS", "")),
+            Some(400)
+        );
+        // Nothing to answer, or nobody to answer.
+        assert_eq!(answer(message("ACK sip:y SIP/7.0", "ACK", "")), None);
+        assert_eq!(answer(message("SIP/2.0 2000 OK", "INVITE", "")), None);
+        assert_eq!(answer(message("OPTIONS sip:y SIP/7.0", "INVITE", "")), None);
+        assert_eq!(
+            answer(message("OPT\u{0}ONS sip:y SIP/7.0", "OPTIONS", "")),
+            None
+        );
+        let no_call_id =
+            message("OPTIONS sip:y SIP/7.0", "OPTIONS", "").replace("Call-ID: u1\r\n", "");
+        let error = Message::parse(no_call_id.as_bytes(), Framing::Datagram).unwrap_err();
+        assert!(Message::answer_unparsable(no_call_id.as_bytes(), &error).is_none());
+        assert!(Message::answer_unparsable(b"x", &ParseError::NotUtf8).is_none());
+    }
     use super::*;
 
     /// The lines of a head are cut as `split('\n')` cuts them, each without its `\r`.

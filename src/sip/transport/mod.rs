@@ -417,6 +417,33 @@ impl Transports {
         Ok(Outgoing::new(target, response))
     }
 
+    /// What [`Message::parse`] refused: a request whose request line or
+    /// Content-Length is bad but whose headers read is answered 400 or 505
+    /// ([`Message::answer_unparsable`]); anything else is dropped. Counted either way.
+    async fn refuse(
+        self: &Arc<Self>,
+        data: &[u8],
+        error: &crate::sip::ParseError,
+        source: SocketAddr,
+    ) {
+        match Message::answer_unparsable(data, error) {
+            Some(answer) => self.answer_malformed(answer, source).await,
+            None => {
+                self.stats.malformed_dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        tracing::debug!(%source, %error, "malformed SIP message");
+    }
+
+    /// Sends `answer` (to a malformed request) back to `source`, and counts it.
+    async fn answer_malformed(self: &Arc<Self>, mut answer: Message, source: SocketAddr) {
+        stamp_received(&mut answer, source);
+        self.stats
+            .malformed_answered
+            .fetch_add(1, Ordering::Relaxed);
+        let _ = self.send_response(&answer, Some(source)).await;
+    }
+
     /// Hands a parsed message to the layer above, answering 400 to a request that
     /// breaks RFC 3261's rules and dropping anything else that does.
     async fn deliver(
@@ -435,11 +462,7 @@ impl Transports {
                 if let super::StartLine::Response { reason, .. } = &mut resp.start {
                     *reason = format!("Bad Request ({why})").into();
                 }
-                stamp_received(&mut resp, source);
-                self.stats
-                    .malformed_answered
-                    .fetch_add(1, Ordering::Relaxed);
-                let _ = self.send_response(&resp, Some(source)).await;
+                self.answer_malformed(resp, source).await;
             } else {
                 self.stats.malformed_dropped.fetch_add(1, Ordering::Relaxed);
             }

@@ -248,10 +248,7 @@ async fn drain(
                 let bytes = buf.split_to(len);
                 match Message::parse(&bytes, Framing::Stream) {
                     Ok(m) => t.deliver(m, transport, peer, local).await,
-                    Err(e) => {
-                        t.stats.malformed_dropped.fetch_add(1, Ordering::Relaxed);
-                        tracing::debug!(%peer, error = %e, "malformed message dropped");
-                    }
+                    Err(e) => t.refuse(&bytes, &e, peer).await,
                 }
             }
             Err(e) => {

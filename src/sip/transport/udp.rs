@@ -1,7 +1,6 @@
 //! UDP: one receive loop per socket, one message per datagram.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use tokio::net::UdpSocket;
 
@@ -60,13 +59,7 @@ pub(super) async fn receive_loop(
                     .deliver(message, Transport::Udp, source, local)
                     .await
             }
-            Err(e) => {
-                transports
-                    .stats
-                    .malformed_dropped
-                    .fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(%source, error = %e, "malformed datagram dropped");
-            }
+            Err(e) => transports.refuse(data, &e, source).await,
         }
     }
 }
