@@ -20,6 +20,9 @@ use super::parsed::{Parsed, read};
 use super::typed::{CSeq, NameAddr, Via};
 use super::uri::{Uri, split_byte, split_once_byte, write_decimal};
 
+/// The longest reason phrase callflow writes in a 400 (the explanation is cut).
+pub const MAX_REASON_BYTES: usize = 120;
+
 /// Largest message accepted on any transport, in bytes.
 pub const MAX_MESSAGE_BYTES: usize = 65_535;
 
@@ -246,11 +249,27 @@ impl Message {
         if other_version {
             return Some(Message::response_to(&request, 505));
         }
-        let mut answer = Message::response_to(&request, 400);
-        if let StartLine::Response { reason, .. } = &mut answer.start {
-            *reason = format!("Bad Request ({error})").into();
+        Some(Message::bad_request(&request, error))
+    }
+
+    /// `400 Bad Request (why)` to `request`. The reason is cut to
+    /// [`MAX_REASON_BYTES`]: what went wrong may quote the request, and an answer
+    /// to a spoofed source must not be larger than what it sent.
+    pub fn bad_request(request: &Message, why: &dyn std::fmt::Display) -> Message {
+        let mut answer = Message::response_to(request, 400);
+        let mut text = format!("Bad Request ({why})");
+        if text.len() > MAX_REASON_BYTES {
+            let mut cut = MAX_REASON_BYTES - 4;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            text.truncate(cut);
+            text.push_str("...)");
         }
-        Some(answer)
+        if let StartLine::Response { reason, .. } = &mut answer.start {
+            *reason = text.into();
+        }
+        answer
     }
 
     /// A request with no headers yet.
@@ -839,6 +858,14 @@ mod tests {
         assert_eq!(
             status(message("OPTIONS sip:y S\u{e9}\u{e9}", "OPTIONS", "")),
             Some(400)
+        );
+        // A long line quoted in the reason is cut (on a character boundary).
+        let long = format!("OPTIONS sip:y SIP/2.0 {}", "\u{e9}".repeat(3000));
+        let (_, reason) = answer(message(&long, "OPTIONS", "")).unwrap();
+        let reason = reason.unwrap_or_default();
+        assert!(
+            reason.len() <= MAX_REASON_BYTES && reason.ends_with("...)"),
+            "{reason}"
         );
         // Nothing to answer, or nobody to answer.
         assert_eq!(answer(message("ACK sip:y SIP/7.0", "ACK", "")), None);

@@ -458,11 +458,8 @@ impl Transports {
                 && message.top_via().is_ok()
                 && message.method() != Some(&super::Method::Ack)
             {
-                let mut resp = Message::response_to(&message, 400);
-                if let super::StartLine::Response { reason, .. } = &mut resp.start {
-                    *reason = format!("Bad Request ({why})").into();
-                }
-                self.answer_malformed(resp, source).await;
+                self.answer_malformed(Message::bad_request(&message, &why), source)
+                    .await;
             } else {
                 self.stats.malformed_dropped.fetch_add(1, Ordering::Relaxed);
             }
