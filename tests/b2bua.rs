@@ -181,6 +181,34 @@ async fn basic_call_over_tls() {
     basic_call(Transport::Tls).await;
 }
 
+/// A SIP-I carrier's INVITE (RFC 5621: SDP and ISUP in one `multipart/mixed`
+/// body) is answered like any other: the far end gets the SDP alone, filtered, as
+/// `application/sdp`, and the call connects.
+#[tokio::test]
+async fn a_multipart_offer_reaches_the_far_end_as_its_sdp() {
+    let mut s = setup(Transport::Udp, &["bot"]).await;
+    let to = s.engine.addr(Transport::Udp);
+    let mut invite = s.caller.invite(&format!("sip:+918047112233@{to}"), "sip-i");
+    let sdp = invite.body.clone();
+    let mut body = b"--unique-boundary-1\r\nContent-Type: application/sdp\r\n\r\n".to_vec();
+    body.extend_from_slice(&sdp);
+    body.extend_from_slice(
+        b"\r\n--unique-boundary-1\r\nContent-Type: application/ISUP;version=itu-t92+\r\n\
+          Content-Disposition: signal;handling=optional\r\n\r\n\x01\x00\x49\x00\x00\x03\x02\x00\x07\r\n\
+          --unique-boundary-1--\r\n",
+    );
+    invite.set_body(
+        "multipart/mixed;boundary=unique-boundary-1",
+        bytes::Bytes::from(body),
+    );
+    s.caller.send(&invite, to).await;
+    let (inv, _) = answer_at(&mut s, 0).await;
+    assert_eq!(inv.content_type(), Some("application/sdp"));
+    assert!(inv.body.starts_with(b"v=0"), "{:?}", inv.body);
+    assert!(!inv.body.windows(4).any(|w| w == b"ISUP"));
+    assert_eq!(s.report.recv().await.unwrap(), "Answered");
+}
+
 #[tokio::test]
 async fn caller_cancels_while_ringing() {
     let mut s = setup(Transport::Udp, &["bot"]).await;

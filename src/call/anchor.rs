@@ -116,7 +116,7 @@ impl Call {
 
     /// The SDP of a far leg's 180/183 as the caller gets it.
     pub(crate) async fn early_media(&mut self, r: &Message, media: &FarMedia) -> Option<Bytes> {
-        let filtered = Bytes::from(sdp::filter(&r.body).ok()?);
+        let filtered = Bytes::from(sdp::filter(&sdp::body_of(r)).ok()?);
         let Some(m) = &mut self.media else {
             return Some(filtered);
         };
@@ -139,7 +139,7 @@ impl Call {
         media: &FarMedia,
     ) -> LegOutcome {
         far.ack(None).await;
-        let answer = match sdp::filter(&resp.body) {
+        let answer = match sdp::filter(&sdp::body_of(resp)) {
             Ok(a) => a,
             Err(_) => {
                 far.bye().await;
@@ -177,7 +177,7 @@ impl Call {
         from_caller: bool,
         offer: bool,
     ) -> Option<Bytes> {
-        let filtered = sdp::filter(&m.body).ok()?;
+        let filtered = sdp::filter(&sdp::body_of(m)).ok()?;
         let Some(session) = &mut self.media else {
             return Some(Bytes::from(filtered));
         };

@@ -350,7 +350,9 @@ impl Call {
         if self.media.is_some() {
             return Box::pin(self.bridge_anchored(far, resp, media)).await;
         }
-        let far_sdp = (!resp.body.is_empty()).then(|| sdp::filter(&resp.body));
+        let far_sdp = Some(sdp::body_of(resp))
+            .filter(|b| !b.is_empty())
+            .map(|b| sdp::filter(&b));
         if !self.caller.answered() {
             far.ack(None).await;
             let body = match far_sdp {
@@ -681,12 +683,14 @@ impl Call {
             return None;
         }
         let ct = from.content_type().unwrap_or("application/octet-stream");
-        let body = if ct.eq_ignore_ascii_case("application/sdp") {
-            self.relayed_sdp(from, from_caller, offer).await?
-        } else {
-            from.body.clone()
-        };
-        Some((ct.to_string(), body))
+        // A multipart body with SDP in it (SIP-I) goes on as its SDP alone.
+        let sdp = ct.eq_ignore_ascii_case("application/sdp")
+            || (sdp::multipart_boundary(ct).is_some() && !sdp::body_of(from).is_empty());
+        if sdp {
+            let body = self.relayed_sdp(from, from_caller, offer).await?;
+            return Some(("application/sdp".to_string(), body));
+        }
+        Some((ct.to_string(), from.body.clone()))
     }
 }
 

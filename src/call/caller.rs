@@ -252,11 +252,11 @@ impl CallerLeg {
         let Side::Called(invite) = &self.side else {
             return true;
         };
-        let body = &invite.request.body;
+        let body = sdp::body_of(&invite.request);
         if body.is_empty() {
             return true;
         }
-        match sdp::filter(body) {
+        match sdp::filter(&body) {
             Ok(s) => {
                 self.offer = Some(Bytes::from(s));
                 true
@@ -450,7 +450,7 @@ impl CallerLeg {
         if r.status().is_none_or(|s| s >= 300) {
             return None;
         }
-        let answer = sdp::filter(&r.body).ok().map(Bytes::from);
+        let answer = sdp::filter(&sdp::body_of(&r)).ok().map(Bytes::from);
         self.answer = answer.clone();
         answer
     }

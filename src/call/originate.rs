@@ -193,7 +193,7 @@ impl Origination {
     /// The first party's 2xx: its leg, when the 2xx has a usable offer and the call
     /// still wants it; otherwise the first party is ACKed with a refusal and hung up.
     async fn answered(&mut self, r: Ringing, resp: &Message) -> Result<CallerLeg, LegOutcome> {
-        let offer = sdp::filter(&resp.body);
+        let offer = sdp::filter(&sdp::body_of(resp));
         let body = match &offer {
             Ok(s) => Bytes::from(s.clone()),
             Err(_) => resp.body.clone(),

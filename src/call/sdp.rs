@@ -2,6 +2,10 @@
 //! legs with audio restricted to PCMA, PCMU and telephone-event. Other media streams
 //! are disabled (port 0), keeping the m-line order that RFC 3264 requires.
 
+use bytes::Bytes;
+
+use crate::sip::Message;
+
 /// Why an SDP body cannot be relayed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SdpError {
@@ -24,6 +28,97 @@ fn static_allowed(pt: &str) -> bool {
 /// A short list kept on the stack: an SDP body's lines, a media line's formats, its
 /// rtpmaps (a filter per offer and answer allocates only its output).
 type Few<T, const N: usize> = smallvec::SmallVec<[T; N]>;
+
+/// The session description `m` carries: its body, or, when the body is
+/// `multipart/*` (RFC 5621; a SIP-I carrier's INVITE carries SDP and ISUP so), the
+/// content of its first `application/sdp` part, as a slice of the body. A multipart
+/// body without one gives an empty description.
+pub fn body_of(m: &Message) -> Bytes {
+    let Some(boundary) = m.content_type().and_then(multipart_boundary) else {
+        return m.body.clone();
+    };
+    parts(&m.body, boundary)
+        .find(|(headers, _)| part_is_sdp(headers))
+        .map_or_else(Bytes::new, |(_, content)| m.body.slice_ref(content))
+}
+
+/// The boundary of a `multipart/*` content type (RFC 2046 §5.1.1), quoted or not.
+pub fn multipart_boundary(content_type: &str) -> Option<&str> {
+    let mut params = content_type.split(';');
+    let kind = params.next()?.trim();
+    if !kind
+        .get(..10)
+        .is_some_and(|k| k.eq_ignore_ascii_case("multipart/"))
+    {
+        return None;
+    }
+    params.find_map(|p| {
+        let (name, value) = p.split_once('=')?;
+        name.trim()
+            .eq_ignore_ascii_case("boundary")
+            .then(|| value.trim().trim_matches('"'))
+            .filter(|b| !b.is_empty())
+    })
+}
+
+/// Whether a body part's headers say `application/sdp`.
+fn part_is_sdp(headers: &[u8]) -> bool {
+    headers.split(|&b| b == b'\n').any(|line| {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            return false;
+        };
+        let (name, value) = (line[..colon].trim_ascii(), line[colon + 1..].trim_ascii());
+        name.eq_ignore_ascii_case(b"content-type")
+            && value
+                .split(|&b| b == b';')
+                .next()
+                .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"application/sdp"))
+    })
+}
+
+/// The parts of a multipart body (RFC 2046 §5.1.1): each part's header section and
+/// content, between delimiter lines `--boundary` (the last one `--boundary--`).
+fn parts<'a>(body: &'a [u8], boundary: &str) -> impl Iterator<Item = (&'a [u8], &'a [u8])> {
+    let delimiter = format!("--{boundary}");
+    // Where each delimiter line starts: at the body's start or after a line break.
+    let mut starts: Vec<usize> = memchr::memmem::find_iter(body, delimiter.as_bytes())
+        .filter(|&at| at == 0 || body[at - 1] == b'\n')
+        .collect();
+    starts.dedup();
+    let bounds: Vec<(usize, usize)> = starts.windows(2).map(|w| (w[0], w[1])).collect();
+    bounds.into_iter().filter_map(move |(from, to)| {
+        let after = body[from + delimiter.len()..].strip_prefix(b"--");
+        if after.is_some() {
+            return None; // the close delimiter: no part follows
+        }
+        // The rest of the delimiter line (transport padding), then the part.
+        let line_end = from + memchr::memchr(b'\n', &body[from..to])? + 1;
+        // The line break before the next delimiter belongs to it.
+        let mut end = to;
+        if end > line_end && body[end - 1] == b'\n' {
+            end -= 1;
+            if end > line_end && body[end - 1] == b'\r' {
+                end -= 1;
+            }
+        }
+        let part = &body[line_end..end];
+        // A part without headers starts with its blank line.
+        let blank = if part.starts_with(b"\r\n") {
+            Some((0, 2))
+        } else if part.starts_with(b"\n") {
+            Some((0, 1))
+        } else {
+            memchr::memmem::find(part, b"\r\n\r\n")
+                .map(|i| (i, i + 4))
+                .or_else(|| memchr::memmem::find(part, b"\n\n").map(|i| (i, i + 2)))
+        };
+        Some(match blank {
+            Some((h, c)) => (&part[..h], &part[c..]),
+            None => (part, &part[part.len()..]),
+        })
+    })
+}
 
 /// Filters an SDP body; the result keeps at least one audio stream with PCMA or PCMU.
 pub fn filter(body: &[u8]) -> Result<String, SdpError> {
@@ -235,6 +330,73 @@ fn rtpmap_names<'a>(section: &[&'a str]) -> Few<(&'a str, &'a str), 16> {
 
 #[cfg(test)]
 mod tests {
+
+    /// A message with `content_type` and `body`.
+    fn carrying(content_type: &str, body: &[u8]) -> Message {
+        let mut m = Message::request(
+            crate::sip::method::Method::Invite,
+            crate::sip::Uri::parse("sip:+918047112233@example.com").unwrap(),
+        );
+        m.set_body(content_type, Bytes::copy_from_slice(body));
+        m
+    }
+
+    /// The SDP of a SIP-I carrier's INVITE is found among its parts (RFC 5621), with
+    /// the boundary quoted or not and lines ended by CRLF or LF; a plain body is
+    /// itself; a multipart body without SDP has none.
+    #[test]
+    fn the_sdp_part_of_a_multipart_body_is_found() {
+        let sdp = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 8\r\n";
+        let mut sip_i = format!(
+            "--unique-boundary-1\r\nContent-Type: application/sdp\r\n\r\n{sdp}\r\n\
+             --unique-boundary-1\r\nContent-Type: application/ISUP;version=itu-t92+\r\n\
+             Content-Disposition: signal;handling=optional\r\n\r\n"
+        )
+        .into_bytes();
+        sip_i.extend_from_slice(&[
+            0x01, 0x00, 0x49, 0x00, 0x00, 0x03, 0x02, 0x00, 0x07, 0x04, 0x10, 0x00, 0x0d, 0x0a,
+        ]);
+        sip_i.extend_from_slice(b"\r\n--unique-boundary-1--\r\n");
+        for ct in [
+            "multipart/mixed;boundary=unique-boundary-1",
+            "Multipart/Mixed; boundary=\"unique-boundary-1\"",
+        ] {
+            let m = carrying(ct, &sip_i);
+            assert_eq!(body_of(&m), sdp.as_bytes(), "{ct}");
+            assert!(filter(&body_of(&m)).is_ok());
+        }
+        // The ISUP first, a preamble, LF line ends.
+        let lf = format!(
+            "preamble\n--b\nContent-Type: application/isup\n\nxx\n--b\ncontent-type:application/sdp\n\n{}\n--b--\n",
+            sdp.replace("\r\n", "\n")
+        );
+        let m = carrying("multipart/alternative; boundary=b", lf.as_bytes());
+        assert_eq!(body_of(&m), sdp.replace("\r\n", "\n").as_bytes());
+        // No SDP part; a plain body; a part without headers.
+        let isup_only = "--b\r\nContent-Type: application/isup\r\n\r\nxx\r\n--b--\r\n";
+        assert!(
+            body_of(&carrying(
+                "multipart/mixed;boundary=b",
+                isup_only.as_bytes()
+            ))
+            .is_empty()
+        );
+        assert_eq!(
+            body_of(&carrying("application/sdp", sdp.as_bytes())),
+            sdp.as_bytes()
+        );
+        let bare = "--b\r\n\r\nv=0\r\n--b--";
+        assert!(body_of(&carrying("multipart/mixed;boundary=b", bare.as_bytes())).is_empty());
+        // Cut short or hostile: nothing found, nothing broken.
+        for junk in [
+            "--b",
+            "--b\r\n",
+            "--b\r\nContent-Type: application/sdp",
+            "\n--b\n--b\n",
+        ] {
+            let _ = body_of(&carrying("multipart/mixed;boundary=b", junk.as_bytes()));
+        }
+    }
     use super::*;
 
     const OFFER: &str = "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 9 8 0 96 101\r\na=rtpmap:9 G722/8000\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:96 opus/48000/2\r\na=fmtp:96 useinbandfec=1\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=sendrecv\r\nm=video 5000 RTP/AVP 97\r\na=rtpmap:97 H264/90000\r\n";
