@@ -181,6 +181,31 @@ async fn basic_call_over_tls() {
     basic_call(Transport::Tls).await;
 }
 
+/// A second 2xx to the far leg's INVITE from another branch (a fork downstream,
+/// another To tag) is ACKed and hung up (RFC 3261 §13.2.2.4); the call stays on
+/// the branch that answered first.
+#[tokio::test]
+async fn a_forked_second_answer_is_acked_and_hung_up() {
+    let mut s = setup(Transport::Udp, &["bot"]).await;
+    call_in(&mut s, "forked").await;
+    let (inv, ok) = answer_at(&mut s, 0).await;
+    assert_eq!(s.report.recv().await.unwrap(), "Answered");
+    let to = s.engine.addr(Transport::Udp);
+    let other = s.far[0].response(&inv, 200, "far2", Some(&answer(41002)));
+    s.far[0].send(&other, to).await;
+    let tag_of = |m: &Message| m.to_header().unwrap().tag().map(str::to_string);
+    let (ack, _) = s.far[0].expect_request("ACK").await;
+    assert_eq!(tag_of(&ack).as_deref(), Some("far2"));
+    let (bye, from) = s.far[0].expect_request("BYE").await;
+    assert_eq!(tag_of(&bye).as_deref(), Some("far2"));
+    s.far[0]
+        .send(&s.far[0].response(&bye, 200, "far2", None), from)
+        .await;
+    // The first branch's call goes on, and ends as usual.
+    caller_hangs_up(&mut s, &ok, 0, 2).await;
+    assert_eq!(s.report.recv().await.unwrap(), "CallerHangup");
+}
+
 /// A SIP-I carrier's INVITE (RFC 5621: SDP and ISUP in one `multipart/mixed`
 /// body) is answered like any other: the far end gets the SDP alone, filtered, as
 /// `application/sdp`, and the call connects.

@@ -502,7 +502,7 @@ impl Call {
                 if let Some(far) = &self.far
                     && far.owns(&r)
                 {
-                    far.ack(None).await;
+                    far.stray_2xx(&r).await;
                 } else if self.caller.owns(&r) {
                     self.caller.ack_again().await;
                 }

@@ -170,6 +170,23 @@ impl Core {
         }
     }
 
+    /// A 2xx to our INVITE that opened a dialog nobody wants (a forked answer after
+    /// another one won): ACKed at once, then hung up with a BYE in a task of its
+    /// own (RFC 3261 §13.2.2.4). The dialog comes from the response alone (its
+    /// From, Call-ID and CSeq are the INVITE's); `fallback` is where the INVITE went.
+    pub(crate) async fn hang_up_answer(self: &Arc<Self>, resp: &Message, fallback: &Target) {
+        let Ok(mut dialog) = Dialog::uac(resp, resp) else {
+            return;
+        };
+        let target = self.dialog_target(&dialog, fallback).await;
+        self.layer
+            .send_stateless(dialog.ack(dialog.local_cseq), &target, None)
+            .await;
+        let bye = dialog.request(crate::sip::method::Method::Bye);
+        let core = self.clone();
+        tokio::spawn(async move { core.transact(bye, target).await });
+    }
+
     /// Sends `request` in a client transaction and waits for its final response;
     /// `None` on a timeout or a transport error.
     pub async fn transact(&self, request: Message, target: Target) -> Option<Message> {

@@ -50,6 +50,24 @@ impl FarLeg {
         m.call_id().ok() == Some(self.dialog.id.call_id.as_str())
     }
 
+    /// A 2xx that arrived after the leg's INVITE transaction ended: a
+    /// retransmission of the leg's own answer is ACKed again; an answer to the same
+    /// INVITE from another branch (a fork downstream, another To tag) opens a
+    /// dialog of its own, which is ACKed and hung up (RFC 3261 §13.2.2.4). A 2xx to
+    /// anything but an INVITE needs nothing.
+    pub(crate) async fn stray_2xx(&self, r: &Message) {
+        if r.cseq().ok().is_none_or(|c| c.method != Method::Invite) {
+            return;
+        }
+        let tag = r.to_header().ok().and_then(|t| t.tag().map(str::to_string));
+        if tag.as_deref() == Some(self.dialog.id.remote_tag.as_str()) {
+            self.ack(None).await;
+        } else {
+            tracing::info!(tag = ?tag, "another branch answered the far leg's INVITE; hanging it up");
+            self.core.hang_up_answer(r, &self.target).await;
+        }
+    }
+
     /// ACKs the leg's 2xx, with the SDP answer when the leg made the offer.
     pub(crate) async fn ack(&self, body: Option<Bytes>) {
         let mut ack = self.dialog.ack(self.dialog.local_cseq);

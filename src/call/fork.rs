@@ -19,9 +19,7 @@ use super::bridge::{Call, Ringing};
 use super::core::Core;
 use super::far::{self, cancel_for};
 use crate::runtime::{LegError, LegOutcome, LegRequest};
-use crate::sip::dialog::Dialog;
 use crate::sip::message::Message;
-use crate::sip::method::Method;
 use crate::sip::transaction::{ClientEvent, ClientTransaction, new_branch, until};
 use crate::sip::transport::Target;
 
@@ -233,7 +231,7 @@ impl Watcher {
                                 if first {
                                     self.won.store(NONE, Ordering::SeqCst);
                                 }
-                                self.hang_up_late(&invite, &r, &target).await;
+                                self.hang_up_late(&r, &target).await;
                                 0
                             }
                             s => s,
@@ -259,15 +257,7 @@ impl Watcher {
 
     /// A 2xx after the race was decided: acknowledge it, then hang up (RFC 3261
     /// §13.2.2.4 for forked answers).
-    async fn hang_up_late(&self, invite: &Message, resp: &Message, target: &Target) {
-        let Ok(mut d) = Dialog::uac(invite, resp) else {
-            return;
-        };
-        self.core
-            .layer
-            .send_stateless(d.ack(d.local_cseq), target, None)
-            .await;
-        let bye = d.request(Method::Bye);
-        self.core.transact(bye, target.clone()).await;
+    async fn hang_up_late(&self, resp: &Message, target: &Target) {
+        self.core.hang_up_answer(resp, target).await;
     }
 }
