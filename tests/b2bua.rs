@@ -541,9 +541,18 @@ async fn retransmitted_2xx_from_the_far_end_is_acknowledged_again() {
     let mut s = setup(Transport::Udp, &["bot"]).await;
     call_in(&mut s, "stray").await;
     let (inv, ok) = answer_at(&mut s, 0).await;
-    let _ = ok;
+    // An INFO relayed to the bot first moves the far dialog's CSeq on.
+    let info = s.caller.in_dialog("INFO", &ok, true, "", 2, "info");
+    s.caller.send(&info, Ua::contact_addr(&ok)).await;
+    let (got, from) = s.far[0].expect_request("INFO").await;
+    assert_eq!(got.cseq().unwrap().seq, 2);
+    s.far[0]
+        .send(&s.far[0].response(&got, 200, "far1", None), from)
+        .await;
+    assert_eq!(s.caller.expect_final("INFO").await.status(), Some(200));
     // The bot did not see our ACK (say) and sends its 200 again: RFC 6026 says the
-    // UAC core acknowledges each retransmission.
+    // UAC core acknowledges each retransmission, with the INVITE's CSeq number
+    // (RFC 3261 §13.2.2.4), whatever the dialog has sent since.
     let again = s.far[0].response(&inv, 200, "far1", Some(&answer(41000)));
     s.far[0].send(&again, s.engine.addr(Transport::Udp)).await;
     let (ack, _) = s.far[0].expect_request("ACK").await;

@@ -56,12 +56,18 @@ impl FarLeg {
     /// dialog of its own, which is ACKed and hung up (RFC 3261 §13.2.2.4). A 2xx to
     /// anything but an INVITE needs nothing.
     pub(crate) async fn stray_2xx(&self, r: &Message) {
-        if r.cseq().ok().is_none_or(|c| c.method != Method::Invite) {
+        let Some(seq) = r
+            .cseq()
+            .ok()
+            .filter(|c| c.method == Method::Invite)
+            .map(|c| c.seq)
+        else {
             return;
-        }
+        };
         let tag = r.to_header().ok().and_then(|t| t.tag().map(str::to_string));
         if tag.as_deref() == Some(self.dialog.id.remote_tag.as_str()) {
-            self.ack(None).await;
+            // The INVITE's number, whatever the dialog has sent since.
+            self.ack_numbered(seq, None).await;
         } else {
             tracing::info!(tag = ?tag, "another branch answered the far leg's INVITE; hanging it up");
             self.core.hang_up_answer(r, &self.target).await;
@@ -70,7 +76,12 @@ impl FarLeg {
 
     /// ACKs the leg's 2xx, with the SDP answer when the leg made the offer.
     pub(crate) async fn ack(&self, body: Option<Bytes>) {
-        let mut ack = self.dialog.ack(self.dialog.local_cseq);
+        self.ack_numbered(self.dialog.local_cseq, body).await;
+    }
+
+    /// ACKs the 2xx to the leg's INVITE numbered `seq` (RFC 3261 §13.2.2.4).
+    async fn ack_numbered(&self, seq: u32, body: Option<Bytes>) {
+        let mut ack = self.dialog.ack(seq);
         if let Some(b) = body {
             ack.set_body("application/sdp", b);
         }
