@@ -336,6 +336,12 @@ async fn far_bye_keeps_caller_then_second_leg_is_retargeted() {
     let (agent_ack, _) = s.far[1].expect_request("ACK").await;
     assert!(String::from_utf8_lossy(&agent_ack.body).contains("m=audio 40000"));
     assert_eq!(s.report.recv().await.unwrap(), "Answered");
+    // The agent did not see that ACK (say) and sends its 200 again: the same ACK,
+    // answer and all, goes again.
+    s.far[1].send(&ok, agent_from).await;
+    let (again, _) = s.far[1].expect_request("ACK").await;
+    assert_eq!(again.cseq().unwrap().seq, agent_ack.cseq().unwrap().seq);
+    assert_eq!(again.body, agent_ack.body);
     // The caller hangs up (its dialog's To tag is the engine's, From its own).
     let (_, ok_caller) = (0, reinvite_dialog_view(&reinvite));
     let bye = s.caller.in_dialog("BYE", &ok_caller, true, "", 3, "cbye");

@@ -26,6 +26,9 @@ pub struct FarLeg {
     /// Where its INVITE went (in-dialog requests go there when the dialog's next
     /// hop does not resolve).
     pub(crate) target: Target,
+    /// The CSeq number and body of the first ACK sent (for its INVITE's 2xx): a
+    /// retransmission of that 2xx gets the same ACK again.
+    acked: std::sync::OnceLock<(u32, Option<Bytes>)>,
 }
 
 impl FarLeg {
@@ -42,6 +45,7 @@ impl FarLeg {
             core,
             dialog,
             target,
+            acked: std::sync::OnceLock::new(),
         })
     }
 
@@ -66,8 +70,14 @@ impl FarLeg {
         };
         let tag = r.to_header().ok().and_then(|t| t.tag().map(str::to_string));
         if tag.as_deref() == Some(self.dialog.id.remote_tag.as_str()) {
-            // The INVITE's number, whatever the dialog has sent since.
-            self.ack_numbered(seq, None).await;
+            // The INVITE's number, whatever the dialog has sent since, and the
+            // body the first ACK had.
+            let body = self
+                .acked
+                .get()
+                .filter(|(first, _)| *first == seq)
+                .and_then(|(_, body)| body.clone());
+            self.ack_numbered(seq, body).await;
         } else {
             tracing::info!(tag = ?tag, "another branch answered the far leg's INVITE; hanging it up");
             self.core.hang_up_answer(r, &self.target).await;
@@ -79,8 +89,10 @@ impl FarLeg {
         self.ack_numbered(self.dialog.local_cseq, body).await;
     }
 
-    /// ACKs the 2xx to the leg's INVITE numbered `seq` (RFC 3261 §13.2.2.4).
+    /// ACKs the 2xx to the leg's INVITE numbered `seq` (RFC 3261 §13.2.2.4); what
+    /// the first ACK carried is kept for the 2xx's retransmissions.
     async fn ack_numbered(&self, seq: u32, body: Option<Bytes>) {
+        let _ = self.acked.set((seq, body.clone()));
         let mut ack = self.dialog.ack(seq);
         if let Some(b) = body {
             ack.set_body("application/sdp", b);
