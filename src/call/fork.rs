@@ -231,7 +231,8 @@ impl Watcher {
                                 if first {
                                     self.won.store(NONE, Ordering::SeqCst);
                                 }
-                                self.hang_up_late(&r, &target).await;
+                                // Late: acknowledged, then hung up (RFC 3261 §13.2.2.4).
+                                self.core.hang_up_answer(&r, &target).await;
                                 0
                             }
                             s => s,
@@ -253,11 +254,5 @@ impl Watcher {
                 .send_request(cancel, target.clone(), Some(self.branch.clone()))
                 .await;
         }
-    }
-
-    /// A 2xx after the race was decided: acknowledge it, then hang up (RFC 3261
-    /// §13.2.2.4 for forked answers).
-    async fn hang_up_late(&self, resp: &Message, target: &Target) {
-        self.core.hang_up_answer(resp, target).await;
     }
 }

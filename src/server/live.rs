@@ -173,6 +173,7 @@ impl crate::api::Live for Live {
 
     fn observe(&self) {
         let m = crate::metrics::global();
+        let read = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
         if let Some(engine) = &self.engine {
             m.active_calls
                 .set(i64::try_from(engine.active_calls()).unwrap_or(i64::MAX));
@@ -180,8 +181,6 @@ impl crate::api::Live for Live {
             m.transactions.set(i64::try_from(alive).unwrap_or(i64::MAX));
         }
         if let Some(t) = &self.transports {
-            let read =
-                |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
             for (reason, n) in [
                 ("answered", read(&t.stats.malformed_answered)),
                 ("dropped", read(&t.stats.malformed_dropped)),
@@ -221,7 +220,6 @@ impl crate::api::Live for Live {
             }
         }
         let shield = &self.current.load().shield.stats;
-        let read = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
         m.shield_dropped
             .inner()
             .store(read(&shield.dropped), std::sync::atomic::Ordering::Relaxed);
