@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::linger::Kept;
 use super::{ClientEvent, Step, Timers, earliest};
 use crate::sip::header::Name;
 use crate::sip::message::Message;
@@ -215,6 +216,19 @@ impl ClientInvite {
             }
             _ => Step::default(),
         }
+    }
+
+    /// Completed over UDP only answers the final response's retransmissions with
+    /// its ACK until Timer D.
+    pub(crate) fn lingering(&self) -> Option<(Duration, Kept<'_>)> {
+        if self.state != State::Completed || self.reliable {
+            return None;
+        }
+        let kept = match &self.ack {
+            Some(ack) => Kept::resending(ack)?,
+            None => Kept::Absorb,
+        };
+        Some((self.timers.d(false), kept))
     }
 
     /// When the next timer fires.

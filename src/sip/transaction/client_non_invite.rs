@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::linger::Kept;
 use super::{ClientEvent, Step, Timers, earliest};
 use crate::sip::message::Message;
 use crate::sip::transport::{Outgoing, Target};
@@ -131,5 +132,10 @@ impl ClientNonInvite {
     /// When the next timer fires.
     pub(crate) fn deadline(&self) -> Option<Instant> {
         earliest([self.timer_e.map(|e| e.0), self.timer_f, self.timer_k])
+    }
+
+    /// Completed over UDP only absorbs response retransmissions until Timer K.
+    pub(crate) fn lingering(&self) -> Option<(Duration, Kept<'static>)> {
+        (self.state == State::Completed && !self.reliable).then_some((self.timers.t4, Kept::Absorb))
     }
 }

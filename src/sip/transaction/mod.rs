@@ -14,6 +14,7 @@
 mod client_invite;
 mod client_non_invite;
 pub mod gate;
+mod linger;
 mod server_invite;
 mod server_non_invite;
 pub mod timers;
@@ -37,6 +38,7 @@ use client_invite::ClientInvite;
 pub use client_invite::{ack_for, request_for_invite};
 use client_non_invite::ClientNonInvite;
 pub use gate::{Admission, Gate};
+use linger::{Found, Kept, Lingering};
 use server_invite::ServerInvite;
 use server_non_invite::ServerNonInvite;
 pub use timers::Timers;
@@ -328,6 +330,17 @@ impl Machine {
             Machine::NonInviteClient(t) => t.on_timer(now),
         }
     }
+
+    /// How long it lingers, and as what, if it is in a state that only waits out
+    /// its last timer ([`linger`]).
+    fn lingering(&self) -> Option<(std::time::Duration, Kept<'_>)> {
+        match self {
+            Machine::InviteServer(t) => t.lingering(),
+            Machine::NonInviteServer(t) => t.lingering(),
+            Machine::InviteClient(t) => t.lingering(),
+            Machine::NonInviteClient(t) => t.lingering(),
+        }
+    }
 }
 
 /// A transaction in the table.
@@ -343,13 +356,26 @@ struct Entry {
 /// Live transactions by key.
 type Table = HashMap<TableKey, Entry, super::NetworkHasher>;
 
+/// Every transaction: those with work left, and those only waiting out their
+/// last timer.
+#[derive(Debug, Default)]
+struct Transactions {
+    /// With work left (or a user to report to), by key.
+    live: Table,
+    /// Waiting out Timer D, I, J, K or L as small records.
+    lingering: Lingering,
+}
+
 /// The transaction layer: matches messages to transactions and starts new ones.
 pub struct TransactionLayer {
     transports: Arc<Transports>,
     timers: Timers,
-    /// Every live transaction, server and client (their keys never collide: a
-    /// server key has the sent-by, a client key none).
-    table: Mutex<Table>,
+    /// Every transaction, server and client (their keys never collide: a server
+    /// key has the sent-by, a client key none).
+    table: Mutex<Transactions>,
+    /// Told when a transaction lingers in a shelf that was empty, whose batch may
+    /// be due before the one [`TransactionLayer::expire_lingering`] sleeps until.
+    lingered: tokio::sync::Notify,
     /// Their timers.
     wheel: Wheel,
     advertised: Option<Host>,
@@ -402,7 +428,8 @@ impl TransactionLayer {
         Arc::new_cyclic(|this| TransactionLayer {
             transports,
             timers,
-            table: Mutex::new(Table::default()),
+            table: Mutex::new(Transactions::default()),
+            lingered: tokio::sync::Notify::new(),
             wheel: Wheel::new(timers.t1),
             advertised,
             sent_by,
@@ -446,7 +473,8 @@ impl TransactionLayer {
 
     /// How many server and client transactions are alive.
     pub fn alive(&self) -> usize {
-        lock(&self.table).len()
+        let t = lock(&self.table);
+        t.live.len() + t.lingering.len()
     }
 
     /// The transports underneath.
@@ -508,7 +536,21 @@ impl TransactionLayer {
         tokio::select! {
             _ = receive => {}
             _ = self.fire_timers() => {}
+            _ = self.expire_lingering() => {}
             _ = self.transports.closed() => {}
+        }
+    }
+
+    /// Lets lingering transactions go, a batch at a time, as their timers run out.
+    async fn expire_lingering(&self) {
+        loop {
+            let next = lock(&self.table).lingering.next_expiry();
+            tokio::select! {
+                _ = until(next) => {}
+                _ = self.lingered.notified() => continue,
+            }
+            let gone = lock(&self.table).lingering.expire(Instant::now());
+            drop(gone);
         }
     }
 
@@ -529,18 +571,35 @@ impl TransactionLayer {
     /// Runs `f` on `key`'s transaction, if it is alive, then files its next deadline
     /// or removes it when its step ended it (dropping it after the table's lock).
     fn update(&self, key: &Key, f: impl FnOnce(&mut Machine) -> Option<Step>) -> Option<Step> {
-        let mut table = lock(&self.table);
-        let entry = table.get_mut(key)?;
+        let mut guard = lock(&self.table);
+        let t = &mut *guard;
+        let entry = t.live.get_mut(key)?;
         let step = f(&mut entry.machine)?;
-        if step.ended {
-            self.wheel.disarm(&entry.filed);
-            let gone = table.remove(key);
-            drop(table);
-            drop(gone);
-        } else {
-            self.rearm(entry);
+        let mut first = false;
+        if !step.ended {
+            match entry.machine.lingering() {
+                Some((length, kept)) => {
+                    first = t.lingering.keep(key, length, kept, Instant::now());
+                }
+                None => {
+                    self.rearm(entry);
+                    return Some(step);
+                }
+            }
+        }
+        self.wheel.disarm(&entry.filed);
+        let gone = t.live.remove(key);
+        drop(guard);
+        drop(gone);
+        if first {
+            self.lingered.notify_one();
         }
         Some(step)
+    }
+
+    /// What the lingering transaction of `key` answers, if there is one.
+    fn lingering(&self, key: &Key) -> Option<Found> {
+        lock(&self.table).lingering.find(key)
     }
 
     /// Files `entry`'s next deadline with the wheel, at once: the one filed before
@@ -560,7 +619,7 @@ impl TransactionLayer {
             machine: Box::new(machine),
         };
         self.rearm(&entry);
-        lock(&self.table).insert(TableKey(filed), entry);
+        lock(&self.table).live.insert(TableKey(filed), entry);
     }
 
     /// The user of a client INVITE transaction let it go. An Accepted one ends now
@@ -584,13 +643,20 @@ impl TransactionLayer {
         {
             tracing::debug!(error = %e, "transaction's message not sent");
             if let Some(user) = &step.user {
-                lock(&self.table).remove(key);
+                lock(&self.table).live.remove(key);
                 tell(user, ClientEvent::TransportError(e.to_string()));
                 return;
             }
         }
         if let (Some(user), Some(event)) = (&step.user, step.report) {
             tell(user, event);
+        }
+    }
+
+    /// Sends a lingering transaction's message again.
+    async fn send_again(&self, out: &Outgoing) {
+        if let Err(e) = self.transports.send_outgoing(out).await {
+            tracing::debug!(error = %e, "retransmission not sent");
         }
     }
 
@@ -604,6 +670,16 @@ impl TransactionLayer {
         });
         if let Some(step) = step {
             self.perform(key, step).await;
+            return;
+        }
+        // Accepted sends the core's retransmissions of its 2xx (RFC 6026 §8.5).
+        if let Some(Found::Accepted(source)) = self.lingering(key)
+            && response.status().is_some_and(|s| (200..300).contains(&s))
+        {
+            match self.transports.prepare_response(response, Some(source)) {
+                Ok(out) => self.perform(key, Step::sending(Some(out))).await,
+                Err(_) => tracing::debug!("response has no usable Via; not sent"),
+            }
         }
     }
 
@@ -656,6 +732,14 @@ impl TransactionLayer {
         let Some(message) = message else {
             return;
         };
+        if let Some(found) = Key::client(&message).and_then(|key| self.lingering(&key)) {
+            // Completed: an INVITE's final response again gets its ACK again; the
+            // rest is absorbed.
+            if let (Found::Resend(ack), 300..) = (found, status) {
+                self.send_again(&ack).await;
+            }
+            return;
+        }
         if message.status().is_some_and(|s| (200..300).contains(&s)) {
             let stray = Incoming { message, ..msg };
             let _ = core.send(ToCore::StrayResponse(stray)).await;
@@ -678,6 +762,14 @@ impl TransactionLayer {
         if let Some(step) = step {
             self.perform(&key, step).await;
             return;
+        }
+        match self.lingering(&key) {
+            Some(Found::Resend(last)) => return self.send_again(&last).await,
+            // RFC 6026 §8.6: in Accepted an ACK goes to the core, and the INVITE's
+            // retransmissions are absorbed, as everything is in Confirmed.
+            Some(Found::Accepted(_)) if method == Some(&Method::Ack) => {}
+            Some(_) => return,
+            None => {}
         }
         if method == Some(&Method::Ack) {
             let _ = core.send(ToCore::Ack(msg)).await;
@@ -1000,6 +1092,145 @@ mod tests {
                 assert_eq!(layer.alive(), 0, "a 2xx ends it");
             }
         }
+    }
+
+    /// A running layer with the default timers, what it hands the core, and a
+    /// peer socket.
+    async fn layer_core_peer() -> (
+        Arc<TransactionLayer>,
+        mpsc::Receiver<ToCore>,
+        tokio::net::UdpSocket,
+        SocketAddr,
+    ) {
+        let (transports, incoming) = udp_transports().await;
+        let addr = transports.local_addr(Transport::Udp).unwrap();
+        let layer = TransactionLayer::new(transports, Timers::default(), None);
+        let (core_tx, core) = mpsc::channel(8);
+        tokio::spawn(layer.clone().run(incoming, core_tx));
+        let peer = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        (layer, core, peer, addr)
+    }
+
+    /// `method` from the peer on `port` to the layer at `to`, with `branch`.
+    fn from_peer(method: &str, to: SocketAddr, port: u16, branch: &str) -> String {
+        format!(
+            "{method} sip:a@{to} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch={branch}\r\n\
+             From: <sip:b@x>;tag=1\r\nTo: <sip:a@x>\r\nCall-ID: {branch}\r\nCSeq: 1 {method}\r\n\
+             Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        )
+    }
+
+    /// What arrives at `peer` within 300 ms, if anything.
+    async fn heard(peer: &tokio::net::UdpSocket) -> Option<Vec<u8>> {
+        let mut buf = [0u8; 4096];
+        let wait = std::time::Duration::from_millis(300);
+        let (n, _) = tokio::time::timeout(wait, peer.recv_from(&mut buf))
+            .await
+            .ok()?
+            .ok()?;
+        Some(buf[..n].to_vec())
+    }
+
+    /// Whether the core is handed anything within 300 ms.
+    async fn core_hears(core: &mut mpsc::Receiver<ToCore>) -> bool {
+        let wait = std::time::Duration::from_millis(300);
+        tokio::time::timeout(wait, core.recv()).await.is_ok()
+    }
+
+    /// Transactions that only wait out their last timer (and so linger as records)
+    /// answer what matches them as their state machines did: a retransmitted BYE
+    /// gets the same 200 again (Timer J); in Accepted a retransmitted INVITE is
+    /// absorbed, the core's 2xx retransmission goes out, and an ACK with the
+    /// INVITE's branch goes to the core (RFC 6026 §8.6); a retransmitted 486 gets
+    /// the same ACK again (Timer D); a retransmitted 200 to a BYE is absorbed
+    /// (Timer K). Each is counted alive until its timer has run out.
+    #[tokio::test]
+    async fn lingering_transactions_answer_retransmissions() {
+        let (layer, mut core, peer, addr) = layer_core_peer().await;
+        let port = peer.local_addr().unwrap().port();
+
+        let bye = from_peer("BYE", addr, port, "z9hG4bKbye1");
+        peer.send_to(bye.as_bytes(), addr).await.unwrap();
+        let Some(ToCore::Request(st)) = core.recv().await else {
+            panic!("no BYE");
+        };
+        st.reply(200, None).await;
+        let first = heard(&peer).await.expect("a 200");
+        assert!(first.starts_with(b"SIP/2.0 200"));
+        peer.send_to(bye.as_bytes(), addr).await.unwrap();
+        assert_eq!(heard(&peer).await, Some(first), "the 200 again");
+        assert!(!core_hears(&mut core).await, "the core saw the BYE twice");
+        assert_eq!(layer.alive(), 1, "Timer J still runs");
+        drop(st);
+
+        let invite = from_peer("INVITE", addr, port, "z9hG4bKinv1");
+        peer.send_to(invite.as_bytes(), addr).await.unwrap();
+        let Some(ToCore::Request(st)) = core.recv().await else {
+            panic!("no INVITE");
+        };
+        let ok = st.response(200, Some("uas"));
+        st.respond(&ok).await;
+        assert!(heard(&peer).await.unwrap().starts_with(b"SIP/2.0 200"));
+        peer.send_to(invite.as_bytes(), addr).await.unwrap();
+        assert_eq!(
+            heard(&peer).await,
+            None,
+            "a retransmitted INVITE was answered"
+        );
+        assert!(
+            !core_hears(&mut core).await,
+            "the core saw the INVITE twice"
+        );
+        st.respond(&ok).await;
+        let again = heard(&peer).await.expect("the 2xx retransmission");
+        assert!(again.starts_with(b"SIP/2.0 200"));
+        let ack = from_peer("ACK", addr, port, "z9hG4bKinv1");
+        peer.send_to(ack.as_bytes(), addr).await.unwrap();
+        let Some(ToCore::Ack(ack)) = core.recv().await else {
+            panic!("the ACK did not reach the core");
+        };
+        assert_eq!(ack.message.method(), Some(&Method::Ack));
+        drop(st);
+
+        let target = Target {
+            transport: Transport::Udp,
+            addr: peer.local_addr().unwrap(),
+            server_name: None,
+        };
+        let out = request("INVITE", target.addr, "d1");
+        let mut ct = layer.send_request(out, target.clone(), None).await;
+        let mut buf = [0u8; 4096];
+        let (n, _) = peer.recv_from(&mut buf).await.unwrap();
+        let sent = Message::parse(&buf[..n], super::super::message::Framing::Datagram).unwrap();
+        let mut busy = Message::response_to(&sent, 486);
+        busy.set_to_tag("callee").unwrap();
+        peer.send_to(&busy.to_bytes(), addr).await.unwrap();
+        let first_ack = heard(&peer).await.expect("an ACK");
+        assert!(first_ack.starts_with(b"ACK "));
+        let Some(ClientEvent::Response(r)) = ct.events.recv().await else {
+            panic!("no 486");
+        };
+        assert_eq!(r.status(), Some(486));
+        peer.send_to(&busy.to_bytes(), addr).await.unwrap();
+        assert_eq!(heard(&peer).await, Some(first_ack), "the ACK again");
+        drop(ct);
+
+        let out = request("BYE", target.addr, "k2");
+        let mut ct = layer.send_request(out, target, None).await;
+        let (n, _) = peer.recv_from(&mut buf).await.unwrap();
+        let sent = Message::parse(&buf[..n], super::super::message::Framing::Datagram).unwrap();
+        let ok = Message::response_to(&sent, 200);
+        peer.send_to(&ok.to_bytes(), addr).await.unwrap();
+        let Some(ClientEvent::Response(_)) = ct.events.recv().await else {
+            panic!("no 200");
+        };
+        peer.send_to(&ok.to_bytes(), addr).await.unwrap();
+        assert!(
+            !core_hears(&mut core).await,
+            "a retransmitted 200 reached the core"
+        );
+        assert_eq!(heard(&peer).await, None);
+        assert_eq!(layer.alive(), 4, "BYE, INVITE, INVITE and BYE linger");
     }
 
     /// A server transaction's user sees its response sent, and the table lets the

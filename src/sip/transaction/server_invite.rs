@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::linger::Kept;
 use super::{Step, Timers, abandoned_answer, earliest};
 use crate::sip::message::Message;
 use crate::sip::method::Method;
@@ -183,6 +184,21 @@ impl ServerInvite {
             self.timer_g = Some((now + self.timers.t1, self.timers.t1));
         }
         self.timer_h = Some(now + self.timers.t1x64());
+    }
+
+    /// Accepted only sends the core's 2xx retransmissions and passes ACKs on until
+    /// Timer L; Confirmed over UDP only absorbs ACKs until Timer I.
+    pub(crate) fn lingering(&self) -> Option<(Duration, Kept<'_>)> {
+        match self.state {
+            State::Accepted => Some((
+                self.timers.t1x64(),
+                Kept::Accepted {
+                    source: self.source,
+                },
+            )),
+            State::Confirmed if !self.reliable => Some((self.timers.t4, Kept::Absorb)),
+            _ => None,
+        }
     }
 
     /// Whatever timer is due at `now`.

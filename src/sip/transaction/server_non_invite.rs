@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::linger::Kept;
 use super::{Step, Timers, abandoned_answer};
 use crate::sip::message::Message;
 use crate::sip::transport::{Outgoing, Transports};
@@ -129,5 +130,15 @@ impl ServerNonInvite {
     /// When Timer J fires.
     pub(crate) fn deadline(&self) -> Option<Instant> {
         self.timer_j
+    }
+
+    /// Completed over UDP only resends its final response until Timer J.
+    pub(crate) fn lingering(&self) -> Option<(Duration, Kept<'_>)> {
+        match (&self.state, &self.last) {
+            (State::Completed, Some(last)) if !self.reliable => {
+                Some((self.timers.t1x64(), Kept::resending(last)?))
+            }
+            _ => None,
+        }
     }
 }
