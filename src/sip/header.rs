@@ -326,7 +326,7 @@ impl<'a> Iterator for Values<'a> {
         }
         while !self.rest.is_empty() {
             let end = Self::first_end(self.rest);
-            let value = self.rest[..end].trim();
+            let value = self.rest[..end].trim_ascii();
             self.rest = self.rest.get(end + 1..).unwrap_or("");
             if !value.is_empty() {
                 return Some(value);

@@ -87,7 +87,7 @@ pub fn frame(buf: &[u8]) -> Result<Option<usize>, ParseError> {
     let head = std::str::from_utf8(&buf[..head_end.0]).map_err(|_| ParseError::NotUtf8)?;
     let values = lines(head).skip(1).filter_map(|line| {
         let (name, value) = line.split_once(':')?;
-        (Name::parse(name.trim()) == Name::ContentLength).then_some(value)
+        (Name::parse(name.trim_ascii()) == Name::ContentLength).then_some(value)
     });
     let length = content_length(values)?
         .ok_or_else(|| ParseError::ContentLength("missing on a stream transport".into()))?;
@@ -123,7 +123,7 @@ fn find_head_end(buf: &[u8]) -> Option<(usize, usize)> {
 fn content_length<'a>(values: impl Iterator<Item = &'a str>) -> Result<Option<usize>, ParseError> {
     let mut found: Option<usize> = None;
     for value in values {
-        let value = value.trim();
+        let value = value.trim_ascii();
         let n = value
             .parse::<usize>()
             .ok()
@@ -556,7 +556,7 @@ impl Message {
     pub fn max_forwards(&self) -> Result<Option<u8>, ParseError> {
         self.header(&Name::MaxForwards)
             .map(|v| {
-                v.trim().parse::<u8>().map_err(|_| ParseError::Header {
+                v.trim_ascii().parse::<u8>().map_err(|_| ParseError::Header {
                     name: "Max-Forwards",
                     reason: format!("'{}' is not a number from 0 to 255", v.escape_default()),
                 })
@@ -697,7 +697,7 @@ fn parse_headers<'a>(
                 line: number,
                 reason: "continuation line with no header before it".into(),
             })?;
-            let more = line.trim();
+            let more = line.trim_ascii();
             if !more.is_empty() {
                 let mut value =
                     std::mem::replace(&mut prev.value, Value::Written(CompactString::default()))
@@ -727,7 +727,7 @@ fn parse_headers<'a>(
         headers.push(Header {
             name: Name::parse(name),
             // `value` is part of `head` (it came from splitting it), as slice_ref needs.
-            value: Value::Received(head.slice_ref(value.trim())),
+            value: Value::Received(head.slice_ref(value.trim_ascii())),
         });
     }
     Ok(headers)

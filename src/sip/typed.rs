@@ -84,7 +84,7 @@ impl Via {
         };
         // sent-protocol = name SLASH version SLASH transport, with optional white
         // space around each slash (RFC 3261 §25.1 SLASH = SWS "/" SWS).
-        let mut parts = s.trim().splitn(3, '/').map(str::trim);
+        let mut parts = s.trim_ascii().splitn(3, '/').map(str::trim_ascii);
         let (name, version, rest) = (parts.next(), parts.next(), parts.next());
         if !name.is_some_and(|n| n.eq_ignore_ascii_case("SIP")) || version != Some("2.0") {
             return Err(bad("protocol is not SIP/2.0"));
@@ -94,9 +94,9 @@ impl Via {
             .split_once([' ', '\t'])
             .ok_or_else(|| bad("no sent-by"))?;
         let transport = Transport::parse(transport).ok_or_else(|| bad("unknown transport"))?;
-        let rest = rest.trim();
+        let rest = rest.trim_ascii();
         let (sent_by, params) = match split_once_byte(rest, b';') {
-            Some((sb, p)) => (sb.trim(), parse_params(p).map_err(|e| bad(&e.to_string()))?),
+            Some((sb, p)) => (sb.trim_ascii(), parse_params(p).map_err(|e| bad(&e.to_string()))?),
             None => (rest, Params::new()),
         };
         let (host, port) = split_host_port(sent_by).map_err(|e| bad(&e.to_string()))?;
@@ -167,18 +167,18 @@ impl NameAddr {
     /// Parses a name-addr (`"Bob" <sip:b@h>;tag=1`) or an addr-spec (`sip:b@h;tag=1`,
     /// where every `;` parameter belongs to the header).
     pub fn parse(s: &str) -> Result<NameAddr, ParseError> {
-        let s = s.trim();
+        let s = s.trim_ascii();
         if let Some(lt) = find_unquoted(s, b'<') {
-            let display = parse_display(s[..lt].trim())?;
+            let display = parse_display(s[..lt].trim_ascii())?;
             let gt = s[lt..]
                 .bytes()
                 .position(|b| b == b'>')
                 .map(|i| i + lt)
                 .ok_or_else(|| ParseError::Uri("missing '>'".into()))?;
             let uri = Uri::parse(&s[lt + 1..gt])?;
-            let params = match s[gt + 1..].trim().strip_prefix(';') {
+            let params = match s[gt + 1..].trim_ascii().strip_prefix(';') {
                 Some(p) => parse_params(p)?,
-                None if s[gt + 1..].trim().is_empty() => Params::new(),
+                None if s[gt + 1..].trim_ascii().is_empty() => Params::new(),
                 None => return Err(ParseError::Uri("junk after '>'".into())),
             };
             return Ok(NameAddr {

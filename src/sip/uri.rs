@@ -201,8 +201,8 @@ pub fn parse_params(s: &str) -> Result<Params, ParseError> {
     split_byte(s, b';')
         .map(|p| {
             let (name, value) = match split_once_byte(p, b'=') {
-                Some((n, v)) => (n.trim(), Some(CompactString::from(v.trim()))),
-                None => (p.trim(), None),
+                Some((n, v)) => (n.trim_ascii(), Some(CompactString::from(v.trim_ascii()))),
+                None => (p.trim_ascii(), None),
             };
             if name.is_empty() || !name.bytes().all(is_token_byte) {
                 return Err(ParseError::Uri(format!(
@@ -309,7 +309,7 @@ pub enum Uri {
 impl Uri {
     /// Parses a URI. Schemes other than sip, sips and tel are refused.
     pub fn parse(s: &str) -> Result<Uri, ParseError> {
-        let s = s.trim();
+        let s = s.trim_ascii();
         // Printable ASCII, as URIs nearly always are, holds neither.
         if !s.bytes().all(|b| b > b' ' && b < 0x7f)
             && let Some(c) = s.chars().find(|c| c.is_whitespace() || c.is_control())
