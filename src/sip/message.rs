@@ -556,10 +556,12 @@ impl Message {
     pub fn max_forwards(&self) -> Result<Option<u8>, ParseError> {
         self.header(&Name::MaxForwards)
             .map(|v| {
-                v.trim_ascii().parse::<u8>().map_err(|_| ParseError::Header {
-                    name: "Max-Forwards",
-                    reason: format!("'{}' is not a number from 0 to 255", v.escape_default()),
-                })
+                v.trim_ascii()
+                    .parse::<u8>()
+                    .map_err(|_| ParseError::Header {
+                        name: "Max-Forwards",
+                        reason: format!("'{}' is not a number from 0 to 255", v.escape_default()),
+                    })
             })
             .transpose()
     }

@@ -96,7 +96,10 @@ impl Via {
         let transport = Transport::parse(transport).ok_or_else(|| bad("unknown transport"))?;
         let rest = rest.trim_ascii();
         let (sent_by, params) = match split_once_byte(rest, b';') {
-            Some((sb, p)) => (sb.trim_ascii(), parse_params(p).map_err(|e| bad(&e.to_string()))?),
+            Some((sb, p)) => (
+                sb.trim_ascii(),
+                parse_params(p).map_err(|e| bad(&e.to_string()))?,
+            ),
             None => (rest, Params::new()),
         };
         let (host, port) = split_host_port(sent_by).map_err(|e| bad(&e.to_string()))?;
