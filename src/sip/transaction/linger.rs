@@ -159,6 +159,26 @@ impl Batch {
         Some(Span { at, len })
     }
 
+    /// `key` and what it answers with, written into the buffer; `None` past 4 GiB.
+    fn record(&mut self, key: &Key, kept: Kept) -> Option<Record> {
+        let at = self.buffer.len();
+        write_key(key, &mut self.buffer);
+        let key = Span {
+            at: u32::try_from(at).ok()?,
+            len: u32::try_from(self.buffer.len() - at).ok()?,
+        };
+        let answer = match kept {
+            Kept::Absorb => Answer::Absorb,
+            Kept::Accepted { source } => Answer::Accepted(source),
+            Kept::Resend { bytes, to, kind } => Answer::Resend {
+                bytes: self.push(bytes)?,
+                to,
+                kind,
+            },
+        };
+        Some(Record { key, answer })
+    }
+
     /// The bytes at `span`.
     fn bytes(&self, span: Span) -> &[u8] {
         let at = span.at as usize;
@@ -238,21 +258,7 @@ impl Lingering {
         let Some(batch) = shelf.batches.back_mut() else {
             return false;
         };
-        let mut written = Vec::with_capacity(key.branch.len() + key.sent_by.len() + 16);
-        write_key(key, &mut written);
-        let record = (|| {
-            let key = batch.push(&written)?;
-            let answer = match kept {
-                Kept::Absorb => Answer::Absorb,
-                Kept::Accepted { source } => Answer::Accepted(source),
-                Kept::Resend { bytes, to, kind } => Answer::Resend {
-                    bytes: batch.push(bytes)?,
-                    to,
-                    kind,
-                },
-            };
-            Some(Record { key, answer })
-        })();
+        let record = batch.record(key, kept);
         // A fingerprint met twice in a batch (a chance of one in 2^64 per pair) keeps
         // the later record: the earlier one's retransmissions then reach the core.
         if let Some(record) = record

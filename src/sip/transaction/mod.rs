@@ -672,7 +672,7 @@ impl TransactionLayer {
             self.perform(key, step).await;
             return;
         }
-        // Accepted sends the core's retransmissions of its 2xx (RFC 6026 §8.5).
+        // Accepted sends the core's retransmissions of its 2xx (RFC 6026).
         if let Some(Found::Accepted(source)) = self.lingering(key)
             && response.status().is_some_and(|s| (200..300).contains(&s))
         {
@@ -765,7 +765,7 @@ impl TransactionLayer {
         }
         match self.lingering(&key) {
             Some(Found::Resend(last)) => return self.send_again(&last).await,
-            // RFC 6026 §8.6: in Accepted an ACK goes to the core, and the INVITE's
+            // RFC 6026: in Accepted an ACK goes to the core, and the INVITE's
             // retransmissions are absorbed, as everything is in Confirmed.
             Some(Found::Accepted(_)) if method == Some(&Method::Ack) => {}
             Some(_) => return,
@@ -1141,7 +1141,7 @@ mod tests {
     /// answer what matches them as their state machines did: a retransmitted BYE
     /// gets the same 200 again (Timer J); in Accepted a retransmitted INVITE is
     /// absorbed, the core's 2xx retransmission goes out, and an ACK with the
-    /// INVITE's branch goes to the core (RFC 6026 §8.6); a retransmitted 486 gets
+    /// INVITE's branch goes to the core (RFC 6026); a retransmitted 486 gets
     /// the same ACK again (Timer D); a retransmitted 200 to a BYE is absorbed
     /// (Timer K). Each is counted alive until its timer has run out.
     #[tokio::test]
