@@ -132,7 +132,7 @@ impl Metrics {
         );
         registry.register(
             "transactions_alive",
-            "SIP transactions alive",
+            "SIP transactions alive, those waiting out their last timer (D, I, J, K, L) included",
             m.transactions.clone(),
         );
         registry.register(
