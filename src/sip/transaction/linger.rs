@@ -133,8 +133,11 @@ impl Hasher for Fingerprint {
 pub(crate) struct Batch {
     /// When its first record began lingering.
     opened: Instant,
-    /// Its records by their key's fingerprint.
-    records: HashMap<u64, Record, BuildHasherDefault<Fingerprint>>,
+    /// Its records, in the order they began lingering.
+    records: Vec<Record>,
+    /// Where each is in `records`, by its key's fingerprint: small entries, so
+    /// that the pages a look-up touches are few and in frequent use.
+    index: HashMap<u64, u32, BuildHasherDefault<Fingerprint>>,
     /// Their keys and what they resend, one after another.
     buffer: Vec<u8>,
 }
@@ -145,7 +148,8 @@ impl Batch {
         let (records, bytes) = last.map_or((0, 0), |b| (b.records.len(), b.buffer.len()));
         Batch {
             opened: now,
-            records: HashMap::with_capacity_and_hasher(records, Default::default()),
+            records: Vec::with_capacity(records),
+            index: HashMap::with_capacity_and_hasher(records, Default::default()),
             buffer: Vec::with_capacity(bytes),
         }
     }
@@ -189,7 +193,7 @@ impl Batch {
 
     /// What the record of `key` answers, if this batch holds it.
     fn find(&self, fingerprint: u64, key: &Key) -> Option<Found> {
-        let record = self.records.get(&fingerprint)?;
+        let record = self.records.get(*self.index.get(&fingerprint)? as usize)?;
         if !key_is(self.bytes(record.key), key) {
             return None;
         }
@@ -258,12 +262,13 @@ impl Lingering {
         let Some(batch) = shelf.batches.back_mut() else {
             return false;
         };
-        let record = batch.record(key, kept);
         // A fingerprint met twice in a batch (a chance of one in 2^64 per pair) keeps
         // the later record: the earlier one's retransmissions then reach the core.
-        if let Some(record) = record
-            && batch.records.insert(fingerprint, record).is_none()
+        if let Some(record) = batch.record(key, kept)
+            && let Ok(at) = u32::try_from(batch.records.len())
         {
+            batch.records.push(record);
+            batch.index.insert(fingerprint, at);
             self.count += 1;
         }
         was_empty
