@@ -58,13 +58,11 @@ impl<'a> Kept<'a> {
     /// Resending `out`, if it goes over UDP (a reliable transport needs no
     /// retransmissions, and its timers are 0).
     pub(crate) fn resending(out: &'a Outgoing) -> Option<Kept<'a>> {
-        (out.target.transport == Transport::Udp && out.target.server_name.is_none()).then_some(
-            Kept::Resend {
-                bytes: &out.bytes,
-                to: out.target.addr,
-                kind: out.kind,
-            },
-        )
+        (out.target.transport == Transport::Udp).then_some(Kept::Resend {
+            bytes: &out.bytes,
+            to: out.target.addr,
+            kind: out.kind,
+        })
     }
 }
 
@@ -239,8 +237,6 @@ pub(crate) struct Lingering {
     shelves: Vec<Shelf>,
     /// Fingerprints keys, seeded at random like the table of live transactions.
     hasher: NetworkHasher,
-    /// How many records there are.
-    count: usize,
 }
 
 impl Lingering {
@@ -269,14 +265,13 @@ impl Lingering {
         {
             batch.records.push(record);
             batch.index.insert(fingerprint, at);
-            self.count += 1;
         }
         was_empty
     }
 
     /// What the lingering transaction of `key` answers, if there is one.
     pub(crate) fn find(&self, key: &Key) -> Option<Found> {
-        if self.count == 0 {
+        if self.shelves.iter().all(|s| s.batches.is_empty()) {
             return None;
         }
         let fingerprint = self.hasher.hash_one(key);
@@ -292,10 +287,7 @@ impl Lingering {
         let mut gone = Vec::new();
         for shelf in &mut self.shelves {
             while shelf.next_expiry().is_some_and(|at| at <= now) {
-                if let Some(batch) = shelf.batches.pop_front() {
-                    self.count -= batch.records.len();
-                    gone.push(batch);
-                }
+                gone.extend(shelf.batches.pop_front());
             }
         }
         gone
@@ -308,7 +300,11 @@ impl Lingering {
 
     /// How many transactions linger.
     pub(crate) fn len(&self) -> usize {
-        self.count
+        self.shelves
+            .iter()
+            .flat_map(|s| &s.batches)
+            .map(|b| b.records.len())
+            .sum()
     }
 
     /// The shelf for `length`, made when first needed.

@@ -717,22 +717,21 @@ impl TransactionLayer {
         let key = Key::client(&msg.message);
         let status = msg.message.status().unwrap_or(0);
         let mut message = Some(msg.message);
-        let step = key.and_then(|key| {
-            let step = self.update(&key, |m| match m {
+        let step = key.as_ref().and_then(|key| {
+            self.update(key, |m| match m {
                 Machine::InviteClient(t) if t.passes_on(status) => Some(Step::ended()),
                 Machine::InviteClient(t) => Some(t.on_response(message.take()?, now)),
                 Machine::NonInviteClient(t) => Some(t.on_response(message.take()?, now)),
                 _ => None,
-            })?;
-            Some((key, step))
+            })
         });
-        if let Some((key, step)) = step {
-            self.perform(&key, step).await;
+        if let (Some(key), Some(step)) = (&key, step) {
+            self.perform(key, step).await;
         }
         let Some(message) = message else {
             return;
         };
-        if let Some(found) = Key::client(&message).and_then(|key| self.lingering(&key)) {
+        if let Some(found) = key.as_ref().and_then(|key| self.lingering(key)) {
             // Completed: an INVITE's final response again gets its ACK again; the
             // rest is absorbed.
             if let (Found::Resend(ack), 300..) = (found, status) {
