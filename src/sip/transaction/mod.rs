@@ -31,7 +31,7 @@ use tokio::time::Instant;
 use super::header::{Name, value_of};
 use super::message::Message;
 use super::method::Method;
-use super::transport::{Incoming, Outgoing, Target, Transports};
+use super::transport::{Incoming, Layer, Outgoing, Target, Transports};
 use super::typed::{BRANCH_COOKIE, Transport, Via};
 use super::uri::{Host, Params};
 use client_invite::ClientInvite;
@@ -528,6 +528,13 @@ impl TransactionLayer {
         mut incoming: mpsc::Receiver<Incoming>,
         core: mpsc::Sender<ToCore>,
     ) {
+        // Routed on the task that read each message while this runs; what came
+        // before (and anything the transports still put on the channel) here.
+        let router: Arc<dyn Layer> = Arc::new(Router {
+            layer: self.clone(),
+            core: core.clone(),
+        });
+        self.transports.receive_on(Arc::downgrade(&router));
         let receive = async {
             while let Some(msg) = incoming.recv().await {
                 self.route(msg, &core).await;
@@ -539,6 +546,7 @@ impl TransactionLayer {
             _ = self.expire_lingering() => {}
             _ = self.transports.closed() => {}
         }
+        drop(router);
     }
 
     /// Lets lingering transactions go, a batch at a time, as their timers run out.
@@ -704,6 +712,7 @@ impl TransactionLayer {
         }
     }
 
+    /// Matches `msg` to its transaction, or passes it to the core.
     async fn route(&self, msg: Incoming, core: &mpsc::Sender<ToCore>) {
         if msg.message.is_request() {
             self.route_request(msg, core).await;
@@ -907,6 +916,25 @@ fn tell(user: &mpsc::Sender<ClientEvent>, event: ClientEvent) {
                 let _ = user.send(event).await;
             });
         }
+    }
+}
+
+/// The layer as the transports see it while [`TransactionLayer::run`] runs: each
+/// message is routed on the task that read it (a UDP socket's loop, a connection's
+/// reader), so that it costs no channel and no wake-up of another task.
+struct Router {
+    /// The layer routing.
+    layer: Arc<TransactionLayer>,
+    /// Where what is not a transaction's goes.
+    core: mpsc::Sender<ToCore>,
+}
+
+impl Layer for Router {
+    fn receive(
+        &self,
+        incoming: Incoming,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        Box::pin(self.layer.route(incoming, &self.core))
     }
 }
 

@@ -1,7 +1,8 @@
 //! SIP transports (RFC 3261 §18): UDP, TCP and TLS.
 //!
 //! Every message that arrives is parsed where it arrives (the UDP receive loop, a
-//! connection's reader task) and handed to the layer above as an [`Incoming`]. A
+//! connection's reader task) and handed to the layer above as an [`Incoming`]: by a
+//! call on that task once the layer is a [`Layer`], else on a channel. A
 //! malformed message is dropped and counted; a request that parses but lacks what
 //! RFC 3261 requires is answered 400 when it has a usable Via. Outgoing messages go
 //! out through [`Transports::send`]: UDP from the listening socket, TCP and TLS over a
@@ -13,9 +14,11 @@ mod udp;
 
 use compact_str::ToCompactString;
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -41,6 +44,14 @@ pub struct Incoming {
     pub source: SocketAddr,
     /// Our address it arrived at.
     pub local: SocketAddr,
+}
+
+/// The layer above when it takes messages on the receiving task itself (the
+/// transaction layer does): each message is handed over by a call, without a hop
+/// through the channel [`Transports::bind`] returns and a wake-up of another task.
+pub trait Layer: Send + Sync {
+    /// Takes `incoming`; the receiving task reads on once the future is done.
+    fn receive(&self, incoming: Incoming) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
 }
 
 /// Where to send a message.
@@ -237,6 +248,9 @@ pub struct Transports {
     config: TransportConfig,
     tls: Option<tls::Tls>,
     incoming: mpsc::Sender<Incoming>,
+    /// The layer above, once it takes messages by a call ([`Transports::receive_on`]);
+    /// until then, and after it has gone, they go on `incoming`.
+    layer: OnceLock<Weak<dyn Layer>>,
     /// Counters.
     pub stats: Stats,
     shutdown: CancellationToken,
@@ -295,6 +309,7 @@ impl Transports {
             config,
             tls,
             incoming: tx,
+            layer: OnceLock::new(),
             stats: Stats::default(),
             shutdown,
         });
@@ -471,15 +486,24 @@ impl Transports {
         }
         self.stats.received.fetch_add(1, Ordering::Relaxed);
         self.stats.messages.count(&message, false);
-        let _ = self
-            .incoming
-            .send(Incoming {
-                message,
-                transport,
-                source,
-                local,
-            })
-            .await;
+        let incoming = Incoming {
+            message,
+            transport,
+            source,
+            local,
+        };
+        match self.layer.get().and_then(Weak::upgrade) {
+            Some(layer) => layer.receive(incoming).await,
+            None => {
+                let _ = self.incoming.send(incoming).await;
+            }
+        }
+    }
+
+    /// From now on, hands each received message to `layer` on the task that read it,
+    /// while `layer` lives. The first layer set stays; returns whether it is `layer`.
+    pub fn receive_on(&self, layer: Weak<dyn Layer>) -> bool {
+        self.layer.set(layer).is_ok()
     }
 
     /// Whether a TCP or TLS connection with `addr` is up.
@@ -554,4 +578,72 @@ pub fn response_target(via: &Via, source: Option<SocketAddr>) -> Option<Target> 
         addr: SocketAddr::new(ip, port),
         server_name,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A layer that keeps what it is handed, with the task it ran on.
+    struct Kept(mpsc::UnboundedSender<(Incoming, Option<tokio::task::Id>)>);
+
+    impl Layer for Kept {
+        fn receive(&self, incoming: Incoming) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+            let _ = self.0.send((incoming, tokio::task::try_id()));
+            Box::pin(async {})
+        }
+    }
+
+    fn request(call_id: &str) -> String {
+        format!(
+            "OPTIONS sip:callflow@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bK{call_id}\r\nFrom: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:callflow@127.0.0.1>\r\nCall-ID: {call_id}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        )
+    }
+
+    /// Once a layer takes messages by a call, a datagram is handed to it on the
+    /// socket's receiving task and nothing goes on the channel; once the layer has
+    /// gone, messages go on the channel again.
+    #[tokio::test]
+    async fn a_layer_receives_on_the_reading_task_while_it_lives() {
+        let config = TransportConfig {
+            listen: vec!["udp://127.0.0.1:0".parse().unwrap()],
+            ..Default::default()
+        };
+        let (transports, mut channel) = Transports::bind(config, CancellationToken::new())
+            .await
+            .unwrap();
+        let engine = transports.local_addr(Transport::Udp).unwrap();
+        let peer = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let (tx, mut kept) = mpsc::unbounded_channel();
+        let layer: Arc<dyn Layer> = Arc::new(Kept(tx));
+        assert!(transports.receive_on(Arc::downgrade(&layer)));
+        assert!(
+            !transports.receive_on(Arc::downgrade(&layer)),
+            "the first stays"
+        );
+
+        peer.send_to(request("one").as_bytes(), engine)
+            .await
+            .unwrap();
+        let wait = Duration::from_secs(5);
+        let (first, task) = tokio::time::timeout(wait, kept.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(first.message.call_id().unwrap(), "one");
+        assert_eq!(first.source, peer.local_addr().unwrap());
+        assert!(task.is_some(), "handed over on a task: the socket's loop");
+        assert!(channel.try_recv().is_err(), "nothing on the channel");
+
+        drop(layer);
+        peer.send_to(request("two").as_bytes(), engine)
+            .await
+            .unwrap();
+        let second = tokio::time::timeout(wait, channel.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(second.message.call_id().unwrap(), "two");
+        assert!(kept.try_recv().is_err());
+    }
 }
