@@ -18,7 +18,7 @@ use crate::sip::dialog::new_tag;
 use crate::sip::header::Name;
 use crate::sip::method::Method;
 use crate::sip::resolve::Resolver;
-use crate::sip::transaction::{ServerTransaction, ToCore, TransactionLayer};
+use crate::sip::transaction::{ServerTransaction, ToCore, TransactionLayer, User};
 
 /// What runs a call: given the new call, drives it to its end.
 pub type CallHandler = Arc<dyn Fn(Call) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
@@ -61,42 +61,51 @@ impl Engine {
         self.core.active_routes()
     }
 
-    /// Handles what the transaction layer delivers, until it stops.
+    /// Handles what the transaction layer passes up, until it stops: by a call on
+    /// the task that read each message while this runs (no hop through the channel
+    /// and this task), and what the channel still brings here.
     pub async fn run(self: Arc<Self>, mut core: mpsc::Receiver<ToCore>) {
+        let user: Arc<dyn User> = Arc::new(Hearer(self.clone()));
+        self.core.layer.pass_up_to(Arc::downgrade(&user));
         while let Some(item) = core.recv().await {
-            match item {
-                ToCore::Request(st) => self.request(st).await,
-                ToCore::Ack(inc) => {
-                    let key = inc
-                        .message
-                        .to_header()
-                        .ok()
-                        .and_then(|to| to.tag().map(str::to_string))
-                        .zip(inc.message.call_id().ok().map(str::to_string));
-                    if let Some((tag, call_id)) = key
-                        && let Some(tx) = self.core.dialog(&call_id, &tag)
-                    {
-                        let _ = tx.send(CallInput::Ack(Box::new(inc.message))).await;
-                    }
+            self.hear(item).await;
+        }
+        drop(user);
+    }
+
+    /// Handles one thing the transaction layer passed up.
+    async fn hear(self: &Arc<Self>, item: ToCore) {
+        match item {
+            ToCore::Request(st) => self.request(st).await,
+            ToCore::Ack(inc) => {
+                let key = inc
+                    .message
+                    .to_header()
+                    .ok()
+                    .and_then(|to| to.tag().map(str::to_string))
+                    .zip(inc.message.call_id().ok().map(str::to_string));
+                if let Some((tag, call_id)) = key
+                    && let Some(tx) = self.core.dialog(&call_id, &tag)
+                {
+                    pass_to_call(tx, CallInput::Ack(Box::new(inc.message)));
                 }
-                ToCore::StrayResponse(inc) => {
-                    let key = inc
-                        .message
-                        .from_header()
-                        .ok()
-                        .and_then(|f| f.tag().map(str::to_string))
-                        .zip(inc.message.call_id().ok().map(str::to_string));
-                    if let Some((tag, call_id)) = key
-                        && let Some(tx) = self.core.dialog(&call_id, &tag)
-                    {
-                        let _ = tx
-                            .send(CallInput::StrayResponse(Box::new(inc.message)))
-                            .await;
-                    }
+            }
+            ToCore::StrayResponse(inc) => {
+                let key = inc
+                    .message
+                    .from_header()
+                    .ok()
+                    .and_then(|f| f.tag().map(str::to_string))
+                    .zip(inc.message.call_id().ok().map(str::to_string));
+                if let Some((tag, call_id)) = key
+                    && let Some(tx) = self.core.dialog(&call_id, &tag)
+                {
+                    pass_to_call(tx, CallInput::StrayResponse(Box::new(inc.message)));
                 }
             }
         }
     }
+
     async fn request(self: &Arc<Self>, st: ServerTransaction) {
         let method = st
             .request
@@ -126,9 +135,7 @@ impl Engine {
         if let Some(tag) = to_tag {
             let call_id = st.request.call_id().unwrap_or_default().to_string();
             match self.core.dialog(&call_id, &tag) {
-                Some(tx) => {
-                    let _ = tx.send(CallInput::Request(Box::new(st))).await;
-                }
+                Some(tx) => pass_to_call(tx, CallInput::Request(Box::new(st))),
                 None => st.reply(481, Some(&new_tag())).await,
             }
             return;
@@ -144,9 +151,7 @@ impl Engine {
             Method::Cancel => {
                 let target = self.core.invite(&st.cancelled_key());
                 match target {
-                    Some(tx) => {
-                        let _ = tx.send(CallInput::Cancel(Box::new(st))).await;
-                    }
+                    Some(tx) => pass_to_call(tx, CallInput::Cancel(Box::new(st))),
                     None => st.reply(481, Some(&new_tag())).await,
                 }
             }
@@ -229,5 +234,45 @@ impl Running {
 impl Drop for Running {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The engine as the transaction layer sees it while [`Engine::run`] runs.
+struct Hearer(Arc<Engine>);
+
+impl User for Hearer {
+    fn hear(&self, item: ToCore) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(self.0.hear(item))
+    }
+}
+
+/// Hands `input` to its call. A call whose queue is full (one that is busy, a
+/// webhook say, while a peer floods its dialog) gets it from a task of its own, in
+/// turn, so that the task that read the message reads on meanwhile.
+fn pass_to_call(tx: mpsc::Sender<CallInput>, input: CallInput) {
+    if let Err(mpsc::error::TrySendError::Full(input)) = tx.try_send(input) {
+        tokio::spawn(async move {
+            let _ = tx.send(input).await;
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A call whose queue is full still gets what is passed to it, in turn, without
+    /// the caller of `pass_to_call` waiting.
+    #[tokio::test]
+    async fn a_full_call_queue_gets_its_input_later_without_waiting() {
+        let (tx, mut rx) = mpsc::channel(1);
+        pass_to_call(tx.clone(), CallInput::Terminate);
+        pass_to_call(tx.clone(), CallInput::Redirect("agent".into()));
+        assert!(matches!(rx.recv().await, Some(CallInput::Terminate)));
+        let wait = std::time::Duration::from_secs(5);
+        let second = tokio::time::timeout(wait, rx.recv()).await;
+        assert!(matches!(second, Ok(Some(CallInput::Redirect(f))) if f == "agent"));
+        drop(tx);
+        assert!(rx.recv().await.is_none(), "nothing more");
     }
 }

@@ -117,6 +117,16 @@ pub enum ToCore {
     StrayResponse(Incoming),
 }
 
+/// The transaction user when it takes what the layer passes up by a call, on the
+/// task that read the message (the engine does while it runs).
+pub trait User: Send + Sync {
+    /// Takes `item`; the task that read it reads on once the future is done.
+    fn hear(
+        &self,
+        item: ToCore,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>>;
+}
+
 /// What a client transaction tells its user.
 #[derive(Debug, Clone)]
 pub enum ClientEvent {
@@ -384,6 +394,10 @@ pub struct TransactionLayer {
     sent_by: Vec<(Transport, CompactString)>,
     /// What new out-of-dialog INVITEs pass before they get a transaction.
     gate: std::sync::OnceLock<Arc<dyn Gate>>,
+    /// The transaction user, once it takes what is passed up by a call
+    /// ([`TransactionLayer::pass_up_to`]); until then, and after it has gone, that
+    /// goes on the channel [`TransactionLayer::run`] was given.
+    user: std::sync::OnceLock<Weak<dyn User>>,
     /// Ourselves, for the handles of server transactions.
     this: Weak<TransactionLayer>,
 }
@@ -434,6 +448,7 @@ impl TransactionLayer {
             advertised,
             sent_by,
             gate: std::sync::OnceLock::new(),
+            user: std::sync::OnceLock::new(),
             this: this.clone(),
         })
     }
@@ -442,6 +457,23 @@ impl TransactionLayer {
     /// ignored).
     pub fn set_gate(&self, gate: Arc<dyn Gate>) {
         let _ = self.gate.set(gate);
+    }
+
+    /// From now on, passes what belongs to no transaction up to `user` by a call, on
+    /// the task that read the message, while `user` lives. The first user set stays;
+    /// returns whether it is `user`.
+    pub fn pass_up_to(&self, user: Weak<dyn User>) -> bool {
+        self.user.set(user).is_ok()
+    }
+
+    /// Passes `item` up: to the user by a call when there is one, else on `core`.
+    async fn pass_up(&self, core: &mpsc::Sender<ToCore>, item: ToCore) {
+        match self.user.get().and_then(Weak::upgrade) {
+            Some(user) => user.hear(item).await,
+            None => {
+                let _ = core.send(item).await;
+            }
+        }
     }
 
     /// Whether `msg`, which matches no transaction, may have one (the gate's answer
@@ -750,7 +782,7 @@ impl TransactionLayer {
         }
         if message.status().is_some_and(|s| (200..300).contains(&s)) {
             let stray = Incoming { message, ..msg };
-            let _ = core.send(ToCore::StrayResponse(stray)).await;
+            self.pass_up(core, ToCore::StrayResponse(stray)).await;
         } else {
             tracing::debug!("response matches no transaction; dropped");
         }
@@ -780,14 +812,14 @@ impl TransactionLayer {
             None => {}
         }
         if method == Some(&Method::Ack) {
-            let _ = core.send(ToCore::Ack(msg)).await;
+            self.pass_up(core, ToCore::Ack(msg)).await;
             return;
         }
         if !self.admitted(&msg).await {
             return;
         }
         let st = self.start_server(key, msg).await;
-        let _ = core.send(ToCore::Request(st)).await;
+        self.pass_up(core, ToCore::Request(st)).await;
     }
 
     async fn start_server(&self, key: Key, msg: Incoming) -> ServerTransaction {
@@ -1162,6 +1194,56 @@ mod tests {
     async fn core_hears(core: &mut mpsc::Receiver<ToCore>) -> bool {
         let wait = std::time::Duration::from_millis(300);
         tokio::time::timeout(wait, core.recv()).await.is_ok()
+    }
+
+    /// A user that keeps what it hears.
+    struct Keeps(mpsc::UnboundedSender<ToCore>);
+
+    impl User for Keeps {
+        fn hear(
+            &self,
+            item: ToCore,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+            let _ = self.0.send(item);
+            Box::pin(async {})
+        }
+    }
+
+    /// Once the user takes what is passed up by a call, a new request reaches it in
+    /// its server transaction and nothing goes on the channel; once it has gone,
+    /// the channel carries it again. Retransmissions still stay with the transaction.
+    #[tokio::test]
+    async fn what_is_passed_up_reaches_the_user_by_a_call_while_it_lives() {
+        let (layer, mut core, peer, addr) = layer_core_peer().await;
+        let port = peer.local_addr().unwrap().port();
+        let (tx, mut heard_by_user) = mpsc::unbounded_channel();
+        let user: Arc<dyn User> = Arc::new(Keeps(tx));
+        assert!(layer.pass_up_to(Arc::downgrade(&user)));
+        assert!(!layer.pass_up_to(Arc::downgrade(&user)), "the first stays");
+
+        let options = from_peer("OPTIONS", addr, port, "z9hG4bKup1");
+        peer.send_to(options.as_bytes(), addr).await.unwrap();
+        let wait = std::time::Duration::from_secs(5);
+        let item = tokio::time::timeout(wait, heard_by_user.recv()).await;
+        let Ok(Some(ToCore::Request(st))) = item else {
+            panic!("the user heard no request");
+        };
+        assert_eq!(st.request.call_id().unwrap(), "z9hG4bKup1");
+        assert!(!core_hears(&mut core).await, "nothing on the channel");
+        peer.send_to(options.as_bytes(), addr).await.unwrap();
+        assert!(!core_hears(&mut core).await);
+        assert!(
+            heard_by_user.try_recv().is_err(),
+            "a retransmission is absorbed"
+        );
+
+        drop(user);
+        let again = from_peer("OPTIONS", addr, port, "z9hG4bKup2");
+        peer.send_to(again.as_bytes(), addr).await.unwrap();
+        assert!(
+            core_hears(&mut core).await,
+            "the channel once the user has gone"
+        );
     }
 
     /// Transactions that only wait out their last timer (and so linger as records)
