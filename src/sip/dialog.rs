@@ -55,13 +55,19 @@ fn written(message: &Message, name: &Name, parsed: &NameAddr) -> CompactString {
         .map_or_else(|| value_of(parsed), CompactString::from)
 }
 
+/// The URI of the first Contact, the only one a dialog's request or response
+/// carries (RFC 3261 §12.1); any others are not read.
 fn contact_uri(message: &Message) -> Result<Uri, ParseError> {
-    message
-        .contacts()?
-        .into_iter()
+    let first = message
+        .header_values(&Name::Contact)
         .next()
+        .ok_or(ParseError::Missing("Contact"))?;
+    NameAddr::parse(first)
         .map(|c| c.uri)
-        .ok_or(ParseError::Missing("Contact"))
+        .map_err(|e| ParseError::Header {
+            name: "Contact",
+            reason: e.to_string(),
+        })
 }
 
 impl Dialog {
@@ -224,6 +230,34 @@ Content-Length: 0
             message(&INVITE.replace("To: sip:bob@b.example", "To: <sip:bob@b.example>;tag=old"));
         let dialog = Dialog::uas(&invite, "b2").unwrap();
         assert_eq!(dialog.local, "<sip:bob@b.example>;tag=b2");
+    }
+
+    /// The remote target is the first Contact's URI; a message without a Contact,
+    /// or whose first Contact does not read, makes no dialog.
+    #[test]
+    fn the_remote_target_is_the_first_contact() {
+        let two = INVITE.replace(
+            "Contact: <sip:alice@10.0.0.1:5060>",
+            "Contact: \"A\" <sip:alice@10.0.0.9:5062;transport=udp>;expires=60, <sip:x@y>",
+        );
+        let dialog = Dialog::uas(&message(&two), "b2").unwrap();
+        assert_eq!(
+            dialog.remote_target.to_string(),
+            "sip:alice@10.0.0.9:5062;transport=udp"
+        );
+        let none = INVITE.replace("Contact: <sip:alice@10.0.0.1:5060>\n", "");
+        assert!(matches!(
+            Dialog::uas(&message(&none), "b2"),
+            Err(ParseError::Missing("Contact"))
+        ));
+        let star = INVITE.replace("<sip:alice@10.0.0.1:5060>", "*");
+        assert!(matches!(
+            Dialog::uas(&message(&star), "b2"),
+            Err(ParseError::Header {
+                name: "Contact",
+                ..
+            })
+        ));
     }
 
     /// The UAC's requests carry our INVITE's From and the answer's To.
