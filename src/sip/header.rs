@@ -134,14 +134,17 @@ known_names! {
 impl Name {
     /// The name for `s`, a full or compact name in any case.
     pub fn parse(s: &str) -> Name {
-        for (full, compact, name) in KNOWN {
-            if s.len() == full.len() && s.eq_ignore_ascii_case(full)
-                || compact.is_some_and(|c| s.eq_ignore_ascii_case(c))
-            {
-                return name.clone();
-            }
-        }
-        Name::Other(s.into())
+        // Compact forms are one letter, full names longer: only one kind is compared.
+        let found = if s.len() == 1 {
+            KNOWN
+                .iter()
+                .find(|(_, compact, _)| compact.is_some_and(|c| s.eq_ignore_ascii_case(c)))
+        } else {
+            KNOWN
+                .iter()
+                .find(|(full, _, _)| full.len() == s.len() && s.eq_ignore_ascii_case(full))
+        };
+        found.map_or_else(|| Name::Other(s.into()), |(_, _, name)| name.clone())
     }
 
     /// The canonical spelling.
