@@ -15,10 +15,13 @@ use super::bridge::Call;
 use super::core::{ALLOW, Core};
 use super::originate::Origination;
 use crate::sip::dialog::new_tag;
+use crate::sip::error::ParseError;
 use crate::sip::header::Name;
+use crate::sip::message::Message;
 use crate::sip::method::Method;
 use crate::sip::resolve::Resolver;
 use crate::sip::transaction::{ServerTransaction, ToCore, TransactionLayer, User};
+use crate::sip::typed::NameAddr;
 
 /// What runs a call: given the new call, drives it to its end.
 pub type CallHandler = Arc<dyn Fn(Call) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
@@ -77,33 +80,29 @@ impl Engine {
     async fn hear(self: &Arc<Self>, item: ToCore) {
         match item {
             ToCore::Request(st) => self.request(st).await,
+            // An ACK's To and a stray 2xx's From carry our tag.
             ToCore::Ack(inc) => {
-                let key = inc
-                    .message
-                    .to_header()
-                    .ok()
-                    .and_then(|to| to.tag().map(str::to_string))
-                    .zip(inc.message.call_id().ok().map(str::to_string));
-                if let Some((tag, call_id)) = key
-                    && let Some(tx) = self.core.dialog(&call_id, &tag)
-                {
+                if let Some(tx) = self.call_of(&inc.message, inc.message.to_header()) {
                     pass_to_call(tx, CallInput::Ack(Box::new(inc.message)));
                 }
             }
             ToCore::StrayResponse(inc) => {
-                let key = inc
-                    .message
-                    .from_header()
-                    .ok()
-                    .and_then(|f| f.tag().map(str::to_string))
-                    .zip(inc.message.call_id().ok().map(str::to_string));
-                if let Some((tag, call_id)) = key
-                    && let Some(tx) = self.core.dialog(&call_id, &tag)
-                {
+                if let Some(tx) = self.call_of(&inc.message, inc.message.from_header()) {
                     pass_to_call(tx, CallInput::StrayResponse(Box::new(inc.message)));
                 }
             }
         }
+    }
+
+    /// The queue of the call whose dialog `message` is in, `ours` being the header
+    /// that carries our tag.
+    fn call_of(
+        &self,
+        message: &Message,
+        ours: Result<&NameAddr, ParseError>,
+    ) -> Option<mpsc::Sender<CallInput>> {
+        let tag = ours.ok()?.tag()?;
+        self.core.dialog(message.call_id().ok()?, tag)
     }
 
     async fn request(self: &Arc<Self>, st: ServerTransaction) {
