@@ -22,12 +22,15 @@
 //! all 10,000 answered at once at the end of the run. callflow's RSS is also read
 //! before the load and a minute after it ended, to see that memory comes back.
 //!
-//! Setup time under the load (callflow only): a probe thread places a call every
-//! 20 ms to a second number whose trunk points at its own socket, and times INVITE
-//! sent → callflow's INVITE arrived, from the kernel's receive timestamp
-//! (`SO_TIMESTAMPNS`), so that the probe thread's own wake-up is not counted as
-//! callflow's (the time until the probe read it is printed too). The baseline in the
-//! same run is one datagram sent straight to the same socket, timed the same way.
+//! Setup time under the load (callflow only), in a pass of its own after the rounds
+//! (with no hold time): a probe thread places a call every 20 ms to a second number
+//! whose trunk points at its own socket, and times INVITE sent → callflow's INVITE
+//! arrived, from the kernel's receive timestamp (`SO_TIMESTAMPNS`), so that the probe
+//! thread's own wake-up is not counted as callflow's (the time until the probe read
+//! it is printed too). The baseline in the same run is one datagram sent straight to
+//! the same socket, timed the same way. The probe's calls (a tenth more calls, each
+//! shorter than SIPp's) are not in the rounds, so that both engines' CPU per call is
+//! for SIPp's calls alone.
 //!
 //! Needs `sipp` (Debian package sip-tester).
 
@@ -170,7 +173,9 @@ fn steal_ticks() -> (f64, f64) {
     )
 }
 
-async fn callflow(l: Load, first: bool) -> anyhow::Result<Run> {
+/// One callflow run: the load, with the setup-time probe beside it when `probe`;
+/// when `first`, the minute after the load is measured too.
+async fn callflow(l: Load, first: bool, probe: bool) -> anyhow::Result<Run> {
     let bot = std::net::UdpSocket::bind("127.0.0.1:0")?;
     let (server, _dir) = pstn_server_probed("", FAR, Some(bot.local_addr()?)).await?;
     let addr = server
@@ -181,16 +186,20 @@ async fn callflow(l: Load, first: bool) -> anyhow::Result<Run> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle = rss_mib("self");
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let probe = probe_under_load(addr, bot, stop.clone())?;
+    let prober = probe
+        .then(|| probe_under_load(addr, bot, stop.clone()))
+        .transpose()?;
     let mut run = load(&addr.to_string(), l, || vec!["self".to_string()]).await?;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     run.peak_rss_mib = peak_rss_mib("self");
-    let probed = tokio::task::spawn_blocking(move || probe.join())
-        .await?
-        .map_err(|_| anyhow::anyhow!("the probe thread panicked"))?;
-    // The engine's CPU went to the probe's calls too.
-    run.extra_calls = probed.through.len() as u64;
-    print_setup(probed);
+    if let Some(prober) = prober {
+        let probed = tokio::task::spawn_blocking(move || prober.join())
+            .await?
+            .map_err(|_| anyhow::anyhow!("the probe thread panicked"))?;
+        // The engine's CPU went to the probe's calls too.
+        run.extra_calls = probed.through.len() as u64;
+        print_setup(probed);
+    }
     let _ = far.kill().await;
     if !first {
         return Ok(run);
@@ -307,7 +316,7 @@ async fn measure() -> anyhow::Result<()> {
         if rounds > 1 {
             println!("round {round} of {rounds}");
         }
-        let ours = callflow(l, round == 1).await?;
+        let ours = callflow(l, round == 1, false).await?;
         ours.print("callflow");
         let Some(theirs) = kamailio(l, round == 1).await? else {
             continue;
@@ -321,5 +330,9 @@ async fn measure() -> anyhow::Result<()> {
         );
     }
     common::print_median(&mut ratios, "callflow CPU per call / Kamailio's", 0.5);
+    if hold_ms == 0 {
+        println!("setup time: the same load again, with the probe's calls beside it");
+        callflow(l, false, true).await?.print("callflow");
+    }
     Ok(())
 }
