@@ -34,9 +34,14 @@ pub(super) async fn receive_loop(
     local: std::net::SocketAddr,
 ) {
     let mut buf = vec![0u8; MAX_MESSAGE_BYTES + 1];
+    // Made once: a new one each turn would join and leave the token's waiters (a
+    // lock each way) for every datagram.
+    let shutdown = transports.shutdown.clone().cancelled_owned();
+    tokio::pin!(shutdown);
     loop {
         let (len, source) = tokio::select! {
-            _ = transports.shutdown.cancelled() => return,
+            biased;
+            _ = &mut shutdown => return,
             r = socket.recv_from(&mut buf) => match r {
                 Ok(r) => r,
                 // ICMP errors surface here on some systems; the socket stays usable.
