@@ -302,21 +302,49 @@ impl<'a> Values<'a> {
         }
     }
 
-    /// Where the first value of `s` ends (a separating comma, or the end).
+    /// Where the first value of `s` ends (a separating comma, or the end): a comma
+    /// outside quotes and angle brackets; a backslash in quotes escapes what follows.
+    /// Every byte that matters is ASCII, which no byte of a multi-byte character is,
+    /// so `memchr` jumps from one to the next instead of decoding each character.
     fn first_end(s: &str) -> usize {
-        let (mut in_quotes, mut in_angle, mut escaped) = (false, false, false);
-        for (i, c) in s.char_indices() {
-            match c {
-                _ if escaped => escaped = false,
-                '\\' if in_quotes => escaped = true,
-                '"' => in_quotes = !in_quotes,
-                '<' if !in_quotes => in_angle = true,
-                '>' if !in_quotes => in_angle = false,
-                ',' if !in_quotes && !in_angle => return i,
-                _ => {}
+        let b = s.as_bytes();
+        let (mut i, mut in_angle) = (0, false);
+        loop {
+            let rest = &b[i..];
+            let Some(at) = (if in_angle {
+                memchr::memchr2(b'"', b'>', rest)
+            } else {
+                memchr::memchr3(b',', b'"', b'<', rest)
+            }) else {
+                return b.len();
+            };
+            i += at;
+            match b[i] {
+                b',' => return i,
+                b'<' => in_angle = true,
+                b'>' => in_angle = false,
+                _ => match Self::quote_end(&b[i + 1..]) {
+                    Some(end) => i += end + 1,
+                    None => return b.len(),
+                },
+            }
+            i += 1;
+        }
+    }
+
+    /// In a quoted string (after its opening quote), where the closing quote is.
+    fn quote_end(b: &[u8]) -> Option<usize> {
+        let mut i = 0;
+        loop {
+            i += memchr::memchr2(b'"', b'\\', &b[i..])?;
+            if b[i] == b'"' {
+                return Some(i);
+            }
+            i += 2;
+            if i >= b.len() {
+                return None;
             }
         }
-        s.len()
     }
 }
 
@@ -342,6 +370,39 @@ impl<'a> Iterator for Values<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Where a value ends is where the character-by-character reading of the
+    /// rule ends it, for every string of up to six characters from those that
+    /// matter (and a multi-byte one).
+    #[test]
+    fn values_end_where_the_rule_ends_them() {
+        fn by_chars(s: &str) -> usize {
+            let (mut in_quotes, mut in_angle, mut escaped) = (false, false, false);
+            for (i, c) in s.char_indices() {
+                match c {
+                    _ if escaped => escaped = false,
+                    '\\' if in_quotes => escaped = true,
+                    '"' => in_quotes = !in_quotes,
+                    '<' if !in_quotes => in_angle = true,
+                    '>' if !in_quotes => in_angle = false,
+                    ',' if !in_quotes && !in_angle => return i,
+                    _ => {}
+                }
+            }
+            s.len()
+        }
+        let alphabet = [',', '"', '<', '>', '\\', 'a', 'é'];
+        let mut words = vec![String::new()];
+        for _ in 0..6 {
+            words = words
+                .iter()
+                .flat_map(|w| alphabet.iter().map(move |c| format!("{w}{c}")))
+                .collect();
+            for w in &words {
+                assert_eq!(Values::first_end(w), by_chars(w), "{w:?}");
+            }
+        }
+    }
 
     #[test]
     fn compact_and_case() {
