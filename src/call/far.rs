@@ -179,7 +179,7 @@ pub(crate) fn invite(core: &Core, calling: &Calling, leg: &LegRequest, target: &
     }
     let mut m = Message::request(Method::Invite, Uri::Sip(leg.uri.clone()));
     m.push_header(Name::MaxForwards, calling.hops.to_compact_string());
-    m.push_header(Name::From, value_of(&from));
+    m.set_from(from);
     m.push_header(Name::To, value_of(&NameAddr::new(Uri::Sip(to_uri))));
     m.push_header(Name::CallId, format!("{:032x}", rand::random::<u128>()));
     let cseq = CSeq {

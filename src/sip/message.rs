@@ -448,6 +448,13 @@ impl Message {
         Ok(())
     }
 
+    /// Sets From, keeping its parsed value: a request callflow builds reads its own
+    /// From tag back for its dialog, which would otherwise parse the text just written.
+    pub fn set_from(&mut self, from: NameAddr) {
+        self.set_header(Name::From, value_of(&from));
+        self.parsed.keep(|s| s.from = OnceLock::from(Ok(from)));
+    }
+
     /// Replaces the first Via value (which may share a header line with others),
     /// keeping it parsed.
     pub fn replace_top_via(&mut self, via: Via) {
@@ -817,6 +824,24 @@ pub fn reason_phrase(status: u16) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+
+    /// From set on a request is one header line, read back as the value set, from
+    /// the text as well as from what was kept; setting it again replaces it.
+    #[test]
+    fn from_set_is_kept_parsed_and_written_once() {
+        let uri = crate::sip::uri::Uri::parse("sip:alice@192.0.2.1").unwrap();
+        let mut m = Message::request(super::super::Method::Invite, uri.clone());
+        for tag in ["first", "second"] {
+            let mut from = NameAddr::new(uri.clone());
+            from.set_tag(tag);
+            m.set_from(from.clone());
+            assert_eq!(m.from_header().ok(), Some(&from));
+            assert_eq!(m.headers().iter().filter(|h| h.name == Name::From).count(), 1);
+            let reread = Message::parse(&m.to_bytes(), Framing::Datagram).unwrap();
+            assert_eq!(reread.from_header().ok(), Some(&from));
+            assert_eq!(reread.from_header().ok().and_then(|f| f.tag()), Some(tag));
+        }
+    }
 
     /// A request refused for its request line or Content-Length is answered when
     /// its headers read: 505 for another SIP version, 400 with the reason else;
