@@ -1,5 +1,6 @@
 //! The `callflow` command: check, draw and simulate flows; serve calls; create accounts.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -93,13 +94,7 @@ async fn reload(server: &callflow::server::Server, path: Option<&Path>) {
 
 /// Runs the engine until Ctrl-C; a second Ctrl-C ends calls in progress.
 fn serve(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    callflow::server::init_logging(std::io::stderr, std::io::stderr().is_terminal());
     let path = callflow::server::config_path(config);
     let cfg = match &path {
         Some(p) => match callflow::config::Config::load(p) {

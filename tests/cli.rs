@@ -254,3 +254,119 @@ fn sighup_reloads_and_refuses_an_invalid_flow() {
         "{err}"
     );
 }
+
+/// `serve` at its default log level writes one line for a call, its record when it
+/// ends, and no colour codes into a log that is not a terminal; the lines for each
+/// applet, attempt and far leg are for `RUST_LOG=debug`.
+#[test]
+fn serve_logs_one_line_per_call_by_default() {
+    use std::io::Read;
+    use std::net::UdpSocket;
+    use std::time::Duration;
+    let free = || {
+        UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (caller, bot) = (
+        UdpSocket::bind("127.0.0.1:0").unwrap(),
+        UdpSocket::bind("127.0.0.1:0").unwrap(),
+    );
+    for s in [&caller, &bot] {
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    }
+    let port = free();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("flows")).unwrap();
+    std::fs::write(
+        dir.path().join("callflow.yaml"),
+        format!(
+            "sip: {{ listen: [\"udp://127.0.0.1:{port}\"], options_interval: null }}\nflows: flows\n\
+             carriers:\n  - {{ name: a, uri: \"sip:127.0.0.1:9\", addresses: [127.0.0.1/32] }}\n\
+             trunks:\n  - sid: t\n    numbers: [{{ number: \"+918047112233\", mode: pstn }}]\n    \
+             destinations: [\"sip:{}\"]\n",
+            bot.local_addr().unwrap()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_callflow"))
+        .args(["serve", "--config", "callflow.yaml"])
+        .current_dir(dir.path())
+        .env_remove("RUST_LOG")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    let me = caller.local_addr().unwrap();
+    let invite = format!(
+        "INVITE sip:+918047112233@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKlog1\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:+919812345678@{me}>;tag=c1\r\nTo: <sip:+918047112233@127.0.0.1>\r\n\
+         Call-ID: log-1\r\nCSeq: 1 INVITE\r\nContact: <sip:c@{me}>\r\nContent-Length: 0\r\n\r\n"
+    );
+    caller
+        .send_to(invite.as_bytes(), ("127.0.0.1", port))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let text = |n: usize, buf: &[u8]| String::from_utf8_lossy(&buf[..n]).into_owned();
+    let (n, engine) = bot.recv_from(&mut buf).expect("the far leg's INVITE");
+    let far = text(n, &buf);
+    let mut busy = String::from("SIP/2.0 486 Busy Here\r\n");
+    for line in far.split("\r\n").skip(1) {
+        let lower = line.to_ascii_lowercase();
+        if ["via:", "from:", "call-id:", "cseq:"]
+            .iter()
+            .any(|h| lower.starts_with(h))
+        {
+            busy.push_str(&format!("{line}\r\n"));
+        } else if lower.starts_with("to:") {
+            busy.push_str(&format!("{line};tag=b1\r\n"));
+        }
+    }
+    busy.push_str("Content-Length: 0\r\n\r\n");
+    bot.send_to(busy.as_bytes(), engine).unwrap();
+    let final_response = loop {
+        let (n, _) = caller
+            .recv_from(&mut buf)
+            .expect("the caller's final response");
+        let t = text(n, &buf);
+        if !t.starts_with("SIP/2.0 1") {
+            break t;
+        }
+    };
+    let to = final_response
+        .split("\r\n")
+        .find(|l| l.starts_with("To:"))
+        .unwrap_or("To: <sip:x>");
+    let ack = format!(
+        "ACK sip:+918047112233@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKlog1\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:+919812345678@{me}>;tag=c1\r\n{to}\r\nCall-ID: log-1\r\n\
+         CSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
+    );
+    caller.send_to(ack.as_bytes(), ("127.0.0.1", port)).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(status.success(), "{err}");
+    let ended: Vec<&str> = err.lines().filter(|l| l.contains("call ended")).collect();
+    assert_eq!(ended.len(), 1, "{err}");
+    assert!(ended[0].contains("\"status\""), "{err}");
+    for routine in ["applet done", "attempt", "far leg"] {
+        assert!(!err.contains(routine), "{routine}: {err}");
+    }
+    assert!(
+        !err.contains('\u{1b}'),
+        "no colour codes in a log file: {err}"
+    );
+}

@@ -291,9 +291,17 @@ pub async fn pstn_server_probed(
 
 /// The runtime `callflow serve` runs the engine on, as its default configuration
 /// builds it (`workers: 1`), so that what an example measures is what `serve` does.
+/// The engine logs as `serve` does too (`RUST_LOG`, else `info`), into
+/// [`ENGINE_LOG`] in the temporary directory instead of the terminal: writing its
+/// lines is part of a call's cost.
 pub fn engine_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    let log = std::fs::File::create(std::env::temp_dir().join(ENGINE_LOG))?;
+    callflow::server::init_logging(std::sync::Mutex::new(log), false);
     callflow::server::runtime(&callflow::config::Config::default())
 }
+
+/// Where [`engine_runtime`]'s engine logs, in the temporary directory.
+pub const ENGINE_LOG: &str = "callflow-example-engine.log";
 
 /// The number [`pstn_server_probed`] routes to its probe.
 pub const PROBE_NUMBER: &str = "+918047112299";

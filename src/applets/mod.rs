@@ -234,7 +234,7 @@ impl<'a> Context<'a> {
             Step::Stop => "-".into(),
         };
         let done = std::mem::replace(&mut self.step, StepTrace::new("", ""));
-        tracing::info!(sid = %self.info.sid, applet = %done.applet, outcome = %done.outcome, "applet done");
+        tracing::debug!(sid = %self.info.sid, applet = %done.applet, outcome = %done.outcome, "applet done");
         self.record.steps.push(done);
     }
 

@@ -172,7 +172,7 @@ impl Call {
                 break;
             }
         }
-        tracing::info!(sid = %self.sid, uri = %leg.uri, ?outcome, "far leg");
+        tracing::debug!(sid = %self.sid, uri = %leg.uri, ?outcome, "far leg");
         outcome
     }
 

@@ -112,7 +112,7 @@ impl Call {
                 self.core.remove_dialog(&r.call_id, &r.from_tag);
             }
         }
-        tracing::info!(sid = %self.sid, legs = racers.len(), ?outcome, "parallel ringing");
+        tracing::debug!(sid = %self.sid, legs = racers.len(), ?outcome, "parallel ringing");
         outcome
     }
 

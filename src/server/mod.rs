@@ -285,6 +285,24 @@ fn api_addr_of(config: &Config) -> SocketAddr {
         .map_or(SocketAddr::from(([127, 0, 0, 1], 8080)), |a| a.listen)
 }
 
+/// Installs the log subscriber `serve` runs with, writing to `writer`: `RUST_LOG`'s
+/// filter, else `info`, at which a call writes one line when it ends (its record,
+/// [`record`]) and nothing on its way unless something fails; `debug` adds a line per
+/// applet, attempt and far leg. Colours only for a terminal (`ansi`). Does nothing
+/// if a subscriber is already installed.
+pub fn init_logging<W>(writer: W, ansi: bool)
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(writer)
+        .try_init();
+}
+
 /// The runtime `serve` runs the engine on: `config.workers` worker threads, in a
 /// process without transparent huge pages ([`no_huge_pages`]).
 pub fn runtime(config: &Config) -> std::io::Result<tokio::runtime::Runtime> {

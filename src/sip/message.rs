@@ -836,7 +836,10 @@ mod tests {
             from.set_tag(tag);
             m.set_from(from.clone());
             assert_eq!(m.from_header().ok(), Some(&from));
-            assert_eq!(m.headers().iter().filter(|h| h.name == Name::From).count(), 1);
+            assert_eq!(
+                m.headers().iter().filter(|h| h.name == Name::From).count(),
+                1
+            );
             let reread = Message::parse(&m.to_bytes(), Framing::Datagram).unwrap();
             assert_eq!(reread.from_header().ok(), Some(&from));
             assert_eq!(reread.from_header().ok().and_then(|f| f.tag()), Some(tag));

@@ -288,7 +288,7 @@ pub async fn dial_plan(plan: &Plan, cx: &mut Context<'_>) -> Dialled {
         };
         let (leg_sid, leg) = leg_request(plan, attempt, cx);
         let outcome = cx.call.dial(leg).await;
-        tracing::info!(sid = %cx.info.sid, to = %attempt.uri, ?outcome, "attempt");
+        tracing::debug!(sid = %cx.info.sid, to = %attempt.uri, ?outcome, "attempt");
         last_status = match &outcome {
             LegOutcome::Rejected(s) => Some(*s),
             LegOutcome::NoAnswer => last_status.or(Some(408)),
