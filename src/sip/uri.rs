@@ -39,7 +39,7 @@ impl Host {
         }
         let ok = !s.is_empty()
             && s.len() <= 253
-            && s.split('.').enumerate().all(|(i, label)| {
+            && split_byte(s, b'.').enumerate().all(|(i, label)| {
                 // A fully qualified name may end with a dot (an empty last label).
                 (!label.is_empty() || i > 0 && s.ends_with('.'))
                     && label
@@ -254,8 +254,22 @@ pub fn write_params(f: &mut fmt::Formatter<'_>, params: &[Param]) -> fmt::Result
 
 /// Whether `b` is an RFC 3261 `token` character.
 pub fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b)
+    TOKEN_BYTES[usize::from(b)]
 }
+
+/// Which bytes [`is_token_byte`] admits, one entry per byte: header and parameter
+/// names are checked byte by byte in every message.
+const TOKEN_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
+            || matches!(c, b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~');
+        b += 1;
+    }
+    table
+};
 
 /// A SIP or SIPS URI.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -458,6 +472,15 @@ impl fmt::Display for Uri {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The token table admits exactly RFC 3261's token characters.
+    #[test]
+    fn token_bytes_are_rfc_3261s() {
+        for b in 0..=255u8 {
+            let rule = b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b);
+            assert_eq!(is_token_byte(b), rule, "byte {b}");
+        }
+    }
 
     /// The IPv4 reader accepts and rejects what the standard library's parser does,
     /// on hand-picked edge cases and on every string of up to five characters from
