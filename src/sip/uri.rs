@@ -265,7 +265,10 @@ const TOKEN_BYTES: [bool; 256] = {
     while b < 256 {
         let c = b as u8;
         table[b] = c.is_ascii_alphanumeric()
-            || matches!(c, b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~');
+            || matches!(
+                c,
+                b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+            );
         b += 1;
     }
     table
