@@ -211,24 +211,26 @@ pub fn parse_params(s: &str) -> Result<Params, ParseError> {
     if s.is_empty() {
         return Ok(Params::new());
     }
-    split_byte(s, b';')
-        .map(|p| {
-            let (name, value) = match split_once_byte(p, b'=') {
-                Some((n, v)) => (n.trim_ascii(), Some(CompactString::from(v.trim_ascii()))),
-                None => (p.trim_ascii(), None),
-            };
-            if name.is_empty() || !name.bytes().all(is_token_byte) {
-                return Err(ParseError::Uri(format!(
-                    "bad parameter '{}'",
-                    p.escape_default()
-                )));
-            }
-            Ok(Param {
-                name: name.into(),
-                value,
-            })
-        })
-        .collect()
+    // A plain loop: collecting `Result`s into the small vector went through the
+    // iterator adapters' shunt and size hints for every parameter.
+    let mut params = Params::new();
+    for p in split_byte(s, b';') {
+        let (name, value) = match split_once_byte(p, b'=') {
+            Some((n, v)) => (n.trim_ascii(), Some(CompactString::from(v.trim_ascii()))),
+            None => (p.trim_ascii(), None),
+        };
+        if name.is_empty() || !name.bytes().all(is_token_byte) {
+            return Err(ParseError::Uri(format!(
+                "bad parameter '{}'",
+                p.escape_default()
+            )));
+        }
+        params.push(Param {
+            name: name.into(),
+            value,
+        });
+    }
+    Ok(params)
 }
 
 /// Looks up a parameter by name, case-insensitively: `Some(None)` when it has no value.
