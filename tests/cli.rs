@@ -298,19 +298,26 @@ fn serve_logs_one_line_per_call_by_default() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(700));
     let me = caller.local_addr().unwrap();
     let invite = format!(
         "INVITE sip:+918047112233@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKlog1\r\n\
          Max-Forwards: 70\r\nFrom: <sip:+919812345678@{me}>;tag=c1\r\nTo: <sip:+918047112233@127.0.0.1>\r\n\
          Call-ID: log-1\r\nCSeq: 1 INVITE\r\nContact: <sip:c@{me}>\r\nContent-Length: 0\r\n\r\n"
     );
-    caller
-        .send_to(invite.as_bytes(), ("127.0.0.1", port))
-        .unwrap();
     let mut buf = [0u8; 4096];
     let text = |n: usize, buf: &[u8]| String::from_utf8_lossy(&buf[..n]).into_owned();
-    let (n, engine) = bot.recv_from(&mut buf).expect("the far leg's INVITE");
+    // Sent again every 500 ms (the same transaction) until the far leg's INVITE
+    // comes, in case `serve` is slow to start.
+    bot.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let (n, engine) = (0..20)
+        .find_map(|_| {
+            caller
+                .send_to(invite.as_bytes(), ("127.0.0.1", port))
+                .unwrap();
+            bot.recv_from(&mut buf).ok()
+        })
+        .expect("the far leg's INVITE");
     let far = text(n, &buf);
     let mut busy = String::from("SIP/2.0 486 Busy Here\r\n");
     for line in far.split("\r\n").skip(1) {
