@@ -15,6 +15,26 @@ fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// Stops a `serve` started with stderr piped, as Ctrl-C does, and returns what it
+/// wrote there, after checking it exited cleanly.
+fn interrupted(mut child: std::process::Child) -> String {
+    use std::io::Read;
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(status.success(), "{err}");
+    err
+}
+
 const GOOD: &str = "flow: good\nstart: bot\napplets:\n  bot:\n    connect: { to: sip:trunk_1 }\n    next: bye\n  bye:\n    hangup: {}\n";
 
 #[test]
@@ -209,7 +229,6 @@ fn simulate_reports_a_bad_scenario_with_its_place() {
 
 #[test]
 fn sighup_reloads_and_refuses_an_invalid_flow() {
-    use std::io::Read;
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("flows")).unwrap();
     std::fs::write(dir.path().join("flows/g.yaml"), GOOD).unwrap();
@@ -218,7 +237,7 @@ fn sighup_reloads_and_refuses_an_invalid_flow() {
         "sip: { listen: [\"udp://127.0.0.1:0\"] }\nflows: flows\n",
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_callflow"))
+    let child = Command::new(env!("CARGO_BIN_EXE_callflow"))
         .args(["serve", "--config", "callflow.yaml"])
         .current_dir(dir.path())
         .env("RUST_LOG", "info")
@@ -234,16 +253,7 @@ fn sighup_reloads_and_refuses_an_invalid_flow() {
     signal("-HUP"); // valid: reloaded
     std::fs::write(dir.path().join("flows/g.yaml"), "flow: good\nstart: bot\n").unwrap();
     signal("-HUP"); // invalid: refused
-    signal("-INT");
-    let status = child.wait().unwrap();
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    assert!(status.success(), "{err}");
+    let err = interrupted(child);
     assert!(err.contains("configuration and flows reloaded"), "{err}");
     assert!(
         err.contains("g.yaml:1:1: error: missing 'applets'"),
@@ -260,7 +270,6 @@ fn sighup_reloads_and_refuses_an_invalid_flow() {
 /// applet, attempt and far leg are for `RUST_LOG=debug`.
 #[test]
 fn serve_logs_one_line_per_call_by_default() {
-    use std::io::Read;
     use std::net::UdpSocket;
     use std::time::Duration;
     let free = || {
@@ -291,7 +300,7 @@ fn serve_logs_one_line_per_call_by_default() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_callflow"))
+    let child = Command::new(env!("CARGO_BIN_EXE_callflow"))
         .args(["serve", "--config", "callflow.yaml"])
         .current_dir(dir.path())
         .env_remove("RUST_LOG")
@@ -353,19 +362,7 @@ fn serve_logs_one_line_per_call_by_default() {
     );
     caller.send_to(ack.as_bytes(), ("127.0.0.1", port)).unwrap();
     std::thread::sleep(Duration::from_millis(500));
-    Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let status = child.wait().unwrap();
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    assert!(status.success(), "{err}");
+    let err = interrupted(child);
     let ended: Vec<&str> = err.lines().filter(|l| l.contains("call ended")).collect();
     assert_eq!(ended.len(), 1, "{err}");
     assert!(ended[0].contains("\"status\""), "{err}");
