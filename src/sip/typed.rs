@@ -82,17 +82,7 @@ impl Via {
             name: "Via",
             reason: r.to_string(),
         };
-        // sent-protocol = name SLASH version SLASH transport, with optional white
-        // space around each slash (RFC 3261 §25.1 SLASH = SWS "/" SWS).
-        let mut parts = s.trim_ascii().splitn(3, '/').map(str::trim_ascii);
-        let (name, version, rest) = (parts.next(), parts.next(), parts.next());
-        if !name.is_some_and(|n| n.eq_ignore_ascii_case("SIP")) || version != Some("2.0") {
-            return Err(bad("protocol is not SIP/2.0"));
-        }
-        let rest = rest.ok_or_else(|| bad("no transport"))?;
-        let (transport, rest) = rest
-            .split_once([' ', '\t'])
-            .ok_or_else(|| bad("no sent-by"))?;
+        let (transport, rest) = sent_protocol(s).map_err(bad)?;
         let transport = Transport::parse(transport).ok_or_else(|| bad("unknown transport"))?;
         let rest = rest.trim_ascii();
         let (sent_by, params) = match split_once_byte(rest, b';') {
@@ -129,6 +119,29 @@ impl Via {
             value,
         });
     }
+}
+
+/// Cuts a Via value after its sent-protocol: the transport's name and what follows
+/// the white space after it, or why not. sent-protocol = name SLASH version SLASH
+/// transport, with optional white space around each slash (RFC 3261 §25.1 SLASH =
+/// SWS "/" SWS). Cut at bytes: a `char` pattern's searcher cost more to set up than
+/// these few bytes.
+fn sent_protocol(s: &str) -> Result<(&str, &str), &'static str> {
+    const NOT_SIP_2: &str = "protocol is not SIP/2.0";
+    let (name, rest) = split_once_byte(s.trim_ascii(), b'/').ok_or(NOT_SIP_2)?;
+    let (version, rest) = match split_once_byte(rest, b'/') {
+        Some((version, rest)) => (version, Some(rest)),
+        None => (rest, None),
+    };
+    if !name.trim_ascii().eq_ignore_ascii_case("SIP") || version.trim_ascii() != "2.0" {
+        return Err(NOT_SIP_2);
+    }
+    let rest = rest.ok_or("no transport")?.trim_ascii();
+    let blank = rest
+        .bytes()
+        .position(|b| b == b' ' || b == b'\t')
+        .ok_or("no sent-by")?;
+    Ok((&rest[..blank], &rest[blank + 1..]))
 }
 
 impl fmt::Display for Via {
@@ -351,6 +364,38 @@ mod tests {
         assert_eq!(v.transport, Transport::Tcp);
         assert!(Via::parse("SIP/3.0/UDP h").is_err());
         assert!(Via::parse("SIP/2.0/SCTP h").is_err());
+    }
+
+    /// The sent-protocol is cut as `splitn(3, '/')` and `split_once([' ', '\t'])`
+    /// cut it, over every arrangement of names, versions, slashes and blanks.
+    #[test]
+    fn sent_protocol_is_cut_as_the_splits_cut_it() {
+        fn reference(s: &str) -> Result<(&str, &str), &'static str> {
+            let mut parts = s.trim_ascii().splitn(3, '/').map(str::trim_ascii);
+            let (name, version, rest) = (parts.next(), parts.next(), parts.next());
+            if !name.is_some_and(|n| n.eq_ignore_ascii_case("SIP")) || version != Some("2.0") {
+                return Err("protocol is not SIP/2.0");
+            }
+            rest.ok_or("no transport")?
+                .split_once([' ', '\t'])
+                .ok_or("no sent-by")
+        }
+        let pieces = [
+            "SIP", "sip", " SIP", "SIPS", "2.0", "2.0 ", "3.0", "UDP", "/", " / ", " ", "\t", "h",
+            "",
+        ];
+        for a in pieces {
+            for b in pieces {
+                for c in pieces {
+                    for d in pieces {
+                        for e in ["", " h", "/", "\th:1"] {
+                            let s = format!("{a}{b}{c}{d}{e}");
+                            assert_eq!(sent_protocol(&s), reference(&s), "{s:?}");
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]
