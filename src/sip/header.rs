@@ -131,6 +131,88 @@ known_names! {
     Reason: "Reason";
 }
 
+/// The longest full name looked up by [`FULL_BY_LENGTH_AND_INITIAL`]; longer ones
+/// (`Subscription-State`) are compared one by one.
+const FOLDED_MAX: usize = 16;
+
+/// `b` with letters lowercased and every other byte as it is, without a branch:
+/// bit 6 (set from `@` up) sets bit 5, which lowercases `A`-`Z`. A known name holds
+/// only letters and `-`, so a byte folds to one of its bytes exactly when it equals
+/// that byte in any case: below `@` nothing changes, and from `@` up the folded byte
+/// is a letter only for that letter's two cases.
+const fn fold(b: u8) -> u8 {
+    b | ((b >> 1) & 0x20)
+}
+
+/// The bytes of a name of up to [`FOLDED_MAX`] bytes folded by [`fold`], packed
+/// into one integer (the rest zero): one comparison per candidate. The bytes are
+/// folded all at once: shifting the integer right by one moves each byte's bit 6
+/// to its bit 5, and the mask keeps only those.
+const fn folded(s: &[u8]) -> u128 {
+    let mut bytes = [0u8; FOLDED_MAX];
+    let mut i = 0;
+    while i < s.len() && i < FOLDED_MAX {
+        bytes[i] = s[i];
+        i += 1;
+    }
+    let key = u128::from_le_bytes(bytes);
+    key | ((key >> 1) & u128::from_le_bytes([0x20; FOLDED_MAX]))
+}
+
+/// Each known full name [`folded`] (zero for the longer ones, never compared).
+const KNOWN_FOLDED: [u128; KNOWN.len()] = {
+    let mut keys = [0u128; KNOWN.len()];
+    let mut i = 0;
+    while i < KNOWN.len() {
+        let full = KNOWN[i].0.as_bytes();
+        if full.len() <= FOLDED_MAX {
+            keys[i] = folded(full);
+        }
+        i += 1;
+    }
+    keys
+};
+
+/// Each known full name's place in `KNOWN` plus one, looked up by its length and its
+/// folded first letter (`fold(initial) & 31`), and for names sharing both, the
+/// place of the next one (`Call-ID` and `Contact`): header names are read in every
+/// line of every message, and comparing each with every known name of its length in
+/// any case cost about a tenth of reading a message.
+const FULL_BY_LENGTH_AND_INITIAL: ([[u8; 32]; FOLDED_MAX + 1], [u8; KNOWN.len()]) = {
+    let mut first = [[0u8; 32]; FOLDED_MAX + 1];
+    let mut next = [0u8; KNOWN.len()];
+    let mut i = KNOWN.len();
+    while i > 0 {
+        i -= 1;
+        let full = KNOWN[i].0.as_bytes();
+        if full.len() <= FOLDED_MAX {
+            let slot = &mut first[full.len()][(fold(full[0]) & 31) as usize];
+            next[i] = *slot;
+            *slot = i as u8 + 1;
+        }
+    }
+    (first, next)
+};
+
+/// The known full name `s` spells in any case.
+fn find_full(s: &[u8]) -> Option<&'static (&'static str, Option<&'static str>, Name)> {
+    let (Some(&initial), true) = (s.first(), s.len() <= FOLDED_MAX) else {
+        return KNOWN
+            .iter()
+            .find(|(full, _, _)| full.len() == s.len() && s.eq_ignore_ascii_case(full.as_bytes()));
+    };
+    let (first, next) = &FULL_BY_LENGTH_AND_INITIAL;
+    let key = folded(s);
+    let mut at = first[s.len()][usize::from(fold(initial) & 31)];
+    while let Some(i) = usize::from(at).checked_sub(1) {
+        if KNOWN_FOLDED.get(i) == Some(&key) {
+            return KNOWN.get(i);
+        }
+        at = next[i];
+    }
+    None
+}
+
 impl Name {
     /// The name for `s`, a full or compact name in any case.
     pub fn parse(s: &str) -> Name {
@@ -140,9 +222,7 @@ impl Name {
                 .iter()
                 .find(|(_, compact, _)| compact.is_some_and(|c| s.eq_ignore_ascii_case(c)))
         } else {
-            KNOWN
-                .iter()
-                .find(|(full, _, _)| full.len() == s.len() && s.eq_ignore_ascii_case(full))
+            find_full(s.as_bytes())
         };
         found.map_or_else(|| Name::Other(s.into()), |(_, _, name)| name.clone())
     }
@@ -370,6 +450,38 @@ impl<'a> Iterator for Values<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The table finds a full name exactly where comparing it in any case with every
+    /// known name finds it: each known name in three cases, and with each of its
+    /// bytes replaced by every byte value in turn.
+    #[test]
+    fn full_names_are_found_as_comparing_finds_them() {
+        let by_comparing = |s: &[u8]| {
+            KNOWN
+                .iter()
+                .position(|(full, _, _)| s.eq_ignore_ascii_case(full.as_bytes()))
+        };
+        let by_table = |s: &[u8]| {
+            find_full(s).and_then(|f| KNOWN.iter().position(|(full, _, _)| *full == f.0))
+        };
+        for (full, _, _) in KNOWN {
+            for spelling in [full.to_string(), full.to_lowercase(), full.to_uppercase()] {
+                let mut bytes = spelling.into_bytes();
+                assert_eq!(by_table(&bytes), by_comparing(&bytes), "{bytes:?}");
+                for i in 0..bytes.len() {
+                    let kept = bytes[i];
+                    for b in 0..=255u8 {
+                        bytes[i] = b;
+                        assert_eq!(by_table(&bytes), by_comparing(&bytes), "{bytes:?}");
+                    }
+                    bytes[i] = kept;
+                }
+                bytes.push(b'x');
+                assert_eq!(by_table(&bytes), by_comparing(&bytes), "{bytes:?}");
+            }
+        }
+        assert_eq!(by_table(b""), None);
+    }
 
     /// Where a value ends is where the character-by-character reading of the
     /// rule ends it, for every string of up to six characters from those that
