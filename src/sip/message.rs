@@ -659,7 +659,7 @@ fn put_one_line(out: &mut BytesMut, s: &str) {
 fn parse_start_line(line: &str) -> Result<StartLine, ParseError> {
     let bad = |why: &str| ParseError::StartLine(format!("{why}: '{}'", line.escape_default()));
     if let Some(rest) = line.strip_prefix("SIP/2.0 ") {
-        let (code, reason) = rest.split_once(' ').unwrap_or((rest, ""));
+        let (code, reason) = split_once_byte(rest, b' ').unwrap_or((rest, ""));
         let status = code
             .parse::<u16>()
             .ok()
@@ -670,7 +670,7 @@ fn parse_start_line(line: &str) -> Result<StartLine, ParseError> {
             reason: reason.into(),
         });
     }
-    let mut parts = line.split(' ');
+    let mut parts = split_byte(line, b' ');
     let (Some(method), Some(uri), Some(version), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
