@@ -135,11 +135,11 @@ known_names! {
 /// (`Subscription-State`) are compared one by one.
 const FOLDED_MAX: usize = 16;
 
-/// `b` with letters lowercased and every other byte as it is, without a branch:
-/// bit 6 (set from `@` up) sets bit 5, which lowercases `A`-`Z`. A known name holds
-/// only letters and `-`, so a byte folds to one of its bytes exactly when it equals
-/// that byte in any case: below `@` nothing changes, and from `@` up the folded byte
-/// is a letter only for that letter's two cases.
+/// `b` folded without a branch: bit 6 (set from `@` up) sets bit 5, which lowercases
+/// `A`-`Z` (and moves `@`, `[`…`_` to the lower row); below `@` nothing changes. A
+/// known name holds only letters and `-`, so a byte folds to one of its bytes exactly
+/// when it equals that byte in any case: below `@` a byte stays itself, and from `@`
+/// up the folded byte is a given lowercase letter only for that letter's two cases.
 const fn fold(b: u8) -> u8 {
     b | ((b >> 1) & 0x20)
 }
