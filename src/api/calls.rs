@@ -81,7 +81,18 @@ pub fn exception(e: &ApiError) -> Response {
 /// `YYYY-MM-DD HH:MM:SS` (UTC) for seconds since the epoch.
 pub fn datetime(unix: i64) -> String {
     let (days, secs) = (unix.div_euclid(86_400), unix.rem_euclid(86_400));
-    // Howard Hinnant's civil-from-days.
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+/// The year, month (1-12) and day (1-31) of `days` since 1970-01-01 (Howard
+/// Hinnant's civil-from-days, proleptic Gregorian).
+pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
@@ -90,13 +101,7 @@ pub fn datetime(unix: i64) -> String {
     let mp = (5 * doy + 2) / 153;
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 /// Seconds since the epoch for `YYYY-MM-DD HH:MM:SS` or `YYYY-MM-DD` (UTC).

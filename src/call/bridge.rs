@@ -661,7 +661,7 @@ impl Call {
 
 /// A new call sid: `CA` and 32 hex digits.
 pub fn new_sid() -> String {
-    format!("CA{:032x}", rand::random::<u128>())
+    crate::sip::hex_id("CA", rand::random::<u128>(), 32)
 }
 
 /// Whether a request refreshes its dialog's remote target (RFC 3261 §12.2, RFC 3311).

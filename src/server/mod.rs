@@ -13,6 +13,7 @@ pub mod gate;
 pub mod guard;
 pub mod inbound;
 pub mod live;
+pub mod log_time;
 pub mod outbound;
 pub mod pinger;
 pub mod record;
@@ -299,6 +300,7 @@ where
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
+        .with_timer(log_time::LogTime)
         .with_writer(writer)
         .try_init();
 }

@@ -44,7 +44,7 @@ pub struct Dialog {
 
 /// Random tag for a From or To.
 pub fn new_tag() -> String {
-    format!("{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff)
+    crate::sip::hex_id("", u128::from(rand::random::<u64>()), 12)
 }
 
 /// `parsed`, the name-addr header `name` of `message`, as our requests write it: the

@@ -7,7 +7,6 @@
 //! unquoted. It never panics: anything malformed is a [`ParseError`].
 
 use compact_str::CompactString;
-use std::fmt::Write as _;
 use std::sync::OnceLock;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -614,7 +613,7 @@ impl Message {
             StartLine::Request { method, uri } => {
                 out.put_slice(method.as_str().as_bytes());
                 out.put_slice(b" ");
-                let _ = write!(out, "{uri}");
+                let _ = uri.write_to(&mut out);
                 out.put_slice(b" SIP/2.0\r\n");
             }
             StartLine::Response { status, reason } => {

@@ -20,7 +20,7 @@ mod server_non_invite;
 pub mod timers;
 mod wheel;
 
-use compact_str::{CompactString, format_compact};
+use compact_str::CompactString;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
@@ -33,7 +33,7 @@ use super::message::Message;
 use super::method::Method;
 use super::transport::{Incoming, Layer, Outgoing, Target, Transports};
 use super::typed::{BRANCH_COOKIE, Transport, Via};
-use super::uri::{Host, Params};
+use super::uri::{Host, Params, write_decimal};
 use client_invite::ClientInvite;
 pub use client_invite::{ack_for, request_for_invite};
 use client_non_invite::ClientNonInvite;
@@ -69,7 +69,10 @@ impl Key {
             Some(b) if b.starts_with(BRANCH_COOKIE) => b.into(),
             _ => legacy_branch(request)?.into(),
         };
-        let sent_by = format_compact!("{}:{}", via.host, via.port.unwrap_or(0));
+        let mut sent_by = CompactString::default();
+        let _ = via.host.write_to(&mut sent_by); // into a string: cannot fail
+        sent_by.push(':');
+        let _ = write_decimal(&mut sent_by, u32::from(via.port.unwrap_or(0)));
         Some(Key {
             branch,
             method,
@@ -102,7 +105,7 @@ fn legacy_branch(request: &Message) -> Option<String> {
 
 /// A new branch: the magic cookie and 16 random hex digits (23 bytes, kept inline).
 pub fn new_branch() -> CompactString {
-    compact_str::format_compact!("{BRANCH_COOKIE}{:016x}", rand::random::<u64>())
+    crate::sip::hex_id(BRANCH_COOKIE, u128::from(rand::random::<u64>()), 16)
 }
 
 /// What the transaction layer hands to the core.
