@@ -25,10 +25,58 @@ pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REFER, NOTIFY, UPDAT
 /// Where messages for a call's dialogs and pending INVITE go.
 #[derive(Default)]
 struct Routes {
-    /// (Call-ID, our tag) of each dialog leg → its call.
-    dialogs: HashMap<(String, String), mpsc::Sender<CallInput>, NetworkHasher>,
+    /// Each dialog leg's call.
+    dialogs: DialogRoutes,
     /// The server-transaction key of each caller INVITE not yet answered → its call.
     invites: HashMap<Key, mpsc::Sender<CallInput>, NetworkHasher>,
+}
+
+/// Each dialog leg's call, by Call-ID and then our tag: looked up with the
+/// message's own strings, without copying them into a key as a map keyed by the
+/// pair would (two allocations for every look-up). The legs of one Call-ID are
+/// nearly always one.
+#[derive(Default)]
+struct DialogRoutes(HashMap<String, DialogLegs, NetworkHasher>);
+
+/// The dialog legs of one Call-ID: (our tag, the call).
+type DialogLegs = smallvec::SmallVec<[(CompactString, mpsc::Sender<CallInput>); 1]>;
+
+impl DialogRoutes {
+    /// Routes (Call-ID, our tag) to `tx`, in place of any route it had.
+    fn insert(&mut self, call_id: &str, local_tag: &str, tx: mpsc::Sender<CallInput>) {
+        let legs = match self.0.get_mut(call_id) {
+            Some(legs) => legs,
+            None => self.0.entry(call_id.to_string()).or_default(),
+        };
+        match legs.iter_mut().find(|(tag, _)| tag == local_tag) {
+            Some(leg) => leg.1 = tx,
+            None => legs.push((local_tag.into(), tx)),
+        }
+    }
+
+    /// Forgets the route of (Call-ID, our tag).
+    fn remove(&mut self, call_id: &str, local_tag: &str) {
+        let Some(legs) = self.0.get_mut(call_id) else {
+            return;
+        };
+        legs.retain(|(tag, _)| tag != local_tag);
+        if legs.is_empty() {
+            self.0.remove(call_id);
+        }
+    }
+
+    /// Where (Call-ID, our tag) goes.
+    fn get(&self, call_id: &str, local_tag: &str) -> Option<&mpsc::Sender<CallInput>> {
+        let legs = self.0.get(call_id)?;
+        legs.iter()
+            .find(|(tag, _)| tag == local_tag)
+            .map(|(_, tx)| tx)
+    }
+
+    /// How many legs are routed.
+    fn len(&self) -> usize {
+        self.0.values().map(|legs| legs.len()).sum()
+    }
 }
 
 /// State shared by the engine and every call.
@@ -77,24 +125,17 @@ impl Core {
 
     /// Registers a dialog leg of a call.
     pub(crate) fn add_dialog(&self, call_id: &str, local_tag: &str, tx: mpsc::Sender<CallInput>) {
-        self.routes()
-            .dialogs
-            .insert((call_id.to_string(), local_tag.to_string()), tx);
+        self.routes().dialogs.insert(call_id, local_tag, tx);
     }
 
     /// Forgets a dialog leg.
     pub(crate) fn remove_dialog(&self, call_id: &str, local_tag: &str) {
-        self.routes()
-            .dialogs
-            .remove(&(call_id.to_string(), local_tag.to_string()));
+        self.routes().dialogs.remove(call_id, local_tag);
     }
 
     /// The call that owns dialog (Call-ID, our tag).
     pub(crate) fn dialog(&self, call_id: &str, local_tag: &str) -> Option<mpsc::Sender<CallInput>> {
-        self.routes()
-            .dialogs
-            .get(&(call_id.to_string(), local_tag.to_string()))
-            .cloned()
+        self.routes().dialogs.get(call_id, local_tag).cloned()
     }
 
     /// Registers a caller INVITE not yet answered.
@@ -221,5 +262,53 @@ impl Core {
                 .await;
         }
         Some(resp)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Legs are found by both their Call-ID and their tag, exactly; each goes
+    /// without disturbing another of the same Call-ID.
+    #[test]
+    fn dialog_legs_route_by_call_id_and_tag() {
+        let (a, _ra) = mpsc::channel(1);
+        let (b, _rb) = mpsc::channel(1);
+        let mut routes = DialogRoutes::default();
+        routes.insert("c1@h", "t1", a.clone());
+        routes.insert("c1@h", "t2", b.clone());
+        routes.insert("c2@h", "t1", b.clone());
+        assert_eq!(routes.len(), 3);
+        assert!(
+            routes
+                .get("c1@h", "t1")
+                .is_some_and(|tx| tx.same_channel(&a))
+        );
+        assert!(
+            routes
+                .get("c1@h", "t2")
+                .is_some_and(|tx| tx.same_channel(&b))
+        );
+        assert!(routes.get("c1@h", "T1").is_none(), "tags compare exactly");
+        assert!(
+            routes.get("c1@H", "t1").is_none(),
+            "Call-IDs compare exactly"
+        );
+        assert!(routes.get("c3@h", "t1").is_none());
+        routes.insert("c1@h", "t1", b.clone());
+        assert!(
+            routes
+                .get("c1@h", "t1")
+                .is_some_and(|tx| tx.same_channel(&b))
+        );
+        assert_eq!(routes.len(), 3, "a route replaced, not added");
+        routes.remove("c1@h", "t1");
+        assert!(routes.get("c1@h", "t1").is_none());
+        assert!(routes.get("c1@h", "t2").is_some());
+        routes.remove("c1@h", "t2");
+        routes.remove("c1@h", "t2");
+        assert_eq!(routes.len(), 1);
+        assert!(!routes.0.contains_key("c1@h"), "an empty Call-ID is let go");
     }
 }

@@ -181,7 +181,10 @@ pub(crate) fn invite(core: &Core, calling: &Calling, leg: &LegRequest, target: &
     m.push_header(Name::MaxForwards, calling.hops.to_compact_string());
     m.set_from(from);
     m.push_header(Name::To, value_of(&NameAddr::new(Uri::Sip(to_uri))));
-    m.push_header(Name::CallId, crate::sip::hex_id::<String>("", rand::random::<u128>(), 32));
+    m.push_header(
+        Name::CallId,
+        crate::sip::hex_id::<String>("", rand::random::<u128>(), 32),
+    );
     let cseq = CSeq {
         seq: 1,
         method: Method::Invite,

@@ -72,10 +72,21 @@ mod tests {
 
     #[test]
     fn hex_ids_are_what_format_writes() {
-        for n in [0u128, 1, 0xabc, u64::MAX as u128, u128::MAX, 0x0123_4567_89ab_cdef << 40] {
+        for n in [
+            0u128,
+            1,
+            0xabc,
+            u64::MAX as u128,
+            u128::MAX,
+            0x0123_4567_89ab_cdef << 40,
+        ] {
             for digits in [1usize, 12, 16, 32] {
                 let ours: String = hex_id("CA", n, digits);
-                let mask = if digits == 32 { u128::MAX } else { (1u128 << (4 * digits)) - 1 };
+                let mask = if digits == 32 {
+                    u128::MAX
+                } else {
+                    (1u128 << (4 * digits)) - 1
+                };
                 assert_eq!(ours, format!("CA{:0digits$x}", n & mask), "{n} {digits}");
             }
         }
