@@ -74,7 +74,7 @@ impl Dialog {
     /// The UAS side, from the INVITE and the tag we put in our answer (§12.1.1).
     pub fn uas(invite: &Message, local_tag: &str) -> Result<Dialog, ParseError> {
         let remote = invite.from_header()?;
-        let (_, local) = invite.to_with_tag(local_tag)?;
+        let local = invite.to_text_with_tag(local_tag)?;
         Ok(Dialog {
             id: DialogId {
                 call_id: invite.call_id()?.to_string(),

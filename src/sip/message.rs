@@ -418,30 +418,37 @@ impl Message {
         }
     }
 
-    /// To with `tag` on it (a UAS's answer, RFC 3261 §8.2.6.2: the request's To, the
-    /// tag added), parsed and as text: the text as it was with the tag appended when
-    /// it had none, else written anew.
-    pub fn to_with_tag(&self, tag: &str) -> Result<(NameAddr, CompactString), ParseError> {
-        let mut to = self.to_header()?.clone();
-        let text = match (to.tag(), self.header_on_one_line(&Name::To)) {
+    /// The text of To with `tag` on it (a UAS's answer, RFC 3261 §8.2.6.2: the
+    /// request's To, the tag added): the text as it was with the tag appended when
+    /// it had none (without a copy of the parsed To), else written anew.
+    pub fn to_text_with_tag(&self, tag: &str) -> Result<CompactString, ParseError> {
+        let to = self.to_header()?;
+        Ok(match (to.tag(), self.header_on_one_line(&Name::To)) {
             (None, Some(text)) => {
                 let mut value = CompactString::with_capacity(text.len() + 5 + tag.len());
                 value.push_str(text);
                 value.push_str(";tag=");
                 value.push_str(tag);
-                Some(value)
+                value
             }
-            _ => None,
-        };
-        to.set_tag(tag);
-        let text = text.unwrap_or_else(|| value_of(&to));
-        Ok((to, text))
+            _ => {
+                let mut to = to.clone();
+                to.set_tag(tag);
+                value_of(&to)
+            }
+        })
     }
 
-    /// Puts `tag` on To (a UAS's answer), keeping its parsed value; the text is
-    /// [`Message::to_with_tag`]'s.
+    /// Puts `tag` on To (a UAS's answer), keeping its parsed value, which is moved
+    /// rather than copied; the text is [`Message::to_text_with_tag`]'s.
     pub fn set_to_tag(&mut self, tag: &str) -> Result<(), ParseError> {
-        let (to, text) = self.to_with_tag(tag)?;
+        let text = self.to_text_with_tag(tag)?;
+        let mut to = match self.parsed.take_to() {
+            Some(Ok(to)) => to,
+            // Read just above, so kept: this is only for completeness.
+            _ => self.name_addr(Name::To, "To")?,
+        };
+        to.set_tag(tag);
         self.set_header(Name::To, text);
         self.parsed.keep(|s| s.to = OnceLock::from(Ok(to)));
         Ok(())
@@ -856,6 +863,42 @@ mod tests {
             let reread = Message::parse(&m.to_bytes(), Framing::Datagram).unwrap();
             assert_eq!(reread.from_header().ok(), Some(&from));
             assert_eq!(reread.from_header().ok().and_then(|f| f.tag()), Some(tag));
+        }
+    }
+
+    /// A response's To tag: appended to the text when the request's To had none,
+    /// written anew when it had one; either way the parsed To kept is what the
+    /// text says, and a response built from the request leaves the request's To
+    /// as it was.
+    #[test]
+    fn to_tag_is_kept_parsed_and_written_once() {
+        for (to, want) in [
+            (
+                "\"Bob\" <sip:bob@example.com>",
+                "\"Bob\" <sip:bob@example.com>;tag=t2",
+            ),
+            (
+                "<sip:bob@example.com>;tag=t1",
+                "<sip:bob@example.com>;tag=t2",
+            ),
+            ("sip:bob@example.com", "sip:bob@example.com;tag=t2"),
+        ] {
+            let raw = format!(
+                "INVITE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n\
+                 Max-Forwards: 70\r\nFrom: <sip:alice@example.com>;tag=a\r\nTo: {to}\r\n\
+                 Call-ID: c1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+            );
+            let request = Message::parse(raw.as_bytes(), Framing::Datagram).unwrap();
+            request.validate().unwrap();
+            let mut response = Message::response_to(&request, 200);
+            response.set_to_tag("t2").unwrap();
+            assert_eq!(response.header(&Name::To), Some(want));
+            let kept = response.to_header().unwrap().clone();
+            assert_eq!(kept.tag(), Some("t2"));
+            let reread = Message::parse(&response.to_bytes(), Framing::Datagram).unwrap();
+            assert_eq!(reread.to_header().unwrap(), &kept);
+            assert_eq!(request.header(&Name::To), Some(to));
+            assert_eq!(request.to_text_with_tag("t2").unwrap(), want);
         }
     }
 

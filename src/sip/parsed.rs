@@ -64,6 +64,11 @@ impl Parsed {
         Parsed(OnceLock::from(Box::new(kept)))
     }
 
+    /// Takes out the value kept for To, if it was read.
+    pub(super) fn take_to(&mut self) -> Option<Result<NameAddr, ParseError>> {
+        self.0.get_mut()?.to.take()
+    }
+
     /// Drops the value kept for `name`, after that header changed.
     pub fn forget(&mut self, name: &Name) {
         let Some(slots) = self.0.get_mut() else {
