@@ -19,7 +19,7 @@ impl Query {
     /// Adds `name=value`.
     pub fn push(&mut self, name: &str, value: &str) -> &mut Query {
         self.name(name);
-        self.0.extend(byte_serialize(value.as_bytes()));
+        encode_into(&mut self.0, value);
         self
     }
 
@@ -34,7 +34,7 @@ impl Query {
         if !self.0.is_empty() {
             self.0.push('&');
         }
-        self.0.extend(byte_serialize(name.as_bytes()));
+        encode_into(&mut self.0, name);
         self.0.push('=');
     }
 
@@ -54,9 +54,26 @@ struct Encoder<'a>(&'a mut String);
 
 impl Write for Encoder<'_> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        self.0.extend(byte_serialize(s.as_bytes()));
+        encode_into(self.0, s);
         Ok(())
     }
+}
+
+/// Appends `s` form-encoded. Text that needs no encoding (names, sids, numbers
+/// without `+`) is copied as it is: `byte_serialize` cut it into pieces and copied
+/// them one by one, about 190 instructions for each of the thirty-odd names and
+/// values of every webhook request.
+fn encode_into(out: &mut String, s: &str) {
+    if s.bytes().all(is_unreserved) {
+        out.push_str(s);
+    } else {
+        out.extend(byte_serialize(s.as_bytes()));
+    }
+}
+
+/// The bytes `application/x-www-form-urlencoded` leaves as they are.
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'*' | b'-' | b'.' | b'_')
 }
 
 #[cfg(test)]
@@ -87,5 +104,23 @@ mod tests {
         assert_eq!(back[0], ("CallSid".into(), "CA 1&2=3".into()));
         assert_eq!(back.len(), 5);
         assert!(Query::default().is_empty());
+    }
+
+    /// What is copied as it is is exactly what the encoder leaves alone.
+    #[test]
+    fn unreserved_text_is_what_the_encoder_leaves_alone() {
+        for b in 0..=255u8 {
+            let alone = byte_serialize(&[b]).collect::<String>() == (b as char).to_string();
+            assert_eq!(is_unreserved(b), alone && b.is_ascii(), "{b}");
+        }
+        for w in crate::sip::words(&['a', 'Z', '0', '.', ' ', '+', '%', 'é', '_'], 4) {
+            let mut ours = String::new();
+            encode_into(&mut ours, &w);
+            assert_eq!(
+                ours,
+                byte_serialize(w.as_bytes()).collect::<String>(),
+                "{w:?}"
+            );
+        }
     }
 }
