@@ -86,7 +86,7 @@ async fn run(
 
 /// On the runtime `callflow serve` builds from its default configuration.
 fn main() -> anyhow::Result<()> {
-    common::engine_runtime()?.block_on(measure())
+    common::run_engine(measure)
 }
 
 async fn measure() -> anyhow::Result<()> {

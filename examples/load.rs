@@ -24,7 +24,7 @@ use common::{cpu_seconds, cpu_seconds_of, free_port, sipp_caller, sipp_far_end};
 
 /// On the runtime `callflow serve` builds from its default configuration.
 fn main() -> anyhow::Result<()> {
-    common::engine_runtime()?.block_on(measure())
+    common::run_engine(measure)
 }
 
 async fn measure() -> anyhow::Result<()> {

@@ -41,7 +41,7 @@ fn sipp_uas(file: &str, port: u16) -> std::io::Result<Child> {
 
 /// On the runtime `callflow serve` builds from its default configuration.
 fn main() -> anyhow::Result<()> {
-    common::engine_runtime()?.block_on(measure())
+    common::run_engine(measure)
 }
 
 async fn measure() -> anyhow::Result<()> {

@@ -20,7 +20,7 @@ use common::{invite, percentile, probe_setup};
 
 /// On the runtime `callflow serve` builds from its default configuration.
 fn main() -> anyhow::Result<()> {
-    common::engine_runtime()?.block_on(measure())
+    common::run_engine(measure)
 }
 
 async fn measure() -> anyhow::Result<()> {

@@ -51,7 +51,8 @@ pub struct Config {
     pub recordings: RecordingsConfig,
     /// The engine's worker threads (default 1: one thread carries well over 1,000
     /// calls/s, and a second costs a quarter more CPU per call in wake-ups between
-    /// the two; BENCHMARKS.md). Read at start; a reload does not change it.
+    /// the two; BENCHMARKS.md). With 1, the engine runs on the thread that runs
+    /// `serve` ([`crate::server::runtime`]). Read at start; a reload does not change it.
     #[serde(deserialize_with = "workers")]
     pub workers: usize,
 }

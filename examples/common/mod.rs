@@ -25,8 +25,8 @@ pub fn cpu_seconds_of(pid: &str) -> f64 {
 }
 
 /// The CPU time of this process's engine threads (the runtime's, named
-/// `callflow-worker`), leaving out what the example's own threads spend (a probe,
-/// the main thread that waits for SIPp).
+/// `callflow-worker`: [`run_engine`]), leaving out what the example's other threads
+/// spend (a probe, the main thread that waits for the engine's).
 pub fn engine_cpu_seconds() -> f64 {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return 0.0;
@@ -289,18 +289,31 @@ pub async fn pstn_server_probed(
     Ok((server, conf))
 }
 
-/// The runtime `callflow serve` runs the engine on, as its default configuration
-/// builds it (`workers: 1`), so that what an example measures is what `serve` does.
-/// The engine logs as `serve` does too (`RUST_LOG`, else `info`), into
-/// [`ENGINE_LOG`] in the temporary directory instead of the terminal: writing its
-/// lines is part of a call's cost.
-pub fn engine_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+/// Runs `main` on the runtime `callflow serve` runs the engine on, as its default
+/// configuration builds it (`workers: 1`: tokio's current-thread scheduler, whose
+/// tasks run on the thread that drives it), so that what an example measures is
+/// what `serve` does. That thread is one of the example's own, named
+/// `callflow-worker` as a multi-thread runtime's workers are, so that
+/// [`engine_cpu_seconds`] finds it; the example's own work on it (starting SIPp,
+/// waiting for it) is not per call. The engine logs as `serve` does too
+/// (`RUST_LOG`, else `info`), into [`ENGINE_LOG`] in the temporary directory
+/// instead of the terminal: writing its lines is part of a call's cost.
+pub fn run_engine<F, Fut>(main: F) -> anyhow::Result<()>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
     let log = std::fs::File::create(std::env::temp_dir().join(ENGINE_LOG))?;
     callflow::server::init_logging(std::sync::Mutex::new(log), false);
-    callflow::server::runtime(&callflow::config::Config::default())
+    let runtime = callflow::server::runtime(&callflow::config::Config::default())?;
+    std::thread::Builder::new()
+        .name("callflow-worker".into())
+        .spawn(move || runtime.block_on(main()))?
+        .join()
+        .map_err(|_| anyhow::anyhow!("the engine's thread panicked"))?
 }
 
-/// Where [`engine_runtime`]'s engine logs, in the temporary directory.
+/// Where [`run_engine`]'s engine logs, in the temporary directory.
 pub const ENGINE_LOG: &str = "callflow-example-engine.log";
 
 /// The number [`pstn_server_probed`] routes to its probe.

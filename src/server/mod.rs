@@ -305,15 +305,24 @@ where
         .try_init();
 }
 
-/// The runtime `serve` runs the engine on: `config.workers` worker threads, in a
-/// process without transparent huge pages ([`no_huge_pages`]).
+/// The runtime `serve` runs the engine on, in a process without transparent huge
+/// pages ([`no_huge_pages`]). With one worker (the default) it is tokio's
+/// current-thread scheduler: the engine's tasks run on the thread that drives the
+/// runtime (`block_on`), which keeps no queues to steal from and times no polls
+/// (about 4% less CPU per call than the multi-thread scheduler with one worker;
+/// BENCHMARKS.md, session 19). With more, the multi-thread scheduler with
+/// `config.workers` threads named `callflow-worker`.
 pub fn runtime(config: &Config) -> std::io::Result<tokio::runtime::Runtime> {
     no_huge_pages();
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(config.workers)
-        .thread_name("callflow-worker")
-        .enable_all()
-        .build()
+    let mut builder = match config.workers {
+        1 => tokio::runtime::Builder::new_current_thread(),
+        n => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
+        }
+    };
+    builder.thread_name("callflow-worker").enable_all().build()
 }
 
 /// Turns transparent huge pages off for the process (Linux). The allocator asks for
@@ -335,4 +344,35 @@ pub fn config_path(arg: Option<PathBuf>) -> Option<PathBuf> {
         let p = PathBuf::from("callflow.yaml");
         p.exists().then_some(p)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// With one worker the engine's tasks run on the thread that drives the runtime;
+    /// with more, on that many threads of their own.
+    #[test]
+    fn one_worker_runs_tasks_on_the_driving_thread() {
+        let one = runtime(&Config::default()).unwrap();
+        let here = std::thread::current().id();
+        let ran_on = one.block_on(async {
+            tokio::spawn(async { std::thread::current().id() })
+                .await
+                .unwrap()
+        });
+        assert_eq!(ran_on, here);
+        let two = runtime(&Config {
+            workers: 2,
+            ..Config::default()
+        })
+        .unwrap();
+        assert_eq!(two.metrics().num_workers(), 2);
+        let ran_on = two.block_on(async {
+            tokio::spawn(async { std::thread::current().name().map(String::from) })
+                .await
+                .unwrap()
+        });
+        assert_eq!(ran_on.as_deref(), Some("callflow-worker"));
+    }
 }
