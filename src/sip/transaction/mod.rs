@@ -473,8 +473,10 @@ impl TransactionLayer {
     async fn pass_up(&self, core: &mpsc::Sender<ToCore>, item: ToCore) {
         match self.user.get().and_then(Weak::upgrade) {
             Some(user) => user.hear(item).await,
+            // Boxed: a channel's send future holds the item, and inline it would
+            // make every routing future (one per datagram) a kilobyte larger.
             None => {
-                let _ = core.send(item).await;
+                let _ = Box::pin(core.send(item)).await;
             }
         }
     }
@@ -572,7 +574,7 @@ impl TransactionLayer {
         self.transports.receive_on(Arc::downgrade(&router));
         let receive = async {
             while let Some(msg) = incoming.recv().await {
-                self.route(msg, &core).await;
+                router.receive(msg).await;
             }
         };
         tokio::select! {
@@ -747,15 +749,8 @@ impl TransactionLayer {
         }
     }
 
-    /// Matches `msg` to its transaction, or passes it to the core.
-    async fn route(&self, msg: Incoming, core: &mpsc::Sender<ToCore>) {
-        if msg.message.is_request() {
-            self.route_request(msg, core).await;
-        } else {
-            self.route_response(msg, core).await;
-        }
-    }
-
+    /// Matches a response to its client transaction; a 2xx that matches none goes
+    /// to the core (a dialog's retransmission or a fork), anything else is dropped.
     async fn route_response(&self, msg: Incoming, core: &mpsc::Sender<ToCore>) {
         let now = Instant::now();
         let key = Key::client(&msg.message);
@@ -791,6 +786,8 @@ impl TransactionLayer {
         }
     }
 
+    /// Matches a request to its server transaction (a retransmission), or starts
+    /// one and passes it to the core; an ACK for a 2xx goes to the core as it is.
     async fn route_request(&self, msg: Incoming, core: &mpsc::Sender<ToCore>) {
         let Some(key) = Key::server(&msg.message) else {
             return;
@@ -821,11 +818,15 @@ impl TransactionLayer {
         if !self.admitted(&msg).await {
             return;
         }
-        let st = self.start_server(key, msg).await;
+        let (st, first) = self.start_server(key, msg);
+        self.perform(&st.key, first).await;
         self.pass_up(core, ToCore::Request(st)).await;
     }
 
-    async fn start_server(&self, key: Key, msg: Incoming) -> ServerTransaction {
+    /// Files a server transaction for `msg` and returns it with its first step (a
+    /// 100 Trying, for an INVITE), which the caller performs. Not async: the
+    /// message is moved once, not kept in a future of its own as well.
+    fn start_server(&self, key: Key, msg: Incoming) -> (ServerTransaction, Step) {
         let filed = Filed::new(key);
         let reliable = msg.transport.is_reliable();
         let request = Arc::new(msg.message);
@@ -838,8 +839,7 @@ impl TransactionLayer {
             (Machine::NonInviteServer(t), first)
         };
         self.insert(filed.clone(), machine);
-        self.perform(&filed.key, first).await;
-        ServerTransaction {
+        let st = ServerTransaction {
             request,
             source: msg.source,
             transport: msg.transport,
@@ -849,7 +849,8 @@ impl TransactionLayer {
                 layer: self.this.clone(),
                 filed,
             }),
-        }
+        };
+        (st, first)
     }
 
     /// Sends a request in a new client transaction. Our Via (with `branch`, or a new
@@ -969,7 +970,13 @@ impl Layer for Router {
         &self,
         incoming: Incoming,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
-        Box::pin(self.layer.route(incoming, &self.core))
+        // Each in a box of its own size: a request's routing future and a
+        // response's differ, and one future for both would take the larger.
+        if incoming.message.is_request() {
+            Box::pin(self.layer.route_request(incoming, &self.core))
+        } else {
+            Box::pin(self.layer.route_response(incoming, &self.core))
+        }
     }
 }
 
