@@ -309,9 +309,9 @@ where
 /// pages ([`no_huge_pages`]). With one worker (the default) it is tokio's
 /// current-thread scheduler: the engine's tasks run on the thread that drives the
 /// runtime (`block_on`), which keeps no queues to steal from and times no polls
-/// (about 4% less CPU per call than the multi-thread scheduler with one worker;
-/// BENCHMARKS.md, session 19). With more, the multi-thread scheduler with
-/// `config.workers` threads named `callflow-worker`.
+/// (2.4% fewer instructions per call than the multi-thread scheduler with one
+/// worker, and a third fewer preemptions; BENCHMARKS.md, session 19). With more, the
+/// multi-thread scheduler with `config.workers` threads named `callflow-worker`.
 pub fn runtime(config: &Config) -> std::io::Result<tokio::runtime::Runtime> {
     no_huge_pages();
     let mut builder = match config.workers {
