@@ -53,7 +53,13 @@ impl Live {
     pub async fn reload(&self, config: &Config) -> Result<(), StartError> {
         let _one_at_a_time = self.rebuild.lock().await;
         let stored = stored(self.store.as_ref(), config).await?;
-        let state = State::load(config, &self.current.load(), stored)?;
+        // Reading and compiling the flows takes milliseconds per hundred flows: on a
+        // blocking thread, not the engine's (with one worker, the only thread that
+        // serves calls).
+        let (next, previous) = (config.clone(), self.current.load_full());
+        let state = tokio::task::spawn_blocking(move || State::load(&next, &previous, stored))
+            .await
+            .map_err(|e| StartError::Flows(format!("loading the flows stopped: {e}")))??;
         self.current.store(Arc::new(state));
         self.config.store(Arc::new(config.clone()));
         Ok(())
