@@ -7,6 +7,7 @@
 //! [`Http`]; the routing table implements [`Directory`]. One executor, two worlds.
 //! See docs/architecture.md §2 for where it sits.
 
+pub mod json;
 pub mod leg;
 pub mod query;
 pub mod record;

@@ -35,12 +35,8 @@ pub fn log(record: &CallRecord) {
     if !tracing::enabled!(target: "callflow::record", tracing::Level::INFO) {
         return; // nobody reads the line: not worth serialising
     }
-    match serde_json::to_string(record) {
-        Ok(json) => {
-            tracing::info!(target: "callflow::record", sid = %record.call_sid, record = %json, "call ended")
-        }
-        Err(e) => tracing::warn!(error = %e, "call record not serialisable"),
-    }
+    let json = record.to_json();
+    tracing::info!(target: "callflow::record", sid = %record.call_sid, record = %json, "call ended");
 }
 
 /// Where a call's status callbacks go and how they are encoded.

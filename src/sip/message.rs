@@ -735,17 +735,7 @@ fn parse_headers<'a>(
         if headers.len() == MAX_HEADERS {
             return Err(ParseError::TooManyHeaders(MAX_HEADERS));
         }
-        let (name, value) = split_once_byte(line, b':').ok_or_else(|| ParseError::HeaderLine {
-            line: number,
-            reason: "no ':'".into(),
-        })?;
-        let name = name.trim_end_matches([' ', '\t']);
-        if name.is_empty() || !name.bytes().all(super::uri::is_token_byte) {
-            return Err(ParseError::HeaderLine {
-                line: number,
-                reason: format!("bad header name '{}'", name.escape_default()),
-            });
-        }
+        let (name, value) = split_header_line(line).ok_or_else(|| bad_header_line(line, number))?;
         headers.push(Header {
             name: Name::parse(name),
             // `value` is part of `head` (it came from splitting it), as slice_ref needs.
@@ -753,6 +743,31 @@ fn parse_headers<'a>(
         });
     }
     Ok(headers)
+}
+
+/// A header line's name and value (`Name: value`), found in one pass over the name:
+/// its token characters, then spaces or tabs, then the colon. `None` when the line
+/// is not that; [`bad_header_line`] says why.
+fn split_header_line(line: &str) -> Option<(&str, &str)> {
+    let bytes = line.as_bytes();
+    let end = bytes.iter().position(|&b| !super::uri::is_token_byte(b))?;
+    let colon = end + bytes[end..].iter().position(|&b| b != b' ' && b != b'\t')?;
+    (end > 0 && bytes[colon] == b':').then(|| (&line[..end], &line[colon + 1..]))
+}
+
+/// Why [`split_header_line`] refused `line`, the header section's line `number`.
+fn bad_header_line(line: &str, number: usize) -> ParseError {
+    let reason = match split_once_byte(line, b':') {
+        None => "no ':'".to_string(),
+        Some((name, _)) => format!(
+            "bad header name '{}'",
+            name.trim_end_matches([' ', '\t']).escape_default()
+        ),
+    };
+    ParseError::HeaderLine {
+        line: number,
+        reason,
+    }
 }
 
 /// Whether no line of `head` can hold a control character other than tab: every
@@ -850,6 +865,42 @@ pub fn reason_phrase(status: u16) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    /// A header line splits as splitting at the first colon and checking the name
+    /// (trailing spaces and tabs cut) splits it, over every short mix of name, space,
+    /// tab, colon and non-token characters; what is refused gets the same reason.
+    #[test]
+    fn header_lines_split_as_at_the_first_colon() {
+        let alphabet = ["a", "-", ":", " ", "\t", "@", "é"];
+        let mut lines = vec![String::new()];
+        for _ in 0..5 {
+            let longer: Vec<String> = lines
+                .iter()
+                .flat_map(|l| alphabet.iter().map(move |c| format!("{l}{c}")))
+                .collect();
+            lines.extend(longer);
+        }
+        for line in &lines {
+            let expected = split_once_byte(line, b':').and_then(|(name, value)| {
+                let name = name.trim_end_matches([' ', '\t']);
+                (!name.is_empty() && name.bytes().all(super::super::uri::is_token_byte))
+                    .then_some((name, value))
+            });
+            assert_eq!(split_header_line(line), expected, "{line:?}");
+            if expected.is_none() {
+                let ParseError::HeaderLine { line: 3, reason } = bad_header_line(line, 3) else {
+                    panic!("{line:?}");
+                };
+                let colon = line.contains(':');
+                assert_eq!(reason == "no ':'", !colon, "{line:?}: {reason}");
+                assert_eq!(
+                    reason.starts_with("bad header name '"),
+                    colon,
+                    "{line:?}: {reason}"
+                );
+            }
+        }
+    }
+
     /// A value is written with each CR and LF as a space and nothing else changed,
     /// over every short mix of them with other bytes.
     #[test]

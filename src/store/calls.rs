@@ -59,8 +59,7 @@ fn i64_of(n: u64) -> i64 {
 impl Store {
     /// Writes a call's record.
     pub async fn insert_call(&self, r: &CallRecord) -> Result<(), StoreError> {
-        let json = serde_json::to_string(r)
-            .map_err(|e| StoreError::Db(sqlx::Error::Protocol(e.to_string())))?;
+        let json = r.to_json();
         sqlx::query("INSERT INTO calls (sid, account_sid, direction, from_number, to_number, status, created, duration, flow_id, record) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
             .bind(&r.call_sid)
             .bind(r.account_sid.clone())
