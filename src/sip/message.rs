@@ -867,7 +867,8 @@ pub fn reason_phrase(status: u16) -> &'static str {
 mod tests {
     /// A header line splits as splitting at the first colon and checking the name
     /// (trailing spaces and tabs cut) splits it, over every short mix of name, space,
-    /// tab, colon and non-token characters; what is refused gets the same reason.
+    /// tab, colon and non-token characters; what is refused is said to have no colon
+    /// or a bad name, as before.
     #[test]
     fn header_lines_split_as_at_the_first_colon() {
         let alphabet = ["a", "-", ":", " ", "\t", "@", "é"];
