@@ -124,27 +124,54 @@ fn serve(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         let from = path
             .as_ref()
             .map_or("built-in defaults".to_string(), |p| p.display().to_string());
-        eprintln!("callflow: serving ({from}); SIGHUP reloads, Ctrl-C stops taking calls");
+        eprintln!(
+            "callflow: serving ({from}); SIGHUP reloads, Ctrl-C or SIGTERM stops taking calls"
+        );
         let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .context("listening for SIGHUP")?;
+        let mut stop = StopSignals::new().context("listening for SIGINT and SIGTERM")?;
         loop {
             tokio::select! {
-                r = tokio::signal::ctrl_c() => {
-                    r.context("waiting for Ctrl-C")?;
-                    break;
-                }
+                _ = stop.next() => break,
                 _ = hangup.recv() => reload(&server, path.as_deref()).await,
             }
         }
-        eprintln!("callflow: no new calls; waiting for calls in progress (Ctrl-C again ends them)");
-        server
-            .drain(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
-            .await;
+        eprintln!(
+            "callflow: no new calls; waiting for calls in progress (Ctrl-C or SIGTERM again ends them)"
+        );
+        server.drain(stop.next()).await;
         eprintln!("callflow: stopped");
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// The signals that stop `serve`: SIGINT (Ctrl-C) and SIGTERM (what `kill`,
+/// `systemctl stop` and `docker stop` send). The first stops taking calls and lets
+/// those in progress finish; the next ends them.
+struct StopSignals {
+    /// SIGINT.
+    interrupt: tokio::signal::unix::Signal,
+    /// SIGTERM.
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    /// Listens for both from now on.
+    fn new() -> std::io::Result<StopSignals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(StopSignals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
+    /// Waits for the next of either.
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+    }
 }
 
 /// `callflow account create NAME`: the account's credentials as JSON on stdout.

@@ -17,10 +17,16 @@ fn stdout(o: &Output) -> String {
 
 /// Stops a `serve` started with stderr piped, as Ctrl-C does, and returns what it
 /// wrote there, after checking it exited cleanly.
-fn interrupted(mut child: std::process::Child) -> String {
+fn interrupted(child: std::process::Child) -> String {
+    stopped_by(child, "-INT")
+}
+
+/// Sends `signal` to a `serve` started with stderr piped and returns what it wrote
+/// there, after checking it exited cleanly.
+fn stopped_by(mut child: std::process::Child, signal: &str) -> String {
     use std::io::Read;
     Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([signal, &child.id().to_string()])
         .status()
         .unwrap();
     let status = child.wait().unwrap();
@@ -225,6 +231,30 @@ fn simulate_reports_a_bad_scenario_with_its_place() {
         "{}",
         stdout(&out)
     );
+}
+
+/// SIGTERM (what `kill`, `systemctl stop` and `docker stop` send) stops `serve` as
+/// Ctrl-C does: no new calls, the calls in progress drained, a clean exit.
+#[test]
+fn sigterm_drains_and_stops_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("flows")).unwrap();
+    std::fs::write(dir.path().join("flows/g.yaml"), GOOD).unwrap();
+    std::fs::write(
+        dir.path().join("callflow.yaml"),
+        "sip: { listen: [\"udp://127.0.0.1:0\"] }\nflows: flows\n",
+    )
+    .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_callflow"))
+        .args(["serve", "--config", "callflow.yaml"])
+        .current_dir(dir.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let err = stopped_by(child, "-TERM");
+    assert!(err.contains("callflow: no new calls"), "{err}");
+    assert!(err.contains("callflow: stopped"), "{err}");
 }
 
 #[test]

@@ -197,7 +197,7 @@ impl Server {
             }
             tracing::info!(
                 active,
-                "waiting for calls in progress (Ctrl-C again to end them)"
+                "waiting for calls in progress (Ctrl-C or SIGTERM again to end them)"
             );
             tokio::select! {
                 _ = &mut hard => {
