@@ -233,32 +233,9 @@ fn simulate_reports_a_bad_scenario_with_its_place() {
     );
 }
 
-/// SIGTERM (what `kill`, `systemctl stop` and `docker stop` send) stops `serve` as
-/// Ctrl-C does: no new calls, the calls in progress drained, a clean exit.
-#[test]
-fn sigterm_drains_and_stops_serve() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("flows")).unwrap();
-    std::fs::write(dir.path().join("flows/g.yaml"), GOOD).unwrap();
-    std::fs::write(
-        dir.path().join("callflow.yaml"),
-        "sip: { listen: [\"udp://127.0.0.1:0\"] }\nflows: flows\n",
-    )
-    .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_callflow"))
-        .args(["serve", "--config", "callflow.yaml"])
-        .current_dir(dir.path())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    let err = stopped_by(child, "-TERM");
-    assert!(err.contains("callflow: no new calls"), "{err}");
-    assert!(err.contains("callflow: stopped"), "{err}");
-}
-
-#[test]
-fn sighup_reloads_and_refuses_an_invalid_flow() {
+/// Starts `serve` in a new directory holding one good flow, SIP on a free UDP port
+/// and stderr piped, and gives it half a second to start.
+fn serve_good_flow() -> (tempfile::TempDir, std::process::Child) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("flows")).unwrap();
     std::fs::write(dir.path().join("flows/g.yaml"), GOOD).unwrap();
@@ -275,6 +252,22 @@ fn sighup_reloads_and_refuses_an_invalid_flow() {
         .spawn()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(500));
+    (dir, child)
+}
+
+/// SIGTERM (what `kill`, `systemctl stop` and `docker stop` send) stops `serve` as
+/// Ctrl-C does: no new calls, the calls in progress drained, a clean exit.
+#[test]
+fn sigterm_drains_and_stops_serve() {
+    let (_dir, child) = serve_good_flow();
+    let err = stopped_by(child, "-TERM");
+    assert!(err.contains("callflow: no new calls"), "{err}");
+    assert!(err.contains("callflow: stopped"), "{err}");
+}
+
+#[test]
+fn sighup_reloads_and_refuses_an_invalid_flow() {
+    let (dir, child) = serve_good_flow();
     let pid = child.id().to_string();
     let signal = |sig: &str| {
         Command::new("kill").args([sig, &pid]).status().unwrap();

@@ -46,20 +46,9 @@ fn string(out: &mut String, s: &str) {
     out.push('"');
 }
 
-/// Writes `n` in decimal.
+/// Writes `n` in decimal, with `itoa` as `sip::uri::write_decimal` does.
 fn number(out: &mut String, n: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    let mut n = n;
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.push_str(std::str::from_utf8(&digits[at..]).unwrap_or("0"));
+    out.push_str(itoa::Buffer::new().format(n));
 }
 
 /// Writes a JSON object's fields: `,"name":` before each but the first.
