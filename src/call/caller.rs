@@ -184,9 +184,10 @@ impl CallerLeg {
         match &self.side {
             Side::Called(st) => st
                 .request
-                .from_header()
+                .from_tag()
                 .ok()
-                .and_then(|f| f.tag().map(str::to_string))
+                .flatten()
+                .map(str::to_string)
                 .unwrap_or_default(),
             Side::Placed(_) => self
                 .dialog
