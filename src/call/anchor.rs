@@ -120,7 +120,7 @@ impl Call {
         let Some(m) = &mut self.media else {
             return Some(filtered);
         };
-        let tag = r.to_tag().ok()??.to_string();
+        let tag = r.to_header().ok()?.tag()?.to_string();
         m.answer_far(&tag, &filtered, media.srtp, Some(&media.branch))
             .await
             .inspect_err(

@@ -184,10 +184,9 @@ impl CallerLeg {
         match &self.side {
             Side::Called(st) => st
                 .request
-                .from_tag()
+                .from_header()
                 .ok()
-                .flatten()
-                .map(str::to_string)
+                .and_then(|f| f.tag().map(str::to_string))
                 .unwrap_or_default(),
             Side::Placed(_) => self
                 .dialog

@@ -21,6 +21,7 @@ use crate::sip::message::Message;
 use crate::sip::method::Method;
 use crate::sip::resolve::Resolver;
 use crate::sip::transaction::{ServerTransaction, ToCore, TransactionLayer, User};
+use crate::sip::typed::NameAddr;
 
 /// What runs a call: given the new call, drives it to its end.
 pub type CallHandler = Arc<dyn Fn(Call) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
@@ -81,26 +82,26 @@ impl Engine {
             ToCore::Request(st) => self.request(st).await,
             // An ACK's To and a stray 2xx's From carry our tag.
             ToCore::Ack(inc) => {
-                if let Some(tx) = self.call_of(&inc.message, inc.message.to_tag()) {
+                if let Some(tx) = self.call_of(&inc.message, inc.message.to_header()) {
                     pass_to_call(tx, CallInput::Ack(Box::new(inc.message)));
                 }
             }
             ToCore::StrayResponse(inc) => {
-                if let Some(tx) = self.call_of(&inc.message, inc.message.from_tag()) {
+                if let Some(tx) = self.call_of(&inc.message, inc.message.from_header()) {
                     pass_to_call(tx, CallInput::StrayResponse(Box::new(inc.message)));
                 }
             }
         }
     }
 
-    /// The queue of the call whose dialog `message` is in, `ours` being our tag as
-    /// the message carries it.
+    /// The queue of the call whose dialog `message` is in, `ours` being the header
+    /// that carries our tag.
     fn call_of(
         &self,
         message: &Message,
-        ours: Result<Option<&str>, ParseError>,
+        ours: Result<&NameAddr, ParseError>,
     ) -> Option<mpsc::Sender<CallInput>> {
-        let tag = ours.ok()??;
+        let tag = ours.ok()?.tag()?;
         self.core.dialog(message.call_id().ok()?, tag)
     }
 
@@ -125,7 +126,11 @@ impl Engine {
             st.respond(&resp).await;
             return;
         }
-        let to_tag = st.request.to_tag().ok().flatten().map(str::to_string);
+        let to_tag = st
+            .request
+            .to_header()
+            .ok()
+            .and_then(|t| t.tag().map(str::to_string));
         if let Some(tag) = to_tag {
             let call_id = st.request.call_id().unwrap_or_default().to_string();
             match self.core.dialog(&call_id, &tag) {

@@ -68,7 +68,7 @@ impl FarLeg {
         else {
             return;
         };
-        let tag = r.to_tag().ok().flatten().map(str::to_string);
+        let tag = r.to_header().ok().and_then(|t| t.tag().map(str::to_string));
         if tag.as_deref() == Some(self.dialog.id.remote_tag.as_str()) {
             // The INVITE's number, whatever the dialog has sent since, and the
             // body the first ACK had.
@@ -205,10 +205,9 @@ pub(crate) fn invite(core: &Core, calling: &Calling, leg: &LegRequest, target: &
 pub(crate) fn dialog_key(invite: &Message) -> (String, String) {
     let call_id = invite.call_id().unwrap_or_default().to_string();
     let from_tag = invite
-        .from_tag()
+        .from_header()
         .ok()
-        .flatten()
-        .map(str::to_string)
+        .and_then(|f| f.tag().map(str::to_string))
         .unwrap_or_default();
     (call_id, from_tag)
 }

@@ -7,7 +7,7 @@ use super::error::ParseError;
 use super::header::{Name, value_of};
 use super::message::Message;
 use super::method::Method;
-use super::typed::{CSeq, NameAddr, NameAddrParts};
+use super::typed::{CSeq, NameAddr};
 use super::uri::Uri;
 
 /// The identity of a dialog as seen from our side.
@@ -47,18 +47,12 @@ pub fn new_tag() -> String {
     crate::sip::hex_id("", u128::from(rand::random::<u64>()), 12)
 }
 
-/// The name-addr header `name` of `message`, as our requests write it: the text as
-/// received (it was checked, so it is well formed), else written anew from `parsed`
-/// (the header, built only then).
-fn written<'a>(
-    message: &'a Message,
-    name: &Name,
-    parsed: impl FnOnce() -> Result<&'a NameAddr, ParseError>,
-) -> Result<CompactString, ParseError> {
-    match message.header_on_one_line(name) {
-        Some(text) => Ok(text.into()),
-        None => parsed().map(|p| value_of(p)),
-    }
+/// `parsed`, the name-addr header `name` of `message`, as our requests write it: the
+/// text as received (it parsed, so it is well formed), else written anew.
+fn written(message: &Message, name: &Name, parsed: &NameAddr) -> CompactString {
+    message
+        .header_on_one_line(name)
+        .map_or_else(|| value_of(parsed), CompactString::from)
 }
 
 /// The URI of the first Contact, the only one a dialog's request or response
@@ -68,8 +62,8 @@ fn contact_uri(message: &Message) -> Result<Uri, ParseError> {
         .header_values(&Name::Contact)
         .next()
         .ok_or(ParseError::Missing("Contact"))?;
-    NameAddrParts::cut(first)
-        .and_then(NameAddrParts::to_uri)
+    NameAddr::parse(first)
+        .map(|c| c.uri)
         .map_err(|e| ParseError::Header {
             name: "Contact",
             reason: e.to_string(),
@@ -79,16 +73,16 @@ fn contact_uri(message: &Message) -> Result<Uri, ParseError> {
 impl Dialog {
     /// The UAS side, from the INVITE and the tag we put in our answer (§12.1.1).
     pub fn uas(invite: &Message, local_tag: &str) -> Result<Dialog, ParseError> {
-        let remote_tag = invite.from_tag()?;
+        let remote = invite.from_header()?;
         let local = invite.to_text_with_tag(local_tag)?;
         Ok(Dialog {
             id: DialogId {
                 call_id: invite.call_id()?.to_string(),
                 local_tag: local_tag.to_string(),
-                remote_tag: remote_tag.unwrap_or("").to_string(),
+                remote_tag: remote.tag().unwrap_or("").to_string(),
             },
             local,
-            remote: written(invite, &Name::From, || invite.from_header())?,
+            remote: written(invite, &Name::From, remote),
             remote_target: contact_uri(invite)?,
             route_set: invite.record_routes()?,
             local_cseq: rand::random::<u32>() % 10_000 + 1,
@@ -98,18 +92,18 @@ impl Dialog {
 
     /// The UAC side, from our INVITE and the peer's 1xx-with-tag or 2xx (§12.1.2).
     pub fn uac(invite: &Message, response: &Message) -> Result<Dialog, ParseError> {
-        let local_tag = invite.from_tag()?;
-        let remote_tag = response.to_tag()?;
+        let local = invite.from_header()?;
+        let remote = response.to_header()?;
         let mut route_set = response.record_routes()?;
         route_set.reverse();
         Ok(Dialog {
             id: DialogId {
                 call_id: invite.call_id()?.to_string(),
-                local_tag: local_tag.unwrap_or("").to_string(),
-                remote_tag: remote_tag.unwrap_or("").to_string(),
+                local_tag: local.tag().unwrap_or("").to_string(),
+                remote_tag: remote.tag().unwrap_or("").to_string(),
             },
-            local: written(invite, &Name::From, || invite.from_header())?,
-            remote: written(response, &Name::To, || response.to_header())?,
+            local: written(invite, &Name::From, local),
+            remote: written(response, &Name::To, remote),
             remote_target: contact_uri(response)?,
             route_set,
             local_cseq: invite.cseq()?.seq,

@@ -15,8 +15,8 @@ use bytestring::ByteString;
 use super::error::ParseError;
 use super::header::{Header, Name, Value, Values, value_of};
 use super::method::Method;
-use super::parsed::{Parsed, Slot, read};
-use super::typed::{CSeq, NameAddr, NameAddrParts, Via};
+use super::parsed::{Parsed, read};
+use super::typed::{CSeq, NameAddr, Via};
 use super::uri::{Uri, split_byte, split_once_byte, write_decimal};
 
 /// The longest reason phrase callflow writes in a 400 (the explanation is cut).
@@ -422,7 +422,8 @@ impl Message {
     /// request's To, the tag added): the text as it was with the tag appended when
     /// it had none (without a copy of the parsed To), else written anew.
     pub fn to_text_with_tag(&self, tag: &str) -> Result<CompactString, ParseError> {
-        Ok(match (self.to_tag()?, self.header_on_one_line(&Name::To)) {
+        let to = self.to_header()?;
+        Ok(match (to.tag(), self.header_on_one_line(&Name::To)) {
             (None, Some(text)) => {
                 let mut value = CompactString::with_capacity(text.len() + 5 + tag.len());
                 value.push_str(text);
@@ -431,24 +432,25 @@ impl Message {
                 value
             }
             _ => {
-                let mut to = self.to_header()?.clone();
+                let mut to = to.clone();
                 to.set_tag(tag);
                 value_of(&to)
             }
         })
     }
 
-    /// Puts `tag` on To (a UAS's answer). A parsed To is kept, moved rather than
-    /// copied, with the tag set; an unparsed one stays unparsed. The text is
-    /// [`Message::to_text_with_tag`]'s.
+    /// Puts `tag` on To (a UAS's answer), keeping its parsed value, which is moved
+    /// rather than copied; the text is [`Message::to_text_with_tag`]'s.
     pub fn set_to_tag(&mut self, tag: &str) -> Result<(), ParseError> {
         let text = self.to_text_with_tag(tag)?;
-        let parsed = self.parsed.take_to();
+        let mut to = match self.parsed.take_to() {
+            Some(Ok(to)) => to,
+            // Read just above, so kept: this is only for completeness.
+            _ => self.name_addr(Name::To, "To")?,
+        };
+        to.set_tag(tag);
         self.set_header(Name::To, text);
-        if let Some(Ok(mut to)) = parsed {
-            to.set_tag(tag);
-            self.parsed.keep(|s| s.to = OnceLock::from(Ok(to)));
-        }
+        self.parsed.keep(|s| s.to = OnceLock::from(Ok(to)));
         Ok(())
     }
 
@@ -514,43 +516,11 @@ impl Message {
         read(&self.parsed.slots().to, || self.name_addr(Name::To, "To"))
     }
 
-    /// From's tag, read without building From (`Ok(None)` when it has none).
-    pub fn from_tag(&self) -> Result<Option<&str>, ParseError> {
-        self.tag_of(&self.parsed.slots().from, Name::From, "From")
-    }
-
-    /// To's tag, read without building To (`Ok(None)` when it has none).
-    pub fn to_tag(&self) -> Result<Option<&str>, ParseError> {
-        self.tag_of(&self.parsed.slots().to, Name::To, "To")
-    }
-
-    /// The tag of the name-addr header `name`: from its parsed value when some layer
-    /// asked for it already, else cut from its text.
-    fn tag_of<'a>(
-        &'a self,
-        slot: &'a Slot<NameAddr>,
-        name: Name,
-        label: &'static str,
-    ) -> Result<Option<&'a str>, ParseError> {
-        match slot.get() {
-            Some(parsed) => parsed.as_ref().map(NameAddr::tag).map_err(Clone::clone),
-            None => Ok(self.name_addr_parts(name, label)?.tag()),
-        }
-    }
-
     fn name_addr(&self, name: Name, label: &'static str) -> Result<NameAddr, ParseError> {
-        self.name_addr_parts(name, label)?
-            .to_name_addr()
-            .map_err(|e| header_error(label, &e))
-    }
-
-    /// The name-addr header `name` checked and cut, nothing built.
-    fn name_addr_parts(
-        &self,
-        name: Name,
-        label: &'static str,
-    ) -> Result<NameAddrParts<'_>, ParseError> {
-        NameAddrParts::cut(self.required(name, label)?).map_err(|e| header_error(label, &e))
+        NameAddr::parse(self.required(name, label)?).map_err(|e| ParseError::Header {
+            name: label,
+            reason: e.to_string(),
+        })
     }
 
     /// The top Via (parsed once).
@@ -571,7 +541,12 @@ impl Message {
 
     fn name_addrs(&self, name: Name, label: &'static str) -> Result<Vec<NameAddr>, ParseError> {
         self.header_values(&name)
-            .map(|v| NameAddr::parse(v).map_err(|e| header_error(label, &e)))
+            .map(|v| {
+                NameAddr::parse(v).map_err(|e| ParseError::Header {
+                    name: label,
+                    reason: e.to_string(),
+                })
+            })
             .collect()
     }
 
@@ -611,11 +586,10 @@ impl Message {
 
     /// Checks what RFC 3261 §8.1.1 requires of every request and response: a Via,
     /// From and To, Call-ID and a CSeq whose method matches the request's.
-    /// From and To are checked, not built: most messages need only their tags.
     pub fn validate(&self) -> Result<(), ParseError> {
         self.top_via()?;
-        self.from_tag()?;
-        self.to_tag()?;
+        self.from_header()?;
+        self.to_header()?;
         self.call_id()?;
         let cseq = self.cseq()?;
         if let Some(method) = self.method()
@@ -691,14 +665,6 @@ fn put_one_line(out: &mut BytesMut, s: &str) {
                 *b = b' ';
             }
         }
-    }
-}
-
-/// A name-addr header's error, named by the header.
-fn header_error(label: &'static str, e: &ParseError) -> ParseError {
-    ParseError::Header {
-        name: label,
-        reason: e.to_string(),
     }
 }
 

@@ -29,41 +29,13 @@ pub enum Host {
 impl Host {
     /// Parses a host: a domain name, an IPv4 address or a bracketed IPv6 reference.
     pub fn parse(s: &str) -> Result<Host, ParseError> {
-        HostRef::parse(s).map(HostRef::to_host)
-    }
-
-    /// The address, when the host is an IP literal.
-    pub fn ip(&self) -> Option<IpAddr> {
-        match self {
-            Host::Ipv4(a) => Some(IpAddr::V4(*a)),
-            Host::Ipv6(a) => Some(IpAddr::V6(*a)),
-            Host::Domain(_) => None,
-        }
-    }
-}
-
-/// A host checked and read as [`Host::parse`] reads it, a domain name left as a
-/// slice of the text: what a layer that only checks a header builds (nothing).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum HostRef<'a> {
-    /// A domain name, as written.
-    Domain(&'a str),
-    /// An IPv4 address.
-    Ipv4(Ipv4Addr),
-    /// An IPv6 address (written in brackets).
-    Ipv6(Ipv6Addr),
-}
-
-impl<'a> HostRef<'a> {
-    /// Reads a host: a domain name, an IPv4 address or a bracketed IPv6 reference.
-    pub(crate) fn parse(s: &'a str) -> Result<HostRef<'a>, ParseError> {
         let bad = || ParseError::Uri(format!("bad host '{}'", s.escape_default()));
         if let Some(inner) = s.strip_prefix('[') {
             let inner = inner.strip_suffix(']').ok_or_else(bad)?;
-            return inner.parse().map(HostRef::Ipv6).map_err(|_| bad());
+            return inner.parse().map(Host::Ipv6).map_err(|_| bad());
         }
         if let Some(v4) = parse_ipv4(s) {
-            return Ok(HostRef::Ipv4(v4));
+            return Ok(Host::Ipv4(v4));
         }
         let ok = !s.is_empty()
             && s.len() <= 253
@@ -75,18 +47,18 @@ impl<'a> HostRef<'a> {
                         .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
             });
         if ok {
-            Ok(HostRef::Domain(s))
+            Ok(Host::Domain(s.into()))
         } else {
             Err(bad())
         }
     }
 
-    /// The host as a value of its own.
-    pub(crate) fn to_host(self) -> Host {
+    /// The address, when the host is an IP literal.
+    pub fn ip(&self) -> Option<IpAddr> {
         match self {
-            HostRef::Domain(d) => Host::Domain(d.into()),
-            HostRef::Ipv4(a) => Host::Ipv4(a),
-            HostRef::Ipv6(a) => Host::Ipv6(a),
+            Host::Ipv4(a) => Some(IpAddr::V4(*a)),
+            Host::Ipv6(a) => Some(IpAddr::V6(*a)),
+            Host::Domain(_) => None,
         }
     }
 }
@@ -213,11 +185,6 @@ pub fn rsplit_once_byte(s: &str, c: u8) -> Option<(&str, &str)> {
 
 /// Splits `host[:port]`, with IPv6 references in brackets.
 pub fn split_host_port(s: &str) -> Result<(Host, Option<u16>), ParseError> {
-    cut_host_port(s).map(|(host, port)| (host.to_host(), port))
-}
-
-/// [`split_host_port`] without building the host.
-pub(crate) fn cut_host_port(s: &str) -> Result<(HostRef<'_>, Option<u16>), ParseError> {
     let (host, port) = if s.starts_with('[') {
         let end = s
             .find(']')
@@ -244,7 +211,7 @@ pub(crate) fn cut_host_port(s: &str) -> Result<(HostRef<'_>, Option<u16>), Parse
                 .ok_or_else(|| ParseError::Uri(format!("bad port '{}'", p.escape_default())))?,
         ),
     };
-    Ok((HostRef::parse(host)?, port))
+    Ok((Host::parse(host)?, port))
 }
 
 /// A port number as `u16`'s `FromStr` reads it: up to five digits are added up
@@ -277,64 +244,29 @@ pub type Params = smallvec::SmallVec<[Param; 2]>;
 
 /// Parses `;a=b;c` (the leading `;` already removed) into parameters.
 pub fn parse_params(s: &str) -> Result<Params, ParseError> {
-    let mut params = Params::new();
-    each_param(s, |name, value| {
-        params.push(Param {
-            name: name.into(),
-            value: value.map(CompactString::from),
-        });
-    })?;
-    Ok(params)
-}
-
-/// Checks `;a=b;c` (the leading `;` already removed) as [`parse_params`] does,
-/// building nothing.
-pub(crate) fn check_params(s: &str) -> Result<(), ParseError> {
-    each_param(s, |_, _| {})
-}
-
-/// The first parameter of `s` (checked by [`check_params`]) named `name`, case
-/// insensitively, as [`find_param`] finds it among the parsed ones.
-pub(crate) fn find_raw_param<'a>(s: &'a str, name: &str) -> Option<Option<&'a str>> {
     if s.is_empty() {
-        return None;
-    }
-    split_byte(s, b';').find_map(|p| {
-        let (n, v) = cut_param(p);
-        n.eq_ignore_ascii_case(name).then_some(v)
-    })
-}
-
-/// A parameter's name and value, white space around each removed.
-fn cut_param(p: &str) -> (&str, Option<&str>) {
-    match split_once_byte(p, b'=') {
-        Some((n, v)) => (n.trim_ascii(), Some(v.trim_ascii())),
-        None => (p.trim_ascii(), None),
-    }
-}
-
-/// Checks each parameter of `s` and hands its name and value to `each`: the one
-/// reading of parameters, whether they are kept or only checked.
-fn each_param<'a>(
-    s: &'a str,
-    mut each: impl FnMut(&'a str, Option<&'a str>),
-) -> Result<(), ParseError> {
-    if s.is_empty() {
-        return Ok(());
+        return Ok(Params::new());
     }
     // A plain loop: collecting `Result`s into the small vector went through the
     // iterator adapters' shunt and size hints for every parameter.
+    let mut params = Params::new();
     for p in split_byte(s, b';') {
-        let (name, value) = cut_param(p);
+        let (name, value) = match split_once_byte(p, b'=') {
+            Some((n, v)) => (n.trim_ascii(), Some(CompactString::from(v.trim_ascii()))),
+            None => (p.trim_ascii(), None),
+        };
         if name.is_empty() || !name.bytes().all(is_token_byte) {
             return Err(ParseError::Uri(format!(
                 "bad parameter '{}'",
                 p.escape_default()
             )));
         }
-        each(name, value);
+        params.push(Param {
+            name: name.into(),
+            value,
+        });
     }
-    Ok(())
+    Ok(params)
 }
 
 /// Looks up a parameter by name, case-insensitively: `Some(None)` when it has no value.
@@ -445,7 +377,36 @@ pub enum Uri {
 impl Uri {
     /// Parses a URI. Schemes other than sip, sips and tel are refused.
     pub fn parse(s: &str) -> Result<Uri, ParseError> {
-        UriParts::cut(s)?.to_uri()
+        let s = s.trim_ascii();
+        // Printable ASCII, as URIs nearly always are, holds neither. One pass without
+        // an early exit, which the compiler does many bytes at a time.
+        if !s.bytes().fold(true, |ok, b| ok & (b > b' ') & (b < 0x7f))
+            && let Some(c) = s.chars().find(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(ParseError::Uri(format!("URI contains {:?}", c)));
+        }
+        let (scheme, rest) = split_once_byte(s, b':')
+            .ok_or_else(|| ParseError::Uri(format!("no scheme in '{}'", s.escape_default())))?;
+        let scheme = match scheme {
+            name if name.eq_ignore_ascii_case("sip") => Scheme::Sip,
+            name if name.eq_ignore_ascii_case("sips") => Scheme::Sips,
+            name if name.eq_ignore_ascii_case("tel") => return parse_tel(rest).map(Uri::Tel),
+            other => {
+                let valid = other.starts_with(|c: char| c.is_ascii_alphabetic())
+                    && other
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+                    && !rest.is_empty();
+                return if valid {
+                    Ok(Uri::Other(s.to_string()))
+                } else {
+                    Err(ParseError::UnsupportedScheme(
+                        other.to_ascii_lowercase().escape_default().to_string(),
+                    ))
+                };
+            }
+        };
+        parse_sip(scheme, rest).map(Uri::Sip)
     }
 
     /// The SIP URI, if this is one.
@@ -466,115 +427,22 @@ impl Uri {
     }
 }
 
-/// A URI checked as [`Uri::parse`] checks it and cut into its parts, none of them
-/// copied: a layer that only checks a header, or reads one parameter, builds nothing.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum UriParts<'a> {
-    /// `sip:` or `sips:`.
-    Sip {
-        /// `sip` or `sips`.
-        scheme: Scheme,
-        /// The user part, as written.
-        user: Option<&'a str>,
-        /// The host.
-        host: HostRef<'a>,
-        /// The port, if written.
-        port: Option<u16>,
-        /// The parameters, checked, without the leading `;`.
-        params: &'a str,
-        /// The headers after `?`, if any.
-        headers: Option<&'a str>,
-    },
-    /// `tel:`.
-    Tel {
-        /// The number.
-        number: &'a str,
-        /// The parameters, checked, without the leading `;`.
-        params: &'a str,
-    },
-    /// Any other absolute URI, as written.
-    Other(&'a str),
-}
-
-impl<'a> UriParts<'a> {
-    /// Checks and cuts a URI. Schemes other than sip, sips and tel are refused.
-    pub(crate) fn cut(s: &'a str) -> Result<UriParts<'a>, ParseError> {
-        let s = s.trim_ascii();
-        // Printable ASCII, as URIs nearly always are, holds neither. One pass without
-        // an early exit, which the compiler does many bytes at a time.
-        if !s.bytes().fold(true, |ok, b| ok & (b > b' ') & (b < 0x7f))
-            && let Some(c) = s.chars().find(|c| c.is_whitespace() || c.is_control())
-        {
-            return Err(ParseError::Uri(format!("URI contains {:?}", c)));
-        }
-        let (scheme, rest) = split_once_byte(s, b':')
-            .ok_or_else(|| ParseError::Uri(format!("no scheme in '{}'", s.escape_default())))?;
-        let scheme = match scheme {
-            name if name.eq_ignore_ascii_case("sip") => Scheme::Sip,
-            name if name.eq_ignore_ascii_case("sips") => Scheme::Sips,
-            name if name.eq_ignore_ascii_case("tel") => return cut_tel(rest),
-            other => {
-                let valid = other.starts_with(|c: char| c.is_ascii_alphabetic())
-                    && other
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
-                    && !rest.is_empty();
-                return if valid {
-                    Ok(UriParts::Other(s))
-                } else {
-                    Err(ParseError::UnsupportedScheme(
-                        other.to_ascii_lowercase().escape_default().to_string(),
-                    ))
-                };
-            }
-        };
-        cut_sip(scheme, rest)
-    }
-
-    /// The URI as a value of its own.
-    pub(crate) fn to_uri(self) -> Result<Uri, ParseError> {
-        Ok(match self {
-            UriParts::Sip {
-                scheme,
-                user,
-                host,
-                port,
-                params,
-                headers,
-            } => Uri::Sip(SipUri {
-                scheme,
-                user: user.map(CompactString::from),
-                host: host.to_host(),
-                port,
-                params: parse_params(params)?,
-                headers: headers.map(str::to_string),
-            }),
-            UriParts::Tel { number, params } => Uri::Tel(TelUri {
-                number: number.to_string(),
-                params: parse_params(params)?,
-            }),
-            UriParts::Other(s) => Uri::Other(s.to_string()),
-        })
-    }
-}
-
-fn cut_sip(scheme: Scheme, rest: &str) -> Result<UriParts<'_>, ParseError> {
+fn parse_sip(scheme: Scheme, rest: &str) -> Result<SipUri, ParseError> {
     let (userinfo, host_start, semi, end) = sip_parts(rest);
-    let headers = (end < rest.len()).then(|| &rest[end + 1..]);
-    let user = match userinfo {
+    let headers = (end < rest.len()).then(|| rest[end + 1..].to_string());
+    let userinfo = match userinfo {
         Some(0) => return Err(ParseError::Uri("empty user part".into())),
-        Some(at) => Some(&rest[..at]),
+        Some(at) => Some(CompactString::from(&rest[..at])),
         None => None,
     };
     let (hostport, params) = match semi {
-        Some(semi) => (&rest[host_start..semi], &rest[semi + 1..end]),
-        None => (&rest[host_start..end], ""),
+        Some(semi) => (&rest[host_start..semi], parse_params(&rest[semi + 1..end])?),
+        None => (&rest[host_start..end], Params::new()),
     };
-    check_params(params)?;
-    let (host, port) = cut_host_port(hostport)?;
-    Ok(UriParts::Sip {
+    let (host, port) = split_host_port(hostport)?;
+    Ok(SipUri {
         scheme,
-        user,
+        user: userinfo,
         host,
         port,
         params,
@@ -600,9 +468,11 @@ fn sip_parts(rest: &str) -> (Option<usize>, usize, Option<usize>, usize) {
     (at, at.map_or(0, |a| a + 1), semi, rest.len())
 }
 
-fn cut_tel(rest: &str) -> Result<UriParts<'_>, ParseError> {
-    let (number, params) = split_once_byte(rest, b';').unwrap_or((rest, ""));
-    check_params(params)?;
+fn parse_tel(rest: &str) -> Result<TelUri, ParseError> {
+    let (number, params) = match rest.split_once(';') {
+        Some((n, p)) => (n, parse_params(p)?),
+        None => (rest, Params::new()),
+    };
     let digits = number.strip_prefix('+').unwrap_or(number);
     let ok = !digits.is_empty()
         && digits
@@ -614,7 +484,10 @@ fn cut_tel(rest: &str) -> Result<UriParts<'_>, ParseError> {
             number.escape_default()
         )));
     }
-    Ok(UriParts::Tel { number, params })
+    Ok(TelUri {
+        number: number.to_string(),
+        params,
+    })
 }
 
 impl fmt::Display for SipUri {

@@ -93,7 +93,7 @@ impl Key {
 
 /// RFC 2543 matching for requests without a magic-cookie branch (§17.2.3).
 fn legacy_branch(request: &Message) -> Option<String> {
-    let from_tag = request.from_tag().ok()?.unwrap_or("").to_string();
+    let from_tag = request.from_header().ok()?.tag().unwrap_or("").to_string();
     Some(format!(
         "legacy:{}:{}:{}:{}",
         request.call_id().ok()?,
@@ -271,7 +271,8 @@ impl ServerTransaction {
     /// A response to the request with `status` and, when To has no tag yet, `to_tag`.
     pub fn response(&self, status: u16, to_tag: Option<&str>) -> Message {
         let mut resp = Message::response_to(&self.request, status);
-        if let (Some(tag), Ok(None)) = (to_tag, resp.to_tag())
+        if let (Some(tag), Ok(to)) = (to_tag, resp.to_header())
+            && to.tag().is_none()
             && status > 100
         {
             let _ = resp.set_to_tag(tag);
@@ -487,7 +488,7 @@ impl TransactionLayer {
             return true;
         };
         let m = &msg.message;
-        let outside_dialog = m.to_tag().is_ok_and(|t| t.is_none());
+        let outside_dialog = m.to_header().is_ok_and(|t| t.tag().is_none());
         if m.method() != Some(&Method::Invite) || !outside_dialog {
             return true;
         }
