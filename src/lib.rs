@@ -16,15 +16,15 @@
 //! | [`api`] | the HTTP API: accounts, trunks, flows, carriers, health, metrics, OpenAPI |
 //! | [`server`] | `callflow serve`: start-up, reload and API changes, each new INVITE, calls to the PSTN, pings, records |
 
-#![forbid(unsafe_code)]
+// `unsafe` only in `allocator`, whose module comment says why and proves it sound.
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
-/// The memory allocator of every binary built on this crate: mimalloc. Under the
-/// SIPp load of BENCHMARKS.md (issue 12) glibc's malloc kept per-thread arenas
-/// fragmented (peak RSS several times the live data, not returned after the load)
-/// and spent a fifth of callflow's CPU; mimalloc is measured there against it.
+pub mod allocator;
+
+/// The memory allocator of every binary built on this crate (see [`allocator`]).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: allocator::Allocator = allocator::Allocator;
 
 pub mod api;
 pub mod applets;
