@@ -47,7 +47,7 @@ fn bench(c: &mut Criterion) {
     assert_eq!(INVITE.split("\r\n\r\n").nth(1).map(str::len), Some(226));
     for (name, text) in [("invite", INVITE), ("ok", OK)] {
         let bytes = text.as_bytes();
-        let ours = Message::parse(bytes, Framing::Datagram).expect("parse");
+        let mut ours = Message::parse(bytes, Framing::Datagram).expect("parse");
         ours.validate().expect("valid");
         let theirs = rsip::SipMessage::try_from(bytes).expect("rsip parse");
         let mut g = c.benchmark_group(format!("sip_{name}"));

@@ -29,7 +29,7 @@ fn check(bytes: &[u8]) -> Result<(), TestCaseError> {
             let again = Message::parse(&answer.to_bytes(), Framing::Stream);
             prop_assert_eq!(again.as_ref(), Ok(&answer));
         }
-        if let Ok(m) = Message::parse(bytes, framing) {
+        if let Ok(mut m) = Message::parse(bytes, framing) {
             let _ = m.validate();
             let _ = (
                 m.vias(),

@@ -23,7 +23,7 @@ fn parse(s: &str) -> Result<Message, ParseError> {
 
 #[test]
 fn typical_invite() {
-    let m = parse(INVITE).unwrap();
+    let mut m = parse(INVITE).unwrap();
     m.validate().unwrap();
     assert_eq!(m.method(), Some(&Method::Invite));
     assert_eq!(m.call_id().unwrap(), "3848276298220188511@carrier.example");
@@ -52,7 +52,7 @@ fn serialise_then_parse_is_identity() {
 
 #[test]
 fn compact_header_names() {
-    let m = parse(
+    let mut m = parse(
         "BYE sip:a@b SIP/2.0\r\nv: SIP/2.0/TCP h;branch=z9hG4bK1\r\nf: <sip:x@y>;tag=1\r\nt: <sip:a@b>;tag=2\r\ni: abc\r\nCSeq: 2 BYE\r\nl: 0\r\n\r\n",
     )
     .unwrap();
@@ -75,7 +75,7 @@ fn folded_header_lines() {
 
 #[test]
 fn white_space_before_the_colon() {
-    let m = parse(
+    let mut m = parse(
         "OPTIONS sip:a@b SIP/2.0\r\nVia : SIP/2.0/UDP h;branch=z9hG4bK1\r\nMax-Forwards  : 70\r\nFrom\t: <sip:x@y>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\n\r\n",
     )
     .unwrap();
@@ -85,7 +85,7 @@ fn white_space_before_the_colon() {
 
 #[test]
 fn extension_methods() {
-    let m = parse(
+    let mut m = parse(
         "FROBNICATE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:x@y>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: c\r\nCSeq: 1 FROBNICATE\r\n\r\n",
     )
     .unwrap();
@@ -95,7 +95,7 @@ fn extension_methods() {
 
 #[test]
 fn tel_and_ipv6_uris() {
-    let m = parse(
+    let mut m = parse(
         "INVITE tel:+918047112233 SIP/2.0\r\nVia: SIP/2.0/UDP [2001:db8::1]:5060;branch=z9hG4bK1\r\nFrom: <sip:x@[2001:db8::2]>;tag=1\r\nTo: <tel:+918047112233>\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n\r\n",
     )
     .unwrap();
@@ -186,10 +186,10 @@ fn missing_required_headers_fail_validation() {
             .split_inclusive("\r\n")
             .filter(|l| !l.starts_with(&format!("{drop}:")))
             .collect();
-        let m = parse(&text).unwrap();
+        let mut m = parse(&text).unwrap();
         assert!(m.validate().is_err(), "without {drop}");
     }
-    let m = parse(&INVITE.replace("CSeq: 314159 INVITE", "CSeq: 314159 BYE")).unwrap();
+    let mut m = parse(&INVITE.replace("CSeq: 314159 INVITE", "CSeq: 314159 BYE")).unwrap();
     assert!(m.validate().is_err(), "CSeq method must match");
 }
 

@@ -4,24 +4,36 @@
 use bytestring::ByteString;
 use compact_str::CompactString;
 use std::cell::RefCell;
-use std::fmt::{self, Write};
+use std::fmt;
 
-/// A typed header (a URI, a name-addr, a Via, a CSeq) written as a header value, in
-/// one allocation at most: formatted into a buffer this thread reuses, then copied
-/// once (inline, without allocating, when it fits in 24 bytes). `to_string()` grows
-/// its string three or four times on the way to a 60-byte name-addr.
-pub fn value_of(typed: &dyn fmt::Display) -> CompactString {
+/// A typed header value (a URI, a name-addr, a Via) that writes itself as text into
+/// any writer: a message being built skips the `Formatter` and its dynamic calls.
+pub trait WriteValue {
+    /// Writes the value as it appears on the wire (as its `Display` does).
+    fn write_value(&self, out: &mut impl fmt::Write) -> fmt::Result;
+}
+
+/// A typed header written as a header value, in one allocation at most: written into
+/// a buffer this thread reuses, then copied once (inline, without allocating, when it
+/// fits in 24 bytes). `to_string()` grows its string three or four times on the way
+/// to a 60-byte name-addr.
+pub fn value_of(typed: &impl WriteValue) -> CompactString {
     thread_local! {
         static SCRATCH: RefCell<String> = const { RefCell::new(String::new()) };
     }
     SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
         Ok(mut s) => {
             s.clear();
-            let _ = write!(s, "{typed}");
+            let _ = typed.write_value(&mut *s);
             CompactString::from(s.as_str())
         }
-        // Called from inside a Display of the value being written: no scratch to share.
-        Err(_) => compact_str::format_compact!("{typed}"),
+        // Called from inside a `write_value` of the value being written: no scratch
+        // to share.
+        Err(_) => {
+            let mut s = CompactString::default();
+            let _ = typed.write_value(&mut s);
+            s
+        }
     })
 }
 

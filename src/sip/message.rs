@@ -7,7 +7,6 @@
 //! unquoted. It never panics: anything malformed is a [`ParseError`].
 
 use compact_str::CompactString;
-use std::sync::OnceLock;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use bytestring::ByteString;
@@ -15,7 +14,7 @@ use bytestring::ByteString;
 use super::error::ParseError;
 use super::header::{Header, Name, Value, Values, value_of};
 use super::method::Method;
-use super::parsed::{Parsed, read};
+use super::parsed::{Parsed, kept, read};
 use super::typed::{CSeq, NameAddr, Via};
 use super::uri::{Uri, split_byte, split_once_byte, write_decimal};
 
@@ -229,7 +228,7 @@ impl Message {
         if first.starts_with("SIP/") || method == Method::Ack {
             return None;
         }
-        let request = Message {
+        let mut request = Message {
             start: StartLine::Request {
                 method,
                 uri: Uri::parse("sip:invalid").ok()?,
@@ -450,7 +449,7 @@ impl Message {
         };
         to.set_tag(tag);
         self.set_header(Name::To, text);
-        self.parsed.keep(|s| s.to = OnceLock::from(Ok(to)));
+        self.parsed.keep(|s| s.to = kept(to));
         Ok(())
     }
 
@@ -458,7 +457,7 @@ impl Message {
     /// From tag back for its dialog, which would otherwise parse the text just written.
     pub fn set_from(&mut self, from: NameAddr) {
         self.set_header(Name::From, value_of(&from));
-        self.parsed.keep(|s| s.from = OnceLock::from(Ok(from)));
+        self.parsed.keep(|s| s.from = kept(from));
     }
 
     /// Replaces the first Via value (which may share a header line with others),
@@ -473,7 +472,7 @@ impl Message {
             value.push_str(rest);
         }
         self.headers[i].value = Value::Written(value);
-        self.parsed.keep(|s| s.via = OnceLock::from(Ok(via)));
+        self.parsed.keep(|s| s.via = kept(via));
     }
 
     /// Removes every header of this name.
@@ -525,13 +524,15 @@ impl Message {
 
     /// The top Via (parsed once).
     pub fn top_via(&self) -> Result<&Via, ParseError> {
-        read(&self.parsed.slots().via, || {
-            let first = self
-                .header_values(&Name::Via)
-                .next()
-                .ok_or(ParseError::Missing("Via"))?;
-            Via::parse(first)
-        })
+        read(&self.parsed.slots().via, || self.parse_top_via())
+    }
+
+    fn parse_top_via(&self) -> Result<Via, ParseError> {
+        let first = self
+            .header_values(&Name::Via)
+            .next()
+            .ok_or(ParseError::Missing("Via"))?;
+        Via::parse(first)
     }
 
     /// Every Via, top first.
@@ -585,13 +586,16 @@ impl Message {
     }
 
     /// Checks what RFC 3261 §8.1.1 requires of every request and response: a Via,
-    /// From and To, Call-ID and a CSeq whose method matches the request's.
-    pub fn validate(&self) -> Result<(), ParseError> {
-        self.top_via()?;
-        self.from_header()?;
-        self.to_header()?;
+    /// From and To, Call-ID and a CSeq whose method matches the request's. The top
+    /// Via, From, To and CSeq parsed here are kept for the layers that read them,
+    /// put in place whole: a first read through `&self` goes through each slot's
+    /// lock-once machinery, five times per message.
+    pub fn validate(&mut self) -> Result<(), ParseError> {
+        let via = self.parse_top_via()?;
+        let from = self.name_addr(Name::From, "From")?;
+        let to = self.name_addr(Name::To, "To")?;
         self.call_id()?;
-        let cseq = self.cseq()?;
+        let cseq = CSeq::parse(self.required(Name::CSeq, "CSeq")?)?;
         if let Some(method) = self.method()
             && &cseq.method != method
         {
@@ -604,6 +608,7 @@ impl Message {
             });
         }
         self.max_forwards()?;
+        self.parsed = Parsed::filled(via, from, to, cseq);
         Ok(())
     }
 
@@ -957,7 +962,7 @@ mod tests {
                  Max-Forwards: 70\r\nFrom: <sip:alice@example.com>;tag=a\r\nTo: {to}\r\n\
                  Call-ID: c1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
             );
-            let request = Message::parse(raw.as_bytes(), Framing::Datagram).unwrap();
+            let mut request = Message::parse(raw.as_bytes(), Framing::Datagram).unwrap();
             request.validate().unwrap();
             let mut response = Message::response_to(&request, 200);
             response.set_to_tag("t2").unwrap();

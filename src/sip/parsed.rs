@@ -6,19 +6,29 @@
 //! first read and kept until a change to that header ([`Parsed::forget`]), which the
 //! message's setters make; its headers cannot be changed any other way.
 
-use std::sync::OnceLock;
+use once_cell::sync::OnceCell;
 
 use super::error::ParseError;
 use super::header::Name;
 use super::typed::{CSeq, NameAddr, Via};
 
 /// One header's typed value, or why it could not be read; empty until first asked.
-pub(super) type Slot<T> = OnceLock<Result<T, ParseError>>;
+///
+/// `once_cell`'s cell rather than the standard `OnceLock`: a cell made full
+/// (`with_value`, `clone`) is written as a plain value, where `OnceLock::from` and
+/// `OnceLock::clone` go through its lock-once slow path (`Once::call`), which was
+/// 1.5% of a hand-off call's instructions (BENCHMARKS.md, session 22).
+pub(super) type Slot<T> = OnceCell<Result<T, ParseError>>;
+
+/// A slot holding `value`.
+pub(super) fn kept<T>(value: T) -> Slot<T> {
+    OnceCell::with_value(Ok(value))
+}
 
 /// The typed values kept for one message: nothing until the first read, then one
 /// allocation holding a slot per header (a message nobody reads costs 16 bytes).
 #[derive(Clone, Default)]
-pub struct Parsed(OnceLock<Box<Slots>>);
+pub struct Parsed(OnceCell<Box<Slots>>);
 
 /// The typed values of a message's top Via, From, To and CSeq.
 #[derive(Clone, Default)]
@@ -39,11 +49,25 @@ impl Parsed {
         self.0.get_or_init(Box::default)
     }
 
+    /// The four values, parsed already.
+    pub(super) fn filled(via: Via, from: NameAddr, to: NameAddr, cseq: CSeq) -> Parsed {
+        Parsed(OnceCell::with_value(Box::new(Slots {
+            via: kept(via),
+            from: kept(from),
+            to: kept(to),
+            cseq: kept(cseq),
+        })))
+    }
+
     /// Puts in a value the caller already has (`put` fills its slot).
     pub(super) fn keep(&mut self, put: impl FnOnce(&mut Slots)) {
-        self.0.get_or_init(Box::default);
-        if let Some(slots) = self.0.get_mut() {
-            put(slots);
+        match self.0.get_mut() {
+            Some(slots) => put(slots),
+            None => {
+                let mut slots = Box::<Slots>::default();
+                put(&mut slots);
+                self.0 = OnceCell::with_value(slots);
+            }
         }
     }
 
@@ -57,11 +81,11 @@ impl Parsed {
         };
         let kept = Slots {
             via: slots.via.clone(),
-            from: OnceLock::new(),
+            from: OnceCell::new(),
             to: slots.to.clone(),
             cseq: slots.cseq.clone(),
         };
-        Parsed(OnceLock::from(Box::new(kept)))
+        Parsed(OnceCell::with_value(Box::new(kept)))
     }
 
     /// Takes out the value kept for To, if it was read.
@@ -75,17 +99,17 @@ impl Parsed {
             return;
         };
         match name {
-            Name::Via => slots.via = OnceLock::new(),
-            Name::From => slots.from = OnceLock::new(),
-            Name::To => slots.to = OnceLock::new(),
-            Name::CSeq => slots.cseq = OnceLock::new(),
+            Name::Via => slots.via = OnceCell::new(),
+            Name::From => slots.from = OnceCell::new(),
+            Name::To => slots.to = OnceCell::new(),
+            Name::CSeq => slots.cseq = OnceCell::new(),
             _ => {}
         }
     }
 
     /// Drops every value kept.
     pub fn forget_all(&mut self) {
-        self.0 = OnceLock::new();
+        self.0 = OnceCell::new();
     }
 }
 

@@ -5,6 +5,7 @@ use compact_str::CompactString;
 use std::fmt;
 
 use super::error::ParseError;
+use super::header::WriteValue;
 use super::method::Method;
 use super::uri::{
     Host, Param, Params, Uri, find_param, parse_params, split_host_port, split_once_byte,
@@ -144,17 +145,23 @@ fn sent_protocol(s: &str) -> Result<(&str, &str), &'static str> {
     Ok((&rest[..blank], &rest[blank + 1..]))
 }
 
-impl fmt::Display for Via {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl WriteValue for Via {
+    fn write_value(&self, f: &mut impl fmt::Write) -> fmt::Result {
         f.write_str("SIP/2.0/")?;
         f.write_str(self.transport.as_str())?;
         f.write_str(" ")?;
-        fmt::Display::fmt(&self.host, f)?;
+        self.host.write_to(f)?;
         if let Some(p) = self.port {
             f.write_str(":")?;
             write_decimal(f, u32::from(p))?;
         }
         write_params(f, &self.params)
+    }
+}
+
+impl fmt::Display for Via {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_value(f)
     }
 }
 
@@ -272,8 +279,8 @@ fn parse_display(s: &str) -> Result<Option<CompactString>, ParseError> {
     Ok(Some(out))
 }
 
-impl fmt::Display for NameAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl WriteValue for NameAddr {
+    fn write_value(&self, f: &mut impl fmt::Write) -> fmt::Result {
         if let Some(d) = &self.display {
             f.write_str("\"")?;
             let mut rest = d.as_str();
@@ -287,9 +294,15 @@ impl fmt::Display for NameAddr {
             f.write_str("\" ")?;
         }
         f.write_str("<")?;
-        fmt::Display::fmt(&self.uri, f)?;
+        self.uri.write_to(f)?;
         f.write_str(">")?;
         write_params(f, &self.params)
+    }
+}
+
+impl fmt::Display for NameAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_value(f)
     }
 }
 

@@ -528,6 +528,12 @@ impl fmt::Display for Uri {
     }
 }
 
+impl super::header::WriteValue for Uri {
+    fn write_value(&self, f: &mut impl fmt::Write) -> fmt::Result {
+        self.write_to(f)
+    }
+}
+
 impl Uri {
     /// Writes the URI as [`Display`](fmt::Display) does, into any writer.
     pub fn write_to(&self, f: &mut impl fmt::Write) -> fmt::Result {
