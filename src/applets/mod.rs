@@ -277,9 +277,9 @@ impl<'a> Context<'a> {
             .push("From", &info.from)
             .push("To", &info.to)
             .push("Direction", &info.direction)
-            .push_display("Created", &created)
-            .push_display("StartTime", &created)
-            .push_display("CurrentTime", &unix_now());
+            .push_number("Created", created)
+            .push_number("StartTime", created)
+            .push_number("CurrentTime", unix_now());
         for (name, key) in [
             ("DialCallStatus", "status"),
             ("DialCallDuration", "duration"),
