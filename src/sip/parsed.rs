@@ -79,13 +79,12 @@ impl Parsed {
         let Some(slots) = self.0.get() else {
             return Parsed::default();
         };
-        let kept = Slots {
+        Parsed(OnceCell::with_value(Box::new(Slots {
             via: slots.via.clone(),
             from: OnceCell::new(),
             to: slots.to.clone(),
             cseq: slots.cseq.clone(),
-        };
-        Parsed(OnceCell::with_value(Box::new(kept)))
+        })))
     }
 
     /// Takes out the value kept for To, if it was read.
