@@ -2,9 +2,10 @@
 //! message and shared by the transport, the transaction layer, the dialog and the
 //! call, instead of parsed again by each.
 //!
-//! A [`Message`](super::Message) keeps one [`Parsed`]: each value is parsed on its
-//! first read and kept until a change to that header ([`Parsed::forget`]), which the
-//! message's setters make; its headers cannot be changed any other way.
+//! A [`Message`](super::Message) keeps one [`Parsed`]: a received message has all
+//! four put in by `validate`, any other message each on its first read; each is kept
+//! until a change to that header ([`Parsed::forget`]), which the message's setters
+//! make; its headers cannot be changed any other way.
 
 use once_cell::sync::OnceCell;
 
@@ -17,7 +18,7 @@ use super::typed::{CSeq, NameAddr, Via};
 /// `once_cell`'s cell rather than the standard `OnceLock`: a cell made full
 /// (`with_value`, `clone`) is written as a plain value, where `OnceLock::from` and
 /// `OnceLock::clone` go through its lock-once slow path (`Once::call`), which was
-/// 1.5% of a hand-off call's instructions (BENCHMARKS.md, session 22).
+/// 1.3% of a hand-off call's instructions (BENCHMARKS.md, session 22).
 pub(super) type Slot<T> = OnceCell<Result<T, ParseError>>;
 
 /// A slot holding `value`.
