@@ -516,10 +516,7 @@ impl Message {
     }
 
     fn name_addr(&self, name: Name, label: &'static str) -> Result<NameAddr, ParseError> {
-        NameAddr::parse(self.required(name, label)?).map_err(|e| ParseError::Header {
-            name: label,
-            reason: e.to_string(),
-        })
+        parse_name_addr(self.required(name, label)?, label)
     }
 
     /// The top Via (parsed once).
@@ -542,12 +539,7 @@ impl Message {
 
     fn name_addrs(&self, name: Name, label: &'static str) -> Result<Vec<NameAddr>, ParseError> {
         self.header_values(&name)
-            .map(|v| {
-                NameAddr::parse(v).map_err(|e| ParseError::Header {
-                    name: label,
-                    reason: e.to_string(),
-                })
-            })
+            .map(|v| parse_name_addr(v, label))
             .collect()
     }
 
@@ -680,6 +672,14 @@ impl Message {
         out.put_slice(&self.body);
         (out, lines)
     }
+}
+
+/// A name-addr header's value parsed, an error naming the header (`label`).
+fn parse_name_addr(value: &str, label: &'static str) -> Result<NameAddr, ParseError> {
+    NameAddr::parse(value).map_err(|e| ParseError::Header {
+        name: label,
+        reason: e.to_string(),
+    })
 }
 
 /// How many bytes of `bytes` are CR or LF: counted 128 bytes at a time into one
