@@ -193,9 +193,7 @@ impl NameAddr {
         let s = s.trim_ascii();
         if let Some(lt) = find_unquoted(s, b'<') {
             let display = parse_display(s[..lt].trim_ascii())?;
-            let gt = s[lt..]
-                .bytes()
-                .position(|b| b == b'>')
+            let gt = memchr::memchr(b'>', &s.as_bytes()[lt..])
                 .map(|i| i + lt)
                 .ok_or_else(|| ParseError::Uri("missing '>'".into()))?;
             let uri = Uri::parse(&s[lt + 1..gt])?;
@@ -242,10 +240,16 @@ impl NameAddr {
 }
 
 /// The first `needle` outside a quoted string. Byte by byte: the needle, quotes and
-/// backslashes are ASCII, and no byte of a multi-byte UTF-8 character is.
+/// backslashes are ASCII, and no byte of a multi-byte UTF-8 character is. The first
+/// needle or quote is found with `memchr2` (a name-addr is read in every message,
+/// and most have no quote before their `<`); a quote starts the byte-by-byte scan.
 fn find_unquoted(s: &str, needle: u8) -> Option<usize> {
+    let first = memchr::memchr2(needle, b'"', s.as_bytes())?;
+    if s.as_bytes()[first] == needle {
+        return Some(first);
+    }
     let (mut in_quotes, mut escaped) = (false, false);
-    for (i, b) in s.bytes().enumerate() {
+    for (i, b) in s.bytes().enumerate().skip(first) {
         match b {
             _ if escaped => escaped = false,
             b'\\' if in_quotes => escaped = true,
@@ -268,14 +272,17 @@ fn parse_display(s: &str) -> Result<Option<CompactString>, ParseError> {
     let inner = inner
         .strip_suffix('"')
         .ok_or_else(|| ParseError::Uri("unterminated quoted display name".into()))?;
+    // Each backslash escapes the character after it: the runs between them are
+    // copied whole.
     let mut out = CompactString::with_capacity(inner.len());
-    let mut chars = inner.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => out.extend(chars.next()),
-            c => out.push(c),
-        }
+    let mut rest = inner;
+    while let Some(at) = memchr::memchr(b'\\', rest.as_bytes()) {
+        out.push_str(&rest[..at]);
+        let mut escaped = rest[at + 1..].chars();
+        out.extend(escaped.next());
+        rest = escaped.as_str();
     }
+    out.push_str(rest);
     Ok(Some(out))
 }
 
@@ -318,11 +325,21 @@ pub struct CSeq {
 impl CSeq {
     /// Parses `123 INVITE`.
     pub fn parse(s: &str) -> Result<CSeq, ParseError> {
+        // The value is read in every message: an ASCII one is cut without decoding
+        // characters, at the same places `split_whitespace` cuts it.
+        if s.is_ascii() {
+            CSeq::from_words(ascii_words(s))
+        } else {
+            CSeq::from_words(s.split_whitespace())
+        }
+    }
+
+    /// A CSeq from its value's words: the number, the method and nothing more.
+    fn from_words<'a>(mut parts: impl Iterator<Item = &'a str>) -> Result<CSeq, ParseError> {
         let bad = |r: &str| ParseError::Header {
             name: "CSeq",
             reason: r.to_string(),
         };
-        let mut parts = s.split_whitespace();
         let seq = parts
             .next()
             .and_then(|n| n.parse::<u32>().ok())
@@ -337,6 +354,20 @@ impl CSeq {
         }
         Ok(CSeq { seq, method })
     }
+}
+
+/// `s.split_whitespace()` for an ASCII `s`, by bytes: the words between runs of the
+/// ASCII characters `char::is_whitespace` admits (space and `\t` to `\r`).
+fn ascii_words(s: &str) -> impl Iterator<Item = &str> {
+    let is_space = |b: u8| b == b' ' || (b'\t'..=b'\r').contains(&b);
+    let mut rest = s;
+    std::iter::from_fn(move || {
+        let start = rest.bytes().position(|b| !is_space(b))?;
+        let word = &rest[start..];
+        let len = word.bytes().position(is_space).unwrap_or(word.len());
+        rest = &word[len..];
+        Some(&word[..len])
+    })
 }
 
 impl CSeq {
@@ -361,6 +392,58 @@ impl fmt::Display for CSeq {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ascii_words_cut_where_split_whitespace_cuts() {
+        // Each ASCII character `char::is_whitespace` admits, a digit, a letter and a
+        // control character it does not admit.
+        let alphabet = [' ', '\t', '\n', '\u{b}', '\u{c}', '\r', '1', 'A', '\u{1}'];
+        for s in crate::sip::words(&alphabet, 6) {
+            let ours: Vec<&str> = ascii_words(&s).collect();
+            let std: Vec<&str> = s.split_whitespace().collect();
+            assert_eq!(ours, std, "{s:?}");
+        }
+    }
+
+    /// `find_unquoted` and `parse_display` give what their byte-by-byte and
+    /// char-by-char forms gave, over every short string of quotes, backslashes, the
+    /// needle and other characters.
+    #[test]
+    fn quoted_strings_are_read_as_the_plain_scans_read_them() {
+        let scan = |s: &str| {
+            let (mut in_quotes, mut escaped) = (false, false);
+            for (i, b) in s.bytes().enumerate() {
+                match b {
+                    _ if escaped => escaped = false,
+                    b'\\' if in_quotes => escaped = true,
+                    b'"' => in_quotes = !in_quotes,
+                    b'<' if !in_quotes => return Some(i),
+                    _ => {}
+                }
+            }
+            None
+        };
+        let unescape = |inner: &str| {
+            let mut out = CompactString::default();
+            let mut chars = inner.chars();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => out.extend(chars.next()),
+                    c => out.push(c),
+                }
+            }
+            out
+        };
+        for s in crate::sip::words(&['"', '\\', '<', 'a', 'é'], 7) {
+            assert_eq!(find_unquoted(&s, b'<'), scan(&s), "{s:?}");
+            let quoted = format!("\"{s}\"");
+            assert_eq!(
+                parse_display(&quoted).ok().flatten(),
+                Some(unescape(&s)),
+                "{quoted:?}"
+            );
+        }
+    }
 
     #[test]
     fn via() {
