@@ -10,6 +10,7 @@ use compact_str::CompactString;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use bytestring::ByteString;
+use smallvec::SmallVec;
 
 use super::error::ParseError;
 use super::header::{Header, Name, Value, Values, value_of};
@@ -167,14 +168,9 @@ impl Message {
             ByteString::try_from(whole.slice(..head_end)).map_err(|_| ParseError::NotUtf8)?;
         let mut lines = lines(&head);
         let start = parse_start_line(lines.next().unwrap_or(""))?;
-        let mut headers = parse_headers(&head, lines)?;
+        let (mut headers, lengths) = parse_headers(&head, lines)?;
         let rest = &buf[body_start..];
-        let length = content_length(
-            headers
-                .iter()
-                .filter(|h| h.name == Name::ContentLength)
-                .map(|h| h.value.as_str()),
-        )?;
+        let length = content_length(lengths.iter().map(|&i| headers[i].value.as_str()))?;
         let body = match (length, framing) {
             (None, Framing::Datagram) => rest.len(),
             (None, Framing::Stream) => {
@@ -191,7 +187,9 @@ impl Message {
             (Some(n), _) => n,
         };
         // The body's length is what counts; it is written again on serialisation.
-        headers.retain(|h| h.name != Name::ContentLength);
+        for &i in lengths.iter().rev() {
+            headers.remove(i);
+        }
         Ok(Message {
             start,
             headers,
@@ -233,7 +231,7 @@ impl Message {
                 method,
                 uri: Uri::parse("sip:invalid").ok()?,
             },
-            headers: parse_headers(&head, lines).ok()?,
+            headers: parse_headers(&head, lines).ok()?.0,
             body: Bytes::new(),
             parsed: Parsed::default(),
         };
@@ -737,12 +735,14 @@ fn parse_start_line(line: &str) -> Result<StartLine, ParseError> {
 }
 
 /// The header lines of `head` (`lines` are slices of it): each value is a slice of
-/// `head`, not a copy.
+/// `head`, not a copy. With them, where the Content-Length headers are in the list,
+/// so that the message reads and drops them without a search.
 fn parse_headers<'a>(
     head: &ByteString,
     lines: impl Iterator<Item = &'a str>,
-) -> Result<Vec<Header>, ParseError> {
+) -> Result<(Vec<Header>, SmallVec<[usize; 1]>), ParseError> {
     let mut headers: Vec<Header> = Vec::with_capacity(16);
+    let mut lengths = SmallVec::new();
     let clean = head_is_clean(head.as_bytes());
     for (i, line) in lines.enumerate() {
         let number = i + 2;
@@ -775,13 +775,17 @@ fn parse_headers<'a>(
             return Err(ParseError::TooManyHeaders(MAX_HEADERS));
         }
         let (name, value) = split_header_line(line).ok_or_else(|| bad_header_line(line, number))?;
+        let name = Name::parse(name);
+        if name == Name::ContentLength {
+            lengths.push(headers.len());
+        }
         headers.push(Header {
-            name: Name::parse(name),
+            name,
             // `value` is part of `head` (it came from splitting it), as slice_ref needs.
             value: Value::Received(head.slice_ref(value.trim_ascii())),
         });
     }
-    Ok(headers)
+    Ok((headers, lengths))
 }
 
 /// A header line's name and value (`Name: value`), found in one pass over the name:
@@ -1110,6 +1114,31 @@ mod tests {
     use super::*;
 
     /// The lines of a head are cut as `split('\n')` cuts them, each without its `\r`.
+    /// Content-Length is read wherever it is, under either name and however many
+    /// times (equal values), then left out of the headers; a folded value is read
+    /// whole; values that differ are refused.
+    #[test]
+    fn content_length_is_read_from_each_of_its_headers_and_dropped() {
+        let head = "OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n";
+        let parse = |lengths: &str| {
+            let text = format!("{head}{lengths}X-A: 1\r\n\r\nbodyrest");
+            Message::parse(text.as_bytes(), Framing::Datagram)
+        };
+        for lengths in [
+            "Content-Length: 4\r\n",
+            "l: 4\r\nContent-Length: 4\r\n",
+            "Content-Length: 4\r\nX-B: 2\r\nl: 4\r\n",
+            "Content-Length:\r\n 4\r\n",
+        ] {
+            let m = parse(lengths).unwrap();
+            assert_eq!(&m.body[..], b"body", "{lengths:?}");
+            assert!(m.headers.iter().all(|h| h.name != Name::ContentLength));
+            assert_eq!(m.header(&Name::Other("X-A".into())), Some("1"));
+        }
+        assert!(parse("Content-Length: 4\r\nl: 5\r\n").is_err());
+        assert!(parse("Content-Length: 4\r\n 5\r\n").is_err());
+    }
+
     #[test]
     fn lines_are_cut_as_split_cuts_them() {
         for head in [
