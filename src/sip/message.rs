@@ -10,7 +10,6 @@ use compact_str::CompactString;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use bytestring::ByteString;
-use smallvec::SmallVec;
 
 use super::error::ParseError;
 use super::header::{Header, Name, Value, Values, value_of};
@@ -168,9 +167,14 @@ impl Message {
             ByteString::try_from(whole.slice(..head_end)).map_err(|_| ParseError::NotUtf8)?;
         let mut lines = lines(&head);
         let start = parse_start_line(lines.next().unwrap_or(""))?;
-        let (mut headers, lengths) = parse_headers(&head, lines)?;
+        let mut headers = parse_headers(&head, lines)?;
         let rest = &buf[body_start..];
-        let length = content_length(lengths.iter().map(|&i| headers[i].value.as_str()))?;
+        let length = content_length(
+            headers
+                .iter()
+                .filter(|h| h.name == Name::ContentLength)
+                .map(|h| h.value.as_str()),
+        )?;
         let body = match (length, framing) {
             (None, Framing::Datagram) => rest.len(),
             (None, Framing::Stream) => {
@@ -187,9 +191,7 @@ impl Message {
             (Some(n), _) => n,
         };
         // The body's length is what counts; it is written again on serialisation.
-        for &i in lengths.iter().rev() {
-            headers.remove(i);
-        }
+        headers.retain(|h| h.name != Name::ContentLength);
         Ok(Message {
             start,
             headers,
@@ -231,7 +233,7 @@ impl Message {
                 method,
                 uri: Uri::parse("sip:invalid").ok()?,
             },
-            headers: parse_headers(&head, lines).ok()?.0,
+            headers: parse_headers(&head, lines).ok()?,
             body: Bytes::new(),
             parsed: Parsed::default(),
         };
@@ -735,14 +737,12 @@ fn parse_start_line(line: &str) -> Result<StartLine, ParseError> {
 }
 
 /// The header lines of `head` (`lines` are slices of it): each value is a slice of
-/// `head`, not a copy. With them, where the Content-Length headers are in the list,
-/// so that the message reads and drops them without a search.
+/// `head`, not a copy.
 fn parse_headers<'a>(
     head: &ByteString,
     lines: impl Iterator<Item = &'a str>,
-) -> Result<(Vec<Header>, SmallVec<[usize; 1]>), ParseError> {
+) -> Result<Vec<Header>, ParseError> {
     let mut headers: Vec<Header> = Vec::with_capacity(16);
-    let mut lengths = SmallVec::new();
     let clean = head_is_clean(head.as_bytes());
     for (i, line) in lines.enumerate() {
         let number = i + 2;
@@ -775,17 +775,13 @@ fn parse_headers<'a>(
             return Err(ParseError::TooManyHeaders(MAX_HEADERS));
         }
         let (name, value) = split_header_line(line).ok_or_else(|| bad_header_line(line, number))?;
-        let name = Name::parse(name);
-        if name == Name::ContentLength {
-            lengths.push(headers.len());
-        }
         headers.push(Header {
-            name,
+            name: Name::parse(name),
             // `value` is part of `head` (it came from splitting it), as slice_ref needs.
             value: Value::Received(head.slice_ref(value.trim_ascii())),
         });
     }
-    Ok((headers, lengths))
+    Ok(headers)
 }
 
 /// A header line's name and value (`Name: value`), found in one pass over the name:
@@ -1113,7 +1109,6 @@ mod tests {
     }
     use super::*;
 
-    /// The lines of a head are cut as `split('\n')` cuts them, each without its `\r`.
     /// Content-Length is read wherever it is, under either name and however many
     /// times (equal values), then left out of the headers; a folded value is read
     /// whole; values that differ are refused.
@@ -1139,6 +1134,7 @@ mod tests {
         assert!(parse("Content-Length: 4\r\n 5\r\n").is_err());
     }
 
+    /// The lines of a head are cut as `split('\n')` cuts them, each without its `\r`.
     #[test]
     fn lines_are_cut_as_split_cuts_them() {
         for head in [
