@@ -1,6 +1,5 @@
 //! The `callflow` command: check, draw and simulate flows; serve calls; create accounts.
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -94,7 +93,7 @@ async fn reload(server: &callflow::server::Server, path: Option<&Path>) {
 
 /// Runs the engine until Ctrl-C; a second Ctrl-C ends calls in progress.
 fn serve(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    callflow::server::init_logging(std::io::stderr, std::io::stderr().is_terminal());
+    callflow::server::init_logging(std::io::stderr);
     let path = callflow::server::config_path(config);
     let cfg = match &path {
         Some(p) => match callflow::config::Config::load(p) {

@@ -304,7 +304,7 @@ where
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
     let log = std::fs::File::create(std::env::temp_dir().join(ENGINE_LOG))?;
-    callflow::server::init_logging(std::sync::Mutex::new(log), false);
+    callflow::server::init_logging(std::sync::Mutex::new(log));
     let runtime = callflow::server::runtime(&callflow::config::Config::default())?;
     std::thread::Builder::new()
         .name("callflow-worker".into())

@@ -289,9 +289,12 @@ fn api_addr_of(config: &Config) -> SocketAddr {
 /// Installs the log subscriber `serve` runs with, writing to `writer`: `RUST_LOG`'s
 /// filter, else `info`, at which a call writes one line when it ends (its record,
 /// [`record`]) and nothing on its way unless something fails; `debug` adds a line per
-/// applet, attempt and far leg. Colours only for a terminal (`ansi`). Does nothing
-/// if a subscriber is already installed.
-pub fn init_logging<W>(writer: W, ansi: bool)
+/// applet, attempt and far leg. Plain text, also on a terminal: the subscriber is
+/// built without its `ansi` feature, whose styles cost a formatting call for each
+/// span name, target and field name of a line even with colours off (1% of a plain
+/// call's instructions; BENCHMARKS.md, session 23). Does nothing if a subscriber is
+/// already installed.
+pub fn init_logging<W>(writer: W)
 where
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
@@ -299,7 +302,7 @@ where
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(ansi)
+        .with_ansi(false)
         .with_timer(log_time::LogTime)
         .with_writer(writer)
         .try_init();
