@@ -604,6 +604,13 @@ async fn call_headers_hold_the_callers_invite() {
     w.call("+918047112233", "hdrs-7").await;
     let (inv, _) = w.bot_answers().await;
     assert_eq!(inv.header(&Name::parse("X-Came-As")), Some("hdrs-7/70"));
+    // The first leg's sid is the call's with `L1`.
+    let call_sid = inv.header(&Name::parse("X-Callflow-CallSid")).unwrap_or("");
+    assert!(call_sid.starts_with("CA"), "{call_sid}");
+    assert_eq!(
+        inv.header(&Name::parse("X-Callflow-LegSid")),
+        Some(format!("{call_sid}L1").as_str())
+    );
 }
 
 #[tokio::test]

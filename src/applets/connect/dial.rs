@@ -126,7 +126,7 @@ pub fn expand_target(
                         uri,
                         trunk: Some(sid.clone()),
                         carrier: None,
-                        dialed: format!("sip:{sid}"),
+                        dialed: ["sip:", sid].concat(),
                         media: media.clone(),
                     }
                 })
@@ -219,7 +219,13 @@ pub fn render_caller_id(t: Option<&Template>, cx: &Context<'_>) -> Result<Option
 /// The INVITE parameters of one attempt, with callflow's own headers first.
 fn leg_request(plan: &Plan, attempt: &Attempt, cx: &mut Context<'_>) -> (String, LegRequest) {
     cx.legs_placed += 1;
-    let leg_sid = format!("{}L{}", cx.info.sid, cx.legs_placed);
+    // `{sid}L{n}`, without the formatting machinery (a leg is placed per attempt).
+    let leg_sid = [
+        cx.info.sid.as_str(),
+        "L",
+        itoa::Buffer::new().format(cx.legs_placed),
+    ]
+    .concat();
     let mut headers = vec![
         ("X-Callflow-CallSid".to_string(), cx.info.sid.clone()),
         ("X-Callflow-LegSid".to_string(), leg_sid.clone()),
