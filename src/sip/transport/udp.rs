@@ -30,9 +30,8 @@ pub(super) fn grow_receive_buffer(socket: &UdpSocket) {
 /// Datagrams read by one receive call at most. A read that returns fewer has
 /// emptied the socket's queue, so the socket is known to be drained without the
 /// further read that would only say `EAGAIN` (one system call saved per wake-up).
-/// Four, not more: each slot's header is set up for every read, and at 1,000
-/// calls/s a wake-up rarely finds more than two datagrams waiting (BENCHMARKS.md,
-/// session 24: eight cost 700 instructions more per hand-off call than four).
+/// Four, not more: each slot's header is set up for every read (BENCHMARKS.md,
+/// session 24: eight cost about 700 instructions more per hand-off call than four).
 pub const BATCH: usize = 4;
 
 /// One datagram's slot in the receive buffer: one byte more than the largest
