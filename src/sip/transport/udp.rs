@@ -214,7 +214,11 @@ mod tests {
             let mut got = [(0, None); BATCH];
             let (mut read, mut counts) = (Vec::new(), Vec::new());
             while read.len() < BATCH + 2 {
-                let count = receive_batch(&socket, &mut buf, &mut got).await.unwrap();
+                let batch = receive_batch(&socket, &mut buf, &mut got);
+                let count = tokio::time::timeout(std::time::Duration::from_secs(2), batch)
+                    .await
+                    .expect("queued datagrams are read without a new one")
+                    .unwrap();
                 counts.push(count);
                 for (slot, &(len, source)) in buf.chunks(SLOT).zip(&got[..count]) {
                     assert_eq!(source, Some(from));
