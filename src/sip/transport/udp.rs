@@ -122,13 +122,12 @@ async fn receive_batch(
             Ok(())
         });
         match read {
-            Ok(()) => return Ok(BATCH),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                if count > 0 {
-                    return Ok(count);
-                }
-            }
-            Err(e) => return Err(e),
+            Ok(()) => return Ok(count),
+            Err(e) if e.kind() != std::io::ErrorKind::WouldBlock => return Err(e),
+            // A short read: the datagrams it got, the readiness cleared.
+            Err(_) if count > 0 => return Ok(count),
+            // Nothing was there after all: wait for the next readiness.
+            Err(_) => {}
         }
     }
 }
