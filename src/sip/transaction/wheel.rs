@@ -4,9 +4,13 @@
 //!
 //! A transaction files its next deadline after every event that changes it. A
 //! deadline that is no longer its next (a Timer A stopped by a 2xx, say) stays
-//! queued and is skipped when it comes up: the key the transaction shares with the
-//! wheel ([`Filed`]) tells which deadline is current, so a stale one costs a look at
-//! that key alone, not a look-up of a transaction whose memory has long gone cold.
+//! queued until it reaches the front of its queue, and is dropped there: the key the
+//! transaction shares with the wheel ([`Filed`]) tells which deadline is current, so
+//! a stale one costs a look at that key alone, not a look-up of a transaction whose
+//! memory has long gone cold. The loop sleeps until the first current deadline, not
+//! until a stale one: most deadlines go stale within milliseconds (a call's
+//! transactions are answered long before their timers), and sleeping on them woke
+//! the loop every tick while calls came and for 64·T1 after they stopped.
 //!
 //! The timers of RFC 3261 run for a few lengths (T1 and its doublings, T2, T4,
 //! 64·T1), so deadlines are queued by how far ahead they were filed: each queue is
@@ -188,6 +192,21 @@ impl Wheel {
         self.origin + Duration::from_nanos(ticks.saturating_mul(nanos))
     }
 
+    /// The first deadline of `q` that is still current, the stale ones before it
+    /// dropped: the loop sleeps until a deadline that will fire, not until one that
+    /// went stale (a Timer A stopped by the response a millisecond after it was
+    /// filed), so it does not wake every tick for nothing while calls come and go,
+    /// nor for 32 s after they stopped coming (Timers B and F).
+    fn first_current(&self, q: &mut Queue) -> Option<Instant> {
+        while let Some(x) = q.due.front() {
+            if x.filed.armed.load(MemoryOrder::Relaxed) == self.stamp(x.at) {
+                return Some(x.at);
+            }
+            q.due.pop_front();
+        }
+        None
+    }
+
     /// Waits for the next tick with a deadline due, and returns the transactions
     /// whose current deadline is due by then (disarmed: each files its next one),
     /// with the time it is. Stale deadlines are dropped on the way.
@@ -198,10 +217,10 @@ impl Wheel {
                 let mut d = self.deadlines();
                 let first = d
                     .queues
-                    .iter()
-                    .filter_map(|q| q.due.front())
-                    .map(|x| x.at)
+                    .iter_mut()
+                    .filter_map(|q| self.first_current(q))
                     .min();
+                d.queues.retain(|q| !q.due.is_empty());
                 d.wake_at = first.map(|at| self.tick_after(at));
                 d.wake_at
             };
@@ -285,5 +304,37 @@ mod tests {
         assert!(wheel.deadlines().queues.is_empty(), "empty queues go");
         // Fired, each is disarmed until it files its next deadline.
         assert_eq!(moved.armed.load(MemoryOrder::Relaxed), 0);
+    }
+
+    /// The loop sleeps until the first deadline that is current: stale ones ahead of
+    /// it are dropped, not slept until, and with none current it waits for one.
+    #[tokio::test]
+    async fn the_loop_does_not_wake_for_stale_deadlines() {
+        let wheel = Arc::new(Wheel::new(Duration::from_millis(8)));
+        let now = Instant::now();
+        let (stopped, ended, live) = (filed("a"), filed("b"), filed("c"));
+        wheel.arm(&stopped, now + Duration::from_millis(50));
+        wheel.arm(&stopped, now + Duration::from_secs(30));
+        wheel.arm(&ended, now + Duration::from_millis(60));
+        wheel.disarm(&ended);
+        wheel.arm(&live, now + Duration::from_millis(400));
+        wheel.disarm(&stopped);
+        let looping = tokio::spawn({
+            let wheel = wheel.clone();
+            async move { wheel.due().await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let wake_at = wheel.deadlines().wake_at;
+        assert_eq!(wake_at, Some(wheel.tick_after(now + Duration::from_millis(400))));
+        let held: usize = wheel.deadlines().queues.iter().map(|q| q.due.len()).sum();
+        assert_eq!(held, 1, "the stale deadlines ahead of the live one are gone");
+        // Gone stale while the loop sleeps on it: the loop wakes at its tick, finds
+        // nothing due, and then waits for a new deadline instead of ticking on.
+        wheel.disarm(&live);
+        tokio::time::sleep_until(now + Duration::from_millis(450)).await;
+        assert!(!looping.is_finished(), "nothing was due");
+        assert_eq!(wheel.deadlines().wake_at, None);
+        assert!(wheel.deadlines().queues.is_empty());
+        looping.abort();
     }
 }
