@@ -93,7 +93,9 @@ async fn reload(server: &callflow::server::Server, path: Option<&Path>) {
 
 /// Runs the engine until Ctrl-C; a second Ctrl-C ends calls in progress.
 fn serve(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    callflow::server::init_logging(std::io::stderr);
+    // The engine's lines and these messages share stderr: what the logger holds
+    // goes out before each message, so that they stay in order.
+    let log = callflow::server::init_logging(std::io::stderr());
     let path = callflow::server::config_path(config);
     let cfg = match &path {
         Some(p) => match callflow::config::Config::load(p) {
@@ -115,6 +117,7 @@ fn serve(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         {
             Ok(s) => s,
             Err(e) => {
+                log.flush();
                 eprintln!("{e}");
                 eprintln!("callflow: not started");
                 return Ok(ExitCode::from(1));
@@ -123,6 +126,7 @@ fn serve(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         let from = path
             .as_ref()
             .map_or("built-in defaults".to_string(), |p| p.display().to_string());
+        log.flush();
         eprintln!(
             "callflow: serving ({from}); SIGHUP reloads, Ctrl-C or SIGTERM stops taking calls"
         );
@@ -135,10 +139,12 @@ fn serve(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
                 _ = hangup.recv() => reload(&server, path.as_deref()).await,
             }
         }
+        log.flush();
         eprintln!(
             "callflow: no new calls; waiting for calls in progress (Ctrl-C or SIGTERM again ends them)"
         );
         server.drain(stop.next()).await;
+        log.flush();
         eprintln!("callflow: stopped");
         Ok(ExitCode::SUCCESS)
     })

@@ -25,8 +25,9 @@ pub fn cpu_seconds_of(pid: &str) -> f64 {
 }
 
 /// The CPU time of this process's engine threads (the runtime's, named
-/// `callflow-worker`: [`run_engine`]), leaving out what the example's other threads
-/// spend (a probe, the main thread that waits for the engine's).
+/// `callflow-worker`: [`run_engine`], and the logger's, `callflow-log`, which writes
+/// the lines it gathered), leaving out what the example's other threads spend (a
+/// probe, the main thread that waits for the engine's).
 pub fn engine_cpu_seconds() -> f64 {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return 0.0;
@@ -36,7 +37,7 @@ pub fn engine_cpu_seconds() -> f64 {
         .map(|t| format!("self/task/{}", t.file_name().to_string_lossy()))
         .filter(|t| {
             std::fs::read_to_string(format!("/proc/{t}/comm"))
-                .is_ok_and(|c| c.trim() == "callflow-worker")
+                .is_ok_and(|c| matches!(c.trim(), "callflow-worker" | "callflow-log"))
         })
         .map(|t| cpu_seconds_of(&t))
         .sum()
@@ -304,13 +305,15 @@ where
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
     let log = std::fs::File::create(std::env::temp_dir().join(ENGINE_LOG))?;
-    callflow::server::init_logging(std::sync::Mutex::new(log));
+    let held = callflow::server::init_logging(log);
     let runtime = callflow::server::runtime(&callflow::config::Config::default())?;
-    std::thread::Builder::new()
+    let ran = std::thread::Builder::new()
         .name("callflow-worker".into())
         .spawn(move || runtime.block_on(main()))?
         .join()
-        .map_err(|_| anyhow::anyhow!("the engine's thread panicked"))?
+        .map_err(|_| anyhow::anyhow!("the engine's thread panicked"));
+    held.flush();
+    ran?
 }
 
 /// Where [`run_engine`]'s engine logs, in the temporary directory.

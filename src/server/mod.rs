@@ -14,6 +14,7 @@ pub mod guard;
 pub mod inbound;
 pub mod live;
 pub mod log_time;
+pub mod log_writer;
 pub mod outbound;
 pub mod pinger;
 pub mod record;
@@ -286,26 +287,35 @@ fn api_addr_of(config: &Config) -> SocketAddr {
         .map_or(SocketAddr::from(([127, 0, 0, 1], 8080)), |a| a.listen)
 }
 
-/// Installs the log subscriber `serve` runs with, writing to `writer`: `RUST_LOG`'s
+/// Installs the log subscriber `serve` runs with, writing to `out`: `RUST_LOG`'s
 /// filter, else `info`, at which a call writes one line when it ends (its record,
 /// [`record`]) and nothing on its way unless something fails; `debug` adds a line per
 /// applet, attempt and far leg. Plain text, also on a terminal: the subscriber is
 /// built without its `ansi` feature, whose styles cost a formatting call for each
 /// span name, target and field name of a line even with colours off (1% of a plain
-/// call's instructions; BENCHMARKS.md, session 23). Does nothing if a subscriber is
-/// already installed.
-pub fn init_logging<W>(writer: W)
-where
-    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
-{
+/// call's instructions; BENCHMARKS.md, session 23). Lines under a steady flow are
+/// gathered for up to a tenth of a second ([`log_writer`]); the handle returned
+/// writes out what is held, and a panic does so before its message. Does nothing
+/// (but return a handle) if a subscriber is already installed.
+pub fn init_logging(out: impl std::io::Write + Send + 'static) -> log_writer::LogFlush {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let (writer, flush) = log_writer::Gathered::new(out);
+    let installed = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(false)
         .with_timer(log_time::LogTime)
         .with_writer(writer)
         .try_init();
+    if installed.is_ok() {
+        let on_panic = flush.clone();
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            on_panic.flush_if_free();
+            previous(info);
+        }));
+    }
+    flush
 }
 
 /// The runtime `serve` runs the engine on, in a process without transparent huge
