@@ -325,9 +325,15 @@ mod tests {
         });
         tokio::time::sleep(Duration::from_millis(20)).await;
         let wake_at = wheel.deadlines().wake_at;
-        assert_eq!(wake_at, Some(wheel.tick_after(now + Duration::from_millis(400))));
+        assert_eq!(
+            wake_at,
+            Some(wheel.tick_after(now + Duration::from_millis(400)))
+        );
         let held: usize = wheel.deadlines().queues.iter().map(|q| q.due.len()).sum();
-        assert_eq!(held, 1, "the stale deadlines ahead of the live one are gone");
+        assert_eq!(
+            held, 1,
+            "the stale deadlines ahead of the live one are gone"
+        );
         // Gone stale while the loop sleeps on it: the loop wakes at its tick, finds
         // nothing due, and then waits for a new deadline instead of ticking on.
         wheel.disarm(&live);
