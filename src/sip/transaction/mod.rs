@@ -44,6 +44,11 @@ use server_non_invite::ServerNonInvite;
 pub use timers::Timers;
 use wheel::{Filed, TableKey, Wheel};
 
+/// How long after a batch of lingering transactions goes the allocator is asked to
+/// return free memory: mimalloc gives an emptied page back only some milliseconds
+/// after it emptied (its purge delay, 10 ms by default).
+const RELEASE_AFTER: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// What identifies a transaction (RFC 3261 §17.1.3, §17.2.3): the top Via's branch,
 /// the method (ACK counts as INVITE), and for server transactions the sent-by.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -586,7 +591,8 @@ impl TransactionLayer {
         drop(router);
     }
 
-    /// Lets lingering transactions go, a batch at a time, as their timers run out.
+    /// Lets lingering transactions go, a batch at a time, as their timers run out,
+    /// then has the allocator return what it can ([`RELEASE_AFTER`] later).
     async fn expire_lingering(&self) {
         loop {
             let next = lock(&self.table).lingering.next_expiry();
@@ -595,7 +601,14 @@ impl TransactionLayer {
                 _ = self.lingered.notified() => continue,
             }
             let gone = lock(&self.table).lingering.expire(Instant::now());
+            if gone.is_empty() {
+                continue;
+            }
             drop(gone);
+            // The batches were the memory of seconds of calls: once the allocator
+            // can give their pages back, ask it to, in case nothing else comes.
+            tokio::time::sleep(RELEASE_AFTER).await;
+            crate::allocator::release_free_memory();
         }
     }
 
