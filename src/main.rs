@@ -96,6 +96,10 @@ fn serve(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     // The engine's lines and these messages share stderr: what the logger holds
     // goes out before each message, so that they stay in order.
     let log = callflow::server::init_logging(std::io::stderr());
+    let say = |message: &dyn std::fmt::Display| {
+        log.flush();
+        eprintln!("{message}");
+    };
     let path = callflow::server::config_path(config);
     let cfg = match &path {
         Some(p) => match callflow::config::Config::load(p) {
@@ -117,19 +121,17 @@ fn serve(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         {
             Ok(s) => s,
             Err(e) => {
-                log.flush();
-                eprintln!("{e}");
-                eprintln!("callflow: not started");
+                say(&e);
+                say(&"callflow: not started");
                 return Ok(ExitCode::from(1));
             }
         };
         let from = path
             .as_ref()
             .map_or("built-in defaults".to_string(), |p| p.display().to_string());
-        log.flush();
-        eprintln!(
+        say(&format_args!(
             "callflow: serving ({from}); SIGHUP reloads, Ctrl-C or SIGTERM stops taking calls"
-        );
+        ));
         let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .context("listening for SIGHUP")?;
         let mut stop = StopSignals::new().context("listening for SIGINT and SIGTERM")?;
@@ -139,13 +141,9 @@ fn serve(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
                 _ = hangup.recv() => reload(&server, path.as_deref()).await,
             }
         }
-        log.flush();
-        eprintln!(
-            "callflow: no new calls; waiting for calls in progress (Ctrl-C or SIGTERM again ends them)"
-        );
+        say(&"callflow: no new calls; waiting for calls in progress (Ctrl-C or SIGTERM again ends them)");
         server.drain(stop.next()).await;
-        log.flush();
-        eprintln!("callflow: stopped");
+        say(&"callflow: stopped");
         Ok(ExitCode::SUCCESS)
     })
 }

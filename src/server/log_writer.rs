@@ -37,7 +37,6 @@ pub const LIMIT: usize = 64 * 1024;
 
 /// The log's writer, as the subscriber is given it: every line goes to the one
 /// output through [`Shared`].
-#[derive(Clone)]
 pub struct Gathered {
     /// The output and what is held for it.
     shared: Arc<Shared>,

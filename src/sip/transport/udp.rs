@@ -181,6 +181,7 @@ async fn receive_batch(
     got[0] = (len, Some(source));
     Ok(1)
 }
+
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
