@@ -4,8 +4,10 @@
 //! process: a `pstn` number routed to a trunk), then Kamailio as a stateful (tm)
 //! proxy with `bench/kamailio-proxy.cfg` (Debian package `kamailio`; skipped with a
 //! message when it is not installed). For each: calls/s reached, failed calls,
-//! retransmissions SIPp saw, CPU per call (all of the engine's processes) and peak
-//! RSS; then the ratios.
+//! retransmissions SIPp saw, CPU per call (all of the engine's processes), peak RSS,
+//! and how often per call the engine's threads or processes slept and were
+//! preempted (each a switch back in, and caches left to whatever ran between);
+//! then the ratios.
 //!
 //! ```sh
 //! cargo run --release --example vs_kamailio -- 500 10000    # rate (calls/s), calls
@@ -39,8 +41,8 @@ use std::time::{Duration, Instant};
 mod common;
 use common::kamailio::{FAR, KAMAILIO, Kamailio, far_end};
 use common::{
-    arg, cpu_seconds_of, engine_cpu_seconds, percentile, probe_under_load, pstn_server_probed,
-    rss_mib, sipp_caller, sipp_counts,
+    Switches, arg, cpu_seconds_of, engine_cpu_seconds, engine_switches, percentile,
+    probe_under_load, pstn_server_probed, rss_mib, sipp_caller, sipp_counts, switches_of,
 };
 
 /// The SIPp load.
@@ -67,13 +69,15 @@ struct Run {
     /// The share of the machine's CPU time the hypervisor took during the load
     /// (`steal` in /proc/stat): time no process here could run.
     steal: f64,
+    /// The measured threads' (or processes') context switches during the load.
+    switches: Switches,
 }
 
 impl Run {
     fn print(&self, name: &str) {
         let per_call = self.per_call() * 1e6;
         println!(
-            "{name:>9}: {} ok (+{} probe calls), {} failed, {} retransmissions, {:.1} calls/s, CPU {:.2} s = {per_call:.0} µs per call, peak RSS {:.1} MiB; steal {:.0}% of the machine's CPU time",
+            "{name:>9}: {} ok (+{} probe calls), {} failed, {} retransmissions, {:.1} calls/s, CPU {:.2} s = {per_call:.0} µs per call, peak RSS {:.1} MiB; steal {:.0}% of the machine's CPU time; per call, {:.1} sleeps and {:.1} preemptions",
             self.ok,
             self.extra_calls,
             self.failed,
@@ -81,8 +85,15 @@ impl Run {
             self.ok as f64 / self.elapsed,
             self.cpu,
             self.peak_rss_mib,
-            self.steal * 100.0
+            self.steal * 100.0,
+            self.per_call_of(self.switches.slept),
+            self.per_call_of(self.switches.preempted),
         );
+    }
+
+    /// A count over the run's calls (SIPp's and the probe's).
+    fn per_call_of(&self, n: u64) -> f64 {
+        n as f64 / (self.ok + self.extra_calls).max(1) as f64
     }
 
     fn per_call(&self) -> f64 {
@@ -132,6 +143,15 @@ async fn load(target: &str, load: Load, pids: impl Fn() -> Vec<String>) -> anyho
         p => cpu_seconds_of(p),
     };
     let cpu = |p: &[String]| p.iter().map(of).sum::<f64>();
+    let switches = |p: &[String]| -> Switches {
+        p.iter()
+            .map(|p| match p.as_str() {
+                "self" => engine_switches(),
+                p => switches_of(p),
+            })
+            .sum()
+    };
+    let switches0 = switches(&pids());
     let before = cpu(&pids());
     let steal0 = steal_ticks();
     let t0 = Instant::now();
@@ -142,6 +162,7 @@ async fn load(target: &str, load: Load, pids: impl Fn() -> Vec<String>) -> anyho
     let elapsed = t0.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after = cpu(&pids());
+    let switches1 = switches(&pids());
     let steal1 = steal_ticks();
     let (ok, failed) = sipp_counts(&out.stdout);
     Ok(Run {
@@ -153,6 +174,7 @@ async fn load(target: &str, load: Load, pids: impl Fn() -> Vec<String>) -> anyho
         peak_rss_mib: 0.0,
         extra_calls: 0,
         steal: (steal1.0 - steal0.0) / (steal1.1 - steal0.1).max(1.0),
+        switches: switches1 - switches0,
     })
 }
 

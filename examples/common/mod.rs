@@ -29,18 +29,74 @@ pub fn cpu_seconds_of(pid: &str) -> f64 {
 /// the lines it gathered), leaving out what the example's other threads spend (a
 /// probe, the main thread that waits for the engine's).
 pub fn engine_cpu_seconds() -> f64 {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return 0.0;
-    };
-    tasks
+    engine_tasks().map(|t| cpu_seconds_of(&t)).sum()
+}
+
+/// The context switches of this process's engine threads so far (as
+/// [`engine_cpu_seconds`] counts their CPU): see [`switches_of`].
+pub fn engine_switches() -> Switches {
+    engine_tasks().map(|t| switches_of(&t)).sum()
+}
+
+/// The engine threads' `/proc` names (`self/task/TID`).
+fn engine_tasks() -> impl Iterator<Item = String> {
+    std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
         .flatten()
         .map(|t| format!("self/task/{}", t.file_name().to_string_lossy()))
         .filter(|t| {
             std::fs::read_to_string(format!("/proc/{t}/comm"))
                 .is_ok_and(|c| matches!(c.trim(), "callflow-worker" | "callflow-log"))
         })
-        .map(|t| cpu_seconds_of(&t))
-        .sum()
+}
+
+/// Context switches: each a wake-up that cost a switch back in, and a cache left
+/// to whatever ran in between.
+#[derive(Clone, Copy, Default, Debug, PartialEq)]
+pub struct Switches {
+    /// The task went to sleep (waiting for a datagram, a timer, a lock).
+    pub slept: u64,
+    /// The task was preempted while it could still run (typically by a process a
+    /// datagram it sent had just woken).
+    pub preempted: u64,
+}
+
+impl std::ops::Sub for Switches {
+    type Output = Switches;
+    fn sub(self, o: Switches) -> Switches {
+        Switches {
+            slept: self.slept.saturating_sub(o.slept),
+            preempted: self.preempted.saturating_sub(o.preempted),
+        }
+    }
+}
+
+impl std::iter::Sum for Switches {
+    fn sum<I: Iterator<Item = Switches>>(iter: I) -> Switches {
+        iter.fold(Switches::default(), |a, b| Switches {
+            slept: a.slept + b.slept,
+            preempted: a.preempted + b.preempted,
+        })
+    }
+}
+
+/// A task's context switches so far (`voluntary_ctxt_switches` and
+/// `nonvoluntary_ctxt_switches` of /proc/TASK/status: a single-threaded process's
+/// pid, or `self/task/TID`); zero for a task that is gone.
+pub fn switches_of(task: &str) -> Switches {
+    let status = std::fs::read_to_string(format!("/proc/{task}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    Switches {
+        slept: field("voluntary_ctxt_switches:"),
+        preempted: field("nonvoluntary_ctxt_switches:"),
+    }
 }
 
 /// This process's CPU time.
