@@ -28,7 +28,8 @@ use tokio::process::{Child, Command};
 
 mod common;
 use common::{
-    arg, cpu_seconds, cpu_seconds_of, free_port, kamailio, sipp_caller, sipp_counts, sipp_far_end,
+    Switches, arg, cpu_seconds, cpu_seconds_of, engine_switches, free_port, kamailio, sipp_caller,
+    sipp_counts, sipp_far_end,
 };
 
 fn scenario(name: &str) -> String {
@@ -55,15 +56,16 @@ async fn measure() -> anyhow::Result<()> {
             println!("round {round} of {rounds}");
         }
         let ours = handoff(rate, calls).await?;
-        let Some((ok, failed, cpu)) = kamailio::plain_calls(rate, calls).await? else {
+        let Some((ok, failed, cpu, switches)) = kamailio::plain_calls(rate, calls).await? else {
             continue;
         };
         let theirs = cpu / (ok.max(1) as f64);
         let ratio = ours / theirs.max(1e-9);
         ratios.push(ratio);
         println!(
-            "baseline: Kamailio, plain calls at the same rate: {ok} ok, {failed} failed, CPU {cpu:.2} s = {:.0} µs per call",
-            theirs * 1e6
+            "baseline: Kamailio, plain calls at the same rate: {ok} ok, {failed} failed, CPU {cpu:.2} s = {:.0} µs per call; {}",
+            theirs * 1e6,
+            per_call(switches, ok)
         );
         println!(
             "    ratio: callflow CPU per hand-off call = {ratio:.2}× Kamailio's per plain call (target ≤ 1.0)"
@@ -75,6 +77,17 @@ async fn measure() -> anyhow::Result<()> {
         1.0,
     );
     Ok(())
+}
+
+/// Context switches per call, as printed: how often the engine's threads (or
+/// Kamailio's processes) slept and were preempted.
+fn per_call(s: Switches, calls: u64) -> String {
+    let n = calls.max(1) as f64;
+    format!(
+        "per call, {:.1} sleeps and {:.1} preemptions",
+        s.slept as f64 / n,
+        s.preempted as f64 / n
+    )
 }
 
 /// One hand-off run: callflow's CPU per call, in seconds (after printing the run).
@@ -129,6 +142,7 @@ async fn handoff(rate: u32, calls: u32) -> anyhow::Result<f64> {
         .collect();
     let base0: f64 = pids.iter().map(|p| cpu_seconds_of(p)).sum();
     let cpu0 = cpu_seconds();
+    let switches0 = engine_switches();
     let t0 = Instant::now();
     let caller = sipp_caller(
         &["-sf", &scenario("uac_handoff.xml")],
@@ -158,6 +172,7 @@ async fn handoff(rate: u32, calls: u32) -> anyhow::Result<f64> {
     let elapsed = t0.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let cpu = cpu_seconds() - cpu0;
+    let switches = engine_switches() - switches0;
     let base: f64 =
         pids.iter().map(|p| cpu_seconds_of(p)).sum::<f64>() - base0 + watcher.await.unwrap_or(0.0);
     let (ok, failed) = sipp_counts(&out.stdout);
@@ -167,8 +182,9 @@ async fn handoff(rate: u32, calls: u32) -> anyhow::Result<f64> {
     println!("successful calls    {ok}");
     println!("failed calls        {failed}");
     println!(
-        "callflow CPU        {cpu:.2} s, {:.0} µs per call",
-        cpu / (ok.max(1) as f64) * 1e6
+        "callflow CPU        {cpu:.2} s, {:.0} µs per call; {}",
+        cpu / (ok.max(1) as f64) * 1e6,
+        per_call(switches, ok)
     );
     println!(
         "baseline: the three SIPp processes {base:.2} s, {:.0} µs per call; callflow / SIPp = {:.2}",

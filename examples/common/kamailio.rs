@@ -94,12 +94,19 @@ impl Kamailio {
 }
 
 /// Kamailio's CPU per plain call (SIPp's built-in `uac` → Kamailio → `uas`, zero hold
-/// time) at `rate` calls/s × `calls`: (successful, failed, CPU seconds), or `None`
-/// when Kamailio is not installed.
-pub async fn plain_calls(rate: u32, calls: u32) -> anyhow::Result<Option<(u64, u64, f64)>> {
+/// time) at `rate` calls/s × `calls`: (successful, failed, CPU seconds, its
+/// processes' context switches), or `None` when Kamailio is not installed.
+pub async fn plain_calls(
+    rate: u32,
+    calls: u32,
+) -> anyhow::Result<Option<(u64, u64, f64, super::Switches)>> {
     let Some(kamailio) = Kamailio::start().await? else {
         return Ok(None);
     };
+    let switches = |k: &Kamailio| -> super::Switches {
+        k.processes().iter().map(|p| super::switches_of(p)).sum()
+    };
+    let switches0 = switches(&kamailio);
     let before = kamailio.cpu_seconds();
     let out = sipp_caller(&["-sn", "uac"], KAMAILIO, rate, calls)
         .args(["-d", "0"])
@@ -107,9 +114,10 @@ pub async fn plain_calls(rate: u32, calls: u32) -> anyhow::Result<Option<(u64, u
         .await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let cpu = kamailio.cpu_seconds() - before;
+    let switches = switches(&kamailio) - switches0;
     kamailio.stop().await;
     let (ok, failed) = sipp_counts(&out.stdout);
-    Ok(Some((ok, failed, cpu)))
+    Ok(Some((ok, failed, cpu, switches)))
 }
 
 /// `pid` and every process below it.
