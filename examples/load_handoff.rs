@@ -28,7 +28,7 @@ use tokio::process::{Child, Command};
 
 mod common;
 use common::{
-    Switches, arg, cpu_seconds, cpu_seconds_of, engine_switches, free_port, kamailio, sipp_caller,
+    arg, cpu_seconds, cpu_seconds_of, engine_switches, free_port, kamailio, sipp_caller,
     sipp_counts, sipp_far_end,
 };
 
@@ -65,7 +65,7 @@ async fn measure() -> anyhow::Result<()> {
         println!(
             "baseline: Kamailio, plain calls at the same rate: {ok} ok, {failed} failed, CPU {cpu:.2} s = {:.0} µs per call; {}",
             theirs * 1e6,
-            per_call(switches, ok)
+            switches.per_call(ok)
         );
         println!(
             "    ratio: callflow CPU per hand-off call = {ratio:.2}× Kamailio's per plain call (target ≤ 1.0)"
@@ -77,17 +77,6 @@ async fn measure() -> anyhow::Result<()> {
         1.0,
     );
     Ok(())
-}
-
-/// Context switches per call, as printed: how often the engine's threads (or
-/// Kamailio's processes) slept and were preempted.
-fn per_call(s: Switches, calls: u64) -> String {
-    let n = calls.max(1) as f64;
-    format!(
-        "per call, {:.1} sleeps and {:.1} preemptions",
-        s.slept as f64 / n,
-        s.preempted as f64 / n
-    )
 }
 
 /// One hand-off run: callflow's CPU per call, in seconds (after printing the run).
@@ -184,7 +173,7 @@ async fn handoff(rate: u32, calls: u32) -> anyhow::Result<f64> {
     println!(
         "callflow CPU        {cpu:.2} s, {:.0} µs per call; {}",
         cpu / (ok.max(1) as f64) * 1e6,
-        per_call(switches, ok)
+        switches.per_call(ok)
     );
     println!(
         "baseline: the three SIPp processes {base:.2} s, {:.0} µs per call; callflow / SIPp = {:.2}",

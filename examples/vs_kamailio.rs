@@ -77,7 +77,7 @@ impl Run {
     fn print(&self, name: &str) {
         let per_call = self.per_call() * 1e6;
         println!(
-            "{name:>9}: {} ok (+{} probe calls), {} failed, {} retransmissions, {:.1} calls/s, CPU {:.2} s = {per_call:.0} µs per call, peak RSS {:.1} MiB; steal {:.0}% of the machine's CPU time; per call, {:.1} sleeps and {:.1} preemptions",
+            "{name:>9}: {} ok (+{} probe calls), {} failed, {} retransmissions, {:.1} calls/s, CPU {:.2} s = {per_call:.0} µs per call, peak RSS {:.1} MiB; steal {:.0}% of the machine's CPU time; {}",
             self.ok,
             self.extra_calls,
             self.failed,
@@ -86,14 +86,8 @@ impl Run {
             self.cpu,
             self.peak_rss_mib,
             self.steal * 100.0,
-            self.per_call_of(self.switches.slept),
-            self.per_call_of(self.switches.preempted),
+            self.switches.per_call(self.ok + self.extra_calls),
         );
-    }
-
-    /// A count over the run's calls (SIPp's and the probe's).
-    fn per_call_of(&self, n: u64) -> f64 {
-        n as f64 / (self.ok + self.extra_calls).max(1) as f64
     }
 
     fn per_call(&self) -> f64 {

@@ -62,6 +62,18 @@ pub struct Switches {
     pub preempted: u64,
 }
 
+impl Switches {
+    /// The counts over `calls` calls, as the examples print them.
+    pub fn per_call(&self, calls: u64) -> String {
+        let n = calls.max(1) as f64;
+        format!(
+            "per call, {:.1} sleeps and {:.1} preemptions",
+            self.slept as f64 / n,
+            self.preempted as f64 / n
+        )
+    }
+}
+
 impl std::ops::Sub for Switches {
     type Output = Switches;
     fn sub(self, o: Switches) -> Switches {
