@@ -145,8 +145,9 @@ async fn load(target: &str, load: Load, pids: impl Fn() -> Vec<String>) -> anyho
             })
             .sum()
     };
-    let switches0 = switches(&pids());
-    let before = cpu(&pids());
+    let at_start = pids();
+    let switches0 = switches(&at_start);
+    let before = cpu(&at_start);
     let steal0 = steal_ticks();
     let t0 = Instant::now();
     let out = sipp_caller(&["-sn", "uac"], target, rate, calls)
@@ -155,8 +156,9 @@ async fn load(target: &str, load: Load, pids: impl Fn() -> Vec<String>) -> anyho
         .await?;
     let elapsed = t0.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let after = cpu(&pids());
-    let switches1 = switches(&pids());
+    let at_end = pids();
+    let after = cpu(&at_end);
+    let switches1 = switches(&at_end);
     let steal1 = steal_ticks();
     let (ok, failed) = sipp_counts(&out.stdout);
     Ok(Run {
