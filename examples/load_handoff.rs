@@ -3,7 +3,9 @@
 //! process. The flow has the seed's two webhooks: the bot's connect asks a dynamic
 //! URL whom to dial, and the passthru after the bot hangs up picks the agent. Prints
 //! calls per second, failed calls, and callflow's CPU per call (this process's CPU
-//! from /proc; SIPp and the webhook run elsewhere). The baselines measured in the
+//! from /proc; SIPp and the webhook run elsewhere), with how often per call the
+//! engine's threads slept and were preempted (Kamailio's processes likewise for the
+//! baseline). The baselines measured in the
 //! same run: the three SIPp processes' CPU for the same calls, and Kamailio's CPU per
 //! plain call (examples/vs_kamailio's setup, skipped when Kamailio is not installed)
 //! at the same rate, which gives issue 12's ratio.
