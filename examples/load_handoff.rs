@@ -5,7 +5,9 @@
 //! calls per second, failed calls, and callflow's CPU per call (this process's CPU
 //! from /proc; SIPp and the webhook run elsewhere), with how often per call the
 //! engine's threads slept and were preempted (Kamailio's processes likewise for the
-//! baseline). The baselines measured in the
+//! baseline). The partner webhook runs quiet, on one thread: it stands in for a
+//! service that would run elsewhere, so its CPU and switches are printed but not
+//! counted. The baselines measured in the
 //! same run: the three SIPp processes' CPU for the same calls, and Kamailio's CPU per
 //! plain call (examples/vs_kamailio's setup, skipped when Kamailio is not installed)
 //! at the same rate, which gives issue 12's ratio.
@@ -30,8 +32,8 @@ use tokio::process::{Child, Command};
 
 mod common;
 use common::{
-    arg, cpu_seconds, cpu_seconds_of, engine_switches, free_port, kamailio, sipp_caller,
-    sipp_counts, sipp_far_end,
+    arg, cpu_seconds, cpu_seconds_of, engine_switches, free_port, kamailio, process_switches,
+    sipp_caller, sipp_counts, sipp_far_end,
 };
 
 fn scenario(name: &str) -> String {
@@ -89,7 +91,7 @@ async fn handoff(rate: u32, calls: u32) -> anyhow::Result<f64> {
         .map(|d| d.join("partner_webhook"))
         .ok_or_else(|| anyhow::anyhow!("no directory for partner_webhook"))?;
     let mut partner = Command::new(&partner_bin)
-        .arg(format!("127.0.0.1:{web_port}"))
+        .args([format!("127.0.0.1:{web_port}"), "--quiet".into()])
         .stdout(Stdio::null())
         .kill_on_drop(true)
         .spawn()
@@ -132,6 +134,9 @@ async fn handoff(rate: u32, calls: u32) -> anyhow::Result<f64> {
         .map(|p| p.to_string())
         .collect();
     let base0: f64 = pids.iter().map(|p| cpu_seconds_of(p)).sum();
+    let partner_pid = partner.id().map(|p| p.to_string()).unwrap_or_default();
+    let (partner_cpu0, partner_switches0) =
+        (cpu_seconds_of(&partner_pid), process_switches(&partner_pid));
     let cpu0 = cpu_seconds();
     let switches0 = engine_switches();
     let t0 = Instant::now();
@@ -164,6 +169,8 @@ async fn handoff(rate: u32, calls: u32) -> anyhow::Result<f64> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let cpu = cpu_seconds() - cpu0;
     let switches = engine_switches() - switches0;
+    let partner_cpu = cpu_seconds_of(&partner_pid) - partner_cpu0;
+    let partner_switches = process_switches(&partner_pid) - partner_switches0;
     let base: f64 =
         pids.iter().map(|p| cpu_seconds_of(p)).sum::<f64>() - base0 + watcher.await.unwrap_or(0.0);
     let (ok, failed) = sipp_counts(&out.stdout);
@@ -181,6 +188,11 @@ async fn handoff(rate: u32, calls: u32) -> anyhow::Result<f64> {
         "baseline: the three SIPp processes {base:.2} s, {:.0} µs per call; callflow / SIPp = {:.2}",
         base / (ok.max(1) as f64) * 1e6,
         cpu / base.max(0.001)
+    );
+    println!(
+        "the partner webhook (not counted) {partner_cpu:.2} s, {:.0} µs per call; {}",
+        partner_cpu / (ok.max(1) as f64) * 1e6,
+        partner_switches.per_call(ok)
     );
     drop(server);
     Ok(cpu / (ok.max(1) as f64))

@@ -93,6 +93,17 @@ impl std::iter::Sum for Switches {
     }
 }
 
+/// The context switches of every thread of process `pid` so far (`/proc/PID/status`
+/// counts only its first thread's).
+pub fn process_switches(pid: &str) -> Switches {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|t| switches_of(&format!("{pid}/task/{}", t.file_name().to_string_lossy())))
+        .sum()
+}
+
 /// A task's context switches so far (`voluntary_ctxt_switches` and
 /// `nonvoluntary_ctxt_switches` of /proc/TASK/status: a single-threaded process's
 /// pid, or `self/task/TID`); zero for a task that is gone.
