@@ -17,6 +17,13 @@
 # examples with the profile. The training load is what the benchmarks measure, so
 # they measure the build an operator would run.
 #
+# What the profile covers: UDP calls from a pstn number to a trunk, and the seed's
+# hand-off (two webhooks over HTTP, a re-target). Code the training never runs (TCP
+# and TLS transports, the HTTP API and store, media through rtpengine) is taken by
+# LLVM as cold and optimised for size: it behaves the same, with less inlining than
+# in the plain release build. A deployment whose calls take those paths adds its own
+# load to the training step (train, below).
+#
 #   scripts/pgo-build.sh            # needs sip-tester and llvm-NN
 #   target/pgo/optimised/release/callflow serve
 #   target/pgo/optimised/release/examples/vs_kamailio 500 10000 0 3
