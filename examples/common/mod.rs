@@ -40,15 +40,10 @@ pub fn engine_switches() -> Switches {
 
 /// The engine threads' `/proc` names (`self/task/TID`).
 fn engine_tasks() -> impl Iterator<Item = String> {
-    std::fs::read_dir("/proc/self/task")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|t| format!("self/task/{}", t.file_name().to_string_lossy()))
-        .filter(|t| {
-            std::fs::read_to_string(format!("/proc/{t}/comm"))
-                .is_ok_and(|c| matches!(c.trim(), "callflow-worker" | "callflow-log"))
-        })
+    tasks_of("self").filter(|t| {
+        std::fs::read_to_string(format!("/proc/{t}/comm"))
+            .is_ok_and(|c| matches!(c.trim(), "callflow-worker" | "callflow-log"))
+    })
 }
 
 /// Context switches: each a wake-up that cost a switch back in, and a cache left
@@ -96,12 +91,18 @@ impl std::iter::Sum for Switches {
 /// The context switches of every thread of process `pid` so far (`/proc/PID/status`
 /// counts only its first thread's).
 pub fn process_switches(pid: &str) -> Switches {
+    tasks_of(pid).map(|t| switches_of(&t)).sum()
+}
+
+/// The `/proc` names (`PID/task/TID`) of process `pid`'s threads; none for a process
+/// that is gone.
+fn tasks_of(pid: &str) -> impl Iterator<Item = String> {
+    let pid = pid.to_owned();
     std::fs::read_dir(format!("/proc/{pid}/task"))
         .into_iter()
         .flatten()
         .flatten()
-        .map(|t| switches_of(&format!("{pid}/task/{}", t.file_name().to_string_lossy())))
-        .sum()
+        .map(move |t| format!("{pid}/task/{}", t.file_name().to_string_lossy()))
 }
 
 /// A task's context switches so far (`voluntary_ctxt_switches` and
